@@ -1,0 +1,349 @@
+//! One pass: for each organization, read the window after its checkpoint, write new entries into
+//! gzip NDJSON objects, and advance the checkpoint only past what is written.
+//!
+//! Order of writes for each object (why it is exactly-once):
+//! 1. compare-and-swap the checkpoint to name the object as `pending` (a concurrent pass loses
+//!    here, before it has written anything);
+//! 2. create the object, create-only;
+//! 3. the next compare-and-swap records the object's entries as seen and moves the cursor.
+//!
+//! A pass killed between 2 and 3 leaves `pending` behind; the next pass reads that object back
+//! and counts its entries as delivered. A pass killed between 1 and 2 leaves a `pending` that
+//! does not exist, which is simply dropped.
+
+use crate::anypoint::Client;
+use crate::checkpoint::{Checkpoint, Pending};
+use crate::entry;
+use crate::gzip::{GzipWriter, gunzip};
+use crate::platform::{Method, ObjectStore, Platform, StoreError};
+use crate::settings::{ErrorKind, Failure, OrgSummary, Paging, Settings};
+use crate::window::{self, Window};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+pub const CONTENT_TYPE_LOGS: &str = "application/gzip";
+pub const CONTENT_TYPE_STATE: &str = "application/json";
+/// Deflate level: 6 is zlib's default balance of size and CPU.
+pub const GZIP_LEVEL: u8 = 6;
+
+/// The outcome of a pass over every organization.
+#[derive(Debug, Default)]
+pub struct PassResult {
+    pub completed: Vec<OrgSummary>,
+    pub failures: Vec<Failure>,
+}
+
+/// Runs one pass.
+pub fn run_pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: &Settings) -> PassResult {
+    let mut result = PassResult::default();
+    let mut client = Client::new(platform, settings);
+    let mut orgs = settings.org_ids.clone();
+    if settings.discover_children {
+        match discover(&mut client, &settings.org_ids) {
+            Ok(found) => orgs = found,
+            Err(f) => {
+                result.failures.push(f);
+                return result;
+            }
+        }
+    }
+    for org in &orgs {
+        let before = client.stats;
+        let mut summary = OrgSummary { org_id: org.clone(), ..OrgSummary::default() };
+        let outcome = collect_org(&mut client, store, settings, org, &mut summary);
+        let after = client.stats;
+        summary.requests = after.requests - before.requests;
+        summary.retries = after.retries - before.retries;
+        summary.throttled_waits = after.throttled_waits - before.throttled_waits;
+        summary.bytes_in = after.bytes_in - before.bytes_in;
+        match outcome {
+            Ok(()) => result.completed.push(summary),
+            Err(mut failure) => {
+                failure.org_id = Some(org.clone());
+                let stop = failure.kind.stops_the_pass();
+                result.failures.push(failure);
+                if summary.entries_written > 0 {
+                    result.completed.push(summary);
+                }
+                if stop {
+                    break;
+                }
+            }
+        }
+    }
+    result
+}
+
+#[derive(Deserialize)]
+struct OrgNode {
+    id: String,
+    #[serde(default, rename = "subOrganizations")]
+    sub_organizations: Vec<OrgNode>,
+}
+
+fn discover<P: Platform>(client: &mut Client<'_, P>, roots: &[String]) -> Result<Vec<String>, Failure> {
+    let mut ids = Vec::new();
+    for root in roots {
+        let tree: OrgNode = client.call(
+            Method::Get,
+            format!("/accounts/api/organizations/{root}/hierarchy"),
+            Vec::new(),
+            &format!("hierarchy request for organization {root}"),
+            |b| serde_json::from_slice(b).map_err(|e| format!("hierarchy reply has the wrong shape ({e})")),
+        )?;
+        let mut stack = vec![tree];
+        while let Some(node) = stack.pop() {
+            if !crate::settings::valid_org_id(&node.id) {
+                return Err(Failure::new(ErrorKind::Api, format!("hierarchy of {root} lists a malformed id")));
+            }
+            if !ids.contains(&node.id) {
+                ids.push(node.id);
+            }
+            stack.extend(node.sub_organizations.into_iter().rev());
+        }
+    }
+    Ok(ids)
+}
+
+#[derive(Deserialize)]
+struct Retention {
+    data: Vec<RetentionItem>,
+}
+#[derive(Deserialize)]
+struct RetentionItem {
+    #[serde(rename = "retentionPeriod")]
+    retention_period: u32,
+}
+
+/// The oldest time still retained for `org` (365 days when the API will not say).
+fn retention_floor<P: Platform>(client: &mut Client<'_, P>, org: &str, now_ms: i64) -> Result<i64, Failure> {
+    let days = match client.call(
+        Method::Get,
+        format!("/audit/v2/organizations/{org}/retentionSettings"),
+        Vec::new(),
+        &format!("retention request for organization {org}"),
+        |b| serde_json::from_slice::<Retention>(b).map_err(|e| format!("retention reply has the wrong shape ({e})")),
+    ) {
+        Ok(r) => r.data.first().map(|i| i.retention_period).unwrap_or(365),
+        Err(f) if f.kind == ErrorKind::Forbidden => 365,
+        Err(f) => return Err(f),
+    };
+    Ok(now_ms - i64::from(days) * 86_400_000)
+}
+
+fn storage_failure(what: &str, key: &str, e: &StoreError) -> Failure {
+    let kind = match e {
+        StoreError::GenerationMismatch => ErrorKind::Conflict,
+        _ => ErrorKind::Storage,
+    };
+    let advice = match e {
+        StoreError::GenerationMismatch => "another pass for this organization advanced it meanwhile; nothing was lost, the next pass continues",
+        StoreError::Unavailable(_) => "the next pass retries",
+        StoreError::Denied(_) => "check that the bucket exists and that the service account may create and read objects in it",
+        StoreError::AlreadyExists => "another writer uses this prefix; give each collector its own key prefix",
+        StoreError::Other(_) => "see the store's message",
+    };
+    Failure::new(kind, format!("{what} `{key}`: {e}; {advice}"))
+}
+
+/// The object being filled.
+struct Builder {
+    day: (i32, u32, u32),
+    gzip: GzipWriter,
+    /// Dedup keys and times of its entries: recorded as seen only once the object exists.
+    keys: HashMap<String, i64>,
+    last_ms: i64,
+}
+
+struct OrgPass<'s, S: ObjectStore> {
+    store: &'s mut S,
+    settings: &'s Settings,
+    org: String,
+    checkpoint_key: String,
+    checkpoint: Checkpoint,
+    /// Generation of the stored checkpoint; 0 when there is none yet.
+    generation: u64,
+    builder: Option<Builder>,
+}
+
+impl<S: ObjectStore> OrgPass<'_, S> {
+    /// Compare-and-swap of the checkpoint as it is now.
+    fn save(&mut self) -> Result<(), Failure> {
+        let bytes = self.checkpoint.encode();
+        self.generation = self
+            .store
+            .write_if_generation(&self.checkpoint_key, &bytes, CONTENT_TYPE_STATE, self.generation)
+            .map_err(|e| storage_failure("writing checkpoint", &self.checkpoint_key, &e))?;
+        Ok(())
+    }
+
+    /// Adopts the object a killed pass may have created, then clears `pending` in memory.
+    /// Returns whether the stored checkpoint had a `pending` (and so needs saving).
+    fn recover_pending(&mut self, summary: &mut OrgSummary) -> Result<bool, Failure> {
+        let Some(pending) = self.checkpoint.pending.take() else { return Ok(false) };
+        let stored = self.store.read(&pending.key).map_err(|e| storage_failure("reading pending object", &pending.key, &e))?;
+        let Some((bytes, _)) = stored else { return Ok(true) };
+        let plain = gunzip(&bytes).map_err(|e| {
+            Failure::new(ErrorKind::Checkpoint, format!("pending object `{}` cannot be read back ({}); inspect it before running again", pending.key, e.0))
+        })?;
+        let mut last_ms = self.checkpoint.cursor_ms;
+        for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let text = std::str::from_utf8(line).map_err(|_| {
+                Failure::new(ErrorKind::Checkpoint, format!("pending object `{}` holds a line that is not UTF-8", pending.key))
+            })?;
+            let meta = entry::meta(text);
+            let ts = meta.timestamp_ms.unwrap_or(last_ms);
+            last_ms = ts;
+            self.checkpoint.seen.insert(meta.key, ts);
+        }
+        self.checkpoint.cursor_ms = self.checkpoint.cursor_ms.max(last_ms);
+        self.checkpoint.next_seq = self.checkpoint.next_seq.max(pending.seq + 1);
+        summary.objects.push(format!("(recovered) {}", pending.key));
+        Ok(true)
+    }
+
+    fn add(&mut self, line: &str, key: String, ts: i64, summary: &mut OrgSummary) -> Result<(), Failure> {
+        let day = window::utc_day(ts);
+        let line_len = line.len() as u64 + 1;
+        if let Some(b) = &self.builder
+            && (b.day != day || b.gzip.uncompressed_len() + line_len > self.settings.object_max_bytes)
+            && !b.keys.is_empty()
+        {
+            self.flush(summary)?;
+        }
+        let builder = self.builder.get_or_insert_with(|| Builder { day, gzip: GzipWriter::new(GZIP_LEVEL), keys: HashMap::new(), last_ms: ts });
+        let gz_err = |e: crate::gzip::GzipError| Failure::new(ErrorKind::Storage, format!("compressing: {}", e.0));
+        builder.gzip.write(line.as_bytes()).map_err(gz_err)?;
+        builder.gzip.write(b"\n").map_err(gz_err)?;
+        builder.keys.insert(key, ts);
+        builder.last_ms = ts;
+        summary.entries_written += 1;
+        Ok(())
+    }
+
+    /// Writes the current object (steps 1 and 2 of the module docs; step 3 is the next save).
+    fn flush(&mut self, summary: &mut OrgSummary) -> Result<(), Failure> {
+        let Some(builder) = self.builder.take() else { return Ok(()) };
+        let seq = self.checkpoint.next_seq;
+        let key = window::object_key(&self.settings.key_prefix, builder.day, &self.org, seq);
+        self.checkpoint.pending = Some(Pending { key: key.clone(), seq });
+        self.save()?;
+        let bytes = builder.gzip.finish().map_err(|e| Failure::new(ErrorKind::Storage, format!("compressing: {}", e.0)))?;
+        match self.store.create(&key, &bytes, CONTENT_TYPE_LOGS) {
+            Ok(_) => {}
+            Err(e) => return Err(storage_failure("creating log object", &key, &e)),
+        }
+        summary.objects.push(key);
+        summary.bytes_out += bytes.len() as u64;
+        // Everything before this object's last entry is now delivered.
+        self.checkpoint.seen.extend(builder.keys);
+        self.checkpoint.cursor_ms = self.checkpoint.cursor_ms.max(builder.last_ms);
+        self.checkpoint.next_seq = seq + 1;
+        self.checkpoint.pending = None;
+        Ok(())
+    }
+}
+
+fn collect_org<P: Platform, S: ObjectStore>(
+    client: &mut Client<'_, P>,
+    store: &mut S,
+    settings: &Settings,
+    org: &str,
+    summary: &mut OrgSummary,
+) -> Result<(), Failure> {
+    let checkpoint_key = window::checkpoint_key(&settings.state_prefix, org);
+    let (checkpoint, generation) = match store.read(&checkpoint_key).map_err(|e| storage_failure("reading checkpoint", &checkpoint_key, &e))? {
+        Some((bytes, generation)) => {
+            let cp = Checkpoint::decode(&bytes, org, &checkpoint_key).map_err(|e| Failure::new(ErrorKind::Checkpoint, e.0))?;
+            (cp, generation)
+        }
+        None => {
+            let now = client.platform.now_ms();
+            let floor = match settings.since_ms {
+                Some(_) => Some(retention_floor(client, org, now)?),
+                None => None,
+            };
+            (Checkpoint::new(org, window::first_cursor(now, settings.since_ms, settings.lookback_ms, floor)), 0)
+        }
+    };
+    let mut pass = OrgPass { store, settings, org: org.to_string(), checkpoint_key, checkpoint, generation, builder: None };
+    let recovered = pass.recover_pending(summary)?;
+
+    let now = client.platform.now_ms();
+    let Some(Window { from_ms, to_ms }) = window::next_window(pass.checkpoint.cursor_ms, now, settings.lag_ms, settings.overlap_ms) else {
+        summary.window_start = window::rfc3339_ms(pass.checkpoint.cursor_ms);
+        summary.window_end = summary.window_start.clone();
+        return if recovered { pass.save() } else { Ok(()) };
+    };
+    summary.window_start = window::rfc3339_ms(from_ms);
+    summary.window_end = window::rfc3339_ms(to_ms);
+    pass.checkpoint.prune(from_ms);
+
+    let mut pages = 0u32;
+    let mut offset = 0u64;
+    let mut cursor: Option<String> = None;
+    let mut last_ts = from_ms;
+    loop {
+        if pages >= settings.max_pages {
+            return Err(Failure::new(
+                ErrorKind::PageCap,
+                format!("reached the cap of {} pages in window {}..{}; raise --max-pages or collect a shorter window with --since", settings.max_pages, summary.window_start, summary.window_end),
+            ));
+        }
+        pages += 1;
+        let mut body = serde_json::json!({
+            "startDate": from_ms,
+            "endDate": to_ms,
+            "limit": settings.page_size,
+            "ascending": true,
+        });
+        let path = match settings.paging {
+            Paging::Cursor => {
+                if let Some(c) = &cursor {
+                    body["cursor"] = serde_json::Value::String(c.clone());
+                }
+                format!("/audit/v2/organizations/{org}/query?cursorPagination=true")
+            }
+            Paging::Offset => {
+                body["offset"] = serde_json::Value::from(offset);
+                format!("/audit/v2/organizations/{org}/query")
+            }
+        };
+        let what = format!("audit query for organization {org} (page {pages})");
+        let raw_page = client.call(Method::Post, path, body.to_string().into_bytes(), &what, |b| {
+            entry::parse_page(b)?;
+            Ok(b.to_vec())
+        })?;
+        let page = entry::parse_page(&raw_page).map_err(|e| Failure::new(ErrorKind::Api, e))?;
+        let count = page.data.len();
+        for raw in &page.data {
+            let meta = entry::meta(raw.get());
+            let ts = meta.timestamp_ms.unwrap_or(last_ts);
+            last_ts = ts;
+            let known = pass.checkpoint.seen.contains_key(&meta.key) || pass.builder.as_ref().is_some_and(|b| b.keys.contains_key(&meta.key));
+            if known {
+                summary.duplicates_skipped += 1;
+                continue;
+            }
+            let line = entry::ndjson_line(raw.get());
+            pass.add(&line, meta.key, ts, summary)?;
+        }
+        match settings.paging {
+            Paging::Cursor => match page.cursor {
+                Some(next) if count > 0 => cursor = Some(next),
+                _ => break,
+            },
+            Paging::Offset => {
+                if count < settings.page_size as usize {
+                    break;
+                }
+                offset += count as u64;
+            }
+        }
+    }
+    pass.flush(summary)?;
+    pass.checkpoint.cursor_ms = pass.checkpoint.cursor_ms.max(to_ms + 1);
+    pass.checkpoint.prune(pass.checkpoint.cursor_ms - settings.overlap_ms);
+    pass.save()
+}
+

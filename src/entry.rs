@@ -1,0 +1,181 @@
+//! Audit entries as the API returns them: kept as their exact bytes, with just enough read out of
+//! them (identity and time) to deduplicate, partition and checkpoint.
+//!
+//! No public schema exists for an entry, so nothing here requires a field: an entry without `id`
+//! is identified by a hash of its bytes, one without `timestamp` inherits the time of the entry
+//! before it (or the window start).
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// One page of a query reply, entries still raw.
+#[derive(Debug, Deserialize)]
+pub struct Page<'a> {
+    #[serde(borrow)]
+    pub data: Vec<&'a RawValue>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+    #[serde(default)]
+    pub total: Option<u64>,
+}
+
+/// Parses a query reply. Errors name what is wrong with the shape, never echo the body.
+pub fn parse_page(body: &[u8]) -> Result<Page<'_>, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "reply is not UTF-8".to_string())?;
+    serde_json::from_str::<Page<'_>>(text).map_err(|e| {
+        if e.is_eof() {
+            format!("reply is truncated JSON ({} bytes)", body.len())
+        } else if e.is_syntax() {
+            format!("reply is not JSON ({e})")
+        } else {
+            format!("reply has the wrong shape: expected {{\"data\": [...]}} ({e})")
+        }
+    })
+}
+
+/// What we read out of an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// The dedup key: `i:<id>` (ids up to 64 bytes), `h:<hash of id>` (longer ids) or
+    /// `b:<hash of the entry's bytes>` (no id).
+    pub key: String,
+    /// `timestamp` in Unix ms, when the entry has a usable one.
+    pub timestamp_ms: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct MetaWire<'a> {
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    timestamp: Option<&'a RawValue>,
+}
+
+/// Reads identity and time out of one raw entry.
+pub fn meta(raw: &str) -> EntryMeta {
+    // Only an object has fields (serde would read an array's items as fields too).
+    let wire: Option<MetaWire<'_>> =
+        if raw.trim_start().starts_with('{') { serde_json::from_str(raw).ok() } else { None };
+    let id = wire.as_ref().and_then(|w| w.id).and_then(|v| scalar_text(v.get()));
+    let timestamp_ms = wire.as_ref().and_then(|w| w.timestamp).and_then(|v| timestamp_ms(v.get()));
+    let key = match id {
+        Some(id) if id.len() <= 64 => format!("i:{id}"),
+        Some(id) => format!("h:{:032x}", fnv1a_128(id.as_bytes())),
+        None => format!("b:{:032x}", fnv1a_128(raw.as_bytes())),
+    };
+    EntryMeta { key, timestamp_ms }
+}
+
+/// A JSON string or number as text; anything else (null, object) is no usable id.
+fn scalar_text(raw: &str) -> Option<String> {
+    match serde_json::from_str::<serde_json::Value>(raw).ok()? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A timestamp given as epoch ms (number or numeric string) or as RFC 3339 text.
+fn timestamp_ms(raw: &str) -> Option<i64> {
+    match serde_json::from_str::<serde_json::Value>(raw).ok()? {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        serde_json::Value::String(s) => s.parse::<i64>().ok().or_else(|| {
+            chrono::DateTime::parse_from_rfc3339(&s).ok().map(|d| d.timestamp_millis())
+        }),
+        _ => None,
+    }
+}
+
+/// The line written for an entry: its bytes exactly as received. JSON strings cannot hold a raw
+/// line break, so only an API that pretty-printed its reply could break NDJSON; such an entry is
+/// re-serialised compactly (same values; whitespace and key order may differ).
+pub fn ndjson_line(raw: &str) -> std::borrow::Cow<'_, str> {
+    if raw.bytes().any(|b| b == b'\n' || b == b'\r') {
+        match serde_json::from_str::<Box<RawValue>>(raw)
+            .ok()
+            .and_then(|v| serde_json::from_str::<serde_json::Value>(v.get()).ok())
+            .and_then(|v| serde_json::to_string(&v).ok())
+        {
+            Some(compact) => std::borrow::Cow::Owned(compact),
+            None => std::borrow::Cow::Owned(raw.replace(['\n', '\r'], " ")),
+        }
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    }
+}
+
+/// 128-bit FNV-1a: stable across versions and platforms, tiny, and wide enough that a collision
+/// between the few hundred thousand keys of an overlap window is not a practical concern.
+pub fn fnv1a_128(data: &[u8]) -> u128 {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013B;
+    let mut hash = OFFSET;
+    for &b in data {
+        hash ^= u128::from(b);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_keeps_entries_byte_for_byte() {
+        let body = br#"{"data":[{"id":"a","timestamp":5,"x":"caf\u00e9 \"q\""} , {"b" : 1}],"cursor":"c1"}"#;
+        let page = parse_page(body).unwrap();
+        assert_eq!(page.data.len(), 2);
+        assert_eq!(page.data[0].get(), r#"{"id":"a","timestamp":5,"x":"caf\u00e9 \"q\""}"#);
+        assert_eq!(page.data[1].get(), r#"{"b" : 1}"#);
+        assert_eq!(page.cursor.as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn bad_pages_are_named() {
+        assert!(parse_page(b"<html>oops</html>").unwrap_err().contains("not JSON"));
+        assert!(parse_page(br#"{"data":[{"id":1}"#).unwrap_err().contains("truncated"));
+        assert!(parse_page(br#"{"data":{"id":1}}"#).unwrap_err().contains("wrong shape"));
+        assert!(parse_page(br#"{"items":[]}"#).unwrap_err().contains("wrong shape"));
+    }
+
+    #[test]
+    fn meta_reads_ids_and_times() {
+        let m = meta(r#"{"id":"abc","timestamp":1700000000123}"#);
+        assert_eq!(m.key, "i:abc");
+        assert_eq!(m.timestamp_ms, Some(1_700_000_000_123));
+        assert_eq!(meta(r#"{"id":42,"timestamp":"1700000000123"}"#).key, "i:42");
+        assert_eq!(
+            meta(r#"{"timestamp":"2023-11-14T22:13:20.123Z"}"#).timestamp_ms,
+            Some(1_700_000_000_123)
+        );
+        let long = "x".repeat(100);
+        assert!(meta(&format!(r#"{{"id":"{long}"}}"#)).key.starts_with("h:"));
+    }
+
+    #[test]
+    fn entries_without_id_are_keyed_by_their_bytes() {
+        let a = meta(r#"{"action":"Login","timestamp":1}"#);
+        let b = meta(r#"{"action":"Login","timestamp":2}"#);
+        assert!(a.key.starts_with("b:"));
+        assert_ne!(a.key, b.key);
+        assert_eq!(a, meta(r#"{"action":"Login","timestamp":1}"#));
+        assert_eq!(meta(r#"{"id":null}"#).timestamp_ms, None);
+        assert!(meta(r#"{"id":null}"#).key.starts_with("b:"));
+        assert!(meta("[1,2]").key.starts_with("b:"));
+    }
+
+    #[test]
+    fn lines_are_unchanged_unless_they_hold_a_line_break() {
+        let raw = r#"{"a": "\n is escaped",  "b":[1, 2]}"#;
+        assert_eq!(ndjson_line(raw), raw);
+        assert_eq!(ndjson_line("{\n\"a\": 1\n}"), r#"{"a":1}"#);
+    }
+
+    #[test]
+    fn fnv_known_value() {
+        // FNV-1a 128 of the empty input is the offset basis.
+        assert_eq!(fnv1a_128(b""), 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d);
+        assert_ne!(fnv1a_128(b"a"), fnv1a_128(b"b"));
+    }
+}

@@ -1,0 +1,217 @@
+//! A streaming gzip writer (RFC 1952) on miniz_oxide's raw deflate, and the reader used to
+//! recover an object after a crash.
+//!
+//! miniz_oxide only speaks raw deflate and zlib, so the 10-byte gzip header and the CRC-32 + size
+//! trailer are ours; CRC-32 is twenty lines, not a dependency.
+
+use miniz_oxide::deflate::core::{
+    CompressorOxide, TDEFLFlush, TDEFLStatus, compress_to_output, create_comp_flags_from_zip_params,
+};
+
+/// The gzip header: magic, deflate, no flags, no mtime (so equal input gives equal bytes),
+/// no extra flags, OS "unknown".
+const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+
+/// Compresses what is written into one gzip member held in memory.
+pub struct GzipWriter {
+    compressor: Box<CompressorOxide>,
+    out: Vec<u8>,
+    crc: Crc32,
+    uncompressed_len: u64,
+}
+
+/// Why compressing failed (miniz_oxide reported an internal error; not expected in practice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GzipError(pub String);
+
+impl GzipWriter {
+    /// A writer at the given deflate level (0..=10; 6 is zlib's default).
+    pub fn new(level: u8) -> Self {
+        // Negative window bits select raw deflate; 15 is the largest window.
+        let flags = create_comp_flags_from_zip_params(i32::from(level), -15, 0);
+        let mut out = Vec::with_capacity(64 * 1024);
+        out.extend_from_slice(&HEADER);
+        Self {
+            compressor: Box::new(CompressorOxide::new(flags)),
+            out,
+            crc: Crc32::new(),
+            uncompressed_len: 0,
+        }
+    }
+
+    /// Compresses `data` and appends it to the member.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), GzipError> {
+        self.crc.update(data);
+        self.uncompressed_len += data.len() as u64;
+        self.deflate(data, TDEFLFlush::None)
+    }
+
+    /// Bytes written so far, before compression.
+    pub fn uncompressed_len(&self) -> u64 {
+        self.uncompressed_len
+    }
+
+    /// Ends the member and returns its bytes.
+    pub fn finish(mut self) -> Result<Vec<u8>, GzipError> {
+        self.deflate(&[], TDEFLFlush::Finish)?;
+        let crc = self.crc.value();
+        self.out.extend_from_slice(&crc.to_le_bytes());
+        // ISIZE is the length modulo 2^32, as RFC 1952 says.
+        self.out
+            .extend_from_slice(&((self.uncompressed_len & 0xffff_ffff) as u32).to_le_bytes());
+        Ok(self.out)
+    }
+
+    fn deflate(&mut self, data: &[u8], flush: TDEFLFlush) -> Result<(), GzipError> {
+        let out = &mut self.out;
+        let (status, consumed) = compress_to_output(&mut self.compressor, data, flush, |chunk| {
+            out.extend_from_slice(chunk);
+            true
+        });
+        match status {
+            TDEFLStatus::Okay | TDEFLStatus::Done if consumed == data.len() => Ok(()),
+            other => Err(GzipError(format!(
+                "deflate stopped with {other:?} after {consumed} of {} bytes",
+                data.len()
+            ))),
+        }
+    }
+}
+
+/// Decompresses one gzip member written by [`GzipWriter`] (or any single-member gzip without
+/// optional header fields), checking its CRC and length.
+pub fn gunzip(data: &[u8]) -> Result<Vec<u8>, GzipError> {
+    if data.len() < HEADER.len() + 8 || data[0] != 0x1f || data[1] != 0x8b || data[2] != 8 {
+        return Err(GzipError("not a gzip member".into()));
+    }
+    if data[3] != 0 {
+        return Err(GzipError("gzip header flags are not supported here".into()));
+    }
+    let body = &data[HEADER.len()..data.len() - 8];
+    let plain = miniz_oxide::inflate::decompress_to_vec(body)
+        .map_err(|e| GzipError(format!("corrupt deflate data: {e:?}")))?;
+    let trailer = &data[data.len() - 8..];
+    let crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+    let size = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
+    let mut check = Crc32::new();
+    check.update(&plain);
+    if check.value() != crc || (plain.len() as u64 & 0xffff_ffff) as u32 != size {
+        return Err(GzipError("gzip CRC or length mismatch".into()));
+    }
+    Ok(plain)
+}
+
+/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320) as gzip uses it.
+#[derive(Clone, Copy)]
+pub struct Crc32(u32);
+
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut n = 0;
+    while n < 256 {
+        let mut c = n as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            k += 1;
+        }
+        table[n] = c;
+        n += 1;
+    }
+    table
+};
+
+impl Crc32 {
+    pub fn new() -> Self {
+        Self(0xffff_ffff)
+    }
+    pub fn update(&mut self, data: &[u8]) {
+        let mut c = self.0;
+        for &b in data {
+            c = CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+        }
+        self.0 = c;
+    }
+    pub fn value(&self) -> u32 {
+        self.0 ^ 0xffff_ffff
+    }
+}
+
+impl Default for Crc32 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        let mut c = Crc32::new();
+        c.update(b"123456789");
+        assert_eq!(c.value(), 0xCBF4_3926);
+    }
+
+    fn sample() -> Vec<u8> {
+        let mut lines = Vec::new();
+        for i in 0..5000 {
+            lines.extend_from_slice(
+                format!("{{\"id\":\"{i}\",\"note\":\"caf\u{e9} \\\"q\\\" {}\"}}\n", i * 7919 % 1013)
+                    .as_bytes(),
+            );
+        }
+        lines
+    }
+
+    #[test]
+    fn round_trips_through_our_reader() {
+        let data = sample();
+        let mut w = GzipWriter::new(6);
+        for chunk in data.chunks(777) {
+            w.write(chunk).unwrap();
+        }
+        assert_eq!(w.uncompressed_len(), data.len() as u64);
+        let gz = w.finish().unwrap();
+        assert!(gz.len() < data.len() / 3, "compressed {} of {}", gz.len(), data.len());
+        assert_eq!(gunzip(&gz).unwrap(), data);
+    }
+
+    #[test]
+    fn real_gunzip_reads_it() {
+        let data = sample();
+        let mut w = GzipWriter::new(6);
+        w.write(&data).unwrap();
+        let gz = w.finish().unwrap();
+        let mut child = Command::new("gzip")
+            .args(["-d", "-c"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&gz).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, data);
+    }
+
+    #[test]
+    fn empty_member_is_valid() {
+        let gz = GzipWriter::new(6).finish().unwrap();
+        assert_eq!(gunzip(&gz).unwrap(), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let mut w = GzipWriter::new(6);
+        w.write(&sample()).unwrap();
+        let mut gz = w.finish().unwrap();
+        let n = gz.len();
+        gz[n - 6] ^= 1;
+        assert!(gunzip(&gz).is_err());
+        assert!(gunzip(b"plain text, not gzip").is_err());
+    }
+}

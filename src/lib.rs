@@ -1,0 +1,22 @@
+//! mulesoft-audit: collects MuleSoft Anypoint audit logs into gzip NDJSON objects, exactly once.
+//!
+//! Built for `wasm32-wasip2` this crate is a WebAssembly component exporting
+//! `mulesoft:audit/collector` (see `wit/audit.wit`). The logic lives in plain modules over plain
+//! types and traits (`platform`), unit-tested natively; the WASI edges are `wasi_platform` and
+//! `host_store`.
+
+pub mod anypoint;
+pub mod checkpoint;
+pub mod collect;
+pub mod entry;
+pub mod gzip;
+pub mod pacer;
+pub mod platform;
+pub mod retry;
+pub mod settings;
+pub mod window;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+#[cfg(target_arch = "wasm32")]
+mod wasi_platform;

@@ -1,0 +1,76 @@
+//! What the engine needs from the world, as traits: HTTP, a clock, randomness, and the object
+//! store. The component implements them on WASI (`wasi_platform`); tests implement them in memory.
+
+/// An HTTP request. Bodies are small JSON or form documents.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    /// `/path?query`, appended to the base URL.
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why no response arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    /// The host refused to send it (destination not allowed). Final.
+    Denied(String),
+    /// Connection refused, reset or dropped, DNS failure, timeout, truncated reply. Transient.
+    Network(String),
+}
+
+/// Outgoing HTTP, time and randomness.
+pub trait Platform {
+    fn send(&mut self, base: &crate::settings::BaseUrl, request: &Request) -> Result<Response, TransportError>;
+    fn now_ms(&self) -> i64;
+    fn sleep_ms(&mut self, ms: u64);
+    fn random(&mut self) -> u64;
+}
+
+/// The object store (the WIT `object-store` interface).
+pub trait ObjectStore {
+    fn create(&mut self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError>;
+    fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError>;
+    fn write_if_generation(&mut self, key: &str, data: &[u8], content_type: &str, generation: u64) -> Result<u64, StoreError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    AlreadyExists,
+    GenerationMismatch,
+    Unavailable(String),
+    Denied(String),
+    Other(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AlreadyExists => write!(f, "object already exists"),
+            Self::GenerationMismatch => write!(f, "generation changed (another writer)"),
+            Self::Unavailable(m) => write!(f, "store unavailable: {m}"),
+            Self::Denied(m) => write!(f, "store denied access: {m}"),
+            Self::Other(m) => write!(f, "store error: {m}"),
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The pass's configuration, validated once into a typed struct, and the typed results.
+//!
+//! These mirror the WIT records but are plain Rust, so the engine is testable without wasm.
+
+/// A parsed base URL: `scheme://authority` with no path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub https: bool,
+    /// `host[:port]`.
+    pub authority: String,
+}
+
+impl BaseUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let url = url.trim().trim_end_matches('/');
+        let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(format!("base URL `{url}` must start with https:// (or http:// for a local simulator)"));
+        };
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+            return Err(format!("base URL `{url}` must be scheme://host[:port] with no path, query or user"));
+        }
+        Ok(Self { https, authority: rest.to_string() })
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}{path_and_query}", self.authority)
+    }
+}
+
+/// A control plane's base URL and published query limit per minute.
+pub fn plane(name: Plane) -> (&'static str, u32) {
+    match name {
+        Plane::Us => ("https://anypoint.mulesoft.com", 700),
+        Plane::Eu => ("https://eu1.anypoint.mulesoft.com", 40),
+        Plane::Gov => ("https://gov.anypoint.mulesoft.com", 40),
+        Plane::Ca => ("https://ca1.platform.mulesoft.com", 40),
+        Plane::Jp => ("https://jp1.platform.mulesoft.com", 40),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plane {
+    Us,
+    Eu,
+    Gov,
+    Ca,
+    Jp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paging {
+    Cursor,
+    Offset,
+}
+
+/// Validated settings for one pass.
+#[derive(Clone)]
+pub struct Settings {
+    pub org_ids: Vec<String>,
+    pub discover_children: bool,
+    pub base: BaseUrl,
+    pub client_id: String,
+    pub client_secret: String,
+    pub lookback_ms: i64,
+    pub since_ms: Option<i64>,
+    pub lag_ms: i64,
+    pub overlap_ms: i64,
+    pub page_size: u32,
+    pub max_pages: u32,
+    pub object_max_bytes: u64,
+    pub key_prefix: String,
+    pub state_prefix: String,
+    pub requests_per_minute: u32,
+    pub max_attempts: u32,
+    pub paging: Paging,
+}
+
+impl std::fmt::Debug for Settings {
+    // The secret stays out of every debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("org_ids", &self.org_ids)
+            .field("base", &self.base)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings as they arrive (the WIT `config` record, field for field).
+#[derive(Debug, Clone)]
+pub struct RawConfig {
+    pub org_ids: Vec<String>,
+    pub discover_children: bool,
+    pub plane: Option<Plane>,
+    pub base_url: Option<String>,
+    pub client_id: String,
+    pub client_secret: String,
+    pub lookback_seconds: u64,
+    pub since_ms: Option<i64>,
+    pub lag_seconds: u64,
+    pub overlap_seconds: u64,
+    pub page_size: u32,
+    pub max_pages: u32,
+    pub object_max_bytes: u64,
+    pub key_prefix: String,
+    pub state_prefix: String,
+    pub requests_per_minute: Option<u32>,
+    pub max_attempts: u32,
+    pub paging: Paging,
+}
+
+/// Org ids are UUIDs in practice; accept any id of letters, digits, `-` and `_`, since it becomes
+/// part of URLs and object names.
+pub fn valid_org_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn valid_prefix(p: &str) -> bool {
+    !p.starts_with('/') && !p.contains("//") && !p.split('/').any(|s| s == "." || s == "..")
+}
+
+impl Settings {
+    /// Validates; every message names the setting and what to do.
+    pub fn from_raw(raw: RawConfig) -> Result<Self, String> {
+        if raw.org_ids.is_empty() {
+            return Err("no organization id given: set MULE_ORG_ID (or --org) to one id or a comma-separated list".into());
+        }
+        for id in &raw.org_ids {
+            if !valid_org_id(id) {
+                return Err(format!("organization id `{id}` is malformed: use the business group id from Access Management (letters, digits, -)"));
+            }
+        }
+        if raw.client_id.trim().is_empty() {
+            return Err("client id is empty: set CLIENT_ID to the connected app's id".into());
+        }
+        if raw.client_secret.is_empty() {
+            return Err("client secret is empty: set CLIENT_SECRET or CLIENT_SECRET_FILE".into());
+        }
+        let (base, default_rpm) = match (&raw.base_url, raw.plane) {
+            (Some(url), _) => (BaseUrl::parse(url)?, 40),
+            (None, Some(p)) => {
+                let (url, rpm) = plane(p);
+                (BaseUrl::parse(url)?, rpm)
+            }
+            (None, None) => {
+                let (url, rpm) = plane(Plane::Us);
+                (BaseUrl::parse(url)?, rpm)
+            }
+        };
+        if !(1..=200).contains(&raw.page_size) {
+            return Err(format!("page size {} is out of range: the API takes 1..200", raw.page_size));
+        }
+        if raw.max_pages == 0 {
+            return Err("max pages must be at least 1".into());
+        }
+        if raw.object_max_bytes < 1024 {
+            return Err(format!("object size cap {} bytes is too small (at least 1024)", raw.object_max_bytes));
+        }
+        if raw.max_attempts == 0 {
+            return Err("max attempts must be at least 1".into());
+        }
+        if raw.requests_per_minute == Some(0) {
+            return Err("requests per minute must be at least 1".into());
+        }
+        if !valid_prefix(&raw.key_prefix) || !valid_prefix(&raw.state_prefix) {
+            return Err("key and state prefixes must be relative paths without `.`, `..` or `//`".into());
+        }
+        if raw.state_prefix.is_empty() || raw.state_prefix.starts_with(&raw.key_prefix) {
+            return Err(format!(
+                "state prefix `{}` lies under the log prefix `{}`: the SecOps feed would ingest (and may delete) the checkpoints; use separate prefixes such as `logs/` and `state/`",
+                raw.state_prefix, raw.key_prefix
+            ));
+        }
+        let seconds = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let mut org_ids = raw.org_ids;
+        org_ids.dedup();
+        Ok(Self {
+            org_ids,
+            discover_children: raw.discover_children,
+            base,
+            client_id: raw.client_id,
+            client_secret: raw.client_secret,
+            lookback_ms: seconds(raw.lookback_seconds),
+            since_ms: raw.since_ms,
+            lag_ms: seconds(raw.lag_seconds),
+            overlap_ms: seconds(raw.overlap_seconds),
+            page_size: raw.page_size,
+            max_pages: raw.max_pages,
+            object_max_bytes: raw.object_max_bytes,
+            key_prefix: raw.key_prefix,
+            state_prefix: raw.state_prefix,
+            requests_per_minute: raw.requests_per_minute.unwrap_or(default_rpm),
+            max_attempts: raw.max_attempts,
+            paging: raw.paging,
+        })
+    }
+}
+
+/// Failure kinds, as in the WIT `error-kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Config,
+    Unauthorized,
+    Forbidden,
+    Api,
+    Unavailable,
+    Denied,
+    Storage,
+    Conflict,
+    Checkpoint,
+    PageCap,
+}
+
+impl ErrorKind {
+    /// Failures that every other organization would hit too: stop the pass.
+    pub fn stops_the_pass(self) -> bool {
+        matches!(self, Self::Config | Self::Unauthorized | Self::Denied)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub org_id: Option<String>,
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { org_id: None, kind, message: message.into() }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrgSummary {
+    pub org_id: String,
+    pub window_start: String,
+    pub window_end: String,
+    pub entries_written: u64,
+    pub duplicates_skipped: u64,
+    pub objects: Vec<String>,
+    pub requests: u32,
+    pub retries: u32,
+    pub throttled_waits: u32,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn raw() -> RawConfig {
+        RawConfig {
+            org_ids: vec!["org-1".into()],
+            discover_children: false,
+            plane: None,
+            base_url: Some("http://127.0.0.1:8081".into()),
+            client_id: "id".into(),
+            client_secret: "s3cret".into(),
+            lookback_seconds: 86_400,
+            since_ms: None,
+            lag_seconds: 60,
+            overlap_seconds: 600,
+            page_size: 200,
+            max_pages: 1000,
+            object_max_bytes: 32 << 20,
+            key_prefix: "logs/".into(),
+            state_prefix: "state/".into(),
+            requests_per_minute: None,
+            max_attempts: 5,
+            paging: Paging::Cursor,
+        }
+    }
+
+    #[test]
+    fn accepts_a_good_config_and_hides_the_secret() {
+        let s = Settings::from_raw(raw()).unwrap();
+        assert_eq!(s.base.url("/x"), "http://127.0.0.1:8081/x");
+        assert_eq!(s.requests_per_minute, 40);
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn planes_by_name() {
+        let mut r = raw();
+        r.base_url = None;
+        r.plane = Some(Plane::Eu);
+        let s = Settings::from_raw(r).unwrap();
+        assert_eq!(s.base.url(""), "https://eu1.anypoint.mulesoft.com");
+        assert_eq!(s.requests_per_minute, 40);
+        let mut r = raw();
+        r.base_url = None;
+        assert_eq!(Settings::from_raw(r).unwrap().requests_per_minute, 700);
+    }
+
+    #[test]
+    fn rejects_bad_settings_with_a_reason() {
+        let cases: Vec<(fn(&mut RawConfig), &str)> = vec![
+            (|r| r.org_ids.clear(), "no organization"),
+            (|r| r.org_ids = vec!["a/b".into()], "malformed"),
+            (|r| r.client_secret.clear(), "CLIENT_SECRET"),
+            (|r| r.base_url = Some("ftp://x".into()), "https://"),
+            (|r| r.base_url = Some("https://x/path".into()), "no path"),
+            (|r| r.page_size = 201, "1..200"),
+            (|r| r.state_prefix = "logs/state/".into(), "under the log prefix"),
+            (|r| r.key_prefix = "../x/".into(), "relative"),
+        ];
+        for (mutate, needle) in cases {
+            let mut r = raw();
+            mutate(&mut r);
+            let err = Settings::from_raw(r).unwrap_err();
+            assert!(err.contains(needle), "{err} should mention {needle}");
+        }
+    }
+}

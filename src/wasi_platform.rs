@@ -1,0 +1,124 @@
+//! The engine's `Platform` on WASI: outgoing HTTP through `wasi:http/outgoing-handler` (the only
+//! module that does HTTP I/O), time from `wasi:clocks`, randomness from `wasi:random`.
+//!
+//! Built on the `wasi` crate rather than waki: it gives all three timeouts and the real
+//! `wasi:http` error codes, so a request the host refuses reaches the summary as "denied", not as
+//! a closed stream that looks like a network fault.
+
+use crate::platform::{Method, Platform, Request, Response, TransportError};
+use crate::settings::BaseUrl;
+use wasi::http::outgoing_handler;
+use wasi::http::types::{ErrorCode, Fields, IncomingBody, Method as WasiMethod, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
+use wasi::io::streams::StreamError;
+
+/// Timeouts asked of the host (which may clamp them further).
+const CONNECT_TIMEOUT_NS: u64 = 10_000_000_000;
+const FIRST_BYTE_TIMEOUT_NS: u64 = 60_000_000_000;
+const BETWEEN_BYTES_TIMEOUT_NS: u64 = 30_000_000_000;
+
+pub struct WasiPlatform;
+
+fn denied_or_network(code: &ErrorCode) -> TransportError {
+    match code {
+        ErrorCode::HttpRequestDenied | ErrorCode::DestinationNotFound => TransportError::Denied(format!("{code:?}")),
+        other => TransportError::Network(format!("{other:?}")),
+    }
+}
+
+fn net(what: &str) -> TransportError {
+    TransportError::Network(what.to_string())
+}
+
+impl Platform for WasiPlatform {
+    fn send(&mut self, base: &BaseUrl, request: &Request) -> Result<Response, TransportError> {
+        let mut header_list: Vec<(String, Vec<u8>)> =
+            request.headers.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
+        if request.method == Method::Post {
+            header_list.push(("content-length".into(), request.body.len().to_string().into_bytes()));
+        }
+        let headers = Fields::from_list(&header_list).map_err(|e| net(&format!("invalid header: {e:?}")))?;
+        let outgoing = OutgoingRequest::new(headers);
+        let method = match request.method {
+            Method::Get => WasiMethod::Get,
+            Method::Post => WasiMethod::Post,
+        };
+        outgoing.set_method(&method).map_err(|()| net("method rejected"))?;
+        let scheme = if base.https { Scheme::Https } else { Scheme::Http };
+        outgoing.set_scheme(Some(&scheme)).map_err(|()| net("scheme rejected"))?;
+        outgoing.set_authority(Some(&base.authority)).map_err(|()| net("authority rejected"))?;
+        outgoing.set_path_with_query(Some(&request.path)).map_err(|()| net("path rejected"))?;
+        let body = outgoing.body().map_err(|()| net("request body unavailable"))?;
+
+        let options = RequestOptions::new();
+        // A host that does not support a timeout refuses to set it; its own defaults then apply.
+        let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT_NS));
+        let _ = options.set_first_byte_timeout(Some(FIRST_BYTE_TIMEOUT_NS));
+        let _ = options.set_between_bytes_timeout(Some(BETWEEN_BYTES_TIMEOUT_NS));
+
+        let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| denied_or_network(&e))?;
+        {
+            let stream = body.write().map_err(|()| net("request body stream unavailable"))?;
+            for chunk in request.body.chunks(4096) {
+                stream.blocking_write_and_flush(chunk).map_err(|e| stream_error("sending body", e))?;
+            }
+        }
+        OutgoingBody::finish(body, None).map_err(|e| denied_or_network(&e))?;
+
+        let incoming = loop {
+            match future.get() {
+                Some(result) => break result,
+                None => future.subscribe().block(),
+            }
+        };
+        let incoming = incoming
+            .map_err(|()| net("response already taken"))?
+            .map_err(|e| denied_or_network(&e))?;
+        let status = incoming.status();
+        let headers = incoming
+            .headers()
+            .entries()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect();
+        let body_handle = incoming.consume().map_err(|()| net("response body unavailable"))?;
+        let mut body = Vec::new();
+        {
+            let stream = body_handle.stream().map_err(|()| net("response body stream unavailable"))?;
+            loop {
+                match stream.blocking_read(256 * 1024) {
+                    Ok(bytes) => body.extend_from_slice(&bytes),
+                    Err(StreamError::Closed) => break,
+                    Err(e) => return Err(stream_error("reading body", e)),
+                }
+            }
+        }
+        let trailers = IncomingBody::finish(body_handle);
+        drop(trailers);
+        Ok(Response { status, headers, body })
+    }
+
+    fn now_ms(&self) -> i64 {
+        let t = wasi::clocks::wall_clock::now();
+        t.seconds as i64 * 1000 + i64::from(t.nanoseconds / 1_000_000)
+    }
+
+    fn sleep_ms(&mut self, ms: u64) {
+        wasi::clocks::monotonic_clock::subscribe_duration(ms.saturating_mul(1_000_000)).block();
+    }
+
+    fn random(&mut self) -> u64 {
+        wasi::random::random::get_random_u64()
+    }
+}
+
+fn stream_error(what: &str, e: StreamError) -> TransportError {
+    match e {
+        StreamError::Closed => net(&format!("{what}: connection closed")),
+        StreamError::LastOperationFailed(err) => {
+            match wasi::http::types::http_error_code(&err) {
+                Some(code) => TransportError::Network(format!("{what}: {code:?}")),
+                None => net(&format!("{what}: {}", err.to_debug_string())),
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Time windows and object names: pure functions of the checkpoint, the clock and the settings.
+
+use chrono::{DateTime, Datelike, Utc};
+
+/// `2023-11-14T22:13:20.123Z`: the one date format we send, log and store (the reference function's
+/// `...+00:00Z` is exactly what not to do).
+pub fn rfc3339_ms(ms: i64) -> String {
+    match DateTime::<Utc>::from_timestamp_millis(ms) {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        None => format!("@{ms}ms"),
+    }
+}
+
+/// The UTC day (year, month, day) of a time in ms.
+pub fn utc_day(ms: i64) -> (i32, u32, u32) {
+    let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    (t.year(), t.month(), t.day())
+}
+
+/// The closed window `[from, to]` (ms, both inclusive as the API treats them) one pass reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+/// The window after a checkpoint at `cursor_ms`: back `overlap` to catch late entries, up to
+/// `now - lag`. `None` when there is nothing to read yet.
+pub fn next_window(cursor_ms: i64, now_ms: i64, lag_ms: i64, overlap_ms: i64) -> Option<Window> {
+    let to_ms = now_ms - lag_ms;
+    if to_ms < cursor_ms {
+        return None;
+    }
+    Some(Window { from_ms: cursor_ms - overlap_ms, to_ms })
+}
+
+/// Where an organization's first pass starts: an explicit `since`, clamped to the retention floor
+/// (older entries are gone anyway), else `lookback` before now.
+pub fn first_cursor(now_ms: i64, since_ms: Option<i64>, lookback_ms: i64, retention_floor_ms: Option<i64>) -> i64 {
+    match since_ms {
+        Some(since) => since.max(retention_floor_ms.unwrap_or(i64::MIN)),
+        None => now_ms - lookback_ms,
+    }
+}
+
+/// `{prefix}YYYY/MM/DD/mulesoft-audit-{org}-{seq}.json.gz`: the seed's layout, the day of the
+/// object's first entry, and the org's object sequence number, so that the name depends only on
+/// the checkpoint and a re-run reproduces it (no random UUIDs).
+pub fn object_key(prefix: &str, day: (i32, u32, u32), org_id: &str, seq: u64) -> String {
+    let (y, m, d) = day;
+    format!("{prefix}{y:04}/{m:02}/{d:02}/mulesoft-audit-{org_id}-{seq:010}.json.gz")
+}
+
+/// `{state_prefix}{org}/checkpoint.json`.
+pub fn checkpoint_key(state_prefix: &str, org_id: &str) -> String {
+    format!("{state_prefix}{org_id}/checkpoint.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_times_with_milliseconds_and_z() {
+        assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn windows_overlap_back_and_lag_behind() {
+        let w = next_window(1_000_000, 2_000_000, 60_000, 600_000).unwrap();
+        assert_eq!(w, Window { from_ms: 400_000, to_ms: 1_940_000 });
+        assert_eq!(next_window(1_000_000, 1_050_000, 60_000, 0), None);
+        // Exactly at the cursor: a one-millisecond window is still read.
+        assert_eq!(next_window(1_000, 61_000, 60_000, 0), Some(Window { from_ms: 1_000, to_ms: 1_000 }));
+    }
+
+    #[test]
+    fn first_cursor_prefers_since_within_retention() {
+        assert_eq!(first_cursor(10_000, None, 3_000, Some(0)), 7_000);
+        assert_eq!(first_cursor(10_000, Some(5_000), 3_000, Some(6_000)), 6_000);
+        assert_eq!(first_cursor(10_000, Some(5_000), 3_000, None), 5_000);
+    }
+
+    #[test]
+    fn keys_are_partitioned_by_day_and_sortable() {
+        let k = object_key("mulesoft/", utc_day(1_700_000_000_123), "org-1", 42);
+        assert_eq!(k, "mulesoft/2023/11/14/mulesoft-audit-org-1-0000000042.json.gz");
+        assert!(object_key("", (2024, 1, 1), "o", 9) < object_key("", (2024, 1, 1), "o", 10));
+        assert_eq!(checkpoint_key("state/", "org-1"), "state/org-1/checkpoint.json");
+    }
+}
