@@ -74,6 +74,31 @@ pub fn run_pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, se
     result
 }
 
+/// Verifies credentials and access without writing anything (see the WIT `check`).
+pub fn check<P: Platform>(platform: &mut P, settings: &Settings) -> Result<Vec<String>, Failure> {
+    let mut client = Client::new(platform, settings);
+    let mut lines = Vec::new();
+    let orgs = if settings.discover_children { discover(&mut client, &settings.org_ids)? } else { settings.org_ids.clone() };
+    let now = client.platform.now_ms();
+    for org in &orgs {
+        let with_org = |mut f: Failure| {
+            f.org_id = Some(org.clone());
+            f
+        };
+        let floor = retention_floor(&mut client, org, now).map_err(with_org)?;
+        let days = (now - floor) / 86_400_000;
+        let body = serde_json::json!({ "startDate": now - 86_400_000, "endDate": now, "limit": 1, "ascending": true });
+        client
+            .call(Method::Post, format!("/audit/v2/organizations/{org}/query"), body.to_string().into_bytes(), &format!("audit query for organization {org}"), |b| {
+                entry::parse_page(b).map(|_| ())
+            })
+            .map_err(with_org)?;
+        lines.push(format!("organization {org}: audit log readable, retention {days} days"));
+    }
+    lines.insert(0, format!("token: issued for client `{}`", settings.client_id));
+    Ok(lines)
+}
+
 #[derive(Deserialize)]
 struct OrgNode {
     id: String,

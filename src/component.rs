@@ -129,10 +129,7 @@ struct Component;
 
 impl wit::Guest for Component {
     fn run(config: wit::Config) -> Result<wit::RunSummary, wit::RunError> {
-        let settings = Settings::from_raw(raw_config(config)).map_err(|message| wit::RunError {
-            failures: vec![failure(Failure::new(ErrorKind::Config, message))],
-            completed: Vec::new(),
-        })?;
+        let settings = Self::settings(config)?;
         let result = collect::run_pass(&mut WasiPlatform, &mut HostStore, &settings);
         let completed: Vec<_> = result.completed.into_iter().map(summary).collect();
         if result.failures.is_empty() {
@@ -140,6 +137,21 @@ impl wit::Guest for Component {
         } else {
             Err(wit::RunError { failures: result.failures.into_iter().map(failure).collect(), completed })
         }
+    }
+
+    fn check(config: wit::Config) -> Result<Vec<String>, wit::RunError> {
+        let settings = Self::settings(config)?;
+        collect::check(&mut WasiPlatform, &settings)
+            .map_err(|f| wit::RunError { failures: vec![failure(f)], completed: Vec::new() })
+    }
+}
+
+impl Component {
+    fn settings(config: wit::Config) -> Result<Settings, wit::RunError> {
+        Settings::from_raw(raw_config(config)).map_err(|message| wit::RunError {
+            failures: vec![failure(Failure::new(ErrorKind::Config, message))],
+            completed: Vec::new(),
+        })
     }
 }
 

@@ -1,1 +1,3 @@
-fn main(){}
+fn main() -> std::process::ExitCode {
+    mulesoft_audit_host::cli::main()
+}

@@ -1,0 +1,194 @@
+//! The command line: `run`, `serve`, `check`, `demo`. `main` returns an exit code and prints the
+//! error chain: 0 success, 1 the run failed, 2 a configuration error.
+
+use crate::pass::{Collector, Report};
+use crate::runtime::{Runtime, default_cache_dir};
+use crate::settings::{CollectArgs, ConfigError};
+use crate::store;
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "mulesoft-audit", version, about = "Collects MuleSoft Anypoint audit logs into Google Cloud Storage for Google SecOps, exactly once")]
+struct Cli {
+    /// Log format on stderr: text, or json (Cloud Logging's shape).
+    #[arg(long, env = "MULESOFT_AUDIT_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    /// Directory for compiled-code cache (default: ~/.cache/mulesoft-audit).
+    #[arg(long, env = "MULESOFT_AUDIT_CACHE_DIR", global = true)]
+    cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One pass for every configured org; prints the summary as JSON on stdout.
+    Run(CollectArgs),
+    /// HTTP trigger for Cloud Run: POST / (Pub/Sub push or CloudEvent) runs a pass.
+    Serve(crate::serve::ServeArgs),
+    /// Validates settings, credentials, retention access and write access; changes nothing.
+    Check(CollectArgs),
+    /// Runs against the built-in Anypoint simulator into a local folder: nothing to set up.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Where the objects go.
+    #[arg(long, default_value = "mulesoft-audit-demo")]
+    out: PathBuf,
+    /// Entries the simulator holds for the last 24 hours.
+    #[arg(long, default_value_t = 5000)]
+    entries: usize,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MULESOFT_AUDIT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_target(false).init(),
+        // Cloud Logging reads `severity` and `message` from JSON lines.
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_target(false).map_event_format(|f| f.with_level(true)).init(),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logging(cli.log_format);
+    let cache_dir = cli.cache_dir.clone().or_else(default_cache_dir);
+    match dispatch(cli.command, cache_dir) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = if e.downcast_ref::<ConfigError>().is_some() { 2 } else { 1 };
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+/// Builds the collector for a set of arguments: settings, store, compiled component.
+pub fn collector(args: &CollectArgs, cache_dir: Option<&std::path::Path>, handle: tokio::runtime::Handle) -> anyhow::Result<Collector> {
+    let settings = args.resolve()?;
+    let store = store::open(&settings.dest, handle).map_err(|e| ConfigError(format!("destination: {e:#}")))?;
+    let runtime = Arc::new(Runtime::new(cache_dir)?);
+    Ok(Collector { runtime, store, settings })
+}
+
+fn print_report(report: &Report) -> u8 {
+    match serde_json::to_string(report) {
+        Ok(json) => println!("{json}"),
+        Err(e) => eprintln!("error: cannot print the summary: {e}"),
+    }
+    report.exit_code
+}
+
+fn dispatch(command: Command, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> {
+    let rt = runtime()?;
+    match command {
+        Command::Run(args) => {
+            let collector = collector(&args, cache_dir.as_deref(), rt.handle().clone())?;
+            let report = rt.block_on(async move { tokio::task::spawn_blocking(move || collector.pass()).await })?;
+            Ok(print_report(&report))
+        }
+        Command::Check(args) => {
+            let collector = collector(&args, cache_dir.as_deref(), rt.handle().clone())?;
+            rt.block_on(async move { tokio::task::spawn_blocking(move || check(&collector)).await })?
+        }
+        Command::Serve(args) => rt.block_on(crate::serve::serve(args, cache_dir)).map(|()| 0),
+        Command::Demo(args) => demo(&args, cache_dir.as_deref(), &rt),
+    }
+}
+
+fn check(collector: &Collector) -> anyhow::Result<u8> {
+    let s = &collector.settings;
+    match collector.runtime.check(&s.limits, s.origin.clone(), &s.config)? {
+        Ok(lines) => lines.iter().for_each(|l| println!("ok: {l}")),
+        Err(error) => {
+            for f in error.failures {
+                eprintln!("error: {}{}", f.org_id.map(|o| format!("organization {o}: ")).unwrap_or_default(), crate::pass::scrub(&f.message, &s.secret));
+            }
+            return Ok(2);
+        }
+    }
+    // Write access: a probe object outside the log prefix, read back, then removed.
+    let probe = format!("{}check-probe-{}-{}", s.config.state_prefix, std::process::id(), chrono::Utc::now().timestamp_millis());
+    let store = &collector.store;
+    let proof = (|| {
+        store.create(&probe, b"mulesoft-audit check", "text/plain")?;
+        let back = store.read(&probe)?;
+        store.delete(&probe)?;
+        Ok::<_, store::StoreError>(back.is_some_and(|o| o.data == b"mulesoft-audit check"))
+    })();
+    match proof {
+        Ok(true) => {
+            println!("ok: destination {} is writable (probe `{probe}` created, read and removed)", store.describe());
+            Ok(0)
+        }
+        Ok(false) => {
+            eprintln!("error: destination {}: the probe object did not read back as written", store.describe());
+            Ok(1)
+        }
+        Err(e) => {
+            eprintln!("error: destination {}: {e}", store.describe());
+            Ok(2)
+        }
+    }
+}
+
+fn demo(args: &DemoArgs, cache_dir: Option<&std::path::Path>, rt: &tokio::runtime::Runtime) -> anyhow::Result<u8> {
+    let sim = anypoint_sim::Simulator::spawn(anypoint_sim::SimConfig::demo(args.entries)).context("starting the built-in Anypoint simulator")?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let out = std::fs::canonicalize(&args.out)?;
+    let collect = CollectArgs {
+        org_ids: sim.org_ids(),
+        discover_children: false,
+        region: None,
+        base_url: Some(sim.url()),
+        client_id: Some(anypoint_sim::DEMO_CLIENT_ID.into()),
+        client_secret: Some(anypoint_sim::DEMO_CLIENT_SECRET.into()),
+        client_secret_file: None,
+        dest: Some(format!("file://{}", out.display())),
+        bucket: None,
+        since: None,
+        lookback: "24h".into(),
+        lag: "1s".into(),
+        overlap: "10m".into(),
+        page_size: 200,
+        max_pages: 100_000,
+        object_mib: 32,
+        key_prefix: "logs/".into(),
+        state_prefix: "state/".into(),
+        requests_per_minute: Some(6000),
+        max_attempts: 6,
+        paging: crate::settings::PagingArg::Cursor,
+        memory_mib: 256,
+        max_run_time: "10m".into(),
+        http_timeout: "60s".into(),
+    };
+    eprintln!("demo: simulator on {} with {} entries; collecting into {}", sim.url(), args.entries, out.display());
+    let collector = collector(&collect, cache_dir, rt.handle().clone())?;
+    let report = rt.block_on(async move { tokio::task::spawn_blocking(move || collector.pass()).await })?;
+    let code = print_report(&report);
+    eprintln!("demo: objects under {}/logs/, checkpoints under {}/state/ (run it again: nothing is written twice)", out.display(), out.display());
+    Ok(code)
+}

@@ -1,0 +1,130 @@
+//! One pass, the single entry point every trigger (`run`, `serve`, the schedule, `demo`) calls.
+
+use crate::runtime::{Runtime, Trap, wit};
+use crate::settings::Resolved;
+use crate::store::ObjectStore;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Everything needed to run passes: built once, used for every trigger.
+pub struct Collector {
+    pub runtime: Arc<Runtime>,
+    pub store: Arc<dyn ObjectStore>,
+    pub settings: Resolved,
+}
+
+/// A pass's outcome as printed: one JSON object.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub status: &'static str,
+    pub orgs: Vec<OrgReport>,
+    pub failures: Vec<FailureReport>,
+    #[serde(skip)]
+    pub exit_code: u8,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OrgReport {
+    pub org_id: String,
+    pub window_start: String,
+    pub window_end: String,
+    pub entries_written: u64,
+    pub duplicates_skipped: u64,
+    pub objects_written: usize,
+    pub objects: Vec<String>,
+    pub requests: u32,
+    pub retries: u32,
+    pub throttled_waits: u32,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailureReport {
+    pub org_id: Option<String>,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+fn kind_name(k: wit::ErrorKind) -> &'static str {
+    match k {
+        wit::ErrorKind::Config => "config",
+        wit::ErrorKind::Unauthorized => "unauthorized",
+        wit::ErrorKind::Forbidden => "forbidden",
+        wit::ErrorKind::Api => "api",
+        wit::ErrorKind::Unavailable => "unavailable",
+        wit::ErrorKind::Denied => "denied",
+        wit::ErrorKind::Storage => "storage",
+        wit::ErrorKind::Conflict => "conflict",
+        wit::ErrorKind::Checkpoint => "checkpoint",
+        wit::ErrorKind::PageCap => "page-cap",
+    }
+}
+
+/// Failures a person must fix in the configuration exit 2; the rest 1.
+fn is_configuration(k: wit::ErrorKind) -> bool {
+    matches!(k, wit::ErrorKind::Config | wit::ErrorKind::Unauthorized | wit::ErrorKind::Forbidden | wit::ErrorKind::Denied)
+}
+
+fn org_report(s: wit::OrgSummary) -> OrgReport {
+    OrgReport {
+        org_id: s.org_id,
+        window_start: s.window_start,
+        window_end: s.window_end,
+        entries_written: s.entries_written,
+        duplicates_skipped: s.duplicates_skipped,
+        objects_written: s.objects.iter().filter(|o| !o.starts_with('(')).count(),
+        objects: s.objects,
+        requests: s.requests,
+        retries: s.retries,
+        throttled_waits: s.throttled_waits,
+        bytes_in: s.bytes_in,
+        bytes_out: s.bytes_out,
+    }
+}
+
+/// Removes the secret from text that leaves the process (belt and braces: the guest never
+/// echoes it, but a reply body could).
+pub fn scrub(text: &str, secret: &str) -> String {
+    if secret.len() >= 4 { text.replace(secret, "<redacted>") } else { text.to_string() }
+}
+
+impl Collector {
+    /// Runs one pass to completion (blocking).
+    pub fn pass(&self) -> Report {
+        let s = &self.settings;
+        let started = std::time::Instant::now();
+        tracing::info!(orgs = s.config.org_ids.len(), dest = %self.store.describe(), "pass starting");
+        let outcome = self.runtime.run(&s.limits, s.origin.clone(), self.store.clone(), &s.config);
+        let report = match outcome {
+            Ok(Ok(summary)) => Report { status: "ok", orgs: summary.orgs.into_iter().map(org_report).collect(), failures: Vec::new(), exit_code: 0 },
+            Ok(Err(error)) => {
+                let exit_code = if error.failures.iter().any(|f| is_configuration(f.kind)) { 2 } else { 1 };
+                Report {
+                    status: "failed",
+                    orgs: error.completed.into_iter().map(org_report).collect(),
+                    failures: error
+                        .failures
+                        .into_iter()
+                        .map(|f| FailureReport { org_id: f.org_id, kind: kind_name(f.kind), message: scrub(&f.message, &s.secret) })
+                        .collect(),
+                    exit_code,
+                }
+            }
+            Err(trap) => {
+                let kind = match trap {
+                    Trap::TimeLimit(_) => "time-limit",
+                    Trap::MemoryLimit(_) => "memory-limit",
+                    Trap::Other(_) => "trap",
+                };
+                Report { status: "failed", orgs: Vec::new(), failures: vec![FailureReport { org_id: None, kind, message: scrub(&format!("{trap}"), &s.secret) }], exit_code: 1 }
+            }
+        };
+        for f in &report.failures {
+            tracing::error!(org = f.org_id.as_deref().unwrap_or("-"), kind = f.kind, "{}", f.message);
+        }
+        let entries: u64 = report.orgs.iter().map(|o| o.entries_written).sum();
+        tracing::info!(status = report.status, entries, elapsed_ms = started.elapsed().as_millis() as u64, "pass finished");
+        report
+    }
+}

@@ -1,0 +1,241 @@
+//! The wasmtime wiring, in one place and in order: Engine → Linker → `instantiate_pre` → a fresh
+//! Store per run. Traps (time or memory limit, guest bugs) stay apart from the guest's own typed
+//! errors: the first are `Err` of [`Runtime::run`], the second its `Ok(Err(_))`.
+
+use crate::sandbox::{Origin, SandboxHooks, Timeouts};
+use crate::store::{ObjectStore, StoreError};
+use anyhow::Context as _;
+use sha2::Digest as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+mod bindings {
+    wasmtime::component::bindgen!({ world: "collector-core", path: "../wit" });
+}
+
+pub use bindings::exports::mulesoft::audit::collector as wit;
+use bindings::mulesoft::audit::object_store as wit_store;
+
+/// The collector component, built from this workspace and embedded at compile time.
+pub static COMPONENT: &[u8] = include_bytes!(env!("MULESOFT_AUDIT_COMPONENT_PATH"));
+
+/// The wasmtime version compiled code is tied to (a `.cwasm` only loads into the same one).
+const WASMTIME_VERSION: &str = "48.0.8";
+
+/// How often the epoch advances; run deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(100);
+
+/// Per-run limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Linear memory the guest may use.
+    pub memory_bytes: usize,
+    /// Wall-clock limit of one run (checked while the guest computes; host calls have their own
+    /// timeouts).
+    pub run_time: Duration,
+    pub http: Timeouts,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { memory_bytes: 256 << 20, run_time: Duration::from_secs(55 * 60), http: Timeouts::default() }
+    }
+}
+
+/// Why a run did not return a result from the guest.
+#[derive(Debug, thiserror::Error)]
+pub enum Trap {
+    #[error("the run exceeded its time limit of {0:?} and was stopped")]
+    TimeLimit(Duration),
+    #[error("the component exceeded its memory limit of {0} MiB and was stopped")]
+    MemoryLimit(usize),
+    #[error("the component trapped: {0:#}")]
+    Other(anyhow::Error),
+}
+
+struct RunState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: SandboxHooks,
+    limits: StoreLimits,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for RunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+fn to_wit(e: StoreError) -> wit_store::StoreError {
+    match e {
+        StoreError::AlreadyExists => wit_store::StoreError::AlreadyExists,
+        StoreError::GenerationMismatch => wit_store::StoreError::GenerationMismatch,
+        StoreError::Unavailable(m) => wit_store::StoreError::Unavailable(m),
+        StoreError::Denied(m) => wit_store::StoreError::Denied(m),
+        StoreError::Other(m) => wit_store::StoreError::Other(m),
+    }
+}
+
+impl wit_store::Host for RunState {
+    fn create(&mut self, key: String, data: Vec<u8>, content_type: String) -> Result<u64, wit_store::StoreError> {
+        self.store.create(&key, &data, &content_type).map_err(to_wit)
+    }
+    fn read(&mut self, key: String) -> Result<Option<wit_store::StoredObject>, wit_store::StoreError> {
+        self.store
+            .read(&key)
+            .map(|o| o.map(|o| wit_store::StoredObject { data: o.data, generation: o.generation }))
+            .map_err(to_wit)
+    }
+    fn write_if_generation(&mut self, key: String, data: Vec<u8>, content_type: String, generation: u64) -> Result<u64, wit_store::StoreError> {
+        self.store.write_if_generation(&key, &data, &content_type, generation).map_err(to_wit)
+    }
+    fn list_keys(&mut self, prefix: String, page_token: Option<String>) -> Result<wit_store::KeyPage, wit_store::StoreError> {
+        self.store
+            .list(&prefix, page_token.as_deref())
+            .map(|p| wit_store::KeyPage { keys: p.keys, next_page_token: p.next_page_token })
+            .map_err(to_wit)
+    }
+}
+
+/// A compiled, pre-linked collector, ready for any number of runs.
+pub struct Runtime {
+    engine: Engine,
+    pre: bindings::CollectorCorePre<RunState>,
+}
+
+impl Runtime {
+    /// Compiles (or loads from `cache_dir`) the embedded component and links it.
+    pub fn new(cache_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let component = load_component(&engine, COMPONENT, cache_dir)?;
+
+        let mut linker: Linker<RunState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
+        wit_store::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)?;
+        let pre = bindings::CollectorCorePre::new(linker.instantiate_pre(&component)?)?;
+
+        let ticker = engine.weak();
+        std::thread::Builder::new().name("epoch".into()).spawn(move || {
+            while let Some(engine) = ticker.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+        Ok(Self { engine, pre })
+    }
+
+    /// One run in a fresh store: the guest reaches only `origin`, stores through `store`.
+    /// Blocks; call it from a blocking thread inside a tokio runtime.
+    pub fn run(&self, limits: &Limits, origin: Origin, store: Arc<dyn ObjectStore>, config: &wit::Config) -> Result<Result<wit::RunSummary, wit::RunError>, Trap> {
+        let (mut wasm_store, instance) = self.instantiate(limits, origin, store)?;
+        instance.mulesoft_audit_collector().call_run(&mut wasm_store, config).map_err(|e| classify_trap(e, limits))
+    }
+
+    /// The component's `check` (no object store is touched: it gets an empty in-memory one).
+    pub fn check(&self, limits: &Limits, origin: Origin, config: &wit::Config) -> Result<Result<Vec<String>, wit::RunError>, Trap> {
+        let (mut wasm_store, instance) = self.instantiate(limits, origin, Arc::new(crate::store::memory::MemoryStore::default()))?;
+        instance.mulesoft_audit_collector().call_check(&mut wasm_store, config).map_err(|e| classify_trap(e, limits))
+    }
+
+    fn instantiate(&self, limits: &Limits, origin: Origin, store: Arc<dyn ObjectStore>) -> Result<(Store<RunState>, bindings::CollectorCore), Trap> {
+        // No environment, no arguments, no preopened directories, no sockets: stderr only, so
+        // that a guest panic message is not lost.
+        let wasi = WasiCtx::builder().inherit_stderr().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
+        let state = RunState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: SandboxHooks { origin, timeouts: limits.http },
+            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(4).trap_on_grow_failure(true).build(),
+            store,
+        };
+        let mut wasm_store = Store::new(&self.engine, state);
+        wasm_store.limiter(|s| &mut s.limits);
+        let ticks = (limits.run_time.as_millis() / EPOCH_TICK.as_millis()).max(1);
+        wasm_store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        wasm_store.epoch_deadline_trap();
+
+        let instance = self.pre.instantiate(&mut wasm_store).map_err(|e| classify_trap(e, limits))?;
+        Ok((wasm_store, instance))
+    }
+}
+
+fn classify_trap(e: wasmtime::Error, limits: &Limits) -> Trap {
+    if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
+        Trap::TimeLimit(limits.run_time)
+    } else if format!("{e:?}").contains("forcing a memory growth failure to be a trap") {
+        Trap::MemoryLimit(limits.memory_bytes >> 20)
+    } else {
+        Trap::Other(e.into())
+    }
+}
+
+/// Where compiled code is cached: `$MULESOFT_AUDIT_CACHE_DIR`, else the user cache directory.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("MULESOFT_AUDIT_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("mulesoft-audit"))
+}
+
+/// The cache file for this component on this engine: keyed by wasmtime version, engine settings
+/// and the component's hash, so a stale or foreign file is never picked up.
+pub fn cache_file(engine: &Engine, component: &[u8], dir: &Path) -> PathBuf {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut settings = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut settings);
+    let digest = sha2::Sha256::digest(component);
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("collector-{WASMTIME_VERSION}-{:016x}-{hex}.cwasm", settings.finish()))
+}
+
+/// Loads compiled code from the cache, or compiles and caches it. A cache that cannot be read or
+/// written only costs time.
+pub fn load_component(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> anyhow::Result<Component> {
+    let Some(dir) = cache_dir else {
+        return Component::new(engine, wasm).map_err(anyhow::Error::from).context("compiling the component");
+    };
+    let file = cache_file(engine, wasm, dir);
+    if file.exists() {
+        // SAFETY: the file was written by `precompile_component` of this same wasmtime version
+        // and engine configuration (both are in its name), into a directory this program owns.
+        #[allow(unsafe_code)]
+        match unsafe { Component::deserialize_file(engine, &file) } {
+            Ok(component) => return Ok(component),
+            Err(e) => tracing::warn!(file = %file.display(), error = %e, "ignoring unusable compiled cache"),
+        }
+    }
+    let compiled = engine.precompile_component(wasm).map_err(anyhow::Error::from).context("compiling the component")?;
+    if let Err(e) = write_atomically(dir, &file, &compiled) {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not cache compiled component");
+    }
+    // SAFETY: these bytes were produced a moment ago by this engine's `precompile_component`.
+    #[allow(unsafe_code)]
+    let component = unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from).context("loading the compiled component")?;
+    Ok(component)
+}
+
+fn write_atomically(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let temp = dir.join(format!(".tmp-{}", std::process::id()));
+    std::fs::write(&temp, bytes)?;
+    std::fs::rename(&temp, file)
+}

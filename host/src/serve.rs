@@ -1,0 +1,282 @@
+//! The HTTP trigger (Cloud Run): `POST /` with a Pub/Sub push body, a binary-mode CloudEvent or a
+//! structured CloudEvent runs a pass and answers 204 (ack) or 500 (Pub/Sub redelivers).
+//! Triggers that arrive while a pass runs join it instead of starting a second one. An optional
+//! cron schedule triggers passes too, for hosts without Cloud Scheduler.
+
+use crate::cli::collector;
+use crate::pass::Collector;
+use crate::settings::{CollectArgs, ConfigError};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use google_cloud_auth::credentials::idtoken::verifier::{Builder as VerifierBuilder, Verifier};
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use tokio::sync::{Mutex, watch};
+
+#[derive(clap::Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub collect: CollectArgs,
+    /// Port to listen on (Cloud Run sets PORT).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "MULESOFT_AUDIT_LISTEN", default_value = "0.0.0.0")]
+    pub listen: IpAddr,
+    /// Also run a pass on this 5-field cron schedule (UTC), e.g. "*/15 * * * *".
+    #[arg(long, env = "MULESOFT_AUDIT_SCHEDULE")]
+    pub schedule: Option<String>,
+    /// Verify the push request's Google-signed OIDC token for this audience (the push URL).
+    #[arg(long, env = "MULESOFT_AUDIT_OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// With --oidc-audience: the service account the push must come from.
+    #[arg(long, env = "MULESOFT_AUDIT_OIDC_EMAIL")]
+    pub oidc_email: Option<String>,
+    /// Where the signing keys are (default Google's); for tests.
+    #[arg(long, env = "MULESOFT_AUDIT_OIDC_JWKS_URL", hide = true)]
+    pub oidc_jwks_url: Option<String>,
+}
+
+/// The kind of trigger a request carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    PubSub { message_id: String },
+    CloudEventBinary { id: String },
+    CloudEventStructured { id: String },
+}
+
+#[derive(Deserialize)]
+struct PushBody {
+    message: PushMessage,
+    #[serde(default)]
+    #[allow(dead_code)]
+    subscription: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PushMessage {
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default, alias = "message_id")]
+    #[serde(rename = "messageId")]
+    message_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StructuredEvent {
+    specversion: String,
+    id: String,
+    #[serde(rename = "type")]
+    #[allow(dead_code)]
+    event_type: String,
+    #[serde(default)]
+    data: Option<serde_json::Value>,
+}
+
+fn push_message(body: &[u8]) -> Result<String, String> {
+    let push: PushBody = serde_json::from_slice(body).map_err(|e| format!("not a Pub/Sub push body ({e})"))?;
+    if let Some(data) = &push.message.data {
+        base64::engine::general_purpose::STANDARD.decode(data).map_err(|_| "message.data is not base64".to_string())?;
+    }
+    Ok(push.message.message_id.unwrap_or_default())
+}
+
+/// Recognises the three trigger shapes; anything else is a bad request.
+pub fn parse_trigger(headers: &HeaderMap, body: &[u8]) -> Result<Trigger, String> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let content_type = header("content-type").unwrap_or("");
+    if content_type.starts_with("application/cloudevents+json") {
+        let event: StructuredEvent = serde_json::from_slice(body).map_err(|e| format!("not a structured CloudEvent ({e})"))?;
+        if event.specversion != "1.0" {
+            return Err(format!("CloudEvent specversion {} is not supported", event.specversion));
+        }
+        if let Some(data) = event.data {
+            push_message(data.to_string().as_bytes())?;
+        }
+        return Ok(Trigger::CloudEventStructured { id: event.id });
+    }
+    if let Some(version) = header("ce-specversion") {
+        if version != "1.0" {
+            return Err(format!("CloudEvent specversion {version} is not supported"));
+        }
+        let id = header("ce-id").ok_or("binary CloudEvent without ce-id")?.to_string();
+        header("ce-type").ok_or("binary CloudEvent without ce-type")?;
+        header("ce-source").ok_or("binary CloudEvent without ce-source")?;
+        push_message(body)?;
+        return Ok(Trigger::CloudEventBinary { id });
+    }
+    Ok(Trigger::PubSub { message_id: push_message(body)? })
+}
+
+struct App {
+    collector: Arc<Collector>,
+    /// The pass in flight, if any: its result (exit code) arrives on this channel.
+    inflight: Mutex<Option<watch::Receiver<Option<u8>>>>,
+    verifier: Option<Verifier>,
+}
+
+impl App {
+    /// Runs a pass, or joins the one in flight. Returns its exit code.
+    async fn pass(self: &Arc<Self>) -> u8 {
+        let mut receiver = {
+            let mut inflight = self.inflight.lock().await;
+            match &*inflight {
+                Some(rx) => rx.clone(),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    *inflight = Some(rx.clone());
+                    let app = self.clone();
+                    tokio::spawn(async move {
+                        let collector = app.collector.clone();
+                        let code = match tokio::task::spawn_blocking(move || collector.pass()).await {
+                            Ok(report) => {
+                                if let Ok(json) = serde_json::to_string(&report) {
+                                    println!("{json}");
+                                }
+                                report.exit_code
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "pass panicked");
+                                1
+                            }
+                        };
+                        *app.inflight.lock().await = None;
+                        let _ = tx.send(Some(code));
+                    });
+                    rx
+                }
+            }
+        };
+        match receiver.wait_for(Option::is_some).await {
+            Ok(code) => code.unwrap_or(1),
+            Err(_) => 1,
+        }
+    }
+}
+
+async fn authorize(app: &App, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+    let Some(verifier) = &app.verifier else { return Ok(()) };
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or((StatusCode::UNAUTHORIZED, "missing bearer token".to_string()))?;
+    verifier.verify(token).await.map(|_| ()).map_err(|e| {
+        tracing::warn!(error = %e, "push request refused: token not valid");
+        (StatusCode::FORBIDDEN, "token not valid".to_string())
+    })
+}
+
+async fn handle_trigger(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+    if let Err(refusal) = authorize(&app, &headers).await {
+        return refusal;
+    }
+    let trigger = match parse_trigger(&headers, &body) {
+        Ok(t) => t,
+        Err(problem) => {
+            tracing::warn!(%problem, "bad trigger request");
+            return (StatusCode::BAD_REQUEST, problem);
+        }
+    };
+    tracing::info!(?trigger, "trigger received");
+    match app.pass().await {
+        0 => (StatusCode::NO_CONTENT, String::new()),
+        code => (StatusCode::INTERNAL_SERVER_ERROR, format!("pass failed (exit code {code}); see the logs")),
+    }
+}
+
+pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let schedule = args
+        .schedule
+        .as_deref()
+        .map(|s| croner::Cron::from_str(s).map_err(|e| ConfigError(format!("--schedule `{s}` is not a 5-field cron expression ({e})"))))
+        .transpose()?;
+    let handle = tokio::runtime::Handle::current();
+    let collect = args.collect.clone();
+    let collector = tokio::task::spawn_blocking(move || collector(&collect, cache_dir.as_deref(), handle)).await??;
+    let verifier = args.oidc_audience.as_ref().map(|aud| {
+        let mut builder = VerifierBuilder::new([aud.clone()]);
+        if let Some(email) = &args.oidc_email {
+            builder = builder.with_email(email.clone());
+        }
+        if let Some(url) = &args.oidc_jwks_url {
+            builder = builder.with_jwks_url(url.clone());
+        }
+        builder.build()
+    });
+    let app = Arc::new(App { collector: Arc::new(collector), inflight: Mutex::new(None), verifier });
+
+    if let Some(cron) = schedule {
+        let app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = chrono::Utc::now();
+                let Ok(next) = cron.find_next_occurrence(&now, false) else {
+                    tracing::error!("the schedule has no next occurrence; scheduled passes stop");
+                    return;
+                };
+                let wait = (next - now).to_std().unwrap_or_default();
+                tokio::time::sleep(wait).await;
+                tracing::info!("scheduled pass");
+                app.pass().await;
+            }
+        });
+    }
+
+    let router = Router::new().route("/", post(handle_trigger)).route("/healthz", get(|| async { "ok" })).with_state(app);
+    let addr = SocketAddr::new(args.listen, args.port);
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| ConfigError(format!("cannot listen on {addr}: {e}")))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    const PUSH: &str = r#"{"message":{"data":"e30=","attributes":{},"messageId":"42","publishTime":"2024-01-01T00:00:00Z"},"subscription":"projects/p/subscriptions/s"}"#;
+
+    #[test]
+    fn recognises_the_three_shapes() {
+        assert_eq!(parse_trigger(&headers(&[("content-type", "application/json")]), PUSH.as_bytes()), Ok(Trigger::PubSub { message_id: "42".into() }));
+        let snake = r#"{"message":{"data":"e30=","message_id":"7"}}"#;
+        assert_eq!(parse_trigger(&HeaderMap::new(), snake.as_bytes()), Ok(Trigger::PubSub { message_id: "7".into() }));
+        let binary = headers(&[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "e-1"),
+            ("ce-type", "google.cloud.pubsub.topic.v1.messagePublished"),
+            ("ce-source", "//pubsub.googleapis.com/projects/p/topics/t"),
+        ]);
+        assert_eq!(parse_trigger(&binary, PUSH.as_bytes()), Ok(Trigger::CloudEventBinary { id: "e-1".into() }));
+        let structured = format!(r#"{{"specversion":"1.0","id":"s-1","type":"google.cloud.pubsub.topic.v1.messagePublished","source":"//pubsub.googleapis.com/projects/p/topics/t","data":{PUSH}}}"#);
+        assert_eq!(parse_trigger(&headers(&[("content-type", "application/cloudevents+json")]), structured.as_bytes()), Ok(Trigger::CloudEventStructured { id: "s-1".into() }));
+    }
+
+    #[test]
+    fn refuses_bad_bodies() {
+        assert!(parse_trigger(&HeaderMap::new(), b"hello").is_err());
+        assert!(parse_trigger(&HeaderMap::new(), br#"{"message":{"data":"***"}}"#).is_err());
+        assert!(parse_trigger(&headers(&[("ce-specversion", "1.0")]), PUSH.as_bytes()).is_err());
+        assert!(parse_trigger(&headers(&[("content-type", "application/cloudevents+json")]), br#"{"specversion":"0.3","id":"x","type":"t"}"#).is_err());
+    }
+}

@@ -1,0 +1,283 @@
+//! Settings: command-line flags and environment variables (flags win), parsed once into the WIT
+//! `config` record plus the host's own settings. Logs name settings, never their values.
+
+use crate::runtime::{Limits, wit};
+use crate::sandbox::{Origin, Timeouts};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Region {
+    Us,
+    Eu,
+    Gov,
+    Ca,
+    Jp,
+}
+
+impl Region {
+    pub fn base_url(self) -> &'static str {
+        match self {
+            Self::Us => "https://anypoint.mulesoft.com",
+            Self::Eu => "https://eu1.anypoint.mulesoft.com",
+            Self::Gov => "https://gov.anypoint.mulesoft.com",
+            Self::Ca => "https://ca1.platform.mulesoft.com",
+            Self::Jp => "https://jp1.platform.mulesoft.com",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PagingArg {
+    Cursor,
+    Offset,
+}
+
+/// What to collect, from where, into where.
+#[derive(Args, Clone)]
+pub struct CollectArgs {
+    /// Organization (business group) ids, comma-separated.
+    #[arg(long = "org", env = "MULE_ORG_ID", value_delimiter = ',')]
+    pub org_ids: Vec<String>,
+    /// Also collect every child business group of the given ids.
+    #[arg(long, env = "MULE_DISCOVER_CHILDREN")]
+    pub discover_children: bool,
+    /// Control plane: us, eu, gov, ca, jp (default us).
+    #[arg(long, env = "MULE_REGION", ignore_case = true)]
+    pub region: Option<Region>,
+    /// Any base URL instead of a region (https://, or http:// to loopback only).
+    #[arg(long, env = "MULE_BASE_URL")]
+    pub base_url: Option<String>,
+    /// Connected app client id.
+    #[arg(long, env = "CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// Connected app client secret (prefer CLIENT_SECRET_FILE).
+    #[arg(long, env = "CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+    /// File holding the client secret (e.g. a mounted Secret Manager secret).
+    #[arg(long, env = "CLIENT_SECRET_FILE")]
+    pub client_secret_file: Option<PathBuf>,
+    /// Destination: gs://bucket[/prefix], file:///dir or a directory (default gs://$GCS_BUCKET).
+    #[arg(long, env = "MULESOFT_AUDIT_DEST")]
+    pub dest: Option<String>,
+    /// GCS bucket (the seed's setting; --dest wins).
+    #[arg(long, env = "GCS_BUCKET")]
+    pub bucket: Option<String>,
+    /// Backfill start for orgs without a checkpoint: RFC 3339, YYYY-MM-DD or epoch ms.
+    #[arg(long, env = "MULESOFT_AUDIT_SINCE")]
+    pub since: Option<String>,
+    /// First run without --since: how far back (e.g. 24h, 7d).
+    #[arg(long, env = "MULESOFT_AUDIT_LOOKBACK", default_value = "24h")]
+    pub lookback: String,
+    /// How far behind now a window ends, so that entries settle.
+    #[arg(long, env = "MULESOFT_AUDIT_LAG", default_value = "60s")]
+    pub lag: String,
+    /// How much before the checkpoint each pass re-reads, for late entries.
+    #[arg(long, env = "MULESOFT_AUDIT_OVERLAP", default_value = "10m")]
+    pub overlap: String,
+    /// Entries per query (1..200).
+    #[arg(long, env = "MULESOFT_AUDIT_PAGE_SIZE", default_value_t = 200)]
+    pub page_size: u32,
+    /// Hard cap of pages per org per pass.
+    #[arg(long, env = "MULESOFT_AUDIT_MAX_PAGES", default_value_t = 100_000)]
+    pub max_pages: u32,
+    /// Close an object at this uncompressed size (MiB).
+    #[arg(long, env = "MULESOFT_AUDIT_OBJECT_MIB", default_value_t = 32)]
+    pub object_mib: u64,
+    /// Key prefix of log objects: point the SecOps feed here.
+    #[arg(long, env = "MULESOFT_AUDIT_KEY_PREFIX", default_value = "logs/")]
+    pub key_prefix: String,
+    /// Key prefix of checkpoints (outside the log prefix).
+    #[arg(long, env = "MULESOFT_AUDIT_STATE_PREFIX", default_value = "state/")]
+    pub state_prefix: String,
+    /// Query requests per minute (default: the plane's published limit; 40 for a base URL).
+    #[arg(long, env = "MULESOFT_AUDIT_RPM")]
+    pub requests_per_minute: Option<u32>,
+    /// Attempts per request on transient faults.
+    #[arg(long, env = "MULESOFT_AUDIT_MAX_ATTEMPTS", default_value_t = 6)]
+    pub max_attempts: u32,
+    /// Paging of the query endpoint.
+    #[arg(long, env = "MULESOFT_AUDIT_PAGING", value_enum, default_value = "cursor")]
+    pub paging: PagingArg,
+    /// Memory limit of the component (MiB).
+    #[arg(long, env = "MULESOFT_AUDIT_MEMORY_MIB", default_value_t = 256)]
+    pub memory_mib: usize,
+    /// Wall-clock limit of one pass.
+    #[arg(long, env = "MULESOFT_AUDIT_MAX_RUN_TIME", default_value = "55m")]
+    pub max_run_time: String,
+    /// Ceiling of the wait for a reply's first byte.
+    #[arg(long, env = "MULESOFT_AUDIT_HTTP_TIMEOUT", default_value = "60s")]
+    pub http_timeout: String,
+}
+
+/// A configuration error: exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn bad(message: impl Into<String>) -> ConfigError {
+    ConfigError(message.into())
+}
+
+/// `90s`, `10m`, `24h`, `7d`, or plain seconds.
+pub fn parse_duration(setting: &str, text: &str) -> Result<Duration, ConfigError> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = number.parse().map_err(|_| bad(format!("{setting} `{text}` is not a duration: use e.g. 90s, 10m, 24h, 7d")))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "ms" => return Ok(Duration::from_millis(n)),
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(bad(format!("{setting} `{text}` has unknown unit `{unit}`: use s, m, h or d"))),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+/// RFC 3339, `YYYY-MM-DD` (UTC midnight) or epoch milliseconds.
+pub fn parse_since(text: &str) -> Result<i64, ConfigError> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis()).unwrap_or_default());
+    }
+    Err(bad(format!("--since `{text}` is not a date: use RFC 3339 (2024-05-01T00:00:00Z), YYYY-MM-DD or epoch ms")))
+}
+
+/// Everything one pass needs, validated.
+#[derive(Clone)]
+pub struct Resolved {
+    pub config: wit::Config,
+    pub origin: Origin,
+    pub dest: String,
+    pub limits: Limits,
+    /// The secret, kept to scrub it from any text we print.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolved").field("orgs", &self.config.org_ids).field("origin", &self.origin).field("dest", &self.dest).finish_non_exhaustive()
+    }
+}
+
+impl CollectArgs {
+    pub fn resolve(&self) -> Result<Resolved, ConfigError> {
+        let org_ids: Vec<String> = self.org_ids.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        if org_ids.is_empty() {
+            return Err(bad("MULE_ORG_ID is not set: give the organization (business group) id with MULE_ORG_ID or --org (comma-separated for several)"));
+        }
+        for id in &org_ids {
+            if !(id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
+                return Err(bad(format!("MULE_ORG_ID: `{id}` is not an organization id (letters, digits and - only; copy it from Access Management)")));
+            }
+        }
+        let base_url = match (&self.base_url, self.region) {
+            (Some(_), Some(_)) => return Err(bad("both MULE_BASE_URL and MULE_REGION are set: set only one")),
+            (Some(url), None) => url.trim().trim_end_matches('/').to_string(),
+            (None, region) => region.unwrap_or(Region::Us).base_url().to_string(),
+        };
+        let origin = Origin::from_base_url(&base_url).map_err(|e| bad(format!("MULE_BASE_URL: {e}")))?;
+        let endpoint = match (&self.base_url, self.region) {
+            (None, Some(Region::Us)) | (None, None) => wit::Endpoint::Plane(wit::ControlPlane::Us),
+            (None, Some(Region::Eu)) => wit::Endpoint::Plane(wit::ControlPlane::Eu),
+            (None, Some(Region::Gov)) => wit::Endpoint::Plane(wit::ControlPlane::Gov),
+            (None, Some(Region::Ca)) => wit::Endpoint::Plane(wit::ControlPlane::Ca),
+            (None, Some(Region::Jp)) => wit::Endpoint::Plane(wit::ControlPlane::Jp),
+            (Some(_), _) => wit::Endpoint::BaseUrl(base_url.clone()),
+        };
+        let client_id = self.client_id.clone().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).ok_or_else(|| bad("CLIENT_ID is not set: give the connected app's client id with CLIENT_ID or --client-id"))?;
+        let client_secret = match (&self.client_secret, &self.client_secret_file) {
+            (Some(_), Some(_)) => return Err(bad("both CLIENT_SECRET and CLIENT_SECRET_FILE are set: set only one")),
+            (Some(s), None) => s.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| bad(format!("CLIENT_SECRET_FILE `{}` cannot be read ({e})", path.display())))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+            (None, None) => return Err(bad("CLIENT_SECRET is not set: give the connected app's secret with CLIENT_SECRET_FILE (preferred) or CLIENT_SECRET")),
+        };
+        if client_secret.is_empty() {
+            return Err(bad("the client secret is empty: check CLIENT_SECRET / CLIENT_SECRET_FILE"));
+        }
+        let dest = match (&self.dest, &self.bucket) {
+            (Some(d), _) if !d.trim().is_empty() => d.trim().to_string(),
+            (_, Some(b)) if !b.trim().is_empty() => format!("gs://{}", b.trim()),
+            _ => return Err(bad("no destination: set GCS_BUCKET (or --dest gs://bucket, file:///dir)")),
+        };
+        let since_ms = self.since.as_deref().map(parse_since).transpose()?;
+        let lookback = parse_duration("--lookback", &self.lookback)?;
+        let lag = parse_duration("--lag", &self.lag)?;
+        let overlap = parse_duration("--overlap", &self.overlap)?;
+        let run_time = parse_duration("--max-run-time", &self.max_run_time)?;
+        let first_byte = parse_duration("--http-timeout", &self.http_timeout)?;
+        if !(1..=200).contains(&self.page_size) {
+            return Err(bad(format!("--page-size {} is out of range: the API takes 1..200", self.page_size)));
+        }
+        let key_prefix = normalise_prefix(&self.key_prefix);
+        let state_prefix = normalise_prefix(&self.state_prefix);
+        if state_prefix.is_empty() || state_prefix.starts_with(&key_prefix) {
+            return Err(bad(format!(
+                "state prefix `{state_prefix}` lies under the log prefix `{key_prefix}`: the SecOps feed would ingest (and may delete) the checkpoints; use separate prefixes (defaults: logs/ and state/)"
+            )));
+        }
+        let config = wit::Config {
+            org_ids,
+            discover_children: self.discover_children,
+            endpoint,
+            client_id,
+            client_secret: client_secret.clone(),
+            lookback_seconds: lookback.as_secs(),
+            since_ms,
+            lag_seconds: lag.as_secs(),
+            overlap_seconds: overlap.as_secs(),
+            page_size: self.page_size,
+            max_pages: self.max_pages,
+            object_max_bytes: self.object_mib.saturating_mul(1 << 20),
+            key_prefix,
+            state_prefix,
+            requests_per_minute: self.requests_per_minute,
+            max_attempts: self.max_attempts,
+            paging: match self.paging {
+                PagingArg::Cursor => wit::Paging::Cursor,
+                PagingArg::Offset => wit::Paging::Offset,
+            },
+        };
+        let limits = Limits { memory_bytes: self.memory_mib << 20, run_time, http: Timeouts { first_byte, ..Timeouts::default() } };
+        Ok(Resolved { config, origin, dest, limits, secret: client_secret })
+    }
+}
+
+fn normalise_prefix(p: &str) -> String {
+    let p = p.trim().trim_matches('/');
+    if p.is_empty() { String::new() } else { format!("{p}/") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("x", "90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("x", "10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("x", "7d").unwrap(), Duration::from_secs(604_800));
+        assert_eq!(parse_duration("x", "15").unwrap(), Duration::from_secs(15));
+        assert!(parse_duration("--lag", "soon").unwrap_err().0.contains("--lag"));
+        assert!(parse_duration("x", "5y").is_err());
+    }
+
+    #[test]
+    fn since_formats() {
+        assert_eq!(parse_since("2023-11-14T22:13:20.123Z").unwrap(), 1_700_000_000_123);
+        assert_eq!(parse_since("1970-01-02").unwrap(), 86_400_000);
+        assert_eq!(parse_since("1700000000123").unwrap(), 1_700_000_000_123);
+        assert!(parse_since("yesterday").is_err());
+    }
+}

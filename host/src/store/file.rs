@@ -1,0 +1,234 @@
+//! A local directory as an object store, with the same guarantees as GCS:
+//! create-only through `link(2)` (which fails if the name exists), atomic replacement through a
+//! temporary file and `rename(2)`, and generations for compare-and-swap.
+//!
+//! A generation is the file's modification time in nanoseconds, set explicitly and strictly
+//! increasing per key; compare-and-swap holds an exclusive `flock` on a lock file beside the
+//! object, so two processes cannot both win.
+
+use super::{KeyPage, ObjectStore, StoreError, Stored, check_key};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub struct FileStore {
+    root: PathBuf,
+}
+
+fn io_error(what: &str, path: &Path, e: &std::io::Error) -> StoreError {
+    match e.kind() {
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => StoreError::Denied(format!("{what} {}: {e}", path.display())),
+        _ => StoreError::Other(format!("{what} {}: {e}", path.display())),
+    }
+}
+
+fn generation_of(meta: &fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1))
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+impl FileStore {
+    /// A store rooted at `dir`, which must exist and be a directory.
+    pub fn new(dir: &str) -> anyhow::Result<Self> {
+        let root = PathBuf::from(dir);
+        let meta = fs::metadata(&root).map_err(|e| anyhow::anyhow!("destination directory `{dir}` cannot be used ({e}); create it first"))?;
+        if !meta.is_dir() {
+            anyhow::bail!("destination `{dir}` is not a directory");
+        }
+        Ok(Self { root })
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    /// Writes `data` into a new hidden file beside `path` with the given generation as its mtime,
+    /// flushed to disk.
+    fn write_temp(&self, path: &Path, data: &[u8], generation: u64) -> Result<PathBuf, StoreError> {
+        let dir = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(dir).map_err(|e| io_error("creating", dir, &e))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let temp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), now_ns()));
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp).map_err(|e| io_error("creating", &temp, &e))?;
+        file.write_all(data).map_err(|e| io_error("writing", &temp, &e))?;
+        file.set_modified(UNIX_EPOCH + Duration::from_nanos(generation)).map_err(|e| io_error("stamping", &temp, &e))?;
+        file.sync_all().map_err(|e| io_error("syncing", &temp, &e))?;
+        Ok(temp)
+    }
+
+    fn sync_dir(path: &Path) {
+        // Makes the new name durable; a failure here only weakens durability, not atomicity.
+        if let Some(dir) = path.parent()
+            && let Ok(d) = File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+    }
+
+    fn lock(&self, path: &Path) -> Result<File, StoreError> {
+        let dir = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(dir).map_err(|e| io_error("creating", dir, &e))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let lock_path = dir.join(format!(".{name}.lock"));
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| io_error("opening", &lock_path, &e))?;
+        file.lock().map_err(|e| io_error("locking", &lock_path, &e))?;
+        Ok(file)
+    }
+
+    fn current_generation(path: &Path) -> Result<u64, StoreError> {
+        match fs::metadata(path) {
+            Ok(m) => Ok(generation_of(&m)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io_error("reading", path, &e)),
+        }
+    }
+
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) -> Result<(), StoreError> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error("listing", dir, &e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("listing", dir, &e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            if entry.file_type().map_err(|e| io_error("listing", &path, &e))?.is_dir() {
+                Self::walk(&path, root, out)?;
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                out.push(rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ObjectStore for FileStore {
+    fn create(&self, key: &str, data: &[u8], _content_type: &str) -> Result<u64, StoreError> {
+        let path = self.path(key)?;
+        let generation = now_ns();
+        let temp = self.write_temp(&path, data, generation)?;
+        let linked = fs::hard_link(&temp, &path);
+        let _ = fs::remove_file(&temp);
+        match linked {
+            Ok(()) => {
+                Self::sync_dir(&path);
+                Ok(generation)
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(StoreError::AlreadyExists),
+            Err(e) => Err(io_error("creating", &path, &e)),
+        }
+    }
+
+    fn read(&self, key: &str) -> Result<Option<Stored>, StoreError> {
+        let path = self.path(key)?;
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("reading", &path, &e)),
+        };
+        // Data and generation from the same open file: a concurrent replace cannot mix them.
+        let meta = file.metadata().map_err(|e| io_error("reading", &path, &e))?;
+        let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        file.read_to_end(&mut data).map_err(|e| io_error("reading", &path, &e))?;
+        Ok(Some(Stored { data, generation: generation_of(&meta) }))
+    }
+
+    fn write_if_generation(&self, key: &str, data: &[u8], _content_type: &str, generation: u64) -> Result<u64, StoreError> {
+        let path = self.path(key)?;
+        let _lock = self.lock(&path)?;
+        let current = Self::current_generation(&path)?;
+        if current != generation {
+            return Err(StoreError::GenerationMismatch);
+        }
+        // Strictly newer than the current generation, even if the clock stepped back.
+        let next = now_ns().max(current + 1_000);
+        let temp = self.write_temp(&path, data, next)?;
+        fs::rename(&temp, &path).map_err(|e| {
+            let _ = fs::remove_file(&temp);
+            io_error("replacing", &path, &e)
+        })?;
+        Self::sync_dir(&path);
+        // What the filesystem kept (it may round the time).
+        let stored = Self::current_generation(&path)?;
+        if stored <= current {
+            return Err(StoreError::Other(format!("{}: the filesystem does not keep modification times precisely enough for generations", self.root.display())));
+        }
+        Ok(stored)
+    }
+
+    fn list(&self, prefix: &str, page_token: Option<&str>) -> Result<KeyPage, StoreError> {
+        const PAGE: usize = 1000;
+        // Walk only the deepest directory the prefix names.
+        let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+        let start = if dir_part.is_empty() { self.root.clone() } else { self.path(dir_part)? };
+        let mut keys = Vec::new();
+        Self::walk(&start, &self.root, &mut keys)?;
+        keys.retain(|k| k.starts_with(prefix) && page_token.is_none_or(|t| k.as_str() > t));
+        keys.sort();
+        let more = keys.len() > PAGE;
+        keys.truncate(PAGE);
+        let next_page_token = if more { keys.last().cloned() } else { None };
+        Ok(KeyPage { keys, next_page_token })
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("deleting", &path, &e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meets_the_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().to_str().unwrap()).unwrap();
+        super::super::contract::check(&store);
+        // No temporary files are left behind, and lock files are hidden from listings.
+        let page = store.list("", None).unwrap();
+        assert!(page.keys.iter().all(|k| !k.contains("/.")), "{:?}", page.keys);
+    }
+
+    #[test]
+    fn compare_and_swap_has_one_winner_across_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(FileStore::new(dir.path().to_str().unwrap()).unwrap());
+        let base = store.write_if_generation("s/cp", b"0", "application/json", 0).unwrap();
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || store.write_if_generation("s/cp", format!("{i}").as_bytes(), "application/json", base).is_ok())
+            })
+            .collect();
+        let winners = handles.into_iter().filter(|_| true).map(|h| h.join().unwrap()).filter(|ok| *ok).count();
+        assert_eq!(winners, 1);
+    }
+
+    #[test]
+    fn missing_directory_is_a_clear_error() {
+        let err = FileStore::new("/nonexistent/mulesoft-audit").err().unwrap().to_string();
+        assert!(err.contains("create it first"), "{err}");
+    }
+}

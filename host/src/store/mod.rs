@@ -1,0 +1,117 @@
+//! Object stores behind the WIT `object-store` interface: GCS, a local directory, and memory.
+//!
+//! Each implements [`ObjectStore`] over plain Rust types, so each is testable without wasm; the
+//! bridge to the generated WIT bindings is in `crate::runtime`.
+
+pub mod file;
+pub mod gcs;
+pub mod memory;
+
+use std::sync::Arc;
+
+/// Why a store call failed; mirrors the WIT `store-error` (see its docs for what is retryable).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("an object already exists under that key")]
+    AlreadyExists,
+    #[error("the object's generation changed")]
+    GenerationMismatch,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("access denied: {0}")]
+    Denied(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// An object as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub data: Vec<u8>,
+    pub generation: u64,
+}
+
+/// One page of keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPage {
+    pub keys: Vec<String>,
+    pub next_page_token: Option<String>,
+}
+
+/// The operations of the WIT interface, plus `delete` for `check`'s probe object.
+pub trait ObjectStore: Send + Sync {
+    fn create(&self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError>;
+    fn read(&self, key: &str) -> Result<Option<Stored>, StoreError>;
+    fn write_if_generation(&self, key: &str, data: &[u8], content_type: &str, generation: u64) -> Result<u64, StoreError>;
+    fn list(&self, prefix: &str, page_token: Option<&str>) -> Result<KeyPage, StoreError>;
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Where it stores, for logs (no credentials in it).
+    fn describe(&self) -> String;
+}
+
+/// Keys are relative, `/`-separated, without empty, `.` or `..` segments.
+pub fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() || key.starts_with('/') || key.ends_with('/') || key.split('/').any(|s| s.is_empty() || s == "." || s == "..") || key.contains('\0') {
+        return Err(StoreError::Other(format!("invalid key `{key}`")));
+    }
+    Ok(())
+}
+
+/// Opens the store a destination URL names: `gs://bucket[/prefix]`, `file:///dir`, a plain path,
+/// or `memory:`.
+pub fn open(dest: &str, runtime: tokio::runtime::Handle) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    if let Some(rest) = dest.strip_prefix("gs://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        return Ok(Arc::new(gcs::GcsStore::new(bucket, prefix, runtime)?));
+    }
+    if dest == "memory:" {
+        return Ok(Arc::new(memory::MemoryStore::default()));
+    }
+    let path = dest.strip_prefix("file://").unwrap_or(dest);
+    if dest.contains("://") && !dest.starts_with("file://") {
+        anyhow::bail!("destination `{dest}` is not supported: use gs://bucket[/prefix], file:///dir or a directory path");
+    }
+    Ok(Arc::new(file::FileStore::new(path)?))
+}
+
+#[cfg(test)]
+pub(crate) mod contract {
+    //! The behaviour every store must have, run against each implementation.
+    use super::*;
+
+    pub fn check(store: &dyn ObjectStore) {
+        assert!(store.read("a/missing").unwrap().is_none());
+        let g1 = store.create("logs/2024/01/01/x.json.gz", b"one", "application/gzip").unwrap();
+        assert!(g1 > 0);
+        assert_eq!(store.create("logs/2024/01/01/x.json.gz", b"two", "application/gzip"), Err(StoreError::AlreadyExists));
+        assert_eq!(store.read("logs/2024/01/01/x.json.gz").unwrap().unwrap().data, b"one");
+
+        assert_eq!(store.write_if_generation("state/o/cp", b"v1", "application/json", 5), Err(StoreError::GenerationMismatch));
+        let s1 = store.write_if_generation("state/o/cp", b"v1", "application/json", 0).unwrap();
+        assert_eq!(store.write_if_generation("state/o/cp", b"v1b", "application/json", 0), Err(StoreError::GenerationMismatch));
+        let read = store.read("state/o/cp").unwrap().unwrap();
+        assert_eq!((read.data.as_slice(), read.generation), (&b"v1"[..], s1));
+        let s2 = store.write_if_generation("state/o/cp", b"v2", "application/json", s1).unwrap();
+        assert_ne!(s1, s2);
+        assert_eq!(store.write_if_generation("state/o/cp", b"v3", "application/json", s1), Err(StoreError::GenerationMismatch));
+        assert_eq!(store.read("state/o/cp").unwrap().unwrap().data, b"v2");
+
+        for i in 0..5 {
+            store.create(&format!("logs/p/{i}"), b"x", "application/gzip").unwrap();
+        }
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = store.list("logs/p/", token.as_deref()).unwrap();
+            keys.extend(page.keys);
+            match page.next_page_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        assert_eq!(keys, (0..5).map(|i| format!("logs/p/{i}")).collect::<Vec<_>>());
+        store.delete("logs/p/0").unwrap();
+        assert!(store.read("logs/p/0").unwrap().is_none());
+        assert!(store.create("../escape", b"x", "text/plain").is_err());
+    }
+}
