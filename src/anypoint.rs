@@ -190,6 +190,7 @@ impl<'a, P: Platform> Client<'a, P> {
                             let wait = response
                                 .header("retry-after")
                                 .and_then(|v| retry::retry_after_ms(v, now))
+                                .or_else(|| response.header("x-ratelimit-reset").and_then(|v| retry::reset_at_ms(v, now)))
                                 .unwrap_or_else(|| retry::until_next_minute_ms(now))
                                 .min(retry::MAX_THROTTLE_WAIT_MS)
                                 + retry::throttle_jitter_ms(self.platform.random());

@@ -43,6 +43,13 @@ pub fn retry_after_ms(value: &str, now_ms: i64) -> Option<u64> {
     Some(u64::try_from(date.timestamp_millis() - now_ms).unwrap_or(0))
 }
 
+/// Parses `X-RateLimit-Reset` (epoch seconds, as the `/accounts` endpoints send it) into
+/// milliseconds from `now_ms`.
+pub fn reset_at_ms(value: &str, now_ms: i64) -> Option<u64> {
+    let epoch_s: i64 = value.trim().parse().ok()?;
+    Some(u64::try_from(epoch_s.saturating_mul(1000) - now_ms).unwrap_or(0))
+}
+
 /// Milliseconds until the next minute boundary: the Anypoint query limit answers 503 "until the
 /// minute expires" and sends no `Retry-After`.
 pub fn until_next_minute_ms(now_ms: i64) -> u64 {
@@ -96,6 +103,13 @@ mod tests {
         assert_eq!(retry_after_ms(date, 1_445_412_490_000), Some(0));
         assert_eq!(retry_after_ms("soon", 0), None);
         assert_eq!(retry_after_ms("-3", 0), None);
+    }
+
+    #[test]
+    fn rate_limit_reset_is_epoch_seconds() {
+        assert_eq!(reset_at_ms("1700000010", 1_700_000_000_000), Some(10_000));
+        assert_eq!(reset_at_ms("1600000000", 1_700_000_000_000), Some(0));
+        assert_eq!(reset_at_ms("x", 0), None);
     }
 
     #[test]

@@ -56,13 +56,17 @@ impl Platform for WasiPlatform {
         let _ = options.set_between_bytes_timeout(Some(BETWEEN_BYTES_TIMEOUT_NS));
 
         let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| denied_or_network(&e))?;
-        {
+        // If the host refused the request, the body stream just closes; the reason (e.g.
+        // `HTTP-request-denied`) arrives on the response future, so a body error is reported
+        // only when the response has none.
+        let sent = (|| {
             let stream = body.write().map_err(|()| net("request body stream unavailable"))?;
             for chunk in request.body.chunks(4096) {
                 stream.blocking_write_and_flush(chunk).map_err(|e| stream_error("sending body", e))?;
             }
-        }
-        OutgoingBody::finish(body, None).map_err(|e| denied_or_network(&e))?;
+            drop(stream);
+            OutgoingBody::finish(body, None).map_err(|e| denied_or_network(&e))
+        })();
 
         let incoming = loop {
             match future.get() {
@@ -73,6 +77,7 @@ impl Platform for WasiPlatform {
         let incoming = incoming
             .map_err(|()| net("response already taken"))?
             .map_err(|e| denied_or_network(&e))?;
+        sent?;
         let status = incoming.status();
         let headers = incoming
             .headers()

@@ -1,1 +1,18 @@
+//! The integration tests: one binary. Each runs the real `mulesoft-audit` binary (or its library)
+//! with the real component against the Anypoint simulator, writing to a directory or to
+//! fake-gcs-server, and checks what arrived against what the simulator holds.
+//!
+//! Modules:
+//! - `harness`: the simulator, the binary, fake-gcs-server, and the exactly-once assertion.
+//! - `collect`: end-to-end collection into `file://` and GCS, keys, content, paging modes, orgs.
+//! - `faults`: throttling, 5xx, dropped and truncated replies, token expiry, kills, concurrency.
+//! - `config`: bad settings and bad credentials: one clear line, the right exit code.
+//! - `sandbox`: outbound HTTP allowlist, memory and secrets.
+//! - `serve`: the HTTP trigger (Pub/Sub push, CloudEvents, bad bodies, concurrent triggers).
 
+mod collect;
+mod config;
+mod faults;
+mod harness;
+mod sandbox;
+mod serve;

@@ -175,7 +175,7 @@ fn demo(args: &DemoArgs, cache_dir: Option<&std::path::Path>, rt: &tokio::runtim
         overlap: "10m".into(),
         page_size: 200,
         max_pages: 100_000,
-        object_mib: 32,
+        object_kib: 32 * 1024,
         key_prefix: "logs/".into(),
         state_prefix: "state/".into(),
         requests_per_minute: Some(6000),
@@ -189,6 +189,6 @@ fn demo(args: &DemoArgs, cache_dir: Option<&std::path::Path>, rt: &tokio::runtim
     let collector = collector(&collect, cache_dir, rt.handle().clone())?;
     let report = rt.block_on(async move { tokio::task::spawn_blocking(move || collector.pass()).await })?;
     let code = print_report(&report);
-    eprintln!("demo: objects under {}/logs/, checkpoints under {}/state/ (run it again: nothing is written twice)", out.display(), out.display());
+    eprintln!("demo: objects under {}/logs/, checkpoints under {}/state/", out.display(), out.display());
     Ok(code)
 }

@@ -180,7 +180,7 @@ impl Runtime {
 fn classify_trap(e: wasmtime::Error, limits: &Limits) -> Trap {
     if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
         Trap::TimeLimit(limits.run_time)
-    } else if format!("{e:?}").contains("forcing a memory growth failure to be a trap") {
+    } else if format!("{e:?}").contains("forcing trap when growing memory") {
         Trap::MemoryLimit(limits.memory_bytes >> 20)
     } else {
         Trap::Other(e.into())

@@ -82,9 +82,9 @@ pub struct CollectArgs {
     /// Hard cap of pages per org per pass.
     #[arg(long, env = "MULESOFT_AUDIT_MAX_PAGES", default_value_t = 100_000)]
     pub max_pages: u32,
-    /// Close an object at this uncompressed size (MiB).
-    #[arg(long, env = "MULESOFT_AUDIT_OBJECT_MIB", default_value_t = 32)]
-    pub object_mib: u64,
+    /// Close an object at this uncompressed size (KiB; default 32 MiB).
+    #[arg(long, env = "MULESOFT_AUDIT_OBJECT_KIB", default_value_t = 32 * 1024)]
+    pub object_kib: u64,
     /// Key prefix of log objects: point the SecOps feed here.
     #[arg(long, env = "MULESOFT_AUDIT_KEY_PREFIX", default_value = "logs/")]
     pub key_prefix: String,
@@ -239,7 +239,7 @@ impl CollectArgs {
             overlap_seconds: overlap.as_secs(),
             page_size: self.page_size,
             max_pages: self.max_pages,
-            object_max_bytes: self.object_mib.saturating_mul(1 << 20),
+            object_max_bytes: self.object_kib.saturating_mul(1 << 10),
             key_prefix,
             state_prefix,
             requests_per_minute: self.requests_per_minute,

@@ -1,0 +1,157 @@
+//! Bad settings and credentials: one clear line naming the problem, exit 2 (configuration) or 1
+//! (run), and nothing marked done.
+
+use crate::harness::*;
+use anypoint_sim::{OrgSpec, SimConfig};
+
+fn quick_sim() -> anypoint_sim::Simulator {
+    sim(SimConfig::new(vec![OrgSpec::new("org-cfg", 50)]))
+}
+
+fn assert_config_error(r: &RunResult, needle: &str) {
+    assert_eq!(r.code, 2, "exit code 2 for `{needle}`:\n{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains(needle), "stderr names the problem `{needle}`:\n{}", r.stderr);
+}
+
+#[test]
+fn missing_and_malformed_settings() {
+    let sim = quick_sim();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}", dir.path().display());
+    let cases: Vec<(&str, Option<&str>, &str)> = vec![
+        ("MULE_ORG_ID", None, "MULE_ORG_ID is not set"),
+        ("MULE_ORG_ID", Some("not an/org"), "is not an organization id"),
+        ("CLIENT_ID", None, "CLIENT_ID is not set"),
+        ("CLIENT_SECRET", None, "CLIENT_SECRET is not set"),
+        ("MULE_BASE_URL", Some("not a url"), "is not a URL"),
+        ("MULE_BASE_URL", Some("http://anypoint.mulesoft.com"), "non-loopback"),
+        ("MULESOFT_AUDIT_DEST", None, "no destination"),
+        ("MULESOFT_AUDIT_LAG", Some("soon"), "--lag"),
+        ("MULESOFT_AUDIT_PAGE_SIZE", Some("500"), "1..200"),
+        ("MULESOFT_AUDIT_STATE_PREFIX", Some("logs/state"), "under the log prefix"),
+        ("MULESOFT_AUDIT_DEST", Some("/nonexistent/dir"), "create it first"),
+        ("MULESOFT_AUDIT_DEST", Some("s3://bucket"), "not supported"),
+    ];
+    for (var, value, needle) in cases {
+        let mut cmd = command(&sim, &dest);
+        match value {
+            Some(v) => cmd.env(var, v),
+            None => cmd.env_remove(var),
+        };
+        assert_config_error(&run(cmd), needle);
+    }
+    let mut cmd = command(&sim, &dest);
+    cmd.env_remove("MULE_BASE_URL").env("MULE_REGION", "mars");
+    let r = run(cmd);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("mars"), "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+}
+
+#[test]
+fn a_wrong_secret_is_one_clear_line_and_never_printed() {
+    let sim = quick_sim();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
+    let wrong = "wrong-secret-value-1234";
+    cmd.env("CLIENT_SECRET", wrong);
+    let r = run(cmd);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("401") && r.stderr.contains("CLIENT_SECRET"), "{}", r.stderr);
+    assert!(!r.stdout.contains(wrong) && !r.stderr.contains(wrong), "the secret is never printed");
+    assert!(!dir.path().join("state").exists(), "nothing marked done");
+}
+
+#[test]
+fn secret_from_a_file() {
+    let sim = quick_sim();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), format!("{}\n", anypoint_sim::DEMO_CLIENT_SECRET)).unwrap();
+    let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
+    cmd.env_remove("CLIENT_SECRET").env("CLIENT_SECRET_FILE", secret.path());
+    run_ok(cmd);
+}
+
+#[test]
+fn an_org_outside_the_apps_scope_fails_alone() {
+    let mut forbidden = OrgSpec::new("org-nope", 100);
+    forbidden.forbidden = true;
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-yes", 300), forbidden]));
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(command(&sim, &format!("file://{}", dir.path().display())));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("org-nope") && r.stderr.contains("403") && r.stderr.contains("Audit Log Viewer"), "{}", r.stderr);
+    assert_eq!(r.summary["failures"][0]["kind"], "forbidden");
+    assert!(!dir.path().join("state/org-nope").exists());
+    let (from, to) = covered(&[&r.summary], "org-yes");
+    assert_exactly_once(&sim, "org-yes", &objects_in_dir(dir.path()), from, to);
+}
+
+#[test]
+fn a_corrupt_or_foreign_checkpoint_is_refused_not_guessed() {
+    let sim = quick_sim();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}", dir.path().display());
+    std::fs::create_dir_all(dir.path().join("state/org-cfg")).unwrap();
+    for content in ["garbage{", r#"{"format":"something-else"}"#] {
+        std::fs::write(dir.path().join("state/org-cfg/checkpoint.json"), content).unwrap();
+        let r = run(command(&sim, &dest));
+        assert_eq!(r.code, 1);
+        assert_eq!(r.summary["failures"][0]["kind"], "checkpoint");
+        assert!(r.stderr.contains("checkpoint") && r.stderr.contains("state/org-cfg/checkpoint.json"), "{}", r.stderr);
+        assert!(!dir.path().join("logs").exists(), "nothing collected from a guessed start");
+    }
+}
+
+#[test]
+fn api_replies_of_the_wrong_shape_fail_clearly() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-bad", 50)]);
+    config.faults.garbage_first = 100;
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
+    cmd.env("MULESOFT_AUDIT_MAX_ATTEMPTS", "2");
+    let r = run(cmd);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("not JSON") && r.stderr.contains("org-bad"), "{}", r.stderr);
+    assert!(!dir.path().join("logs").exists());
+}
+
+#[test]
+fn check_verifies_credentials_and_write_access_without_collecting() {
+    let sim = quick_sim();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
+    cmd.arg("check");
+    let r = finish(cmd.output().unwrap());
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("org-cfg") && r.stdout.contains("writable"), "{}", r.stdout);
+    assert!(!dir.path().join("logs").exists(), "check collects nothing");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("state")).unwrap().flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).collect();
+    assert!(leftovers.is_empty(), "the probe was removed: {leftovers:?}");
+
+    let mut cmd = command(&sim, "/nonexistent/dir");
+    cmd.arg("check");
+    let r = finish(cmd.output().unwrap());
+    assert_eq!(r.code, 2);
+}
+
+#[test]
+fn demo_works_with_nothing_set_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .env_clear()
+        .env("MULESOFT_AUDIT_CACHE_DIR", cache_dir())
+        .current_dir(dir.path())
+        .args(["demo", "--entries", "800"])
+        .output()
+        .unwrap();
+    let r = finish(out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let objects = objects_in_dir(&dir.path().join("mulesoft-audit-demo"));
+    let total: usize = objects.values().map(Vec::len).sum();
+    assert!(total >= 800, "demo wrote {total} entries");
+}
+
+use std::process::Command;

@@ -1,0 +1,272 @@
+//! Delivery under faults: after each fault, a clean run, then every entry of the covered window
+//! is in the destination exactly once.
+
+use crate::harness::*;
+use anypoint_sim::{Faults, OrgSpec, SimConfig, Simulator};
+use clap::Parser;
+use mulesoft_audit_host::runtime::{Limits, Runtime};
+use mulesoft_audit_host::settings::{CollectArgs, Resolved};
+use mulesoft_audit_host::store::{KeyPage, ObjectStore, StoreError, Stored, file::FileStore};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    collect: CollectArgs,
+}
+
+/// Settings as the binary would resolve them, for in-process runs.
+fn resolved(sim: &Simulator, dest: &str, extra: &[&str]) -> Resolved {
+    let mut argv = vec!["test".to_string(), format!("--org={}", sim.org_ids().join(",")), format!("--base-url={}", sim.url())];
+    argv.extend([format!("--client-id={}", anypoint_sim::DEMO_CLIENT_ID), format!("--client-secret={}", anypoint_sim::DEMO_CLIENT_SECRET)]);
+    argv.extend([format!("--dest={dest}"), "--lag=1s".into(), "--requests-per-minute=100000".into()]);
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    Args::try_parse_from(argv).unwrap().collect.resolve().unwrap()
+}
+
+fn runtime() -> Runtime {
+    Runtime::new(Some(&cache_dir())).unwrap()
+}
+
+/// A store that "dies" after a number of writes: the write that uses up the budget happens, and
+/// nothing after it reaches storage, exactly as if the process had been killed right then.
+struct DyingStore {
+    inner: FileStore,
+    writes_left: AtomicU32,
+    dead: AtomicBool,
+}
+
+impl DyingStore {
+    fn write<T>(&self, op: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("process died".into()));
+        }
+        let result = op();
+        if self.writes_left.fetch_sub(1, Ordering::SeqCst) <= 1 {
+            self.dead.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+}
+
+impl ObjectStore for DyingStore {
+    fn create(&self, key: &str, data: &[u8], ct: &str) -> Result<u64, StoreError> {
+        self.write(|| self.inner.create(key, data, ct))
+    }
+    fn read(&self, key: &str) -> Result<Option<Stored>, StoreError> {
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("process died".into()));
+        }
+        self.inner.read(key)
+    }
+    fn write_if_generation(&self, key: &str, data: &[u8], ct: &str, generation: u64) -> Result<u64, StoreError> {
+        self.write(|| self.inner.write_if_generation(key, data, ct, generation))
+    }
+    fn list(&self, prefix: &str, token: Option<&str>) -> Result<KeyPage, StoreError> {
+        self.inner.list(prefix, token)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key)
+    }
+    fn describe(&self) -> String {
+        "dying".into()
+    }
+}
+
+fn summary_json(outcome: &Result<mulesoft_audit_host::runtime::wit::RunSummary, mulesoft_audit_host::runtime::wit::RunError>) -> serde_json::Value {
+    let orgs = match outcome {
+        Ok(s) => &s.orgs,
+        Err(e) => &e.completed,
+    };
+    serde_json::json!({ "orgs": orgs.iter().map(|o| serde_json::json!({"org_id": o.org_id, "window_start": o.window_start, "window_end": o.window_end})).collect::<Vec<_>>() })
+}
+
+#[test]
+fn a_crash_after_any_write_loses_and_duplicates_nothing() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-crash", 1200)]);
+    config.same_ms_cluster = 120;
+    config.odd_permille = 20;
+    let sim = sim(config);
+    let runtime = runtime();
+    // Count the writes of an undisturbed pass first (objects + checkpoint updates).
+    let probe_dir = tempfile::tempdir().unwrap();
+    let settings = resolved(&sim, "unused", &["--object-kib=64", "--page-size=50"]);
+    let probe = Arc::new(DyingStore { inner: FileStore::new(probe_dir.path().to_str().unwrap()).unwrap(), writes_left: AtomicU32::new(u32::MAX), dead: AtomicBool::new(false) });
+    runtime.run(&Limits::default(), settings.origin.clone(), probe.clone(), &settings.config).unwrap().unwrap();
+    let writes = u32::MAX - probe.writes_left.load(Ordering::SeqCst);
+    assert!(writes >= 10, "the pass makes several writes ({writes})");
+
+    for die_after in 1..writes {
+        let dir = tempfile::tempdir().unwrap();
+        let dying = Arc::new(DyingStore { inner: FileStore::new(dir.path().to_str().unwrap()).unwrap(), writes_left: AtomicU32::new(die_after), dead: AtomicBool::new(false) });
+        let crashed = runtime.run(&Limits::default(), settings.origin.clone(), dying, &settings.config).unwrap();
+        assert!(crashed.is_err(), "the pass after write {die_after} must report the failure");
+        let store = Arc::new(FileStore::new(dir.path().to_str().unwrap()).unwrap());
+        let clean = runtime.run(&Limits::default(), settings.origin.clone(), store, &settings.config).unwrap();
+        let clean = clean.unwrap_or_else(|e| panic!("clean run after a crash at write {die_after}: {:?}", e.failures));
+        let objects = objects_in_dir(dir.path());
+        let (from, to) = covered(&[&summary_json(&Ok(clean))], "org-crash");
+        assert_exactly_once(&sim, "org-crash", &objects, from.min(ms_of_first_window(&sim)), to);
+    }
+}
+
+/// The first pass's window starts a lookback (24 h) plus the overlap before its run; every
+/// simulated entry is younger than that.
+fn ms_of_first_window(_sim: &Simulator) -> i64 {
+    anypoint_sim::now_ms() - 25 * 3600 * 1000
+}
+
+#[test]
+fn killed_processes_then_a_rerun_deliver_exactly_once() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-kill", 2500)]);
+    config.latency = Duration::from_millis(15);
+    config.same_ms_cluster = 300;
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}", dir.path().display());
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut summaries = Vec::new();
+    for round in 0..6 {
+        let mut cmd = command(&sim, &dest);
+        cmd.env("MULESOFT_AUDIT_OBJECT_KIB", "48").env("MULESOFT_AUDIT_PAGE_SIZE", "40").arg("run").stdout(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        // The fault: SIGKILL at a random moment of the pass.
+        std::thread::sleep(Duration::from_millis(rng.u64(20..900)));
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        if let Some(s) = String::from_utf8_lossy(&output.stdout).lines().last().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+            summaries.push(s);
+        }
+        if round == 2 {
+            let now = anypoint_sim::now_ms();
+            sim.add_entries("org-kill", 100, now - 120_000, now - 1_500);
+        }
+    }
+    let last = run_ok({
+        let mut c = command(&sim, &dest);
+        c.env("MULESOFT_AUDIT_OBJECT_KIB", "48");
+        c
+    });
+    summaries.push(last.summary);
+    let refs: Vec<&serde_json::Value> = summaries.iter().collect();
+    let (_, to) = covered(&refs, "org-kill");
+    assert_exactly_once(&sim, "org-kill", &objects_in_dir(dir.path()), ms_of_first_window(&sim), to);
+}
+
+#[test]
+fn two_passes_at_once_deliver_exactly_once() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-twin", 3000)]);
+    config.latency = Duration::from_millis(10);
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}", dir.path().display());
+    let spawn = || {
+        let mut c = command(&sim, &dest);
+        c.env("MULESOFT_AUDIT_OBJECT_KIB", "100").arg("run").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let results = [finish(a.wait_with_output().unwrap()), finish(b.wait_with_output().unwrap())];
+    assert!(results.iter().any(|r| r.code == 0), "one of the passes completes");
+    for r in &results {
+        if r.code != 0 {
+            assert_eq!(r.summary["failures"][0]["kind"], "conflict", "the other stops on the checkpoint conflict: {}", r.stdout);
+        }
+    }
+    let last = run_ok(command(&sim, &dest));
+    let refs: Vec<&serde_json::Value> = results.iter().map(|r| &r.summary).chain([&last.summary]).collect();
+    let (_, to) = covered(&refs, "org-twin");
+    assert_exactly_once(&sim, "org-twin", &objects_in_dir(dir.path()), ms_of_first_window(&sim), to);
+}
+
+#[test]
+fn five_percent_server_errors_drops_and_truncations() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-flaky", 6000)]);
+    config.faults = Faults { server_error_permille: 30, drop_permille: 10, truncate_permille: 10, garbage_first: 1, ..Faults::default() };
+    config.seed = 11;
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
+    cmd.env("MULESOFT_AUDIT_PAGE_SIZE", "50");
+    let r = run_ok(cmd);
+    assert!(sim.stats().injected_faults >= 3, "faults were injected: {:?}", sim.stats());
+    assert!(r.summary["orgs"][0]["retries"].as_u64().unwrap() >= 3);
+    let (from, to) = covered(&[&r.summary], "org-flaky");
+    assert_exactly_once(&sim, "org-flaky", &objects_in_dir(dir.path()), from, to);
+}
+
+#[test]
+fn throttling_429_with_retry_after_seconds_and_dates() {
+    for as_date in [false, true] {
+        let mut config = SimConfig::new(vec![OrgSpec::new("org-429", 600)]);
+        config.faults = Faults { throttle_429_first: 2, retry_after_as_date: as_date, token_fail_once: Some(429), ..Faults::default() };
+        let sim = sim(config);
+        let dir = tempfile::tempdir().unwrap();
+        let r = run_ok(command(&sim, &format!("file://{}", dir.path().display())));
+        assert_eq!(r.summary["orgs"][0]["throttled_waits"], 3, "{}", r.stdout);
+        let (from, to) = covered(&[&r.summary], "org-429");
+        assert_exactly_once(&sim, "org-429", &objects_in_dir(dir.path()), from, to);
+    }
+}
+
+#[test]
+fn rate_limit_503_until_the_minute_ends_is_waited_out() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-503", 900)]);
+    config.rate_limit_per_minute = Some(4);
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
+    cmd.env("MULESOFT_AUDIT_PAGE_SIZE", "200");
+    let r = run_ok(cmd);
+    assert!(sim.stats().throttled_503 >= 1, "the limit was hit");
+    assert!(r.summary["orgs"][0]["throttled_waits"].as_u64().unwrap() >= 1);
+    let (from, to) = covered(&[&r.summary], "org-503");
+    assert_exactly_once(&sim, "org-503", &objects_in_dir(dir.path()), from, to);
+}
+
+#[test]
+fn pacing_keeps_a_normal_run_free_of_503() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-paced", 1000)]);
+    config.rate_limit_per_minute = Some(120);
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
+    cmd.env("MULESOFT_AUDIT_RPM", "110").env("MULESOFT_AUDIT_PAGE_SIZE", "100");
+    run_ok(cmd);
+    assert_eq!(sim.stats().throttled_503, 0);
+}
+
+#[test]
+fn token_expiring_mid_run_is_renewed() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-exp", 1500)]);
+    config.token_lifetime_secs = 2;
+    config.latency = Duration::from_millis(120);
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
+    cmd.env("MULESOFT_AUDIT_PAGE_SIZE", "50");
+    let r = run_ok(cmd);
+    assert!(sim.stats().tokens_issued >= 2, "{:?}", sim.stats());
+    let (from, to) = covered(&[&r.summary], "org-exp");
+    assert_exactly_once(&sim, "org-exp", &objects_in_dir(dir.path()), from, to);
+}
+
+#[test]
+fn late_entries_are_delivered_by_a_later_pass_once() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-late", 800)]);
+    config.span = Duration::from_secs(240);
+    config.late_permille = 150;
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}", dir.path().display());
+    let first = run_ok(command(&sim, &dest));
+    let hidden = sim.all_entries("org-late").iter().filter(|e| e.late).count();
+    assert!(hidden > 50);
+    sim.release_late();
+    let second = run_ok(command(&sim, &dest));
+    assert!(second.summary["orgs"][0]["entries_written"].as_u64().unwrap() >= hidden as u64);
+    let (from, to) = covered(&[&first.summary, &second.summary], "org-late");
+    assert_exactly_once(&sim, "org-late", &objects_in_dir(dir.path()), from, to);
+}

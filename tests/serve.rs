@@ -1,0 +1,102 @@
+//! `serve`: the HTTP trigger.
+
+use crate::harness::*;
+use anypoint_sim::{OrgSpec, SimConfig};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(sim: &anypoint_sim::Simulator, dest: &str) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = command(sim, dest);
+    cmd.env("PORT", port.to_string()).env("MULESOFT_AUDIT_LISTEN", "127.0.0.1").arg("serve").stdout(Stdio::null()).stderr(Stdio::null());
+    let server = Server { child: cmd.spawn().unwrap(), port };
+    // Readiness: poll /healthz (bounded).
+    for _ in 0..400 {
+        if http_get(&format!("http://127.0.0.1:{port}/healthz")).is_some_and(|(s, _, b)| s == 200 && b == b"ok") {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("serve did not come up");
+}
+
+const PUSH: &str = r#"{"message":{"data":"e30=","attributes":{},"messageId":"1","publishTime":"2026-01-01T00:00:00Z"},"subscription":"projects/p/subscriptions/s"}"#;
+
+fn post(server: &Server, headers: &[(&str, &str)], body: &str) -> u16 {
+    http_request("POST", &format!("http://127.0.0.1:{}/", server.port), headers, body.as_bytes()).expect("serve answers").0
+}
+
+#[test]
+fn each_trigger_shape_runs_a_pass() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-srv", 900)]));
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&sim, &format!("file://{}", dir.path().display()));
+    assert_eq!(post(&server, &[("content-type", "application/json")], PUSH), 204);
+    let tokens_after_push = sim.stats().tokens_issued;
+    assert_eq!(tokens_after_push, 1, "the push ran a pass");
+    let binary = [
+        ("content-type", "application/json"),
+        ("ce-specversion", "1.0"),
+        ("ce-id", "abc"),
+        ("ce-type", "google.cloud.pubsub.topic.v1.messagePublished"),
+        ("ce-source", "//pubsub.googleapis.com/projects/p/topics/t"),
+    ];
+    assert_eq!(post(&server, &binary, PUSH), 204);
+    let structured = format!(r#"{{"specversion":"1.0","id":"s1","type":"google.cloud.pubsub.topic.v1.messagePublished","source":"//pubsub.googleapis.com/projects/p/topics/t","data":{PUSH}}}"#);
+    assert_eq!(post(&server, &[("content-type", "application/cloudevents+json")], &structured), 204);
+    assert_eq!(sim.stats().tokens_issued, 3, "three triggers, three passes");
+    let objects = objects_in_dir(dir.path());
+    let now = anypoint_sim::now_ms();
+    assert_exactly_once(&sim, "org-srv", &objects, now - 25 * 3_600_000, now - 5_000);
+}
+
+#[test]
+fn bad_bodies_are_refused_without_a_pass() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-bad-body", 10)]));
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&sim, &format!("file://{}", dir.path().display()));
+    assert_eq!(post(&server, &[("content-type", "application/json")], "not json"), 400);
+    assert_eq!(post(&server, &[("content-type", "application/json")], r#"{"message":{"data":"%%%"}}"#), 400);
+    assert_eq!(post(&server, &[("ce-specversion", "1.0")], PUSH), 400);
+    assert_eq!(sim.stats().requests, 0);
+}
+
+#[test]
+fn concurrent_triggers_share_one_pass() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-conc", 1000)]);
+    // Slow enough that the three triggers below arrive while the first pass runs.
+    config.latency = Duration::from_millis(700);
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&sim, &format!("file://{}", dir.path().display()));
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3).map(|_| s.spawn(|| post(&server, &[("content-type", "application/json")], PUSH))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses, vec![204, 204, 204]);
+    assert_eq!(sim.stats().tokens_issued, 1, "one pass for three overlapping triggers");
+    let now = anypoint_sim::now_ms();
+    assert_exactly_once(&sim, "org-conc", &objects_in_dir(dir.path()), now - 25 * 3_600_000, now - 10_000);
+}
+
+#[test]
+fn a_failed_pass_answers_500_so_pubsub_redelivers() {
+    let mut forbidden = OrgSpec::new("org-403", 10);
+    forbidden.forbidden = true;
+    let sim = sim(SimConfig::new(vec![forbidden]));
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&sim, &format!("file://{}", dir.path().display()));
+    assert_eq!(post(&server, &[("content-type", "application/json")], PUSH), 500);
+}
