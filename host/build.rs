@@ -23,7 +23,16 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--package", "mulesoft-audit", "--target", "wasm32-wasip2", "--profile", "component", "--target-dir"])
+        .args([
+            "build",
+            "--package",
+            "mulesoft-audit",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "component",
+            "--target-dir",
+        ])
         .arg(&target_dir)
         // Flags meant for the host build must not leak into the wasm build.
         .env_remove("RUSTFLAGS")
@@ -34,7 +43,9 @@ fn main() {
         .status();
     match status {
         Ok(s) if s.success() => {}
-        Ok(s) => fail(&format!("building the component failed ({s}); run `cargo build -p mulesoft-audit --target wasm32-wasip2` to see why")),
+        Ok(s) => fail(&format!(
+            "building the component failed ({s}); run `cargo build -p mulesoft-audit --target wasm32-wasip2` to see why"
+        )),
         Err(e) => fail(&format!("could not run cargo to build the component: {e}")),
     }
     let wasm = target_dir.join("wasm32-wasip2").join("component").join("mulesoft_audit.wasm");

@@ -58,7 +58,13 @@ fn form_encode(value: &str) -> String {
 
 impl<'a, P: Platform> Client<'a, P> {
     pub fn new(platform: &'a mut P, settings: &'a Settings) -> Self {
-        Self { platform, settings, pacer: Pacer::new(settings.requests_per_minute), token: None, stats: Stats::default() }
+        Self {
+            platform,
+            settings,
+            pacer: Pacer::new(settings.requests_per_minute),
+            token: None,
+            stats: Stats::default(),
+        }
     }
 
     /// A valid bearer token, fetched at most once per run unless it expires.
@@ -84,7 +90,8 @@ impl<'a, P: Platform> Client<'a, P> {
             body: body.into_bytes(),
         };
         let reply: TokenReply = self.send_parsed(&request, "token request", None, |body| {
-            serde_json::from_slice::<TokenReply>(body).map_err(|e| format!("token reply is not the expected JSON ({e})"))
+            serde_json::from_slice::<TokenReply>(body)
+                .map_err(|e| format!("token reply is not the expected JSON ({e})"))
         })?;
         let lifetime_ms = reply.expires_in.unwrap_or(3600).saturating_mul(1000) as i64;
         // Refresh a minute early, or at 90% of a short lifetime.
@@ -106,7 +113,10 @@ impl<'a, P: Platform> Client<'a, P> {
         let mut refreshed = false;
         loop {
             let token = self.bearer()?;
-            let mut headers = vec![("authorization".to_string(), format!("Bearer {token}")), ("accept".into(), "application/json".into())];
+            let mut headers = vec![
+                ("authorization".to_string(), format!("Bearer {token}")),
+                ("accept".into(), "application/json".into()),
+            ];
             if method == Method::Post {
                 headers.push(("content-type".into(), "application/json".into()));
             }
@@ -147,7 +157,9 @@ impl<'a, P: Platform> Client<'a, P> {
                 Err(TransportError::Denied(reason)) => {
                     return Err(Failure::new(
                         ErrorKind::Denied,
-                        format!("{what} to {url} was refused by the host ({reason}): the destination is not allowed; check the base URL / region setting"),
+                        format!(
+                            "{what} to {url} was refused by the host ({reason}): the destination is not allowed; check the base URL / region setting"
+                        ),
                     ));
                 }
                 Err(TransportError::Network(reason)) => {
@@ -158,7 +170,13 @@ impl<'a, P: Platform> Client<'a, P> {
                     match retry::classify(response.status) {
                         StatusClass::Success => {
                             if response.body.len() > MAX_REPLY_BYTES {
-                                return Err(Failure::new(ErrorKind::Api, format!("{what} to {url}: reply of {} bytes exceeds the {MAX_REPLY_BYTES}-byte limit; lower the page size", response.body.len())));
+                                return Err(Failure::new(
+                                    ErrorKind::Api,
+                                    format!(
+                                        "{what} to {url}: reply of {} bytes exceeds the {MAX_REPLY_BYTES}-byte limit; lower the page size",
+                                        response.body.len()
+                                    ),
+                                ));
                             }
                             match parse(&response.body) {
                                 Ok(value) => return Ok(value),
@@ -168,29 +186,53 @@ impl<'a, P: Platform> Client<'a, P> {
                         }
                         StatusClass::Unauthorized => {
                             let message = match auth_retry {
-                                None => format!("{what} to {url} answered 401: the client id or secret is wrong, or the connected app is disabled; check CLIENT_ID / CLIENT_SECRET"),
-                                Some(_) => format!("{what} to {url} answered 401 with a fresh token: the connected app lost access; check its scopes"),
+                                None => format!(
+                                    "{what} to {url} answered 401: the client id or secret is wrong, or the connected app is disabled; check CLIENT_ID / CLIENT_SECRET"
+                                ),
+                                Some(_) => format!(
+                                    "{what} to {url} answered 401 with a fresh token: the connected app lost access; check its scopes"
+                                ),
                             };
                             return Err(Failure::new(ErrorKind::Unauthorized, message));
                         }
                         StatusClass::Forbidden => {
-                            return Err(Failure::new(ErrorKind::Forbidden, format!("{what} to {url} answered 403: the connected app may not read this organization; grant it the Audit Log Viewer scope on this business group")));
+                            return Err(Failure::new(
+                                ErrorKind::Forbidden,
+                                format!(
+                                    "{what} to {url} answered 403: the connected app may not read this organization; grant it the Audit Log Viewer scope on this business group"
+                                ),
+                            ));
                         }
                         StatusClass::Rejected => {
-                            let kind = if auth_retry.is_none() && response.status == 400 { ErrorKind::Unauthorized } else { ErrorKind::Api };
-                            return Err(Failure::new(kind, format!("{what} to {url} answered {}: {}", response.status, excerpt(&response.body))));
+                            let kind = if auth_retry.is_none() && response.status == 400 {
+                                ErrorKind::Unauthorized
+                            } else {
+                                ErrorKind::Api
+                            };
+                            return Err(Failure::new(
+                                kind,
+                                format!("{what} to {url} answered {}: {}", response.status, excerpt(&response.body)),
+                            ));
                         }
                         StatusClass::Throttled => {
                             throttles += 1;
                             self.stats.throttled_waits += 1;
                             if throttles > MAX_THROTTLE_WAITS {
-                                return Err(Failure::new(ErrorKind::Unavailable, format!("{what} to {url} was still throttled ({}) after {MAX_THROTTLE_WAITS} waits; lower the request rate or try later", response.status)));
+                                return Err(Failure::new(
+                                    ErrorKind::Unavailable,
+                                    format!(
+                                        "{what} to {url} was still throttled ({}) after {MAX_THROTTLE_WAITS} waits; lower the request rate or try later",
+                                        response.status
+                                    ),
+                                ));
                             }
                             let now = self.platform.now_ms();
                             let wait = response
                                 .header("retry-after")
                                 .and_then(|v| retry::retry_after_ms(v, now))
-                                .or_else(|| response.header("x-ratelimit-reset").and_then(|v| retry::reset_at_ms(v, now)))
+                                .or_else(|| {
+                                    response.header("x-ratelimit-reset").and_then(|v| retry::reset_at_ms(v, now))
+                                })
                                 .unwrap_or_else(|| retry::until_next_minute_ms(now))
                                 .min(retry::MAX_THROTTLE_WAIT_MS)
                                 + retry::throttle_jitter_ms(self.platform.random());
@@ -207,7 +249,10 @@ impl<'a, P: Platform> Client<'a, P> {
                 }
             }
             if attempt >= max {
-                return Err(Failure::new(ErrorKind::Unavailable, format!("{what} to {url} failed {attempt} times, last with {last_problem}; the next pass retries")));
+                return Err(Failure::new(
+                    ErrorKind::Unavailable,
+                    format!("{what} to {url} failed {attempt} times, last with {last_problem}; the next pass retries"),
+                ));
             }
             self.stats.retries += 1;
             let wait = retry::backoff_ms(attempt, self.platform.random());

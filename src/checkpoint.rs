@@ -56,13 +56,7 @@ pub struct CheckpointError(pub String);
 impl Checkpoint {
     /// A first checkpoint: nothing delivered before `cursor_ms`.
     pub fn new(org_id: &str, cursor_ms: i64) -> Self {
-        Self {
-            org_id: org_id.to_string(),
-            cursor_ms,
-            next_seq: 1,
-            pending: None,
-            seen: HashMap::new(),
-        }
+        Self { org_id: org_id.to_string(), cursor_ms, next_seq: 1, pending: None, seen: HashMap::new() }
     }
 
     /// Forgets dedup keys older than `keep_from_ms`: entries that old are never read again.
@@ -94,9 +88,8 @@ impl Checkpoint {
             "inspect it; if it is damaged, restore it from a backup or delete `{key}` and set \
              --since to the time after the last delivered object"
         );
-        let wire: Wire = serde_json::from_slice(bytes).map_err(|e| {
-            CheckpointError(format!("checkpoint `{key}` is not a valid checkpoint ({e}); {advice}"))
-        })?;
+        let wire: Wire = serde_json::from_slice(bytes)
+            .map_err(|e| CheckpointError(format!("checkpoint `{key}` is not a valid checkpoint ({e}); {advice}")))?;
         if wire.format != FORMAT {
             return Err(CheckpointError(format!(
                 "`{key}` is not a mulesoft-audit checkpoint (format `{}`); {advice}",

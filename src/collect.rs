@@ -78,7 +78,8 @@ pub fn run_pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, se
 pub fn check<P: Platform>(platform: &mut P, settings: &Settings) -> Result<Vec<String>, Failure> {
     let mut client = Client::new(platform, settings);
     let mut lines = Vec::new();
-    let orgs = if settings.discover_children { discover(&mut client, &settings.org_ids)? } else { settings.org_ids.clone() };
+    let orgs =
+        if settings.discover_children { discover(&mut client, &settings.org_ids)? } else { settings.org_ids.clone() };
     let now = client.platform.now_ms();
     for org in &orgs {
         let with_org = |mut f: Failure| {
@@ -89,9 +90,13 @@ pub fn check<P: Platform>(platform: &mut P, settings: &Settings) -> Result<Vec<S
         let days = (now - floor) / 86_400_000;
         let body = serde_json::json!({ "startDate": now - 86_400_000, "endDate": now, "limit": 1, "ascending": true });
         client
-            .call(Method::Post, format!("/audit/v2/organizations/{org}/query"), body.to_string().into_bytes(), &format!("audit query for organization {org}"), |b| {
-                entry::parse_page(b).map(|_| ())
-            })
+            .call(
+                Method::Post,
+                format!("/audit/v2/organizations/{org}/query"),
+                body.to_string().into_bytes(),
+                &format!("audit query for organization {org}"),
+                |b| entry::parse_page(b).map(|_| ()),
+            )
             .map_err(with_org)?;
         lines.push(format!("organization {org}: audit log readable, retention {days} days"));
     }
@@ -162,9 +167,13 @@ fn storage_failure(what: &str, key: &str, e: &StoreError) -> Failure {
         _ => ErrorKind::Storage,
     };
     let advice = match e {
-        StoreError::GenerationMismatch => "another pass for this organization advanced it meanwhile; nothing was lost, the next pass continues",
+        StoreError::GenerationMismatch => {
+            "another pass for this organization advanced it meanwhile; nothing was lost, the next pass continues"
+        }
         StoreError::Unavailable(_) => "the next pass retries",
-        StoreError::Denied(_) => "check that the bucket exists and that the service account may create and read objects in it",
+        StoreError::Denied(_) => {
+            "check that the bucket exists and that the service account may create and read objects in it"
+        }
         StoreError::AlreadyExists => "another writer uses this prefix; give each collector its own key prefix",
         StoreError::Other(_) => "see the store's message",
     };
@@ -205,16 +214,30 @@ impl<S: ObjectStore> OrgPass<'_, S> {
     /// Adopts the object a killed pass may have created, then clears `pending` in memory.
     /// Returns whether the stored checkpoint had a `pending` (and so needs saving).
     fn recover_pending(&mut self, summary: &mut OrgSummary) -> Result<bool, Failure> {
-        let Some(pending) = self.checkpoint.pending.take() else { return Ok(false) };
-        let stored = self.store.read(&pending.key).map_err(|e| storage_failure("reading pending object", &pending.key, &e))?;
-        let Some((bytes, _)) = stored else { return Ok(true) };
+        let Some(pending) = self.checkpoint.pending.take() else {
+            return Ok(false);
+        };
+        let stored =
+            self.store.read(&pending.key).map_err(|e| storage_failure("reading pending object", &pending.key, &e))?;
+        let Some((bytes, _)) = stored else {
+            return Ok(true);
+        };
         let plain = gunzip(&bytes).map_err(|e| {
-            Failure::new(ErrorKind::Checkpoint, format!("pending object `{}` cannot be read back ({}); inspect it before running again", pending.key, e.0))
+            Failure::new(
+                ErrorKind::Checkpoint,
+                format!(
+                    "pending object `{}` cannot be read back ({}); inspect it before running again",
+                    pending.key, e.0
+                ),
+            )
         })?;
         let mut last_ms = self.checkpoint.cursor_ms;
         for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let text = std::str::from_utf8(line).map_err(|_| {
-                Failure::new(ErrorKind::Checkpoint, format!("pending object `{}` holds a line that is not UTF-8", pending.key))
+                Failure::new(
+                    ErrorKind::Checkpoint,
+                    format!("pending object `{}` holds a line that is not UTF-8", pending.key),
+                )
             })?;
             let meta = entry::meta(text);
             let ts = meta.timestamp_ms.unwrap_or(last_ms);
@@ -236,7 +259,12 @@ impl<S: ObjectStore> OrgPass<'_, S> {
         {
             self.flush(summary)?;
         }
-        let builder = self.builder.get_or_insert_with(|| Builder { day, gzip: GzipWriter::new(GZIP_LEVEL), keys: HashMap::new(), last_ms: ts });
+        let builder = self.builder.get_or_insert_with(|| Builder {
+            day,
+            gzip: GzipWriter::new(GZIP_LEVEL),
+            keys: HashMap::new(),
+            last_ms: ts,
+        });
         let gz_err = |e: crate::gzip::GzipError| Failure::new(ErrorKind::Storage, format!("compressing: {}", e.0));
         builder.gzip.write(line.as_bytes()).map_err(gz_err)?;
         builder.gzip.write(b"\n").map_err(gz_err)?;
@@ -248,12 +276,15 @@ impl<S: ObjectStore> OrgPass<'_, S> {
 
     /// Writes the current object (steps 1 and 2 of the module docs; step 3 is the next save).
     fn flush(&mut self, summary: &mut OrgSummary) -> Result<(), Failure> {
-        let Some(builder) = self.builder.take() else { return Ok(()) };
+        let Some(builder) = self.builder.take() else {
+            return Ok(());
+        };
         let seq = self.checkpoint.next_seq;
         let key = window::object_key(&self.settings.key_prefix, builder.day, &self.org, seq);
         self.checkpoint.pending = Some(Pending { key: key.clone(), seq });
         self.save()?;
-        let bytes = builder.gzip.finish().map_err(|e| Failure::new(ErrorKind::Storage, format!("compressing: {}", e.0)))?;
+        let bytes =
+            builder.gzip.finish().map_err(|e| Failure::new(ErrorKind::Storage, format!("compressing: {}", e.0)))?;
         match self.store.create(&key, &bytes, CONTENT_TYPE_LOGS) {
             Ok(_) => {}
             Err(e) => return Err(storage_failure("creating log object", &key, &e)),
@@ -277,25 +308,30 @@ fn collect_org<P: Platform, S: ObjectStore>(
     summary: &mut OrgSummary,
 ) -> Result<(), Failure> {
     let checkpoint_key = window::checkpoint_key(&settings.state_prefix, org);
-    let (checkpoint, generation) = match store.read(&checkpoint_key).map_err(|e| storage_failure("reading checkpoint", &checkpoint_key, &e))? {
-        Some((bytes, generation)) => {
-            let cp = Checkpoint::decode(&bytes, org, &checkpoint_key).map_err(|e| Failure::new(ErrorKind::Checkpoint, e.0))?;
-            (cp, generation)
-        }
-        None => {
-            let now = client.platform.now_ms();
-            let floor = match settings.since_ms {
-                Some(_) => Some(retention_floor(client, org, now)?),
-                None => None,
-            };
-            (Checkpoint::new(org, window::first_cursor(now, settings.since_ms, settings.lookback_ms, floor)), 0)
-        }
-    };
-    let mut pass = OrgPass { store, settings, org: org.to_string(), checkpoint_key, checkpoint, generation, builder: None };
+    let (checkpoint, generation) =
+        match store.read(&checkpoint_key).map_err(|e| storage_failure("reading checkpoint", &checkpoint_key, &e))? {
+            Some((bytes, generation)) => {
+                let cp = Checkpoint::decode(&bytes, org, &checkpoint_key)
+                    .map_err(|e| Failure::new(ErrorKind::Checkpoint, e.0))?;
+                (cp, generation)
+            }
+            None => {
+                let now = client.platform.now_ms();
+                let floor = match settings.since_ms {
+                    Some(_) => Some(retention_floor(client, org, now)?),
+                    None => None,
+                };
+                (Checkpoint::new(org, window::first_cursor(now, settings.since_ms, settings.lookback_ms, floor)), 0)
+            }
+        };
+    let mut pass =
+        OrgPass { store, settings, org: org.to_string(), checkpoint_key, checkpoint, generation, builder: None };
     let recovered = pass.recover_pending(summary)?;
 
     let now = client.platform.now_ms();
-    let Some(Window { from_ms, to_ms }) = window::next_window(pass.checkpoint.cursor_ms, now, settings.lag_ms, settings.overlap_ms) else {
+    let Some(Window { from_ms, to_ms }) =
+        window::next_window(pass.checkpoint.cursor_ms, now, settings.lag_ms, settings.overlap_ms)
+    else {
         summary.window_start = window::rfc3339_ms(pass.checkpoint.cursor_ms);
         summary.window_end = summary.window_start.clone();
         return if recovered { pass.save() } else { Ok(()) };
@@ -312,7 +348,10 @@ fn collect_org<P: Platform, S: ObjectStore>(
         if pages >= settings.max_pages {
             return Err(Failure::new(
                 ErrorKind::PageCap,
-                format!("reached the cap of {} pages in window {}..{}; raise --max-pages or collect a shorter window with --since", settings.max_pages, summary.window_start, summary.window_end),
+                format!(
+                    "reached the cap of {} pages in window {}..{}; raise --max-pages or collect a shorter window with --since",
+                    settings.max_pages, summary.window_start, summary.window_end
+                ),
             ));
         }
         pages += 1;
@@ -345,7 +384,8 @@ fn collect_org<P: Platform, S: ObjectStore>(
             let meta = entry::meta(raw.get());
             let ts = meta.timestamp_ms.unwrap_or(last_ts);
             last_ts = ts;
-            let known = pass.checkpoint.seen.contains_key(&meta.key) || pass.builder.as_ref().is_some_and(|b| b.keys.contains_key(&meta.key));
+            let known = pass.checkpoint.seen.contains_key(&meta.key)
+                || pass.builder.as_ref().is_some_and(|b| b.keys.contains_key(&meta.key));
             if known {
                 summary.duplicates_skipped += 1;
                 continue;
@@ -371,4 +411,3 @@ fn collect_org<P: Platform, S: ObjectStore>(
     pass.checkpoint.prune(pass.checkpoint.cursor_ms - settings.overlap_ms);
     pass.save()
 }
-

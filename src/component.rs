@@ -46,7 +46,13 @@ impl ObjectStore for HostStore {
     fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
         wit_store::read(key).map(|o| o.map(|o| (o.data, o.generation))).map_err(from_wit)
     }
-    fn write_if_generation(&mut self, key: &str, data: &[u8], content_type: &str, generation: u64) -> Result<u64, StoreError> {
+    fn write_if_generation(
+        &mut self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+        generation: u64,
+    ) -> Result<u64, StoreError> {
         wit_store::write_if_generation(key, data, content_type, generation).map_err(from_wit)
     }
 }

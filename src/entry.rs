@@ -79,9 +79,10 @@ fn scalar_text(raw: &str) -> Option<String> {
 fn timestamp_ms(raw: &str) -> Option<i64> {
     match serde_json::from_str::<serde_json::Value>(raw).ok()? {
         serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        serde_json::Value::String(s) => s.parse::<i64>().ok().or_else(|| {
-            chrono::DateTime::parse_from_rfc3339(&s).ok().map(|d| d.timestamp_millis())
-        }),
+        serde_json::Value::String(s) => s
+            .parse::<i64>()
+            .ok()
+            .or_else(|| chrono::DateTime::parse_from_rfc3339(&s).ok().map(|d| d.timestamp_millis())),
         _ => None,
     }
 }
@@ -145,10 +146,7 @@ mod tests {
         assert_eq!(m.key, "i:abc");
         assert_eq!(m.timestamp_ms, Some(1_700_000_000_123));
         assert_eq!(meta(r#"{"id":42,"timestamp":"1700000000123"}"#).key, "i:42");
-        assert_eq!(
-            meta(r#"{"timestamp":"2023-11-14T22:13:20.123Z"}"#).timestamp_ms,
-            Some(1_700_000_000_123)
-        );
+        assert_eq!(meta(r#"{"timestamp":"2023-11-14T22:13:20.123Z"}"#).timestamp_ms, Some(1_700_000_000_123));
         let long = "x".repeat(100);
         assert!(meta(&format!(r#"{{"id":"{long}"}}"#)).key.starts_with("h:"));
     }

@@ -31,12 +31,7 @@ impl GzipWriter {
         let flags = create_comp_flags_from_zip_params(i32::from(level), -15, 0);
         let mut out = Vec::with_capacity(64 * 1024);
         out.extend_from_slice(&HEADER);
-        Self {
-            compressor: Box::new(CompressorOxide::new(flags)),
-            out,
-            crc: Crc32::new(),
-            uncompressed_len: 0,
-        }
+        Self { compressor: Box::new(CompressorOxide::new(flags)), out, crc: Crc32::new(), uncompressed_len: 0 }
     }
 
     /// Compresses `data` and appends it to the member.
@@ -57,8 +52,7 @@ impl GzipWriter {
         let crc = self.crc.value();
         self.out.extend_from_slice(&crc.to_le_bytes());
         // ISIZE is the length modulo 2^32, as RFC 1952 says.
-        self.out
-            .extend_from_slice(&((self.uncompressed_len & 0xffff_ffff) as u32).to_le_bytes());
+        self.out.extend_from_slice(&((self.uncompressed_len & 0xffff_ffff) as u32).to_le_bytes());
         Ok(self.out)
     }
 
@@ -70,10 +64,7 @@ impl GzipWriter {
         });
         match status {
             TDEFLStatus::Okay | TDEFLStatus::Done if consumed == data.len() => Ok(()),
-            other => Err(GzipError(format!(
-                "deflate stopped with {other:?} after {consumed} of {} bytes",
-                data.len()
-            ))),
+            other => Err(GzipError(format!("deflate stopped with {other:?} after {consumed} of {} bytes", data.len()))),
         }
     }
 }
@@ -88,8 +79,8 @@ pub fn gunzip(data: &[u8]) -> Result<Vec<u8>, GzipError> {
         return Err(GzipError("gzip header flags are not supported here".into()));
     }
     let body = &data[HEADER.len()..data.len() - 8];
-    let plain = miniz_oxide::inflate::decompress_to_vec(body)
-        .map_err(|e| GzipError(format!("corrupt deflate data: {e:?}")))?;
+    let plain =
+        miniz_oxide::inflate::decompress_to_vec(body).map_err(|e| GzipError(format!("corrupt deflate data: {e:?}")))?;
     let trailer = &data[data.len() - 8..];
     let crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
     let size = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
@@ -160,8 +151,7 @@ mod tests {
         let mut lines = Vec::new();
         for i in 0..5000 {
             lines.extend_from_slice(
-                format!("{{\"id\":\"{i}\",\"note\":\"caf\u{e9} \\\"q\\\" {}\"}}\n", i * 7919 % 1013)
-                    .as_bytes(),
+                format!("{{\"id\":\"{i}\",\"note\":\"caf\u{e9} \\\"q\\\" {}\"}}\n", i * 7919 % 1013).as_bytes(),
             );
         }
         lines
@@ -186,12 +176,8 @@ mod tests {
         let mut w = GzipWriter::new(6);
         w.write(&data).unwrap();
         let gz = w.finish().unwrap();
-        let mut child = Command::new("gzip")
-            .args(["-d", "-c"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child =
+            Command::new("gzip").args(["-d", "-c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
         child.stdin.take().unwrap().write_all(&gz).unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success());

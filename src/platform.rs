@@ -51,7 +51,13 @@ pub trait Platform {
 pub trait ObjectStore {
     fn create(&mut self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError>;
     fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError>;
-    fn write_if_generation(&mut self, key: &str, data: &[u8], content_type: &str, generation: u64) -> Result<u64, StoreError>;
+    fn write_if_generation(
+        &mut self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+        generation: u64,
+    ) -> Result<u64, StoreError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -129,11 +129,15 @@ impl Settings {
     /// Validates; every message names the setting and what to do.
     pub fn from_raw(raw: RawConfig) -> Result<Self, String> {
         if raw.org_ids.is_empty() {
-            return Err("no organization id given: set MULE_ORG_ID (or --org) to one id or a comma-separated list".into());
+            return Err(
+                "no organization id given: set MULE_ORG_ID (or --org) to one id or a comma-separated list".into()
+            );
         }
         for id in &raw.org_ids {
             if !valid_org_id(id) {
-                return Err(format!("organization id `{id}` is malformed: use the business group id from Access Management (letters, digits, -)"));
+                return Err(format!(
+                    "organization id `{id}` is malformed: use the business group id from Access Management (letters, digits, -)"
+                ));
             }
         }
         if raw.client_id.trim().is_empty() {

@@ -8,7 +8,9 @@
 use crate::platform::{Method, Platform, Request, Response, TransportError};
 use crate::settings::BaseUrl;
 use wasi::http::outgoing_handler;
-use wasi::http::types::{ErrorCode, Fields, IncomingBody, Method as WasiMethod, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
+use wasi::http::types::{
+    ErrorCode, Fields, IncomingBody, Method as WasiMethod, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+};
 use wasi::io::streams::StreamError;
 
 /// Timeouts asked of the host (which may clamp them further).
@@ -74,9 +76,7 @@ impl Platform for WasiPlatform {
                 None => future.subscribe().block(),
             }
         };
-        let incoming = incoming
-            .map_err(|()| net("response already taken"))?
-            .map_err(|e| denied_or_network(&e))?;
+        let incoming = incoming.map_err(|()| net("response already taken"))?.map_err(|e| denied_or_network(&e))?;
         sent?;
         let status = incoming.status();
         let headers = incoming
@@ -119,11 +119,9 @@ impl Platform for WasiPlatform {
 fn stream_error(what: &str, e: StreamError) -> TransportError {
     match e {
         StreamError::Closed => net(&format!("{what}: connection closed")),
-        StreamError::LastOperationFailed(err) => {
-            match wasi::http::types::http_error_code(&err) {
-                Some(code) => TransportError::Network(format!("{what}: {code:?}")),
-                None => net(&format!("{what}: {}", err.to_debug_string())),
-            }
-        }
+        StreamError::LastOperationFailed(err) => match wasi::http::types::http_error_code(&err) {
+            Some(code) => TransportError::Network(format!("{what}: {code:?}")),
+            None => net(&format!("{what}: {}", err.to_debug_string())),
+        },
     }
 }

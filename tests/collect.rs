@@ -7,14 +7,19 @@ use regex_lite_free::key_ok;
 mod regex_lite_free {
     /// `logs/YYYY/MM/DD/mulesoft-audit-<org>-<10 digits>.json.gz`, checked without a regex crate.
     pub fn key_ok(key: &str, org: &str) -> bool {
-        let Some(rest) = key.strip_prefix("logs/") else { return false };
+        let Some(rest) = key.strip_prefix("logs/") else {
+            return false;
+        };
         let parts: Vec<&str> = rest.split('/').collect();
         parts.len() == 4
             && parts[0].len() == 4
             && parts[1].len() == 2
             && parts[2].len() == 2
             && parts[..3].iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()))
-            && parts[3].strip_prefix(&format!("mulesoft-audit-{org}-")).and_then(|s| s.strip_suffix(".json.gz")).is_some_and(|n| n.len() == 10 && n.bytes().all(|b| b.is_ascii_digit()))
+            && parts[3]
+                .strip_prefix(&format!("mulesoft-audit-{org}-"))
+                .and_then(|s| s.strip_suffix(".json.gz"))
+                .is_some_and(|n| n.len() == 10 && n.bytes().all(|b| b.is_ascii_digit()))
     }
 }
 
@@ -84,7 +89,9 @@ fn offset_paging_and_small_objects() {
     let sim = sim(rich_config(vec![OrgSpec::new("org-off", 2500)]));
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
-    cmd.env("MULESOFT_AUDIT_PAGING", "offset").env("MULESOFT_AUDIT_OBJECT_KIB", "1024").env("MULESOFT_AUDIT_PAGE_SIZE", "57");
+    cmd.env("MULESOFT_AUDIT_PAGING", "offset")
+        .env("MULESOFT_AUDIT_OBJECT_KIB", "1024")
+        .env("MULESOFT_AUDIT_PAGE_SIZE", "57");
     let r = run_ok(cmd);
     let objects = objects_in_dir(dir.path());
     let (from, to) = covered(&[&r.summary], "org-off");

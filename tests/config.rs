@@ -81,7 +81,11 @@ fn an_org_outside_the_apps_scope_fails_alone() {
     let dir = tempfile::tempdir().unwrap();
     let r = run(command(&sim, &format!("file://{}", dir.path().display())));
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("org-nope") && r.stderr.contains("403") && r.stderr.contains("Audit Log Viewer"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("org-nope") && r.stderr.contains("403") && r.stderr.contains("Audit Log Viewer"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(r.summary["failures"][0]["kind"], "forbidden");
     assert!(!dir.path().join("state/org-nope").exists());
     let (from, to) = covered(&[&r.summary], "org-yes");
@@ -128,7 +132,11 @@ fn check_verifies_credentials_and_write_access_without_collecting() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("org-cfg") && r.stdout.contains("writable"), "{}", r.stdout);
     assert!(!dir.path().join("logs").exists(), "check collects nothing");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("state")).unwrap().flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
     assert!(leftovers.is_empty(), "the probe was removed: {leftovers:?}");
 
     let mut cmd = command(&sim, "/nonexistent/dir");

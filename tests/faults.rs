@@ -19,8 +19,12 @@ struct Args {
 
 /// Settings as the binary would resolve them, for in-process runs.
 fn resolved(sim: &Simulator, dest: &str, extra: &[&str]) -> Resolved {
-    let mut argv = vec!["test".to_string(), format!("--org={}", sim.org_ids().join(",")), format!("--base-url={}", sim.url())];
-    argv.extend([format!("--client-id={}", anypoint_sim::DEMO_CLIENT_ID), format!("--client-secret={}", anypoint_sim::DEMO_CLIENT_SECRET)]);
+    let mut argv =
+        vec!["test".to_string(), format!("--org={}", sim.org_ids().join(",")), format!("--base-url={}", sim.url())];
+    argv.extend([
+        format!("--client-id={}", anypoint_sim::DEMO_CLIENT_ID),
+        format!("--client-secret={}", anypoint_sim::DEMO_CLIENT_SECRET),
+    ]);
     argv.extend([format!("--dest={dest}"), "--lag=1s".into(), "--requests-per-minute=100000".into()]);
     argv.extend(extra.iter().map(|s| s.to_string()));
     Args::try_parse_from(argv).unwrap().collect.resolve().unwrap()
@@ -75,7 +79,9 @@ impl ObjectStore for DyingStore {
     }
 }
 
-fn summary_json(outcome: &Result<mulesoft_audit_host::runtime::wit::RunSummary, mulesoft_audit_host::runtime::wit::RunError>) -> serde_json::Value {
+fn summary_json(
+    outcome: &Result<mulesoft_audit_host::runtime::wit::RunSummary, mulesoft_audit_host::runtime::wit::RunError>,
+) -> serde_json::Value {
     let orgs = match outcome {
         Ok(s) => &s.orgs,
         Err(e) => &e.completed,
@@ -93,14 +99,22 @@ fn a_crash_after_any_write_loses_and_duplicates_nothing() {
     // Count the writes of an undisturbed pass first (objects + checkpoint updates).
     let probe_dir = tempfile::tempdir().unwrap();
     let settings = resolved(&sim, "unused", &["--object-kib=64", "--page-size=50"]);
-    let probe = Arc::new(DyingStore { inner: FileStore::new(probe_dir.path().to_str().unwrap()).unwrap(), writes_left: AtomicU32::new(u32::MAX), dead: AtomicBool::new(false) });
+    let probe = Arc::new(DyingStore {
+        inner: FileStore::new(probe_dir.path().to_str().unwrap()).unwrap(),
+        writes_left: AtomicU32::new(u32::MAX),
+        dead: AtomicBool::new(false),
+    });
     runtime.run(&Limits::default(), settings.origin.clone(), probe.clone(), &settings.config).unwrap().unwrap();
     let writes = u32::MAX - probe.writes_left.load(Ordering::SeqCst);
     assert!(writes >= 10, "the pass makes several writes ({writes})");
 
     for die_after in 1..writes {
         let dir = tempfile::tempdir().unwrap();
-        let dying = Arc::new(DyingStore { inner: FileStore::new(dir.path().to_str().unwrap()).unwrap(), writes_left: AtomicU32::new(die_after), dead: AtomicBool::new(false) });
+        let dying = Arc::new(DyingStore {
+            inner: FileStore::new(dir.path().to_str().unwrap()).unwrap(),
+            writes_left: AtomicU32::new(die_after),
+            dead: AtomicBool::new(false),
+        });
         let crashed = runtime.run(&Limits::default(), settings.origin.clone(), dying, &settings.config).unwrap();
         assert!(crashed.is_err(), "the pass after write {die_after} must report the failure");
         let store = Arc::new(FileStore::new(dir.path().to_str().unwrap()).unwrap());
@@ -130,13 +144,20 @@ fn killed_processes_then_a_rerun_deliver_exactly_once() {
     let mut summaries = Vec::new();
     for round in 0..6 {
         let mut cmd = command(&sim, &dest);
-        cmd.env("MULESOFT_AUDIT_OBJECT_KIB", "48").env("MULESOFT_AUDIT_PAGE_SIZE", "40").arg("run").stdout(std::process::Stdio::piped());
+        cmd.env("MULESOFT_AUDIT_OBJECT_KIB", "48")
+            .env("MULESOFT_AUDIT_PAGE_SIZE", "40")
+            .arg("run")
+            .stdout(std::process::Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         // The fault: SIGKILL at a random moment of the pass.
         std::thread::sleep(Duration::from_millis(rng.u64(20..900)));
         let _ = child.kill();
         let output = child.wait_with_output().unwrap();
-        if let Some(s) = String::from_utf8_lossy(&output.stdout).lines().last().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+        if let Some(s) = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        {
             summaries.push(s);
         }
         if round == 2 {
@@ -164,7 +185,10 @@ fn two_passes_at_once_deliver_exactly_once() {
     let dest = format!("file://{}", dir.path().display());
     let spawn = || {
         let mut c = command(&sim, &dest);
-        c.env("MULESOFT_AUDIT_OBJECT_KIB", "100").arg("run").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        c.env("MULESOFT_AUDIT_OBJECT_KIB", "100")
+            .arg("run")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         c.spawn().unwrap()
     };
     let (a, b) = (spawn(), spawn());
@@ -172,7 +196,11 @@ fn two_passes_at_once_deliver_exactly_once() {
     assert!(results.iter().any(|r| r.code == 0), "one of the passes completes");
     for r in &results {
         if r.code != 0 {
-            assert_eq!(r.summary["failures"][0]["kind"], "conflict", "the other stops on the checkpoint conflict: {}", r.stdout);
+            assert_eq!(
+                r.summary["failures"][0]["kind"], "conflict",
+                "the other stops on the checkpoint conflict: {}",
+                r.stdout
+            );
         }
     }
     let last = run_ok(command(&sim, &dest));
@@ -184,7 +212,13 @@ fn two_passes_at_once_deliver_exactly_once() {
 #[test]
 fn five_percent_server_errors_drops_and_truncations() {
     let mut config = SimConfig::new(vec![OrgSpec::new("org-flaky", 6000)]);
-    config.faults = Faults { server_error_permille: 30, drop_permille: 10, truncate_permille: 10, garbage_first: 1, ..Faults::default() };
+    config.faults = Faults {
+        server_error_permille: 30,
+        drop_permille: 10,
+        truncate_permille: 10,
+        garbage_first: 1,
+        ..Faults::default()
+    };
     config.seed = 11;
     let sim = sim(config);
     let dir = tempfile::tempdir().unwrap();
@@ -201,7 +235,12 @@ fn five_percent_server_errors_drops_and_truncations() {
 fn throttling_429_with_retry_after_seconds_and_dates() {
     for as_date in [false, true] {
         let mut config = SimConfig::new(vec![OrgSpec::new("org-429", 600)]);
-        config.faults = Faults { throttle_429_first: 2, retry_after_as_date: as_date, token_fail_once: Some(429), ..Faults::default() };
+        config.faults = Faults {
+            throttle_429_first: 2,
+            retry_after_as_date: as_date,
+            token_fail_once: Some(429),
+            ..Faults::default()
+        };
         let sim = sim(config);
         let dir = tempfile::tempdir().unwrap();
         let r = run_ok(command(&sim, &format!("file://{}", dir.path().display())));

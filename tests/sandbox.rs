@@ -69,5 +69,8 @@ fn the_secret_never_appears_in_output() {
     let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
     cmd.arg("run").arg("--help");
     let help = cmd.output().unwrap();
-    assert!(!String::from_utf8_lossy(&help.stdout).contains(anypoint_sim::DEMO_CLIENT_SECRET), "--help hides the secret's value");
+    assert!(
+        !String::from_utf8_lossy(&help.stdout).contains(anypoint_sim::DEMO_CLIENT_SECRET),
+        "--help hides the secret's value"
+    );
 }

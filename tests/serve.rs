@@ -20,7 +20,11 @@ impl Drop for Server {
 fn start(sim: &anypoint_sim::Simulator, dest: &str) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cmd = command(sim, dest);
-    cmd.env("PORT", port.to_string()).env("MULESOFT_AUDIT_LISTEN", "127.0.0.1").arg("serve").stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.env("PORT", port.to_string())
+        .env("MULESOFT_AUDIT_LISTEN", "127.0.0.1")
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let server = Server { child: cmd.spawn().unwrap(), port };
     // Readiness: poll /healthz (bounded).
     for _ in 0..400 {
@@ -35,7 +39,9 @@ fn start(sim: &anypoint_sim::Simulator, dest: &str) -> Server {
 const PUSH: &str = r#"{"message":{"data":"e30=","attributes":{},"messageId":"1","publishTime":"2026-01-01T00:00:00Z"},"subscription":"projects/p/subscriptions/s"}"#;
 
 fn post(server: &Server, headers: &[(&str, &str)], body: &str) -> u16 {
-    http_request("POST", &format!("http://127.0.0.1:{}/", server.port), headers, body.as_bytes()).expect("serve answers").0
+    http_request("POST", &format!("http://127.0.0.1:{}/", server.port), headers, body.as_bytes())
+        .expect("serve answers")
+        .0
 }
 
 #[test]
@@ -54,7 +60,9 @@ fn each_trigger_shape_runs_a_pass() {
         ("ce-source", "//pubsub.googleapis.com/projects/p/topics/t"),
     ];
     assert_eq!(post(&server, &binary, PUSH), 204);
-    let structured = format!(r#"{{"specversion":"1.0","id":"s1","type":"google.cloud.pubsub.topic.v1.messagePublished","source":"//pubsub.googleapis.com/projects/p/topics/t","data":{PUSH}}}"#);
+    let structured = format!(
+        r#"{{"specversion":"1.0","id":"s1","type":"google.cloud.pubsub.topic.v1.messagePublished","source":"//pubsub.googleapis.com/projects/p/topics/t","data":{PUSH}}}"#
+    );
     assert_eq!(post(&server, &[("content-type", "application/cloudevents+json")], &structured), 204);
     assert_eq!(sim.stats().tokens_issued, 3, "three triggers, three passes");
     let objects = objects_in_dir(dir.path());
@@ -82,7 +90,8 @@ fn concurrent_triggers_share_one_pass() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(&sim, &format!("file://{}", dir.path().display()));
     let statuses: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..3).map(|_| s.spawn(|| post(&server, &[("content-type", "application/json")], PUSH))).collect();
+        let handles: Vec<_> =
+            (0..3).map(|_| s.spawn(|| post(&server, &[("content-type", "application/json")], PUSH))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(statuses, vec![204, 204, 204]);

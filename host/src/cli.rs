@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "mulesoft-audit", version, about = "Collects MuleSoft Anypoint audit logs into Google Cloud Storage for Google SecOps, exactly once")]
+#[command(
+    name = "mulesoft-audit",
+    version,
+    about = "Collects MuleSoft Anypoint audit logs into Google Cloud Storage for Google SecOps, exactly once"
+)]
 struct Cli {
     /// Log format on stderr: text, or json (Cloud Logging's shape).
     #[arg(long, env = "MULESOFT_AUDIT_LOG_FORMAT", value_enum, default_value = "text", global = true)]
@@ -53,12 +57,19 @@ struct DemoArgs {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MULESOFT_AUDIT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MULESOFT_AUDIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_target(false).init(),
         // Cloud Logging reads `severity` and `message` from JSON lines.
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_target(false).map_event_format(|f| f.with_level(true)).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_target(false)
+            .map_event_format(|f| f.with_level(true))
+            .init(),
     }
 }
 
@@ -87,7 +98,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Builds the collector for a set of arguments: settings, store, compiled component.
-pub fn collector(args: &CollectArgs, cache_dir: Option<&std::path::Path>, handle: tokio::runtime::Handle) -> anyhow::Result<Collector> {
+pub fn collector(
+    args: &CollectArgs,
+    cache_dir: Option<&std::path::Path>,
+    handle: tokio::runtime::Handle,
+) -> anyhow::Result<Collector> {
     let settings = args.resolve()?;
     let store = store::open(&settings.dest, handle).map_err(|e| ConfigError(format!("destination: {e:#}")))?;
     let runtime = Arc::new(Runtime::new(cache_dir)?);
@@ -125,13 +140,22 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
         Ok(lines) => lines.iter().for_each(|l| println!("ok: {l}")),
         Err(error) => {
             for f in error.failures {
-                eprintln!("error: {}{}", f.org_id.map(|o| format!("organization {o}: ")).unwrap_or_default(), crate::pass::scrub(&f.message, &s.secret));
+                eprintln!(
+                    "error: {}{}",
+                    f.org_id.map(|o| format!("organization {o}: ")).unwrap_or_default(),
+                    crate::pass::scrub(&f.message, &s.secret)
+                );
             }
             return Ok(2);
         }
     }
     // Write access: a probe object outside the log prefix, read back, then removed.
-    let probe = format!("{}check-probe-{}-{}", s.config.state_prefix, std::process::id(), chrono::Utc::now().timestamp_millis());
+    let probe = format!(
+        "{}check-probe-{}-{}",
+        s.config.state_prefix,
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    );
     let store = &collector.store;
     let proof = (|| {
         store.create(&probe, b"mulesoft-audit check", "text/plain")?;
@@ -156,7 +180,8 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
 }
 
 fn demo(args: &DemoArgs, cache_dir: Option<&std::path::Path>, rt: &tokio::runtime::Runtime) -> anyhow::Result<u8> {
-    let sim = anypoint_sim::Simulator::spawn(anypoint_sim::SimConfig::demo(args.entries)).context("starting the built-in Anypoint simulator")?;
+    let sim = anypoint_sim::Simulator::spawn(anypoint_sim::SimConfig::demo(args.entries))
+        .context("starting the built-in Anypoint simulator")?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let out = std::fs::canonicalize(&args.out)?;
     let collect = CollectArgs {

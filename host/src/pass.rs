@@ -63,7 +63,10 @@ fn kind_name(k: wit::ErrorKind) -> &'static str {
 
 /// Failures a person must fix in the configuration exit 2; the rest 1.
 fn is_configuration(k: wit::ErrorKind) -> bool {
-    matches!(k, wit::ErrorKind::Config | wit::ErrorKind::Unauthorized | wit::ErrorKind::Forbidden | wit::ErrorKind::Denied)
+    matches!(
+        k,
+        wit::ErrorKind::Config | wit::ErrorKind::Unauthorized | wit::ErrorKind::Forbidden | wit::ErrorKind::Denied
+    )
 }
 
 fn org_report(s: wit::OrgSummary) -> OrgReport {
@@ -97,7 +100,12 @@ impl Collector {
         tracing::info!(orgs = s.config.org_ids.len(), dest = %self.store.describe(), "pass starting");
         let outcome = self.runtime.run(&s.limits, s.origin.clone(), self.store.clone(), &s.config);
         let report = match outcome {
-            Ok(Ok(summary)) => Report { status: "ok", orgs: summary.orgs.into_iter().map(org_report).collect(), failures: Vec::new(), exit_code: 0 },
+            Ok(Ok(summary)) => Report {
+                status: "ok",
+                orgs: summary.orgs.into_iter().map(org_report).collect(),
+                failures: Vec::new(),
+                exit_code: 0,
+            },
             Ok(Err(error)) => {
                 let exit_code = if error.failures.iter().any(|f| is_configuration(f.kind)) { 2 } else { 1 };
                 Report {
@@ -106,7 +114,11 @@ impl Collector {
                     failures: error
                         .failures
                         .into_iter()
-                        .map(|f| FailureReport { org_id: f.org_id, kind: kind_name(f.kind), message: scrub(&f.message, &s.secret) })
+                        .map(|f| FailureReport {
+                            org_id: f.org_id,
+                            kind: kind_name(f.kind),
+                            message: scrub(&f.message, &s.secret),
+                        })
                         .collect(),
                     exit_code,
                 }
@@ -117,14 +129,24 @@ impl Collector {
                     Trap::MemoryLimit(_) => "memory-limit",
                     Trap::Other(_) => "trap",
                 };
-                Report { status: "failed", orgs: Vec::new(), failures: vec![FailureReport { org_id: None, kind, message: scrub(&format!("{trap}"), &s.secret) }], exit_code: 1 }
+                Report {
+                    status: "failed",
+                    orgs: Vec::new(),
+                    failures: vec![FailureReport { org_id: None, kind, message: scrub(&format!("{trap}"), &s.secret) }],
+                    exit_code: 1,
+                }
             }
         };
         for f in &report.failures {
             tracing::error!(org = f.org_id.as_deref().unwrap_or("-"), kind = f.kind, "{}", f.message);
         }
         let entries: u64 = report.orgs.iter().map(|o| o.entries_written).sum();
-        tracing::info!(status = report.status, entries, elapsed_ms = started.elapsed().as_millis() as u64, "pass finished");
+        tracing::info!(
+            status = report.status,
+            entries,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "pass finished"
+        );
         report
     }
 }

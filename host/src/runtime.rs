@@ -99,10 +99,20 @@ impl wit_store::Host for RunState {
             .map(|o| o.map(|o| wit_store::StoredObject { data: o.data, generation: o.generation }))
             .map_err(to_wit)
     }
-    fn write_if_generation(&mut self, key: String, data: Vec<u8>, content_type: String, generation: u64) -> Result<u64, wit_store::StoreError> {
+    fn write_if_generation(
+        &mut self,
+        key: String,
+        data: Vec<u8>,
+        content_type: String,
+        generation: u64,
+    ) -> Result<u64, wit_store::StoreError> {
         self.store.write_if_generation(&key, &data, &content_type, generation).map_err(to_wit)
     }
-    fn list_keys(&mut self, prefix: String, page_token: Option<String>) -> Result<wit_store::KeyPage, wit_store::StoreError> {
+    fn list_keys(
+        &mut self,
+        prefix: String,
+        page_token: Option<String>,
+    ) -> Result<wit_store::KeyPage, wit_store::StoreError> {
         self.store
             .list(&prefix, page_token.as_deref())
             .map(|p| wit_store::KeyPage { keys: p.keys, next_page_token: p.next_page_token })
@@ -143,27 +153,49 @@ impl Runtime {
 
     /// One run in a fresh store: the guest reaches only `origin`, stores through `store`.
     /// Blocks; call it from a blocking thread inside a tokio runtime.
-    pub fn run(&self, limits: &Limits, origin: Origin, store: Arc<dyn ObjectStore>, config: &wit::Config) -> Result<Result<wit::RunSummary, wit::RunError>, Trap> {
+    pub fn run(
+        &self,
+        limits: &Limits,
+        origin: Origin,
+        store: Arc<dyn ObjectStore>,
+        config: &wit::Config,
+    ) -> Result<Result<wit::RunSummary, wit::RunError>, Trap> {
         let (mut wasm_store, instance) = self.instantiate(limits, origin, store)?;
         instance.mulesoft_audit_collector().call_run(&mut wasm_store, config).map_err(|e| classify_trap(e, limits))
     }
 
     /// The component's `check` (no object store is touched: it gets an empty in-memory one).
-    pub fn check(&self, limits: &Limits, origin: Origin, config: &wit::Config) -> Result<Result<Vec<String>, wit::RunError>, Trap> {
-        let (mut wasm_store, instance) = self.instantiate(limits, origin, Arc::new(crate::store::memory::MemoryStore::default()))?;
+    pub fn check(
+        &self,
+        limits: &Limits,
+        origin: Origin,
+        config: &wit::Config,
+    ) -> Result<Result<Vec<String>, wit::RunError>, Trap> {
+        let (mut wasm_store, instance) =
+            self.instantiate(limits, origin, Arc::new(crate::store::memory::MemoryStore::default()))?;
         instance.mulesoft_audit_collector().call_check(&mut wasm_store, config).map_err(|e| classify_trap(e, limits))
     }
 
-    fn instantiate(&self, limits: &Limits, origin: Origin, store: Arc<dyn ObjectStore>) -> Result<(Store<RunState>, bindings::CollectorCore), Trap> {
+    fn instantiate(
+        &self,
+        limits: &Limits,
+        origin: Origin,
+        store: Arc<dyn ObjectStore>,
+    ) -> Result<(Store<RunState>, bindings::CollectorCore), Trap> {
         // No environment, no arguments, no preopened directories, no sockets: stderr only, so
         // that a guest panic message is not lost.
-        let wasi = WasiCtx::builder().inherit_stderr().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
+        let wasi =
+            WasiCtx::builder().inherit_stderr().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
         let state = RunState {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: SandboxHooks { origin, timeouts: limits.http },
-            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(4).trap_on_grow_failure(true).build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(4)
+                .trap_on_grow_failure(true)
+                .build(),
             store,
         };
         let mut wasm_store = Store::new(&self.engine, state);
@@ -192,7 +224,9 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("MULESOFT_AUDIT_CACHE_DIR") {
         return Some(PathBuf::from(dir));
     }
-    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("mulesoft-audit"))
 }
 
@@ -220,7 +254,9 @@ pub fn load_component(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) ->
         #[allow(unsafe_code)]
         match unsafe { Component::deserialize_file(engine, &file) } {
             Ok(component) => return Ok(component),
-            Err(e) => tracing::warn!(file = %file.display(), error = %e, "ignoring unusable compiled cache"),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "ignoring unusable compiled cache")
+            }
         }
     }
     let compiled = engine.precompile_component(wasm).map_err(anyhow::Error::from).context("compiling the component")?;
@@ -229,7 +265,9 @@ pub fn load_component(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) ->
     }
     // SAFETY: these bytes were produced a moment ago by this engine's `precompile_component`.
     #[allow(unsafe_code)]
-    let component = unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from).context("loading the compiled component")?;
+    let component = unsafe { Component::deserialize(engine, &compiled) }
+        .map_err(anyhow::Error::from)
+        .context("loading the compiled component")?;
     Ok(component)
 }
 

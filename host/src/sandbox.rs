@@ -26,7 +26,9 @@ impl Origin {
             anyhow::bail!("base URL `{url}` must be scheme://host[:port] with no path, query or user");
         }
         if !https && !is_loopback(&host) {
-            anyhow::bail!("base URL `{url}` uses plain http:// to a non-loopback host: credentials would travel unencrypted; use https://");
+            anyhow::bail!(
+                "base URL `{url}` uses plain http:// to a non-loopback host: credentials would travel unencrypted; use https://"
+            );
         }
         let port = parsed.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
         Ok(Self { https, host, port })
@@ -58,7 +60,11 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self { connect: Duration::from_secs(10), first_byte: Duration::from_secs(60), between_bytes: Duration::from_secs(30) }
+        Self {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(60),
+            between_bytes: Duration::from_secs(30),
+        }
     }
 }
 
@@ -82,10 +88,22 @@ pub fn clamp_options(asked: Option<RequestOptions>, t: &Timeouts) -> RequestOpti
     }
 }
 
-type ResponseFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>> + Send>;
+type ResponseFuture = Box<
+    dyn Future<
+            Output = Result<
+                (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
+                HttpError,
+            >,
+        > + Send,
+>;
 
 impl WasiHttpHooks for SandboxHooks {
-    fn send_request(&mut self, request: http::Request<WasiBody>, options: Option<RequestOptions>, _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>) -> ResponseFuture {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> ResponseFuture {
         if !self.origin.allows(request.uri()) {
             tracing::warn!(uri = %request.uri().host().unwrap_or("?"), "guest request refused: not the configured control plane");
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
@@ -94,7 +112,10 @@ impl WasiHttpHooks for SandboxHooks {
         Box::new(async move {
             use http_body_util::BodyExt;
             let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>))
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+            ))
         })
     }
 }
@@ -128,7 +149,11 @@ mod tests {
     #[test]
     fn timeouts_are_clamped() {
         let t = Timeouts::default();
-        let asked = RequestOptions { connect_timeout: Some(Duration::from_secs(600)), first_byte_timeout: None, between_bytes_timeout: Some(Duration::from_secs(1)) };
+        let asked = RequestOptions {
+            connect_timeout: Some(Duration::from_secs(600)),
+            first_byte_timeout: None,
+            between_bytes_timeout: Some(Duration::from_secs(1)),
+        };
         let got = clamp_options(Some(asked), &t);
         assert_eq!(got.connect_timeout, Some(t.connect));
         assert_eq!(got.first_byte_timeout, Some(t.first_byte));

@@ -93,7 +93,8 @@ pub fn parse_trigger(headers: &HeaderMap, body: &[u8]) -> Result<Trigger, String
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let content_type = header("content-type").unwrap_or("");
     if content_type.starts_with("application/cloudevents+json") {
-        let event: StructuredEvent = serde_json::from_slice(body).map_err(|e| format!("not a structured CloudEvent ({e})"))?;
+        let event: StructuredEvent =
+            serde_json::from_slice(body).map_err(|e| format!("not a structured CloudEvent ({e})"))?;
         if event.specversion != "1.0" {
             return Err(format!("CloudEvent specversion {} is not supported", event.specversion));
         }
@@ -162,7 +163,9 @@ impl App {
 }
 
 async fn authorize(app: &App, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
-    let Some(verifier) = &app.verifier else { return Ok(()) };
+    let Some(verifier) = &app.verifier else {
+        return Ok(());
+    };
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -196,7 +199,10 @@ pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Resul
     let schedule = args
         .schedule
         .as_deref()
-        .map(|s| croner::Cron::from_str(s).map_err(|e| ConfigError(format!("--schedule `{s}` is not a 5-field cron expression ({e})"))))
+        .map(|s| {
+            croner::Cron::from_str(s)
+                .map_err(|e| ConfigError(format!("--schedule `{s}` is not a 5-field cron expression ({e})")))
+        })
         .transpose()?;
     let handle = tokio::runtime::Handle::current();
     let collect = args.collect.clone();
@@ -230,9 +236,11 @@ pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Resul
         });
     }
 
-    let router = Router::new().route("/", post(handle_trigger)).route("/healthz", get(|| async { "ok" })).with_state(app);
+    let router =
+        Router::new().route("/", post(handle_trigger)).route("/healthz", get(|| async { "ok" })).with_state(app);
     let addr = SocketAddr::new(args.listen, args.port);
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| ConfigError(format!("cannot listen on {addr}: {e}")))?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| ConfigError(format!("cannot listen on {addr}: {e}")))?;
     tracing::info!(addr = %listener.local_addr()?, "serving");
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
@@ -258,7 +266,10 @@ mod tests {
 
     #[test]
     fn recognises_the_three_shapes() {
-        assert_eq!(parse_trigger(&headers(&[("content-type", "application/json")]), PUSH.as_bytes()), Ok(Trigger::PubSub { message_id: "42".into() }));
+        assert_eq!(
+            parse_trigger(&headers(&[("content-type", "application/json")]), PUSH.as_bytes()),
+            Ok(Trigger::PubSub { message_id: "42".into() })
+        );
         let snake = r#"{"message":{"data":"e30=","message_id":"7"}}"#;
         assert_eq!(parse_trigger(&HeaderMap::new(), snake.as_bytes()), Ok(Trigger::PubSub { message_id: "7".into() }));
         let binary = headers(&[
@@ -268,8 +279,13 @@ mod tests {
             ("ce-source", "//pubsub.googleapis.com/projects/p/topics/t"),
         ]);
         assert_eq!(parse_trigger(&binary, PUSH.as_bytes()), Ok(Trigger::CloudEventBinary { id: "e-1".into() }));
-        let structured = format!(r#"{{"specversion":"1.0","id":"s-1","type":"google.cloud.pubsub.topic.v1.messagePublished","source":"//pubsub.googleapis.com/projects/p/topics/t","data":{PUSH}}}"#);
-        assert_eq!(parse_trigger(&headers(&[("content-type", "application/cloudevents+json")]), structured.as_bytes()), Ok(Trigger::CloudEventStructured { id: "s-1".into() }));
+        let structured = format!(
+            r#"{{"specversion":"1.0","id":"s-1","type":"google.cloud.pubsub.topic.v1.messagePublished","source":"//pubsub.googleapis.com/projects/p/topics/t","data":{PUSH}}}"#
+        );
+        assert_eq!(
+            parse_trigger(&headers(&[("content-type", "application/cloudevents+json")]), structured.as_bytes()),
+            Ok(Trigger::CloudEventStructured { id: "s-1".into() })
+        );
     }
 
     #[test]
@@ -277,6 +293,12 @@ mod tests {
         assert!(parse_trigger(&HeaderMap::new(), b"hello").is_err());
         assert!(parse_trigger(&HeaderMap::new(), br#"{"message":{"data":"***"}}"#).is_err());
         assert!(parse_trigger(&headers(&[("ce-specversion", "1.0")]), PUSH.as_bytes()).is_err());
-        assert!(parse_trigger(&headers(&[("content-type", "application/cloudevents+json")]), br#"{"specversion":"0.3","id":"x","type":"t"}"#).is_err());
+        assert!(
+            parse_trigger(
+                &headers(&[("content-type", "application/cloudevents+json")]),
+                br#"{"specversion":"0.3","id":"x","type":"t"}"#
+            )
+            .is_err()
+        );
     }
 }

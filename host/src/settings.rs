@@ -124,14 +124,17 @@ fn bad(message: impl Into<String>) -> ConfigError {
 pub fn parse_duration(setting: &str, text: &str) -> Result<Duration, ConfigError> {
     let text = text.trim();
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = number.parse().map_err(|_| bad(format!("{setting} `{text}` is not a duration: use e.g. 90s, 10m, 24h, 7d")))?;
+    let n: u64 =
+        number.parse().map_err(|_| bad(format!("{setting} `{text}` is not a duration: use e.g. 90s, 10m, 24h, 7d")))?;
     let seconds = match unit {
         "" | "s" => n,
         "ms" => return Ok(Duration::from_millis(n)),
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86_400,
-        _ => return Err(bad(format!("{setting} `{text}` has unknown unit `{unit}`: use s, m, h or d"))),
+        _ => {
+            return Err(bad(format!("{setting} `{text}` has unknown unit `{unit}`: use s, m, h or d")));
+        }
     };
     Ok(Duration::from_secs(seconds))
 }
@@ -164,23 +167,34 @@ pub struct Resolved {
 
 impl std::fmt::Debug for Resolved {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resolved").field("orgs", &self.config.org_ids).field("origin", &self.origin).field("dest", &self.dest).finish_non_exhaustive()
+        f.debug_struct("Resolved")
+            .field("orgs", &self.config.org_ids)
+            .field("origin", &self.origin)
+            .field("dest", &self.dest)
+            .finish_non_exhaustive()
     }
 }
 
 impl CollectArgs {
     pub fn resolve(&self) -> Result<Resolved, ConfigError> {
-        let org_ids: Vec<String> = self.org_ids.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        let org_ids: Vec<String> =
+            self.org_ids.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         if org_ids.is_empty() {
-            return Err(bad("MULE_ORG_ID is not set: give the organization (business group) id with MULE_ORG_ID or --org (comma-separated for several)"));
+            return Err(bad(
+                "MULE_ORG_ID is not set: give the organization (business group) id with MULE_ORG_ID or --org (comma-separated for several)",
+            ));
         }
         for id in &org_ids {
             if !(id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
-                return Err(bad(format!("MULE_ORG_ID: `{id}` is not an organization id (letters, digits and - only; copy it from Access Management)")));
+                return Err(bad(format!(
+                    "MULE_ORG_ID: `{id}` is not an organization id (letters, digits and - only; copy it from Access Management)"
+                )));
             }
         }
         let base_url = match (&self.base_url, self.region) {
-            (Some(_), Some(_)) => return Err(bad("both MULE_BASE_URL and MULE_REGION are set: set only one")),
+            (Some(_), Some(_)) => {
+                return Err(bad("both MULE_BASE_URL and MULE_REGION are set: set only one"));
+            }
             (Some(url), None) => url.trim().trim_end_matches('/').to_string(),
             (None, region) => region.unwrap_or(Region::Us).base_url().to_string(),
         };
@@ -193,15 +207,24 @@ impl CollectArgs {
             (None, Some(Region::Jp)) => wit::Endpoint::Plane(wit::ControlPlane::Jp),
             (Some(_), _) => wit::Endpoint::BaseUrl(base_url.clone()),
         };
-        let client_id = self.client_id.clone().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).ok_or_else(|| bad("CLIENT_ID is not set: give the connected app's client id with CLIENT_ID or --client-id"))?;
+        let client_id =
+            self.client_id.clone().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).ok_or_else(|| {
+                bad("CLIENT_ID is not set: give the connected app's client id with CLIENT_ID or --client-id")
+            })?;
         let client_secret = match (&self.client_secret, &self.client_secret_file) {
-            (Some(_), Some(_)) => return Err(bad("both CLIENT_SECRET and CLIENT_SECRET_FILE are set: set only one")),
+            (Some(_), Some(_)) => {
+                return Err(bad("both CLIENT_SECRET and CLIENT_SECRET_FILE are set: set only one"));
+            }
             (Some(s), None) => s.clone(),
             (None, Some(path)) => std::fs::read_to_string(path)
                 .map_err(|e| bad(format!("CLIENT_SECRET_FILE `{}` cannot be read ({e})", path.display())))?
                 .trim_end_matches(['\r', '\n'])
                 .to_string(),
-            (None, None) => return Err(bad("CLIENT_SECRET is not set: give the connected app's secret with CLIENT_SECRET_FILE (preferred) or CLIENT_SECRET")),
+            (None, None) => {
+                return Err(bad(
+                    "CLIENT_SECRET is not set: give the connected app's secret with CLIENT_SECRET_FILE (preferred) or CLIENT_SECRET",
+                ));
+            }
         };
         if client_secret.is_empty() {
             return Err(bad("the client secret is empty: check CLIENT_SECRET / CLIENT_SECRET_FILE"));
@@ -209,7 +232,9 @@ impl CollectArgs {
         let dest = match (&self.dest, &self.bucket) {
             (Some(d), _) if !d.trim().is_empty() => d.trim().to_string(),
             (_, Some(b)) if !b.trim().is_empty() => format!("gs://{}", b.trim()),
-            _ => return Err(bad("no destination: set GCS_BUCKET (or --dest gs://bucket, file:///dir)")),
+            _ => {
+                return Err(bad("no destination: set GCS_BUCKET (or --dest gs://bucket, file:///dir)"));
+            }
         };
         let since_ms = self.since.as_deref().map(parse_since).transpose()?;
         let lookback = parse_duration("--lookback", &self.lookback)?;
@@ -249,7 +274,11 @@ impl CollectArgs {
                 PagingArg::Offset => wit::Paging::Offset,
             },
         };
-        let limits = Limits { memory_bytes: self.memory_mib << 20, run_time, http: Timeouts { first_byte, ..Timeouts::default() } };
+        let limits = Limits {
+            memory_bytes: self.memory_mib << 20,
+            run_time,
+            http: Timeouts { first_byte, ..Timeouts::default() },
+        };
         Ok(Resolved { config, origin, dest, limits, secret: client_secret })
     }
 }

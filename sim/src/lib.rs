@@ -109,7 +109,9 @@ impl SimConfig {
     pub fn demo(entries: usize) -> Self {
         let root = "7f8e6c2a-0d1b-4c3e-9a5f-1b2c3d4e5f60";
         let mut orgs = vec![OrgSpec::new(root, entries)];
-        for (i, child) in ["a1b2c3d4-0000-4000-8000-000000000001", "a1b2c3d4-0000-4000-8000-000000000002"].iter().enumerate() {
+        for (i, child) in
+            ["a1b2c3d4-0000-4000-8000-000000000001", "a1b2c3d4-0000-4000-8000-000000000002"].iter().enumerate()
+        {
             let mut spec = OrgSpec::new(child, entries / (4 + i));
             spec.parent = Some(root.into());
             orgs.push(spec);
@@ -174,10 +176,24 @@ pub fn now_ms() -> i64 {
 }
 
 fn hex_id(rng: &mut fastrand::Rng) -> String {
-    format!("{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}", rng.u32(..), rng.u16(..), rng.u16(..0x1000), rng.u16(..) | 0x8000, rng.u64(..1 << 48))
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        rng.u32(..),
+        rng.u16(..),
+        rng.u16(..0x1000),
+        rng.u16(..) | 0x8000,
+        rng.u64(..1 << 48)
+    )
 }
 
-const ACTIONS: &[(&str, &str)] = &[("Create", "Application"), ("Update", "API"), ("Delete", "Environment"), ("Login", "User"), ("Modify", "Policy"), ("Deploy", "Application")];
+const ACTIONS: &[(&str, &str)] = &[
+    ("Create", "Application"),
+    ("Update", "API"),
+    ("Delete", "Environment"),
+    ("Login", "User"),
+    ("Modify", "Policy"),
+    ("Deploy", "Application"),
+];
 
 fn make_entry(rng: &mut fastrand::Rng, org: &str, ts: i64, odd_permille: u32) -> Entry {
     let id = hex_id(rng);
@@ -187,7 +203,8 @@ fn make_entry(rng: &mut fastrand::Rng, org: &str, ts: i64, odd_permille: u32) ->
     let kind = if odd { rng.u32(..5) } else { 99 };
     let payload = match kind {
         0 => format!(r#"{{"note":"{}"}}"#, "x".repeat(40 * 1024 + rng.usize(..2048))),
-        1 => r#"{"name":"Zoë 日本語 😀 \u00e9","tabs":"a\tb","quote":"say \"hi\"","slash":"a\/b","nl":"line1\nline2"}"#.to_string(),
+        1 => r#"{"name":"Zoë 日本語 😀 \u00e9","tabs":"a\tb","quote":"say \"hi\"","slash":"a\/b","nl":"line1\nline2"}"#
+            .to_string(),
         _ => format!(r#"{{"changes":[{{"field":"replicas","from":{},"to":{}}}]}}"#, rng.u8(..5), rng.u8(..5)),
     };
     let no_id = kind == 2;
@@ -218,7 +235,11 @@ impl Inner {
             let mut i = 0;
             while i < spec.entries {
                 let ts = now - span + rng.i64(0..span.max(1));
-                let cluster = if config.same_ms_cluster > 0 && rng.u32(..100) == 0 { config.same_ms_cluster.min(spec.entries - i) } else { 1 };
+                let cluster = if config.same_ms_cluster > 0 && rng.u32(..100) == 0 {
+                    config.same_ms_cluster.min(spec.entries - i)
+                } else {
+                    1
+                };
                 for _ in 0..cluster {
                     let mut e = make_entry(&mut rng, &spec.id, ts, config.odd_permille);
                     e.late = rng.u32(..1000) < config.late_permille;
@@ -246,7 +267,9 @@ impl Inner {
 
     /// The per-minute budget; true when this request is over it.
     fn over_limit(&mut self) -> bool {
-        let Some(limit) = self.config.rate_limit_per_minute else { return false };
+        let Some(limit) = self.config.rate_limit_per_minute else {
+            return false;
+        };
         let minute = now_ms() / 60_000;
         if minute != self.minute {
             self.minute = minute;
@@ -339,7 +362,13 @@ impl Simulator {
     /// first (entries without timestamp are filtered by the time they were created at).
     pub fn entries_in(&self, org: &str, from_ms: i64, to_ms: i64) -> Vec<String> {
         let inner = self.lock();
-        inner.orgs.get(org).map_or_else(Vec::new, |o| o.entries.iter().filter(|e| e.ts >= from_ms && e.ts <= to_ms && inner.visible(e)).map(|e| e.raw.clone()).collect())
+        inner.orgs.get(org).map_or_else(Vec::new, |o| {
+            o.entries
+                .iter()
+                .filter(|e| e.ts >= from_ms && e.ts <= to_ms && inner.visible(e))
+                .map(|e| e.raw.clone())
+                .collect()
+        })
     }
 
     /// Every entry ever stored for `org` (visible or not).
@@ -413,8 +442,10 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
     let _guard = InFlight::enter(&shared);
     let latency = shared.inner.lock().map(|i| i.config.latency).unwrap_or_default();
     tokio::time::sleep(latency).await;
-    let is_json = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/json"));
-    let request: Option<TokenRequest> = if is_json { serde_json::from_slice(&body).ok() } else { serde_urlencoded_lite(&body) };
+    let is_json =
+        headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/json"));
+    let request: Option<TokenRequest> =
+        if is_json { serde_json::from_slice(&body).ok() } else { serde_urlencoded_lite(&body) };
     let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
     inner.stats.requests += 1;
     if inner.over_limit() {
@@ -445,7 +476,9 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         count(&mut inner, 400);
         return error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
     }
-    if req.client_id.as_deref() != Some(inner.config.client_id.as_str()) || req.client_secret.as_deref() != Some(inner.config.client_secret.as_str()) {
+    if req.client_id.as_deref() != Some(inner.config.client_id.as_str())
+        || req.client_secret.as_deref() != Some(inner.config.client_secret.as_str())
+    {
         count(&mut inner, 401);
         return json_response(StatusCode::UNAUTHORIZED, r#"{"error":"invalid_client"}"#.into());
     }
@@ -459,14 +492,20 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         // As the real platform does: every token retrieval is itself audited.
         let ts = now_ms();
         let id = hex_id(&mut inner.rng);
-        let raw = format!(r#"{{"id":"{id}","timestamp":{ts},"action":"Login","objectType":"Token","objectName":"Token Retrieval Success","platform":"ACCESS_MANAGEMENT","organizationId":"{root}","userName":"{}"}}"#, inner.config.client_id);
+        let raw = format!(
+            r#"{{"id":"{id}","timestamp":{ts},"action":"Login","objectType":"Token","objectName":"Token Retrieval Success","platform":"ACCESS_MANAGEMENT","organizationId":"{root}","userName":"{}"}}"#,
+            inner.config.client_id
+        );
         if let Some(o) = inner.orgs.get_mut(&root) {
             o.entries.push(Entry { ts, sort_id: id, has_id: true, raw, late: false });
             o.entries.sort_by(|a, b| (a.ts, &a.sort_id).cmp(&(b.ts, &b.sort_id)));
         }
     }
     count(&mut inner, 200);
-    json_response(StatusCode::OK, format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":{lifetime}}}"#))
+    json_response(
+        StatusCode::OK,
+        format!(r#"{{"access_token":"{token}","token_type":"bearer","expires_in":{lifetime}}}"#),
+    )
 }
 
 /// `a=b&c=d` with `+` and `%XX`: the few lines a form body needs.
@@ -477,7 +516,11 @@ fn serde_urlencoded_lite(body: &[u8]) -> Option<TokenRequest> {
         let (k, v) = pair.split_once('=')?;
         map.insert(decode(k)?, decode(v)?);
     }
-    Some(TokenRequest { grant_type: map.remove("grant_type"), client_id: map.remove("client_id"), client_secret: map.remove("client_secret") })
+    Some(TokenRequest {
+        grant_type: map.remove("grant_type"),
+        client_id: map.remove("client_id"),
+        client_secret: map.remove("client_secret"),
+    })
 }
 
 fn decode(s: &str) -> Option<String> {
@@ -527,7 +570,13 @@ struct QueryParams {
     cursor_pagination: Option<String>,
 }
 
-async fn query(State(shared): State<Arc<Shared>>, Path(org): Path<String>, Query(params): Query<QueryParams>, headers: HeaderMap, body: Bytes) -> Response {
+async fn query(
+    State(shared): State<Arc<Shared>>,
+    Path(org): Path<String>,
+    Query(params): Query<QueryParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let _guard = InFlight::enter(&shared);
     let latency = shared.inner.lock().map(|i| i.config.latency).unwrap_or_default();
     tokio::time::sleep(latency).await;
@@ -569,7 +618,9 @@ async fn query(State(shared): State<Arc<Shared>>, Path(org): Path<String>, Query
         return error(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "injected fault");
     }
     let drop_it = roll >= faults.server_error_permille && roll < faults.server_error_permille + faults.drop_permille;
-    let truncate = !drop_it && roll >= faults.server_error_permille + faults.drop_permille && roll < faults.server_error_permille + faults.drop_permille + faults.truncate_permille;
+    let truncate = !drop_it
+        && roll >= faults.server_error_permille + faults.drop_permille
+        && roll < faults.server_error_permille + faults.drop_permille + faults.truncate_permille;
     if inner.garbage_sent < faults.garbage_first {
         inner.garbage_sent += 1;
         inner.stats.injected_faults += 1;
@@ -618,7 +669,9 @@ async fn query(State(shared): State<Arc<Shared>>, Path(org): Path<String>, Query
     let ascending = request.get("ascending").and_then(serde_json::Value::as_bool).unwrap_or(true);
     let use_cursor = params.cursor_pagination.as_deref() == Some("true");
     let o = inner.orgs.get(&org);
-    let mut matching: Vec<&Entry> = o.map(|o| o.entries.iter().filter(|e| e.ts >= start && e.ts <= end && inner.visible(e)).collect()).unwrap_or_default();
+    let mut matching: Vec<&Entry> = o
+        .map(|o| o.entries.iter().filter(|e| e.ts >= start && e.ts <= end && inner.visible(e)).collect())
+        .unwrap_or_default();
     if !ascending {
         matching.reverse();
     }
@@ -681,7 +734,10 @@ fn futures_lite_stream(first: Bytes) -> impl futures_core::Stream<Item = Result<
     struct Cut(Option<Bytes>, bool);
     impl futures_core::Stream for Cut {
         type Item = Result<Bytes, std::io::Error>;
-        fn poll_next(mut self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
             if let Some(b) = self.0.take()
                 && !b.is_empty()
             {
@@ -689,7 +745,10 @@ fn futures_lite_stream(first: Bytes) -> impl futures_core::Stream<Item = Result<
             }
             if !self.1 {
                 self.1 = true;
-                return std::task::Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected drop"))));
+                return std::task::Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected drop",
+                ))));
             }
             std::task::Poll::Ready(None)
         }
@@ -704,19 +763,25 @@ async fn retention(State(shared): State<Arc<Shared>>, Path(org): Path<String>, h
         count(&mut inner, 401);
         return error(StatusCode::UNAUTHORIZED, "invalid or expired token");
     }
-    let Some(o) = inner.orgs.get(&org) else { return error(StatusCode::NOT_FOUND, "organization not found") };
+    let Some(o) = inner.orgs.get(&org) else {
+        return error(StatusCode::NOT_FOUND, "organization not found");
+    };
     if o.spec.forbidden {
         count(&mut inner, 403);
         return error(StatusCode::FORBIDDEN, "Forbidden");
     }
     let days = o.spec.retention_days;
     count(&mut inner, 200);
-    json_response(StatusCode::OK, format!(r#"{{"data":[{{"retentionPeriod":{days},"effectiveFrom":"2023-07-10T00:00:00.000Z"}}]}}"#))
+    json_response(
+        StatusCode::OK,
+        format!(r#"{{"data":[{{"retentionPeriod":{days},"effectiveFrom":"2023-07-10T00:00:00.000Z"}}]}}"#),
+    )
 }
 
 fn hierarchy_node(inner: &Inner, id: &str, seen: &mut HashSet<String>) -> serde_json::Value {
     seen.insert(id.to_string());
-    let children: Vec<&OrgSpec> = inner.config.orgs.iter().filter(|o| o.parent.as_deref() == Some(id) && !seen.contains(&o.id)).collect();
+    let children: Vec<&OrgSpec> =
+        inner.config.orgs.iter().filter(|o| o.parent.as_deref() == Some(id) && !seen.contains(&o.id)).collect();
     let subs: Vec<serde_json::Value> = children.iter().map(|c| hierarchy_node(inner, &c.id, seen)).collect();
     serde_json::json!({
         "id": id,

@@ -18,7 +18,9 @@ pub struct FileStore {
 
 fn io_error(what: &str, path: &Path, e: &std::io::Error) -> StoreError {
     match e.kind() {
-        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => StoreError::Denied(format!("{what} {}: {e}", path.display())),
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+            StoreError::Denied(format!("{what} {}: {e}", path.display()))
+        }
         _ => StoreError::Other(format!("{what} {}: {e}", path.display())),
     }
 }
@@ -38,7 +40,8 @@ impl FileStore {
     /// A store rooted at `dir`, which must exist and be a directory.
     pub fn new(dir: &str) -> anyhow::Result<Self> {
         let root = PathBuf::from(dir);
-        let meta = fs::metadata(&root).map_err(|e| anyhow::anyhow!("destination directory `{dir}` cannot be used ({e}); create it first"))?;
+        let meta = fs::metadata(&root)
+            .map_err(|e| anyhow::anyhow!("destination directory `{dir}` cannot be used ({e}); create it first"))?;
         if !meta.is_dir() {
             anyhow::bail!("destination `{dir}` is not a directory");
         }
@@ -57,9 +60,11 @@ impl FileStore {
         fs::create_dir_all(dir).map_err(|e| io_error("creating", dir, &e))?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let temp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), now_ns()));
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp).map_err(|e| io_error("creating", &temp, &e))?;
+        let mut file =
+            OpenOptions::new().write(true).create_new(true).open(&temp).map_err(|e| io_error("creating", &temp, &e))?;
         file.write_all(data).map_err(|e| io_error("writing", &temp, &e))?;
-        file.set_modified(UNIX_EPOCH + Duration::from_nanos(generation)).map_err(|e| io_error("stamping", &temp, &e))?;
+        file.set_modified(UNIX_EPOCH + Duration::from_nanos(generation))
+            .map_err(|e| io_error("stamping", &temp, &e))?;
         file.sync_all().map_err(|e| io_error("syncing", &temp, &e))?;
         Ok(temp)
     }
@@ -78,7 +83,12 @@ impl FileStore {
         fs::create_dir_all(dir).map_err(|e| io_error("creating", dir, &e))?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let lock_path = dir.join(format!(".{name}.lock"));
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| io_error("opening", &lock_path, &e))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_error("opening", &lock_path, &e))?;
         file.lock().map_err(|e| io_error("locking", &lock_path, &e))?;
         Ok(file)
     }
@@ -145,7 +155,13 @@ impl ObjectStore for FileStore {
         Ok(Some(Stored { data, generation: generation_of(&meta) }))
     }
 
-    fn write_if_generation(&self, key: &str, data: &[u8], _content_type: &str, generation: u64) -> Result<u64, StoreError> {
+    fn write_if_generation(
+        &self,
+        key: &str,
+        data: &[u8],
+        _content_type: &str,
+        generation: u64,
+    ) -> Result<u64, StoreError> {
         let path = self.path(key)?;
         let _lock = self.lock(&path)?;
         let current = Self::current_generation(&path)?;
@@ -163,7 +179,10 @@ impl ObjectStore for FileStore {
         // What the filesystem kept (it may round the time).
         let stored = Self::current_generation(&path)?;
         if stored <= current {
-            return Err(StoreError::Other(format!("{}: the filesystem does not keep modification times precisely enough for generations", self.root.display())));
+            return Err(StoreError::Other(format!(
+                "{}: the filesystem does not keep modification times precisely enough for generations",
+                self.root.display()
+            )));
         }
         Ok(stored)
     }
@@ -219,7 +238,9 @@ mod tests {
         let handles: Vec<_> = (0..8)
             .map(|i| {
                 let store = store.clone();
-                std::thread::spawn(move || store.write_if_generation("s/cp", format!("{i}").as_bytes(), "application/json", base).is_ok())
+                std::thread::spawn(move || {
+                    store.write_if_generation("s/cp", format!("{i}").as_bytes(), "application/json", base).is_ok()
+                })
             })
             .collect();
         let winners = handles.into_iter().filter(|_| true).map(|h| h.join().unwrap()).filter(|ok| *ok).count();

@@ -111,7 +111,8 @@ impl ObjectResource {
             .ok_or_else(|| StoreError::Other("GCS reply has no generation".into()))
     }
     fn same_bytes(&self, data: &[u8]) -> bool {
-        self.crc32c.as_deref() == Some(crc32c_b64(data).as_str()) && self.size.as_deref() == Some(data.len().to_string().as_str())
+        self.crc32c.as_deref() == Some(crc32c_b64(data).as_str())
+            && self.size.as_deref() == Some(data.len().to_string().as_str())
     }
 }
 
@@ -136,7 +137,9 @@ enum OnPrecondition {
 
 impl GcsStore {
     pub fn new(bucket: &str, prefix: &str, runtime: tokio::runtime::Handle) -> anyhow::Result<Self> {
-        if bucket.is_empty() || !bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b)) {
+        if bucket.is_empty()
+            || !bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        {
             anyhow::bail!("bucket name `{bucket}` is not valid: lowercase letters, digits, -, _ and . only");
         }
         let prefix = prefix.trim_matches('/');
@@ -176,7 +179,9 @@ impl GcsStore {
     }
 
     async fn authorize(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, StoreError> {
-        let Some(creds) = &self.credentials else { return Ok(request) };
+        let Some(creds) = &self.credentials else {
+            return Ok(request);
+        };
         match creds.headers(http::Extensions::new()).await {
             Ok(CacheableResource::New { data, .. }) => Ok(request.headers(data)),
             Ok(CacheableResource::NotModified) => Err(StoreError::Other("credentials returned no headers".into())),
@@ -187,7 +192,11 @@ impl GcsStore {
 
     /// Sends the request `make` builds, retrying transient failures; returns the final reply
     /// (success or a non-retryable status).
-    async fn send(&self, what: &str, make: impl Fn() -> reqwest::RequestBuilder) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), StoreError> {
+    async fn send(
+        &self,
+        what: &str,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -202,7 +211,9 @@ impl GcsStore {
                         match reply.bytes().await {
                             Err(e) => format!("{what}: reading reply: {e}"),
                             Ok(body) => match classify(status) {
-                                Class::Done | Class::Final => return Ok((status, headers, body.to_vec())),
+                                Class::Done | Class::Final => {
+                                    return Ok((status, headers, body.to_vec()));
+                                }
                                 Class::Retry => format!("{what}: HTTP {status}"),
                             },
                         }
@@ -234,29 +245,46 @@ impl GcsStore {
         let url = self.object_url(name);
         let (status, _, body) = self.send("reading object metadata", || self.client.get(&url)).await?;
         match status {
-            200 => serde_json::from_slice(&body).map(Some).map_err(|e| StoreError::Other(format!("object metadata: {e}"))),
+            200 => {
+                serde_json::from_slice(&body).map(Some).map_err(|e| StoreError::Other(format!("object metadata: {e}")))
+            }
             404 => Ok(None),
             s => Err(self.final_error("reading object metadata", s, &body)),
         }
     }
 
     /// Uploads `data` under `name` if the object's generation is `if_generation` (0: absent).
-    async fn upload(&self, name: &str, data: &[u8], content_type: &str, if_generation: u64, on_412: OnPrecondition) -> Result<u64, StoreError> {
+    async fn upload(
+        &self,
+        name: &str,
+        data: &[u8],
+        content_type: &str,
+        if_generation: u64,
+        on_412: OnPrecondition,
+    ) -> Result<u64, StoreError> {
         let metadata = serde_json::json!({ "name": name, "contentType": content_type, "crc32c": crc32c_b64(data) });
         let (status, body) = if data.len() > RESUMABLE_THRESHOLD {
             self.resumable(&metadata, data, content_type, if_generation).await?
         } else {
             let (boundary, body) = multipart_body(&metadata, content_type, data);
-            let url = format!("{}/upload/storage/v1/b/{}/o?uploadType=multipart&ifGenerationMatch={if_generation}", self.endpoint, self.bucket);
+            let url = format!(
+                "{}/upload/storage/v1/b/{}/o?uploadType=multipart&ifGenerationMatch={if_generation}",
+                self.endpoint, self.bucket
+            );
             let (status, _, reply) = self
                 .send("uploading object", || {
-                    self.client.post(&url).header("content-type", format!("multipart/related; boundary={boundary}")).body(body.clone())
+                    self.client
+                        .post(&url)
+                        .header("content-type", format!("multipart/related; boundary={boundary}"))
+                        .body(body.clone())
                 })
                 .await?;
             (status, reply)
         };
         match status {
-            200 | 201 => serde_json::from_slice::<ObjectResource>(&body).map_err(|e| StoreError::Other(format!("upload reply: {e}")))?.generation(),
+            200 | 201 => serde_json::from_slice::<ObjectResource>(&body)
+                .map_err(|e| StoreError::Other(format!("upload reply: {e}")))?
+                .generation(),
             412 => {
                 // A retried request whose first attempt went through, or a store that already
                 // holds exactly these bytes: either way the write has happened.
@@ -272,8 +300,17 @@ impl GcsStore {
         }
     }
 
-    async fn resumable(&self, metadata: &serde_json::Value, data: &[u8], content_type: &str, if_generation: u64) -> Result<(u16, Vec<u8>), StoreError> {
-        let url = format!("{}/upload/storage/v1/b/{}/o?uploadType=resumable&ifGenerationMatch={if_generation}", self.endpoint, self.bucket);
+    async fn resumable(
+        &self,
+        metadata: &serde_json::Value,
+        data: &[u8],
+        content_type: &str,
+        if_generation: u64,
+    ) -> Result<(u16, Vec<u8>), StoreError> {
+        let url = format!(
+            "{}/upload/storage/v1/b/{}/o?uploadType=resumable&ifGenerationMatch={if_generation}",
+            self.endpoint, self.bucket
+        );
         let meta_text = metadata.to_string();
         let (status, headers, body) = self
             .send("starting resumable upload", || {
@@ -299,7 +336,11 @@ impl GcsStore {
             let end = (offset + CHUNK).min(total);
             let range = format!("bytes {offset}-{}/{total}", end - 1);
             let chunk = data[offset..end].to_vec();
-            let (status, headers, body) = self.send("uploading a chunk", || self.client.put(&session).header("content-range", range.clone()).body(chunk.clone())).await?;
+            let (status, headers, body) = self
+                .send("uploading a chunk", || {
+                    self.client.put(&session).header("content-range", range.clone()).body(chunk.clone())
+                })
+                .await?;
             match status {
                 308 => {
                     // The server says how much it has; continue from there.
@@ -328,12 +369,16 @@ impl ObjectStore for GcsStore {
             // Metadata first, then exactly that generation's bytes: a concurrent replace makes the
             // second request miss, and we read again rather than mix two versions.
             for _ in 0..5 {
-                let Some(meta) = self.metadata(&name).await? else { return Ok(None) };
+                let Some(meta) = self.metadata(&name).await? else {
+                    return Ok(None);
+                };
                 let generation = meta.generation()?;
                 let url = format!("{}?alt=media&generation={generation}", self.object_url(&name));
                 let (status, _, body) = self.send("reading object", || self.client.get(&url)).await?;
                 match status {
-                    200 => return Ok(Some(Stored { data: body, generation })),
+                    200 => {
+                        return Ok(Some(Stored { data: body, generation }));
+                    }
                     404 => continue,
                     s => return Err(self.final_error("reading object", s, &body)),
                 }
@@ -342,7 +387,13 @@ impl ObjectStore for GcsStore {
         })
     }
 
-    fn write_if_generation(&self, key: &str, data: &[u8], content_type: &str, generation: u64) -> Result<u64, StoreError> {
+    fn write_if_generation(
+        &self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+        generation: u64,
+    ) -> Result<u64, StoreError> {
         let name = self.name(key)?;
         self.block_on(self.upload(&name, data, content_type, generation, OnPrecondition::Mismatch))
     }
@@ -358,8 +409,10 @@ impl ObjectStore for GcsStore {
             if status != 200 {
                 return Err(self.final_error("listing objects", status, &body));
             }
-            let reply: ListReply = serde_json::from_slice(&body).map_err(|e| StoreError::Other(format!("list reply: {e}")))?;
-            let keys = reply.items.into_iter().filter_map(|i| i.name.strip_prefix(&self.prefix).map(str::to_string)).collect();
+            let reply: ListReply =
+                serde_json::from_slice(&body).map_err(|e| StoreError::Other(format!("list reply: {e}")))?;
+            let keys =
+                reply.items.into_iter().filter_map(|i| i.name.strip_prefix(&self.prefix).map(str::to_string)).collect();
             Ok(KeyPage { keys, next_page_token: reply.next_page_token })
         })
     }
@@ -393,7 +446,10 @@ mod tests {
     #[test]
     fn crc32c_is_base64_big_endian() {
         // CRC32C("123456789") = 0xE3069283.
-        assert_eq!(crc32c_b64(b"123456789"), base64::engine::general_purpose::STANDARD.encode([0xE3, 0x06, 0x92, 0x83]));
+        assert_eq!(
+            crc32c_b64(b"123456789"),
+            base64::engine::general_purpose::STANDARD.encode([0xE3, 0x06, 0x92, 0x83])
+        );
     }
 
     #[test]

@@ -49,7 +49,13 @@ impl ObjectStore for MemoryStore {
         Ok(self.lock().objects.get(key).cloned())
     }
 
-    fn write_if_generation(&self, key: &str, data: &[u8], _content_type: &str, generation: u64) -> Result<u64, StoreError> {
+    fn write_if_generation(
+        &self,
+        key: &str,
+        data: &[u8],
+        _content_type: &str,
+        generation: u64,
+    ) -> Result<u64, StoreError> {
         check_key(key)?;
         let mut inner = self.lock();
         let current = inner.objects.get(key).map_or(0, |o| o.generation);

@@ -42,7 +42,13 @@ pub struct KeyPage {
 pub trait ObjectStore: Send + Sync {
     fn create(&self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError>;
     fn read(&self, key: &str) -> Result<Option<Stored>, StoreError>;
-    fn write_if_generation(&self, key: &str, data: &[u8], content_type: &str, generation: u64) -> Result<u64, StoreError>;
+    fn write_if_generation(
+        &self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+        generation: u64,
+    ) -> Result<u64, StoreError>;
     fn list(&self, prefix: &str, page_token: Option<&str>) -> Result<KeyPage, StoreError>;
     fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Where it stores, for logs (no credentials in it).
@@ -51,7 +57,12 @@ pub trait ObjectStore: Send + Sync {
 
 /// Keys are relative, `/`-separated, without empty, `.` or `..` segments.
 pub fn check_key(key: &str) -> Result<(), StoreError> {
-    if key.is_empty() || key.starts_with('/') || key.ends_with('/') || key.split('/').any(|s| s.is_empty() || s == "." || s == "..") || key.contains('\0') {
+    if key.is_empty()
+        || key.starts_with('/')
+        || key.ends_with('/')
+        || key.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+        || key.contains('\0')
+    {
         return Err(StoreError::Other(format!("invalid key `{key}`")));
     }
     Ok(())
@@ -69,7 +80,9 @@ pub fn open(dest: &str, runtime: tokio::runtime::Handle) -> anyhow::Result<Arc<d
     }
     let path = dest.strip_prefix("file://").unwrap_or(dest);
     if dest.contains("://") && !dest.starts_with("file://") {
-        anyhow::bail!("destination `{dest}` is not supported: use gs://bucket[/prefix], file:///dir or a directory path");
+        anyhow::bail!(
+            "destination `{dest}` is not supported: use gs://bucket[/prefix], file:///dir or a directory path"
+        );
     }
     Ok(Arc::new(file::FileStore::new(path)?))
 }
@@ -83,17 +96,29 @@ pub(crate) mod contract {
         assert!(store.read("a/missing").unwrap().is_none());
         let g1 = store.create("logs/2024/01/01/x.json.gz", b"one", "application/gzip").unwrap();
         assert!(g1 > 0);
-        assert_eq!(store.create("logs/2024/01/01/x.json.gz", b"two", "application/gzip"), Err(StoreError::AlreadyExists));
+        assert_eq!(
+            store.create("logs/2024/01/01/x.json.gz", b"two", "application/gzip"),
+            Err(StoreError::AlreadyExists)
+        );
         assert_eq!(store.read("logs/2024/01/01/x.json.gz").unwrap().unwrap().data, b"one");
 
-        assert_eq!(store.write_if_generation("state/o/cp", b"v1", "application/json", 5), Err(StoreError::GenerationMismatch));
+        assert_eq!(
+            store.write_if_generation("state/o/cp", b"v1", "application/json", 5),
+            Err(StoreError::GenerationMismatch)
+        );
         let s1 = store.write_if_generation("state/o/cp", b"v1", "application/json", 0).unwrap();
-        assert_eq!(store.write_if_generation("state/o/cp", b"v1b", "application/json", 0), Err(StoreError::GenerationMismatch));
+        assert_eq!(
+            store.write_if_generation("state/o/cp", b"v1b", "application/json", 0),
+            Err(StoreError::GenerationMismatch)
+        );
         let read = store.read("state/o/cp").unwrap().unwrap();
         assert_eq!((read.data.as_slice(), read.generation), (&b"v1"[..], s1));
         let s2 = store.write_if_generation("state/o/cp", b"v2", "application/json", s1).unwrap();
         assert_ne!(s1, s2);
-        assert_eq!(store.write_if_generation("state/o/cp", b"v3", "application/json", s1), Err(StoreError::GenerationMismatch));
+        assert_eq!(
+            store.write_if_generation("state/o/cp", b"v3", "application/json", s1),
+            Err(StoreError::GenerationMismatch)
+        );
         assert_eq!(store.read("state/o/cp").unwrap().unwrap().data, b"v2");
 
         for i in 0..5 {

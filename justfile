@@ -1,0 +1,30 @@
+# mulesoft-audit tasks. `just` alone lists them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list
+
+# Release build of the host (the component is built and embedded by host/build.rs).
+build:
+    cargo build --release -p mulesoft-audit-host
+    @ls -l target/release/mulesoft-audit target/component/wasm32-wasip2/component/mulesoft_audit.wasm
+
+# The whole test suite: unit tests (native) and the integration tests (simulator, fake-gcs-server).
+test:
+    cargo test --workspace
+
+# Formatting and clippy with warnings denied, for the native and the wasm target.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy -p mulesoft-audit --target wasm32-wasip2 -- -D warnings
+
+# Collect from the built-in Anypoint simulator into ./mulesoft-audit-demo.
+demo:
+    cargo run --release -p mulesoft-audit-host -- demo
+
+# Benchmarks against the simulator (see BENCHMARKS.md).
+bench:
+    cargo run --release -p mulesoft-audit-host --example bench
