@@ -306,7 +306,8 @@ pub(crate) mod tests {
 
     #[test]
     fn rejects_bad_settings_with_a_reason() {
-        let cases: Vec<(fn(&mut RawConfig), &str)> = vec![
+        type Mutation = fn(&mut RawConfig);
+        let cases: Vec<(Mutation, &str)> = vec![
             (|r| r.org_ids.clear(), "no organization"),
             (|r| r.org_ids = vec!["a/b".into()], "malformed"),
             (|r| r.client_secret.clear(), "CLIENT_SECRET"),

