@@ -47,6 +47,7 @@ pub fn run_pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, se
             }
         }
     }
+    orgs.retain(|org| crate::settings::shard_of(org, settings.shard_count) == settings.shard_index);
     for org in &orgs {
         let before = client.stats;
         let mut summary = OrgSummary { org_id: org.clone(), ..OrgSummary::default() };
@@ -164,6 +165,7 @@ fn retention_floor<P: Platform>(client: &mut Client<'_, P>, org: &str, now_ms: i
 fn storage_failure(what: &str, key: &str, e: &StoreError) -> Failure {
     let kind = match e {
         StoreError::GenerationMismatch => ErrorKind::Conflict,
+        StoreError::Denied(_) => ErrorKind::Denied,
         _ => ErrorKind::Storage,
     };
     let advice = match e {
@@ -294,6 +296,9 @@ impl<S: ObjectStore> OrgPass<'_, S> {
         // Everything before this object's last entry is now delivered.
         self.checkpoint.seen.extend(builder.keys);
         self.checkpoint.cursor_ms = self.checkpoint.cursor_ms.max(builder.last_ms);
+        // Paging runs oldest first, so nothing older than the overlap before the cursor is read
+        // again, by this pass or the next: the seen set stays bounded during a long backfill.
+        self.checkpoint.prune(self.checkpoint.cursor_ms - self.settings.overlap_ms);
         self.checkpoint.next_seq = seq + 1;
         self.checkpoint.pending = None;
         Ok(())

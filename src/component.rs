@@ -93,6 +93,8 @@ fn raw_config(c: wit::Config) -> RawConfig {
             wit::Paging::Cursor => Paging::Cursor,
             wit::Paging::Offset => Paging::Offset,
         },
+        shard_index: c.shard_index,
+        shard_count: c.shard_count,
     }
 }
 

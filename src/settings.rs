@@ -78,6 +78,8 @@ pub struct Settings {
     pub requests_per_minute: u32,
     pub max_attempts: u32,
     pub paging: Paging,
+    pub shard_index: u32,
+    pub shard_count: u32,
 }
 
 impl std::fmt::Debug for Settings {
@@ -113,6 +115,13 @@ pub struct RawConfig {
     pub requests_per_minute: Option<u32>,
     pub max_attempts: u32,
     pub paging: Paging,
+    pub shard_index: u32,
+    pub shard_count: u32,
+}
+
+/// The shard (of `count`) that collects `org_id`: stable across runs, releases and list changes.
+pub fn shard_of(org_id: &str, count: u32) -> u32 {
+    (crate::entry::fnv1a_128(org_id.as_bytes()) % u128::from(count.max(1))) as u32
 }
 
 /// Org ids are UUIDs in practice; accept any id of letters, digits, `-` and `_`, since it becomes
@@ -169,6 +178,9 @@ impl Settings {
         if raw.max_attempts == 0 {
             return Err("max attempts must be at least 1".into());
         }
+        if raw.shard_count == 0 || raw.shard_index >= raw.shard_count {
+            return Err(format!("shard index {} is not below the shard count {}", raw.shard_index, raw.shard_count));
+        }
         if raw.requests_per_minute == Some(0) {
             return Err("requests per minute must be at least 1".into());
         }
@@ -202,6 +214,8 @@ impl Settings {
             requests_per_minute: raw.requests_per_minute.unwrap_or(default_rpm),
             max_attempts: raw.max_attempts,
             paging: raw.paging,
+            shard_index: raw.shard_index,
+            shard_count: raw.shard_count,
         })
     }
 }
@@ -280,7 +294,22 @@ pub(crate) mod tests {
             requests_per_minute: None,
             max_attempts: 5,
             paging: Paging::Cursor,
+            shard_index: 0,
+            shard_count: 1,
         }
+    }
+
+    #[test]
+    fn shards_split_orgs_stably_and_evenly() {
+        let ids: Vec<String> = (0..400).map(|i| format!("org-{i}")).collect();
+        let mut per_shard = [0usize; 4];
+        for id in &ids {
+            let shard = shard_of(id, 4);
+            assert_eq!(shard, shard_of(id, 4));
+            per_shard[shard as usize] += 1;
+        }
+        assert!(per_shard.iter().all(|&n| n > 60), "{per_shard:?}");
+        assert!(ids.iter().all(|id| shard_of(id, 1) == 0));
     }
 
     #[test]
@@ -316,6 +345,7 @@ pub(crate) mod tests {
             (|r| r.page_size = 201, "1..200"),
             (|r| r.state_prefix = "logs/state/".into(), "under the log prefix"),
             (|r| r.key_prefix = "../x/".into(), "relative"),
+            (|r| r.shard_index = 4, "shard index"),
         ];
         for (mutate, needle) in cases {
             let mut r = raw();

@@ -165,3 +165,42 @@ fn one_token_per_run() {
     assert_eq!(sim.stats().tokens_issued, 1);
     assert!(sim.stats().query_requests > 20);
 }
+
+#[test]
+fn four_shards_split_twenty_orgs_exactly_once() {
+    let orgs: Vec<OrgSpec> = (0..20).map(|i| OrgSpec::new(&format!("org-shard-{i:02}"), 120)).collect();
+    let sim = sim(SimConfig::new(orgs));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}", dir.path().display());
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            let mut cmd = command(&sim, &dest);
+            // Two shards the Cloud Run way, two the Kubernetes way.
+            if i < 2 {
+                cmd.env("CLOUD_RUN_TASK_INDEX", i.to_string()).env("CLOUD_RUN_TASK_COUNT", "4");
+            } else {
+                cmd.env("JOB_COMPLETION_INDEX", i.to_string()).env("MULESOFT_AUDIT_SHARD_COUNT", "4");
+            }
+            cmd.arg("run").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let results: Vec<RunResult> = children.into_iter().map(|c| finish(c.wait_with_output().unwrap())).collect();
+    let mut owners = std::collections::BTreeMap::new();
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.code, 0, "shard {i}: {}", r.stderr);
+        let orgs = r.summary["orgs"].as_array().unwrap();
+        assert!(!orgs.is_empty() && orgs.len() < 20, "shard {i} took a share: {}", orgs.len());
+        for o in orgs {
+            assert!(owners.insert(o["org_id"].as_str().unwrap().to_string(), i).is_none(), "an org in two shards");
+        }
+    }
+    assert_eq!(owners.len(), 20, "every org in one shard");
+    let objects = objects_in_dir(dir.path());
+    let summaries: Vec<&serde_json::Value> = results.iter().map(|r| &r.summary).collect();
+    for i in 0..20 {
+        let org = format!("org-shard-{i:02}");
+        let (from, to) = covered(&summaries, &org);
+        assert_exactly_once(&sim, &org, &objects, from, to);
+    }
+}

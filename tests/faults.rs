@@ -309,3 +309,66 @@ fn late_entries_are_delivered_by_a_later_pass_once() {
     let (from, to) = covered(&[&first.summary, &second.summary], "org-late");
     assert_exactly_once(&sim, "org-late", &objects_in_dir(dir.path()), from, to);
 }
+
+/// Another writer advances the checkpoint between a pass's read and its first swap.
+struct MeddlingStore {
+    inner: FileStore,
+    meddled: AtomicBool,
+}
+
+impl ObjectStore for MeddlingStore {
+    fn create(&self, key: &str, data: &[u8], ct: &str) -> Result<u64, StoreError> {
+        self.inner.create(key, data, ct)
+    }
+    fn read(&self, key: &str) -> Result<Option<Stored>, StoreError> {
+        self.inner.read(key)
+    }
+    fn write_if_generation(&self, key: &str, data: &[u8], ct: &str, generation: u64) -> Result<u64, StoreError> {
+        if !self.meddled.swap(true, Ordering::SeqCst) {
+            // The other writer stores the very state this pass read, under a new generation.
+            let current = self.inner.read(key)?.map(|o| (o.data, o.generation));
+            match current {
+                Some((bytes, g)) => self.inner.write_if_generation(key, &bytes, ct, g)?,
+                None => self.inner.write_if_generation(key, data, ct, 0)?,
+            };
+        }
+        self.inner.write_if_generation(key, data, ct, generation)
+    }
+    fn list(&self, prefix: &str, token: Option<&str>) -> Result<KeyPage, StoreError> {
+        self.inner.list(prefix, token)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key)
+    }
+    fn describe(&self) -> String {
+        "meddling".into()
+    }
+}
+
+#[test]
+fn a_checkpoint_changed_underneath_stops_the_pass_before_it_writes() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-cas", 900)]));
+    let runtime = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = resolved(&sim, "unused", &["--object-kib=64"]);
+    let path = dir.path().to_str().unwrap();
+    // A first pass, so that there is a checkpoint to change.
+    runtime
+        .run(&Limits::default(), settings.origin.clone(), Arc::new(FileStore::new(path).unwrap()), &settings.config)
+        .unwrap()
+        .unwrap();
+    let before = objects_in_dir(dir.path()).len();
+    let now = anypoint_sim::now_ms();
+    sim.add_entries("org-cas", 300, now - 100_000, now - 2_000);
+    let meddling = Arc::new(MeddlingStore { inner: FileStore::new(path).unwrap(), meddled: AtomicBool::new(false) });
+    let outcome = runtime.run(&Limits::default(), settings.origin.clone(), meddling, &settings.config).unwrap();
+    let error = outcome.expect_err("the pass stops");
+    assert_eq!(error.failures[0].kind, mulesoft_audit_host::runtime::wit::ErrorKind::Conflict);
+    assert_eq!(objects_in_dir(dir.path()).len(), before, "nothing written after the conflict");
+    let clean = runtime
+        .run(&Limits::default(), settings.origin.clone(), Arc::new(FileStore::new(path).unwrap()), &settings.config)
+        .unwrap()
+        .unwrap();
+    let (_, to) = covered(&[&summary_json(&Ok(clean))], "org-cas");
+    assert_exactly_once(&sim, "org-cas", &objects_in_dir(dir.path()), ms_of_first_window(&sim), to);
+}

@@ -27,6 +27,8 @@ fn config(base_url: &str) -> wit::Config {
         requests_per_minute: Some(100_000),
         max_attempts: 3,
         paging: wit::Paging::Cursor,
+        shard_index: 0,
+        shard_count: 1,
     }
 }
 
@@ -73,4 +75,20 @@ fn the_secret_never_appears_in_output() {
         !String::from_utf8_lossy(&help.stdout).contains(anypoint_sim::DEMO_CLIENT_SECRET),
         "--help hides the secret's value"
     );
+}
+
+#[test]
+fn a_pass_over_its_time_limit_is_stopped_and_reported() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-slow", 2000)]);
+    config.latency = std::time::Duration::from_millis(300);
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
+    cmd.env("MULESOFT_AUDIT_MAX_RUN_TIME", "1s").env("MULESOFT_AUDIT_PAGE_SIZE", "20");
+    let r = run(cmd);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.summary["failures"][0]["kind"], "time-limit", "{}", r.stdout);
+    // The whole pass needs 100 pages; the limit stopped it after a few.
+    let pages = sim.stats().query_requests;
+    assert!(pages < 50, "stopped early, after {pages} pages");
 }

@@ -18,8 +18,15 @@ impl Drop for Server {
 }
 
 fn start(sim: &anypoint_sim::Simulator, dest: &str) -> Server {
+    start_with(sim, dest, &[])
+}
+
+fn start_with(sim: &anypoint_sim::Simulator, dest: &str, env: &[(&str, String)]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cmd = command(sim, dest);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     cmd.env("PORT", port.to_string())
         .env("MULESOFT_AUDIT_LISTEN", "127.0.0.1")
         .arg("serve")
@@ -108,4 +115,74 @@ fn a_failed_pass_answers_500_so_pubsub_redelivers() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(&sim, &format!("file://{}", dir.path().display()));
     assert_eq!(post(&server, &[("content-type", "application/json")], PUSH), 500);
+}
+
+/// Serves the test key's public half, as Google serves its signing keys.
+fn jwks_server() -> (tokio::runtime::Runtime, String) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}/certs", listener.local_addr().unwrap());
+    let jwks = include_str!("fixtures/oidc-test-jwks.json");
+    let router = axum::Router::new()
+        .route("/certs", axum::routing::get(move || async move { ([("content-type", "application/json")], jwks) }));
+    runtime.spawn(async move { axum::serve(listener, router).await });
+    (runtime, url)
+}
+
+const AUDIENCE: &str = "https://collector.example/push";
+const PUSHER: &str = "pusher@project.iam.gserviceaccount.com";
+
+fn token(audience: &str, email: &str, expires_in: i64, key: &[u8]) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "iss": "https://accounts.google.com", "aud": audience, "email": email, "email_verified": true,
+        "sub": "1234", "iat": now - 5, "exp": now + expires_in,
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("test-key-1".into());
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(key).unwrap()).unwrap()
+}
+
+#[test]
+fn push_tokens_are_verified_when_verification_is_on() {
+    let (_jwks_runtime, jwks_url) = jwks_server();
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-oidc", 100)]));
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("MULESOFT_AUDIT_OIDC_AUDIENCE", AUDIENCE.to_string()),
+        ("MULESOFT_AUDIT_OIDC_EMAIL", PUSHER.to_string()),
+        ("MULESOFT_AUDIT_OIDC_JWKS_URL", jwks_url),
+    ];
+    let server = start_with(&sim, &format!("file://{}", dir.path().display()), &env);
+    let key = include_bytes!("fixtures/oidc-test-key.pem");
+    let bearer = |t: &str| format!("Bearer {t}");
+    let json = ("content-type", "application/json");
+    assert_eq!(post(&server, &[json], PUSH), 401, "no token");
+    assert_eq!(post(&server, &[json, ("authorization", &bearer("not.a.jwt"))], PUSH), 403, "garbage");
+    assert_eq!(
+        post(&server, &[json, ("authorization", &bearer(&token("https://elsewhere", PUSHER, 300, key)))], PUSH),
+        403,
+        "audience"
+    );
+    assert_eq!(
+        post(
+            &server,
+            &[json, ("authorization", &bearer(&token(AUDIENCE, "intruder@x.iam.gserviceaccount.com", 300, key)))],
+            PUSH
+        ),
+        403,
+        "email"
+    );
+    assert_eq!(
+        post(&server, &[json, ("authorization", &bearer(&token(AUDIENCE, PUSHER, -600, key)))], PUSH),
+        403,
+        "expired"
+    );
+    assert_eq!(sim.stats().requests, 0, "no refused push ran a pass");
+    assert_eq!(
+        post(&server, &[json, ("authorization", &bearer(&token(AUDIENCE, PUSHER, 300, key)))], PUSH),
+        204,
+        "valid"
+    );
+    assert_eq!(sim.stats().tokens_issued, 1);
 }

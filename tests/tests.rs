@@ -8,6 +8,8 @@
 //! - `faults`: throttling, 5xx, dropped and truncated replies, token expiry, kills, concurrency.
 //! - `config`: bad settings and bad credentials: one clear line, the right exit code.
 //! - `sandbox`: outbound HTTP allowlist, memory and secrets.
+//! - `simulator`: the Anypoint simulator against what is known of the real API.
+//! - `storage`: GCS faults through a fault-injecting proxy, missing bucket, checkpoint conflicts.
 //! - `serve`: the HTTP trigger (Pub/Sub push, CloudEvents, bad bodies, concurrent triggers).
 
 // Test code: a failed unwrap is a failed test, with its message.
@@ -19,3 +21,5 @@ mod faults;
 mod harness;
 mod sandbox;
 mod serve;
+mod simulator;
+mod storage;

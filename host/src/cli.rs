@@ -63,13 +63,7 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.with_target(false).init(),
         // Cloud Logging reads `severity` and `message` from JSON lines.
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_target(false)
-            .map_event_format(|f| f.with_level(true))
-            .init(),
+        LogFormat::Json => builder.event_format(crate::logging::CloudLogging).init(),
     }
 }
 
@@ -209,6 +203,11 @@ fn demo(args: &DemoArgs, cache_dir: Option<&std::path::Path>, rt: &tokio::runtim
         memory_mib: 256,
         max_run_time: "10m".into(),
         http_timeout: "60s".into(),
+        shard_index: None,
+        shard_count: None,
+        cloud_run_task_index: None,
+        cloud_run_task_count: None,
+        job_completion_index: None,
     };
     eprintln!("demo: simulator on {} with {} entries; collecting into {}", sim.url(), args.entries, out.display());
     let collector = collector(&collect, cache_dir, rt.handle().clone())?;

@@ -91,7 +91,13 @@ fn to_wit(e: StoreError) -> wit_store::StoreError {
 
 impl wit_store::Host for RunState {
     fn create(&mut self, key: String, data: Vec<u8>, content_type: String) -> Result<u64, wit_store::StoreError> {
-        self.store.create(&key, &data, &content_type).map_err(to_wit)
+        let result = self.store.create(&key, &data, &content_type);
+        // Progress for long backfills: one line per object.
+        match &result {
+            Ok(_) => tracing::info!(key, bytes = data.len(), "object written"),
+            Err(e) => tracing::warn!(key, error = %e, "object not written"),
+        }
+        result.map_err(to_wit)
     }
     fn read(&mut self, key: String) -> Result<Option<wit_store::StoredObject>, wit_store::StoreError> {
         self.store

@@ -106,6 +106,21 @@ pub struct CollectArgs {
     /// Wall-clock limit of one pass.
     #[arg(long, env = "MULESOFT_AUDIT_MAX_RUN_TIME", default_value = "55m")]
     pub max_run_time: String,
+    /// This task's index among --shard-count tasks splitting the orgs.
+    #[arg(long, env = "MULESOFT_AUDIT_SHARD_INDEX")]
+    pub shard_index: Option<u32>,
+    /// How many tasks split the orgs (Cloud Run jobs set CLOUD_RUN_TASK_COUNT).
+    #[arg(long, env = "MULESOFT_AUDIT_SHARD_COUNT")]
+    pub shard_count: Option<u32>,
+    /// Set by Cloud Run jobs.
+    #[arg(long, env = "CLOUD_RUN_TASK_INDEX", hide = true)]
+    pub cloud_run_task_index: Option<u32>,
+    /// Set by Cloud Run jobs.
+    #[arg(long, env = "CLOUD_RUN_TASK_COUNT", hide = true)]
+    pub cloud_run_task_count: Option<u32>,
+    /// Set by Kubernetes indexed jobs.
+    #[arg(long, env = "JOB_COMPLETION_INDEX", hide = true)]
+    pub job_completion_index: Option<u32>,
     /// Ceiling of the wait for a reply's first byte.
     #[arg(long, env = "MULESOFT_AUDIT_HTTP_TIMEOUT", default_value = "60s")]
     pub http_timeout: String,
@@ -252,6 +267,19 @@ impl CollectArgs {
                 "state prefix `{state_prefix}` lies under the log prefix `{key_prefix}`: the SecOps feed would ingest (and may delete) the checkpoints; use separate prefixes (defaults: logs/ and state/)"
             )));
         }
+        let shard_index = self.shard_index.or(self.cloud_run_task_index).or(self.job_completion_index).unwrap_or(0);
+        let shard_count = match self.shard_count.or(self.cloud_run_task_count) {
+            Some(n) => n,
+            None if self.job_completion_index.is_some() => {
+                return Err(bad(
+                    "JOB_COMPLETION_INDEX is set but not the number of tasks: set MULESOFT_AUDIT_SHARD_COUNT to the job's completions",
+                ));
+            }
+            None => 1,
+        };
+        if shard_count == 0 || shard_index >= shard_count {
+            return Err(bad(format!("shard index {shard_index} is not below the shard count {shard_count}")));
+        }
         let config = wit::Config {
             org_ids,
             discover_children: self.discover_children,
@@ -273,6 +301,8 @@ impl CollectArgs {
                 PagingArg::Cursor => wit::Paging::Cursor,
                 PagingArg::Offset => wit::Paging::Offset,
             },
+            shard_index,
+            shard_count,
         };
         let limits = Limits {
             memory_bytes: self.memory_mib << 20,

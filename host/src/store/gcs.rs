@@ -158,9 +158,11 @@ impl GcsStore {
                 ("https://storage.googleapis.com".to_string(), Some(creds))
             }
         };
+        // Per request; an upload of one 32 MiB object fits easily. Overridable for tests.
+        let timeout = std::env::var("MULESOFT_AUDIT_GCS_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(300))
+            .timeout(Duration::from_secs(timeout))
             .build()?;
         Ok(Self { bucket: bucket.to_string(), prefix, endpoint, client, credentials, runtime, retry: Retry::default() })
     }
