@@ -94,7 +94,7 @@ fn bounds_are_inclusive_and_order_is_oldest_first_by_default() {
         query(&sim, &t, "org-b", "", serde_json::json!({"startDate": pick.ts, "endDate": pick.ts, "limit": 200}));
     let data = exact["data"].as_array().unwrap();
     assert!(
-        data.iter().any(|e| e.to_string() == serde_json::from_str::<serde_json::Value>(&pick.raw).unwrap().to_string()),
+        data.iter().any(|e| *e == serde_json::from_str::<serde_json::Value>(&pick.raw).unwrap()),
         "an entry at exactly both bounds is returned"
     );
     let (_, asc) = query(&sim, &t, "org-b", "", serde_json::json!({"startDate": 0, "limit": 200}));
