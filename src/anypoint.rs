@@ -1,7 +1,7 @@
 //! The Anypoint API client: token cache, pacing, and the retry loop every request goes through.
 
 use crate::pacer::Pacer;
-use crate::platform::{Method, Platform, Request, TransportError};
+use crate::platform::{Method, Platform, Request, Response, TransportError};
 use crate::retry::{self, StatusClass};
 use crate::settings::{ErrorKind, Failure, Settings};
 use serde::Deserialize;
@@ -89,10 +89,13 @@ impl<'a, P: Platform> Client<'a, P> {
             ],
             body: body.into_bytes(),
         };
-        let reply: TokenReply = self.send_parsed(&request, "token request", None, |body| {
-            serde_json::from_slice::<TokenReply>(body)
-                .map_err(|e| format!("token reply is not the expected JSON ({e})"))
-        })?;
+        let reply = self
+            .exchange(&[request], &["token request".to_string()], false, |body| {
+                serde_json::from_slice::<TokenReply>(body)
+                    .map_err(|e| format!("token reply is not the expected JSON ({e})"))
+            })
+            .pop()
+            .unwrap_or_else(|| Err(Failure::new(ErrorKind::Api, "no token reply")))?;
         let lifetime_ms = reply.expires_in.unwrap_or(3600).saturating_mul(1000) as i64;
         // Refresh a minute early, or at 90% of a short lifetime.
         let margin = (lifetime_ms / 10).min(60_000);
@@ -101,7 +104,7 @@ impl<'a, P: Platform> Client<'a, P> {
         Ok(reply.access_token)
     }
 
-    /// Sends an authenticated request and parses the reply; a 401 gets one fresh token.
+    /// Sends one authenticated request and parses the reply.
     pub fn call<T>(
         &mut self,
         method: Method,
@@ -110,155 +113,228 @@ impl<'a, P: Platform> Client<'a, P> {
         what: &str,
         parse: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Result<T, Failure> {
-        let mut refreshed = false;
-        loop {
-            let token = self.bearer()?;
-            let mut headers = vec![
-                ("authorization".to_string(), format!("Bearer {token}")),
-                ("accept".into(), "application/json".into()),
-            ];
-            if method == Method::Post {
-                headers.push(("content-type".into(), "application/json".into()));
-            }
-            let request = Request { method, path: path.clone(), headers, body: body.clone() };
-            match self.send_parsed(&request, what, Some(refreshed), &parse) {
-                Err(f) if f.kind == ErrorKind::Unauthorized && !refreshed && self.token.is_some() => {
-                    self.token = None;
-                    refreshed = true;
-                }
-                other => return other,
-            }
-        }
+        self.call_many(method, vec![(path, body)], &[what.to_string()], parse)
+            .pop()
+            .unwrap_or_else(|| Err(Failure::new(ErrorKind::Api, format!("{what}: no reply"))))
     }
 
-    /// The retry loop. `auth_retry`: `None` for the token request itself (a 401 there means bad
-    /// credentials); `Some(_)` for API calls (a 401 there means the token needs refreshing).
-    fn send_parsed<T>(
+    /// Sends authenticated requests concurrently (paced, each retried as the policy says) and
+    /// parses the replies; one result per request, in order.
+    pub fn call_many<T>(
         &mut self,
-        request: &Request,
-        what: &str,
-        auth_retry: Option<bool>,
+        method: Method,
+        requests: Vec<(String, Vec<u8>)>,
+        whats: &[String],
         parse: impl Fn(&[u8]) -> Result<T, String>,
-    ) -> Result<T, Failure> {
-        let max = self.settings.max_attempts;
-        let mut attempt = 0u32;
-        let mut throttles = 0u32;
-        let url = self.settings.base.url(&request.path);
-        let mut last_problem;
+    ) -> Vec<Result<T, Failure>> {
+        let mut headers = vec![("accept".to_string(), "application/json".to_string())];
+        if method == Method::Post {
+            headers.push(("content-type".into(), "application/json".into()));
+        }
+        let requests: Vec<Request> =
+            requests.into_iter().map(|(path, body)| Request { method, path, headers: headers.clone(), body }).collect();
+        self.exchange(&requests, whats, true, parse)
+    }
+
+    /// The retry loop, for several requests at once. `authenticated`: a bearer token is added and a
+    /// 401 gets one fresh token; otherwise (the token request itself) a 401 means bad credentials.
+    fn exchange<T>(
+        &mut self,
+        requests: &[Request],
+        whats: &[String],
+        authenticated: bool,
+        parse: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Vec<Result<T, Failure>> {
+        #[derive(Default, Clone)]
+        struct Progress {
+            attempts: u32,
+            throttles: u32,
+            refreshed: bool,
+        }
+        let n = requests.len();
+        let mut results: Vec<Option<Result<T, Failure>>> = (0..n).map(|_| None).collect();
+        let mut progress = vec![Progress::default(); n];
         loop {
-            let wait = self.pacer.reserve(self.platform.now_ms());
-            if wait > 0 {
-                self.platform.sleep_ms(wait);
+            let open: Vec<usize> = (0..n).filter(|&i| results[i].is_none()).collect();
+            if open.is_empty() {
+                break;
             }
-            attempt += 1;
-            self.stats.requests += 1;
-            let outcome = self.platform.send(&self.settings.base, request);
-            match outcome {
-                Err(TransportError::Denied(reason)) => {
-                    return Err(Failure::new(
-                        ErrorKind::Denied,
-                        format!(
-                            "{what} to {url} was refused by the host ({reason}): the destination is not allowed; check the base URL / region setting"
-                        ),
-                    ));
-                }
-                Err(TransportError::Network(reason)) => {
-                    last_problem = format!("network error: {reason}");
-                }
-                Ok(response) => {
-                    self.stats.bytes_in += response.body.len() as u64;
-                    match retry::classify(response.status) {
-                        StatusClass::Success => {
-                            if response.body.len() > MAX_REPLY_BYTES {
-                                return Err(Failure::new(
-                                    ErrorKind::Api,
-                                    format!(
-                                        "{what} to {url}: reply of {} bytes exceeds the {MAX_REPLY_BYTES}-byte limit; lower the page size",
-                                        response.body.len()
-                                    ),
-                                ));
-                            }
-                            match parse(&response.body) {
-                                Ok(value) => return Ok(value),
-                                // A truncated or garbled body is retried like a dropped connection.
-                                Err(problem) => last_problem = problem,
-                            }
+            let mut batch: Vec<Request> = open.iter().map(|&i| requests[i].clone()).collect();
+            if authenticated {
+                match self.bearer() {
+                    Ok(token) => {
+                        for r in &mut batch {
+                            r.headers.push(("authorization".into(), format!("Bearer {token}")));
                         }
-                        StatusClass::Unauthorized => {
-                            let message = match auth_retry {
-                                None => format!(
-                                    "{what} to {url} answered 401: the client id or secret is wrong, or the connected app is disabled; check CLIENT_ID / CLIENT_SECRET"
-                                ),
-                                Some(_) => format!(
-                                    "{what} to {url} answered 401 with a fresh token: the connected app lost access; check its scopes"
-                                ),
-                            };
-                            return Err(Failure::new(ErrorKind::Unauthorized, message));
+                    }
+                    Err(f) => {
+                        for &i in &open {
+                            results[i] = Some(Err(f.clone()));
                         }
-                        StatusClass::Forbidden => {
-                            return Err(Failure::new(
-                                ErrorKind::Forbidden,
-                                format!(
-                                    "{what} to {url} answered 403: the connected app may not read this organization; grant it the Audit Log Viewer scope on this business group"
-                                ),
-                            ));
-                        }
-                        StatusClass::Rejected => {
-                            let kind = if auth_retry.is_none() && response.status == 400 {
-                                ErrorKind::Unauthorized
-                            } else {
-                                ErrorKind::Api
-                            };
-                            return Err(Failure::new(
-                                kind,
-                                format!("{what} to {url} answered {}: {}", response.status, excerpt(&response.body)),
-                            ));
-                        }
-                        StatusClass::Throttled => {
-                            throttles += 1;
-                            self.stats.throttled_waits += 1;
-                            if throttles > MAX_THROTTLE_WAITS {
-                                return Err(Failure::new(
-                                    ErrorKind::Unavailable,
-                                    format!(
-                                        "{what} to {url} was still throttled ({}) after {MAX_THROTTLE_WAITS} waits; lower the request rate or try later",
-                                        response.status
-                                    ),
-                                ));
-                            }
-                            let now = self.platform.now_ms();
-                            let wait = response
-                                .header("retry-after")
-                                .and_then(|v| retry::retry_after_ms(v, now))
-                                .or_else(|| {
-                                    response.header("x-ratelimit-reset").and_then(|v| retry::reset_at_ms(v, now))
-                                })
-                                .unwrap_or_else(|| retry::until_next_minute_ms(now))
-                                .min(retry::MAX_THROTTLE_WAIT_MS)
-                                + retry::throttle_jitter_ms(self.platform.random());
-                            self.pacer.hold_until(now + wait as i64);
-                            // Throttling is not a fault of the request: it does not use up an attempt.
-                            attempt -= 1;
-                            self.stats.retries += 1;
-                            continue;
-                        }
-                        StatusClass::Transient => {
-                            last_problem = format!("status {}", response.status);
-                        }
+                        break;
                     }
                 }
             }
-            if attempt >= max {
-                return Err(Failure::new(
-                    ErrorKind::Unavailable,
-                    format!("{what} to {url} failed {attempt} times, last with {last_problem}; the next pass retries"),
-                ));
+            // Each request takes a slot of the per-minute budget; the batch leaves at the first.
+            let now = self.platform.now_ms();
+            let wait = batch.iter().map(|_| self.pacer.reserve(now)).min().unwrap_or(0);
+            if wait > 0 {
+                self.platform.sleep_ms(wait);
             }
-            self.stats.retries += 1;
-            let wait = retry::backoff_ms(attempt, self.platform.random());
-            self.platform.sleep_ms(wait);
+            self.stats.requests += batch.len() as u32;
+            let outcomes = self.platform.send_many(&self.settings.base, &batch);
+            let mut backoff = 0u64;
+            for (&i, outcome) in open.iter().zip(outcomes) {
+                let url = self.settings.base.url(&requests[i].path);
+                let what = whats.get(i).map_or("request", String::as_str);
+                let p = &mut progress[i];
+                let now = self.platform.now_ms();
+                let problem = match judge(outcome, what, &url, authenticated, &parse, now, &mut self.stats) {
+                    Verdict::Done(value) => {
+                        results[i] = Some(Ok(value));
+                        continue;
+                    }
+                    Verdict::Fail(f) => {
+                        results[i] = Some(Err(f));
+                        continue;
+                    }
+                    Verdict::Unauthorized(f) => {
+                        if authenticated && !p.refreshed {
+                            // The token may have been revoked or expired early: one fresh token.
+                            p.refreshed = true;
+                            self.token = None;
+                        } else {
+                            results[i] = Some(Err(f));
+                        }
+                        continue;
+                    }
+                    Verdict::Throttled { wait_ms, status } => {
+                        p.throttles += 1;
+                        self.stats.throttled_waits += 1;
+                        if p.throttles > MAX_THROTTLE_WAITS {
+                            results[i] = Some(Err(Failure::new(
+                                ErrorKind::Unavailable,
+                                format!(
+                                    "{what} to {url} was still throttled ({status}) after {MAX_THROTTLE_WAITS} waits; lower the request rate or try later"
+                                ),
+                            )));
+                        } else {
+                            // Throttling is not a fault of the request: it uses up no attempt, but the
+                            // whole budget waits, not only this request.
+                            let jitter = retry::throttle_jitter_ms(self.platform.random());
+                            self.pacer.hold_until(self.platform.now_ms() + (wait_ms + jitter) as i64);
+                            self.stats.retries += 1;
+                        }
+                        continue;
+                    }
+                    Verdict::Retry(problem) => problem,
+                };
+                p.attempts += 1;
+                if p.attempts >= self.settings.max_attempts {
+                    results[i] = Some(Err(Failure::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "{what} to {url} failed {} times, last with {problem}; the next pass retries",
+                            p.attempts
+                        ),
+                    )));
+                } else {
+                    self.stats.retries += 1;
+                    backoff = backoff.max(retry::backoff_ms(p.attempts, self.platform.random()));
+                }
+            }
+            if backoff > 0 {
+                self.platform.sleep_ms(backoff);
+            }
         }
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(Failure::new(ErrorKind::Api, "no result")))).collect()
     }
+}
+
+/// What one reply (or transport failure) means for its request.
+enum Verdict<T> {
+    Done(T),
+    Fail(Failure),
+    Unauthorized(Failure),
+    Throttled { wait_ms: u64, status: u16 },
+    Retry(String),
+}
+
+/// Applies the retry policy to one outcome.
+fn judge<T>(
+    outcome: Result<Response, TransportError>,
+    what: &str,
+    url: &str,
+    authenticated: bool,
+    parse: &impl Fn(&[u8]) -> Result<T, String>,
+    now_ms: i64,
+    stats: &mut Stats,
+) -> Verdict<T> {
+    let response = match outcome {
+        Err(TransportError::Denied(reason)) => {
+            return Verdict::Fail(Failure::new(
+                ErrorKind::Denied,
+                format!(
+                    "{what} to {url} was refused by the host ({reason}): the destination is not allowed; check the base URL / region setting"
+                ),
+            ));
+        }
+        Err(TransportError::Network(reason)) => return Verdict::Retry(format!("network error: {reason}")),
+        Ok(response) => response,
+    };
+    stats.bytes_in += response.body.len() as u64;
+    match retry::classify(response.status) {
+        StatusClass::Success if response.body.len() > MAX_REPLY_BYTES => Verdict::Fail(Failure::new(
+            ErrorKind::Api,
+            format!(
+                "{what} to {url}: reply of {} bytes exceeds the {MAX_REPLY_BYTES}-byte limit; lower the page size",
+                response.body.len()
+            ),
+        )),
+        // A truncated or garbled body is retried like a dropped connection.
+        StatusClass::Success => match parse(&response.body) {
+            Ok(value) => Verdict::Done(value),
+            Err(problem) => Verdict::Retry(problem),
+        },
+        StatusClass::Unauthorized if authenticated => Verdict::Unauthorized(Failure::new(
+            ErrorKind::Unauthorized,
+            format!("{what} to {url} answered 401 with a fresh token: the connected app lost access; check its scopes"),
+        )),
+        StatusClass::Unauthorized => Verdict::Fail(Failure::new(
+            ErrorKind::Unauthorized,
+            format!(
+                "{what} to {url} answered 401: the client id or secret is wrong, or the connected app is disabled; check CLIENT_ID / CLIENT_SECRET"
+            ),
+        )),
+        StatusClass::Forbidden => Verdict::Fail(Failure::new(
+            ErrorKind::Forbidden,
+            format!(
+                "{what} to {url} answered 403: the connected app may not read this organization; grant it the Audit Log Viewer scope on this business group"
+            ),
+        )),
+        StatusClass::Rejected => {
+            let kind = if !authenticated && response.status == 400 { ErrorKind::Unauthorized } else { ErrorKind::Api };
+            Verdict::Fail(Failure::new(
+                kind,
+                format!("{what} to {url} answered {}: {}", response.status, excerpt(&response.body)),
+            ))
+        }
+        StatusClass::Throttled => {
+            Verdict::Throttled { wait_ms: throttle_wait(&response, now_ms), status: response.status }
+        }
+        StatusClass::Transient => Verdict::Retry(format!("status {}", response.status)),
+    }
+}
+
+/// How long a throttled request waits: `Retry-After` (seconds or date), else `X-RateLimit-Reset`,
+/// else the next minute boundary (the query limit's 503 lasts until the minute ends).
+fn throttle_wait(response: &Response, now_ms: i64) -> u64 {
+    response
+        .header("retry-after")
+        .and_then(|v| retry::retry_after_ms(v, now_ms))
+        .or_else(|| response.header("x-ratelimit-reset").and_then(|v| retry::reset_at_ms(v, now_ms)))
+        .unwrap_or_else(|| retry::until_next_minute_ms(now_ms))
+        .min(retry::MAX_THROTTLE_WAIT_MS)
 }
 
 /// The start of an error body, printable, for error messages.

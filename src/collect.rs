@@ -19,7 +19,7 @@ use crate::platform::{Method, ObjectStore, Platform, StoreError};
 use crate::settings::{ErrorKind, Failure, OrgSummary, Paging, Settings};
 use crate::window::{self, Window};
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 pub const CONTENT_TYPE_LOGS: &str = "application/gzip";
 pub const CONTENT_TYPE_STATE: &str = "application/json";
@@ -73,6 +73,101 @@ pub fn run_pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, se
         }
     }
     result
+}
+
+/// Pages buffered ahead per slice that is not yet being written.
+const READ_AHEAD_PAGES: usize = 2;
+
+/// One time slice of a window, paged on its own.
+struct Slice {
+    from_ms: i64,
+    to_ms: i64,
+    cursor: Option<String>,
+    offset: u64,
+    done: bool,
+    /// Pages read but not yet written (raw replies).
+    pages: VecDeque<Vec<u8>>,
+}
+
+impl Slice {
+    fn new(from_ms: i64, to_ms: i64) -> Self {
+        Self { from_ms, to_ms, cursor: None, offset: 0, done: false, pages: VecDeque::new() }
+    }
+
+    /// Moves past a page of `count` entries.
+    fn advance(&mut self, settings: &Settings, count: usize, cursor: Option<String>) {
+        match settings.paging {
+            Paging::Cursor => match cursor {
+                Some(next) if count > 0 => self.cursor = Some(next),
+                _ => self.done = true,
+            },
+            Paging::Offset => {
+                self.offset += count as u64;
+                self.done = count < settings.page_size as usize;
+            }
+        }
+    }
+}
+
+/// `[from, to]` cut into `parts` consecutive closed slices (fewer if it is too short).
+fn split(from_ms: i64, to_ms: i64, parts: i64) -> Vec<Slice> {
+    let span = to_ms - from_ms + 1;
+    let parts = parts.clamp(1, span.max(1));
+    (0..parts)
+        .map(|k| {
+            let start = from_ms + span * k / parts;
+            let end = if k == parts - 1 { to_ms } else { from_ms + span * (k + 1) / parts - 1 };
+            Slice::new(start, end)
+        })
+        .collect()
+}
+
+/// The query for a slice's next page.
+fn page_request(settings: &Settings, org: &str, slice: &Slice, with_total: bool) -> (String, Vec<u8>) {
+    let mut body = serde_json::json!({
+        "startDate": slice.from_ms,
+        "endDate": slice.to_ms,
+        "limit": settings.page_size,
+        "ascending": true,
+    });
+    let path = match settings.paging {
+        Paging::Cursor => {
+            if let Some(c) = &slice.cursor {
+                body["cursor"] = serde_json::Value::String(c.clone());
+            }
+            let total = if with_total { "&doIncludeTotal=true" } else { "" };
+            format!("/audit/v2/organizations/{org}/query?cursorPagination=true{total}")
+        }
+        Paging::Offset => {
+            body["offset"] = serde_json::Value::from(slice.offset);
+            format!("/audit/v2/organizations/{org}/query")
+        }
+    };
+    (path, body.to_string().into_bytes())
+}
+
+/// Writes a page's new entries (those not already delivered or already in the current object).
+fn write_page<S: ObjectStore>(
+    pass: &mut OrgPass<'_, S>,
+    raw_page: &[u8],
+    last_ts: &mut i64,
+    summary: &mut OrgSummary,
+) -> Result<(), Failure> {
+    let page = entry::parse_page(raw_page).map_err(|e| Failure::new(ErrorKind::Api, e))?;
+    for raw in &page.data {
+        let meta = entry::meta(raw.get());
+        let ts = meta.timestamp_ms.unwrap_or(*last_ts);
+        *last_ts = ts;
+        let known = pass.checkpoint.seen.contains_key(&meta.key)
+            || pass.builder.as_ref().is_some_and(|b| b.keys.contains_key(&meta.key));
+        if known {
+            summary.duplicates_skipped += 1;
+            continue;
+        }
+        let line = entry::ndjson_line(raw.get());
+        pass.add(&line, meta.key, ts, summary)?;
+    }
+    Ok(())
 }
 
 /// Verifies credentials and access without writing anything (see the WIT `check`).
@@ -345,12 +440,32 @@ fn collect_org<P: Platform, S: ObjectStore>(
     summary.window_end = window::rfc3339_ms(to_ms);
     pass.checkpoint.prune(from_ms);
 
+    // Page 1 covers the whole window. When its total shows much more to read, the rest of the
+    // window is split into time slices paged concurrently; pages are still written strictly in
+    // time order (the head slice first), so the checkpoint's meaning is unchanged.
+    let mut slices: VecDeque<Slice> = VecDeque::from([Slice::new(from_ms, to_ms)]);
+    let mut split_considered = false;
     let mut pages = 0u32;
-    let mut offset = 0u64;
-    let mut cursor: Option<String> = None;
     let mut last_ts = from_ms;
     loop {
-        if pages >= settings.max_pages {
+        while let Some(head) = slices.front_mut() {
+            while let Some(raw) = head.pages.pop_front() {
+                write_page(&mut pass, &raw, &mut last_ts, summary)?;
+            }
+            if head.done {
+                slices.pop_front();
+            } else {
+                break;
+            }
+        }
+        if slices.is_empty() {
+            break;
+        }
+        let chosen: Vec<usize> = (0..slices.len())
+            .filter(|&i| !slices[i].done && slices[i].pages.len() < READ_AHEAD_PAGES)
+            .take(settings.concurrency.max(1) as usize)
+            .collect();
+        if pages.saturating_add(chosen.len() as u32) > settings.max_pages {
             return Err(Failure::new(
                 ErrorKind::PageCap,
                 format!(
@@ -359,55 +474,42 @@ fn collect_org<P: Platform, S: ObjectStore>(
                 ),
             ));
         }
-        pages += 1;
-        let mut body = serde_json::json!({
-            "startDate": from_ms,
-            "endDate": to_ms,
-            "limit": settings.page_size,
-            "ascending": true,
-        });
-        let path = match settings.paging {
-            Paging::Cursor => {
-                if let Some(c) = &cursor {
-                    body["cursor"] = serde_json::Value::String(c.clone());
-                }
-                format!("/audit/v2/organizations/{org}/query?cursorPagination=true")
-            }
-            Paging::Offset => {
-                body["offset"] = serde_json::Value::from(offset);
-                format!("/audit/v2/organizations/{org}/query")
-            }
-        };
-        let what = format!("audit query for organization {org} (page {pages})");
-        let raw_page = client.call(Method::Post, path, body.to_string().into_bytes(), &what, |b| {
+        let with_total = !split_considered;
+        let requests: Vec<(String, Vec<u8>)> =
+            chosen.iter().map(|&i| page_request(settings, org, &slices[i], with_total)).collect();
+        let whats: Vec<String> = chosen
+            .iter()
+            .enumerate()
+            .map(|(k, _)| format!("audit query for organization {org} (page {})", pages + 1 + k as u32))
+            .collect();
+        pages += chosen.len() as u32;
+        let replies = client.call_many(Method::Post, requests, &whats, |b| {
             entry::parse_page(b)?;
             Ok(b.to_vec())
-        })?;
-        let page = entry::parse_page(&raw_page).map_err(|e| Failure::new(ErrorKind::Api, e))?;
-        let count = page.data.len();
-        for raw in &page.data {
-            let meta = entry::meta(raw.get());
-            let ts = meta.timestamp_ms.unwrap_or(last_ts);
-            last_ts = ts;
-            let known = pass.checkpoint.seen.contains_key(&meta.key)
-                || pass.builder.as_ref().is_some_and(|b| b.keys.contains_key(&meta.key));
-            if known {
-                summary.duplicates_skipped += 1;
-                continue;
+        });
+        for (&i, reply) in chosen.iter().zip(replies) {
+            let raw = reply?;
+            let page = entry::parse_page(&raw).map_err(|e| Failure::new(ErrorKind::Api, e))?;
+            let count = page.data.len();
+            let last_entry_ts = page.data.iter().rev().find_map(|r| entry::meta(r.get()).timestamp_ms);
+            let total = page.total;
+            let slice = &mut slices[i];
+            slice.advance(settings, count, page.cursor.clone());
+            if count > 0 {
+                slice.pages.push_back(raw);
             }
-            let line = entry::ndjson_line(raw.get());
-            pass.add(&line, meta.key, ts, summary)?;
-        }
-        match settings.paging {
-            Paging::Cursor => match page.cursor {
-                Some(next) if count > 0 => cursor = Some(next),
-                _ => break,
-            },
-            Paging::Offset => {
-                if count < settings.page_size as usize {
-                    break;
+            if !split_considered {
+                split_considered = true;
+                if let (Some(total), Some(split_from), false) = (total, last_entry_ts, slices[i].done) {
+                    let remaining_pages = total.saturating_sub(count as u64) / u64::from(settings.page_size);
+                    let parts = (remaining_pages / 2).min(u64::from(settings.concurrency) * 4);
+                    if settings.concurrency > 1 && parts >= 2 {
+                        // The first slice ends with this page; the rest starts at its last
+                        // entry's millisecond (entries there already read are recognised).
+                        slices[i].done = true;
+                        slices.extend(split(split_from, to_ms, parts as i64));
+                    }
                 }
-                offset += count as u64;
             }
         }
     }

@@ -95,6 +95,7 @@ fn raw_config(c: wit::Config) -> RawConfig {
         },
         shard_index: c.shard_index,
         shard_count: c.shard_count,
+        concurrency: c.concurrency,
     }
 }
 

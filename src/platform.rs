@@ -41,7 +41,12 @@ pub enum TransportError {
 
 /// Outgoing HTTP, time and randomness.
 pub trait Platform {
-    fn send(&mut self, base: &crate::settings::BaseUrl, request: &Request) -> Result<Response, TransportError>;
+    /// Sends the requests concurrently; one result per request, in order.
+    fn send_many(
+        &mut self,
+        base: &crate::settings::BaseUrl,
+        requests: &[Request],
+    ) -> Vec<Result<Response, TransportError>>;
     fn now_ms(&self) -> i64;
     fn sleep_ms(&mut self, ms: u64);
     fn random(&mut self) -> u64;

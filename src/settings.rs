@@ -80,6 +80,7 @@ pub struct Settings {
     pub paging: Paging,
     pub shard_index: u32,
     pub shard_count: u32,
+    pub concurrency: u32,
 }
 
 impl std::fmt::Debug for Settings {
@@ -117,6 +118,7 @@ pub struct RawConfig {
     pub paging: Paging,
     pub shard_index: u32,
     pub shard_count: u32,
+    pub concurrency: u32,
 }
 
 /// The shard (of `count`) that collects `org_id`: stable across runs, releases and list changes.
@@ -178,6 +180,9 @@ impl Settings {
         if raw.max_attempts == 0 {
             return Err("max attempts must be at least 1".into());
         }
+        if !(1..=16).contains(&raw.concurrency) {
+            return Err(format!("concurrency {} is out of range: 1..16 requests in flight", raw.concurrency));
+        }
         if raw.shard_count == 0 || raw.shard_index >= raw.shard_count {
             return Err(format!("shard index {} is not below the shard count {}", raw.shard_index, raw.shard_count));
         }
@@ -216,6 +221,7 @@ impl Settings {
             paging: raw.paging,
             shard_index: raw.shard_index,
             shard_count: raw.shard_count,
+            concurrency: raw.concurrency,
         })
     }
 }
@@ -296,6 +302,7 @@ pub(crate) mod tests {
             paging: Paging::Cursor,
             shard_index: 0,
             shard_count: 1,
+            concurrency: 4,
         }
     }
 

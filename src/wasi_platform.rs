@@ -9,8 +9,10 @@ use crate::platform::{Method, Platform, Request, Response, TransportError};
 use crate::settings::BaseUrl;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
-    ErrorCode, Fields, IncomingBody, Method as WasiMethod, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse, Method as WasiMethod, OutgoingBody,
+    OutgoingRequest, RequestOptions, Scheme,
 };
+use wasi::io::poll::Pollable;
 use wasi::io::streams::StreamError;
 
 /// Timeouts asked of the host (which may clamp them further).
@@ -31,75 +33,116 @@ fn net(what: &str) -> TransportError {
     TransportError::Network(what.to_string())
 }
 
-impl Platform for WasiPlatform {
-    fn send(&mut self, base: &BaseUrl, request: &Request) -> Result<Response, TransportError> {
-        let mut header_list: Vec<(String, Vec<u8>)> =
-            request.headers.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
-        if request.method == Method::Post {
-            header_list.push(("content-length".into(), request.body.len().to_string().into_bytes()));
+/// A request on its way: the response future, and whether its body went out.
+struct InFlight {
+    future: FutureIncomingResponse,
+    sent: Result<(), TransportError>,
+}
+
+/// Starts one request: headers, then the body, without waiting for the reply.
+fn start(base: &BaseUrl, request: &Request) -> Result<InFlight, TransportError> {
+    let mut header_list: Vec<(String, Vec<u8>)> =
+        request.headers.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
+    if request.method == Method::Post {
+        header_list.push(("content-length".into(), request.body.len().to_string().into_bytes()));
+    }
+    let headers = Fields::from_list(&header_list).map_err(|e| net(&format!("invalid header: {e:?}")))?;
+    let outgoing = OutgoingRequest::new(headers);
+    let method = match request.method {
+        Method::Get => WasiMethod::Get,
+        Method::Post => WasiMethod::Post,
+    };
+    outgoing.set_method(&method).map_err(|()| net("method rejected"))?;
+    let scheme = if base.https { Scheme::Https } else { Scheme::Http };
+    outgoing.set_scheme(Some(&scheme)).map_err(|()| net("scheme rejected"))?;
+    outgoing.set_authority(Some(&base.authority)).map_err(|()| net("authority rejected"))?;
+    outgoing.set_path_with_query(Some(&request.path)).map_err(|()| net("path rejected"))?;
+    let body = outgoing.body().map_err(|()| net("request body unavailable"))?;
+
+    let options = RequestOptions::new();
+    // A host that does not support a timeout refuses to set it; its own defaults then apply.
+    let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT_NS));
+    let _ = options.set_first_byte_timeout(Some(FIRST_BYTE_TIMEOUT_NS));
+    let _ = options.set_between_bytes_timeout(Some(BETWEEN_BYTES_TIMEOUT_NS));
+
+    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| denied_or_network(&e))?;
+    // If the host refused the request, the body stream just closes; the reason (e.g.
+    // `HTTP-request-denied`) arrives on the response future, so a body error is reported only
+    // when the response has none.
+    let sent = (|| {
+        let stream = body.write().map_err(|()| net("request body stream unavailable"))?;
+        for chunk in request.body.chunks(4096) {
+            stream.blocking_write_and_flush(chunk).map_err(|e| stream_error("sending body", e))?;
         }
-        let headers = Fields::from_list(&header_list).map_err(|e| net(&format!("invalid header: {e:?}")))?;
-        let outgoing = OutgoingRequest::new(headers);
-        let method = match request.method {
-            Method::Get => WasiMethod::Get,
-            Method::Post => WasiMethod::Post,
-        };
-        outgoing.set_method(&method).map_err(|()| net("method rejected"))?;
-        let scheme = if base.https { Scheme::Https } else { Scheme::Http };
-        outgoing.set_scheme(Some(&scheme)).map_err(|()| net("scheme rejected"))?;
-        outgoing.set_authority(Some(&base.authority)).map_err(|()| net("authority rejected"))?;
-        outgoing.set_path_with_query(Some(&request.path)).map_err(|()| net("path rejected"))?;
-        let body = outgoing.body().map_err(|()| net("request body unavailable"))?;
+        drop(stream);
+        OutgoingBody::finish(body, None).map_err(|e| denied_or_network(&e))
+    })();
+    Ok(InFlight { future, sent })
+}
 
-        let options = RequestOptions::new();
-        // A host that does not support a timeout refuses to set it; its own defaults then apply.
-        let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT_NS));
-        let _ = options.set_first_byte_timeout(Some(FIRST_BYTE_TIMEOUT_NS));
-        let _ = options.set_between_bytes_timeout(Some(BETWEEN_BYTES_TIMEOUT_NS));
-
-        let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| denied_or_network(&e))?;
-        // If the host refused the request, the body stream just closes; the reason (e.g.
-        // `HTTP-request-denied`) arrives on the response future, so a body error is reported
-        // only when the response has none.
-        let sent = (|| {
-            let stream = body.write().map_err(|()| net("request body stream unavailable"))?;
-            for chunk in request.body.chunks(4096) {
-                stream.blocking_write_and_flush(chunk).map_err(|e| stream_error("sending body", e))?;
+/// Reads a reply whose headers have arrived.
+fn finish(
+    incoming: Result<Result<IncomingResponse, ErrorCode>, ()>,
+    sent: Result<(), TransportError>,
+) -> Result<Response, TransportError> {
+    let incoming = incoming.map_err(|()| net("response already taken"))?.map_err(|e| denied_or_network(&e))?;
+    sent?;
+    let status = incoming.status();
+    let headers =
+        incoming.headers().entries().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect();
+    let body_handle = incoming.consume().map_err(|()| net("response body unavailable"))?;
+    let mut body = Vec::new();
+    {
+        let stream = body_handle.stream().map_err(|()| net("response body stream unavailable"))?;
+        loop {
+            match stream.blocking_read(256 * 1024) {
+                Ok(bytes) => body.extend_from_slice(&bytes),
+                Err(StreamError::Closed) => break,
+                Err(e) => return Err(stream_error("reading body", e)),
             }
-            drop(stream);
-            OutgoingBody::finish(body, None).map_err(|e| denied_or_network(&e))
-        })();
+        }
+    }
+    drop(IncomingBody::finish(body_handle));
+    Ok(Response { status, headers, body })
+}
 
-        let incoming = loop {
-            match future.get() {
-                Some(result) => break result,
-                None => future.subscribe().block(),
-            }
-        };
-        let incoming = incoming.map_err(|()| net("response already taken"))?.map_err(|e| denied_or_network(&e))?;
-        sent?;
-        let status = incoming.status();
-        let headers = incoming
-            .headers()
-            .entries()
-            .into_iter()
-            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-            .collect();
-        let body_handle = incoming.consume().map_err(|()| net("response body unavailable"))?;
-        let mut body = Vec::new();
-        {
-            let stream = body_handle.stream().map_err(|()| net("response body stream unavailable"))?;
-            loop {
-                match stream.blocking_read(256 * 1024) {
-                    Ok(bytes) => body.extend_from_slice(&bytes),
-                    Err(StreamError::Closed) => break,
-                    Err(e) => return Err(stream_error("reading body", e)),
+impl Platform for WasiPlatform {
+    fn send_many(&mut self, base: &BaseUrl, requests: &[Request]) -> Vec<Result<Response, TransportError>> {
+        let mut in_flight: Vec<Option<InFlight>> = Vec::with_capacity(requests.len());
+        let mut results: Vec<Option<Result<Response, TransportError>>> = Vec::with_capacity(requests.len());
+        for request in requests {
+            match start(base, request) {
+                Ok(f) => {
+                    in_flight.push(Some(f));
+                    results.push(None);
+                }
+                Err(e) => {
+                    in_flight.push(None);
+                    results.push(Some(Err(e)));
                 }
             }
         }
-        let trailers = IncomingBody::finish(body_handle);
-        drop(trailers);
-        Ok(Response { status, headers, body })
+        // Collect replies in whatever order they arrive; wait on all pending ones at once.
+        loop {
+            let mut waiting = Vec::new();
+            for (slot, result) in in_flight.iter_mut().zip(results.iter_mut()) {
+                let Some(f) = slot else { continue };
+                match f.future.get() {
+                    Some(incoming) => {
+                        if let Some(done) = slot.take() {
+                            *result = Some(finish(incoming, done.sent));
+                        }
+                    }
+                    None => waiting.push(f.future.subscribe()),
+                }
+            }
+            if waiting.is_empty() {
+                break;
+            }
+            let refs: Vec<&Pollable> = waiting.iter().collect();
+            wasi::io::poll::poll(&refs);
+        }
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(net("no reply")))).collect()
     }
 
     fn now_ms(&self) -> i64 {

@@ -29,6 +29,7 @@ fn config(base_url: &str) -> wit::Config {
         paging: wit::Paging::Cursor,
         shard_index: 0,
         shard_count: 1,
+        concurrency: 4,
     }
 }
 

@@ -203,6 +203,7 @@ fn demo(args: &DemoArgs, cache_dir: Option<&std::path::Path>, rt: &tokio::runtim
         memory_mib: 256,
         max_run_time: "10m".into(),
         http_timeout: "60s".into(),
+        concurrency: 4,
         shard_index: None,
         shard_count: None,
         cloud_run_task_index: None,

@@ -106,6 +106,9 @@ pub struct CollectArgs {
     /// Wall-clock limit of one pass.
     #[arg(long, env = "MULESOFT_AUDIT_MAX_RUN_TIME", default_value = "55m")]
     pub max_run_time: String,
+    /// Query requests in flight at once when a window holds many pages (1..16).
+    #[arg(long, env = "MULESOFT_AUDIT_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u32,
     /// This task's index among --shard-count tasks splitting the orgs.
     #[arg(long, env = "MULESOFT_AUDIT_SHARD_INDEX")]
     pub shard_index: Option<u32>,
@@ -303,6 +306,7 @@ impl CollectArgs {
             },
             shard_index,
             shard_count,
+            concurrency: self.concurrency,
         };
         let limits = Limits {
             memory_bytes: self.memory_mib << 20,

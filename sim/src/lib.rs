@@ -566,6 +566,8 @@ fn parse_date(v: &serde_json::Value) -> Result<i64, String> {
 struct QueryParams {
     #[serde(rename = "cursorPagination", default)]
     cursor_pagination: Option<String>,
+    #[serde(rename = "doIncludeTotal", default)]
+    do_include_total: Option<String>,
 }
 
 async fn query(
@@ -704,6 +706,9 @@ async fn query(
         body.push_str(&e.raw);
     }
     body.push(']');
+    if use_cursor && params.do_include_total.as_deref() == Some("true") {
+        body.push_str(&format!(r#","total":{total}"#));
+    }
     match next_cursor {
         Some(c) => body.push_str(&format!(r#","cursor":"{c}"}}"#)),
         None if use_cursor => body.push('}'),
