@@ -27,4 +27,5 @@ demo:
 
 # Benchmarks against the simulator (see BENCHMARKS.md).
 bench:
+    cargo build --release --bins
     cargo run --release -p mulesoft-audit-host --example bench

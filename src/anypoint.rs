@@ -34,6 +34,8 @@ pub struct Client<'a, P: Platform> {
     pacer: Pacer,
     token: Option<Token>,
     pub stats: Stats,
+    /// The slowest reply time of the last batch (ms): how long a request is in flight.
+    latency_ms: i64,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +66,7 @@ impl<'a, P: Platform> Client<'a, P> {
             pacer: Pacer::new(settings.requests_per_minute),
             token: None,
             stats: Stats::default(),
+            latency_ms: 0,
         }
     }
 
@@ -102,6 +105,14 @@ impl<'a, P: Platform> Client<'a, P> {
         let now = self.platform.now_ms();
         self.token = Some(Token { value: reply.access_token.clone(), refresh_at_ms: now + lifetime_ms - margin });
         Ok(reply.access_token)
+    }
+
+    /// Requests worth keeping in flight (at most `limit`): enough to cover the time a reply takes
+    /// at the paced rate, plus one. With 250 ms replies, 700/min needs 4; 40/min needs 1.
+    pub fn useful_concurrency(&self, limit: u32) -> u32 {
+        let interval = self.pacer.interval_ms().max(1);
+        let needed = if self.latency_ms <= interval { 1 } else { (self.latency_ms + interval - 1) / interval + 1 };
+        u32::try_from(needed).unwrap_or(u32::MAX).clamp(1, limit.max(1))
     }
 
     /// Sends one authenticated request and parses the reply.
@@ -182,7 +193,9 @@ impl<'a, P: Platform> Client<'a, P> {
                 self.platform.sleep_ms(wait);
             }
             self.stats.requests += batch.len() as u32;
+            let sent_at = self.platform.now_ms();
             let outcomes = self.platform.send_many(&self.settings.base, &batch);
+            self.latency_ms = self.platform.now_ms() - sent_at;
             let mut backoff = 0u64;
             for (&i, outcome) in open.iter().zip(outcomes) {
                 let url = self.settings.base.url(&requests[i].path);

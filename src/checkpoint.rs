@@ -62,6 +62,9 @@ impl Checkpoint {
     /// Forgets dedup keys older than `keep_from_ms`: entries that old are never read again.
     pub fn prune(&mut self, keep_from_ms: i64) {
         self.seen.retain(|_, t| *t >= keep_from_ms);
+        if self.seen.capacity() > 4 * self.seen.len() + 1024 {
+            self.seen.shrink_to_fit();
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {

@@ -75,8 +75,9 @@ pub fn run_pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, se
     result
 }
 
-/// Pages buffered ahead per slice that is not yet being written.
-const READ_AHEAD_PAGES: usize = 2;
+/// Bytes of pages read ahead (not yet writable, because an earlier slice is still being read):
+/// bounds memory while the slices behind the head keep reading.
+const READ_AHEAD_BYTES: usize = 12 << 20;
 
 /// One time slice of a window, paged on its own.
 struct Slice {
@@ -284,7 +285,12 @@ struct Builder {
     /// Dedup keys and times of its entries: recorded as seen only once the object exists.
     keys: HashMap<String, i64>,
     last_ms: i64,
+    /// Size of `keys` at which old keys are dropped next.
+    prune_at: usize,
 }
+
+/// Smallest key count at which an object's keys are pruned.
+const KEYS_PRUNE_MIN: usize = 16 * 1024;
 
 struct OrgPass<'s, S: ObjectStore> {
     store: &'s mut S,
@@ -361,12 +367,21 @@ impl<S: ObjectStore> OrgPass<'_, S> {
             gzip: GzipWriter::new(GZIP_LEVEL),
             keys: HashMap::new(),
             last_ms: ts,
+            prune_at: KEYS_PRUNE_MIN,
         });
         let gz_err = |e: crate::gzip::GzipError| Failure::new(ErrorKind::Storage, format!("compressing: {}", e.0));
         builder.gzip.write(line.as_bytes()).map_err(gz_err)?;
         builder.gzip.write(b"\n").map_err(gz_err)?;
         builder.keys.insert(key, ts);
         builder.last_ms = ts;
+        // Entries are read oldest first: keys older than the overlap before this one cannot come
+        // back, in this pass or (after the checkpoint's pruning) the next, so an object of a
+        // busy day does not hold every key it has written.
+        if builder.keys.len() >= builder.prune_at {
+            let floor = ts - self.settings.overlap_ms;
+            builder.keys.retain(|_, t| *t >= floor);
+            builder.prune_at = (builder.keys.len() * 2).max(KEYS_PRUNE_MIN);
+        }
         summary.entries_written += 1;
         Ok(())
     }
@@ -389,11 +404,12 @@ impl<S: ObjectStore> OrgPass<'_, S> {
         summary.objects.push(key);
         summary.bytes_out += bytes.len() as u64;
         // Everything before this object's last entry is now delivered.
-        self.checkpoint.seen.extend(builder.keys);
         self.checkpoint.cursor_ms = self.checkpoint.cursor_ms.max(builder.last_ms);
         // Paging runs oldest first, so nothing older than the overlap before the cursor is read
         // again, by this pass or the next: the seen set stays bounded during a long backfill.
-        self.checkpoint.prune(self.checkpoint.cursor_ms - self.settings.overlap_ms);
+        let floor = self.checkpoint.cursor_ms - self.settings.overlap_ms;
+        self.checkpoint.seen.extend(builder.keys.into_iter().filter(|(_, t)| *t >= floor));
+        self.checkpoint.prune(floor);
         self.checkpoint.next_seq = seq + 1;
         self.checkpoint.pending = None;
         Ok(())
@@ -445,6 +461,7 @@ fn collect_org<P: Platform, S: ObjectStore>(
     // time order (the head slice first), so the checkpoint's meaning is unchanged.
     let mut slices: VecDeque<Slice> = VecDeque::from([Slice::new(from_ms, to_ms)]);
     let mut split_considered = false;
+    let mut in_flight = 1usize;
     let mut pages = 0u32;
     let mut last_ts = from_ms;
     loop {
@@ -461,10 +478,17 @@ fn collect_org<P: Platform, S: ObjectStore>(
         if slices.is_empty() {
             break;
         }
-        let chosen: Vec<usize> = (0..slices.len())
-            .filter(|&i| !slices[i].done && slices[i].pages.len() < READ_AHEAD_PAGES)
-            .take(settings.concurrency.max(1) as usize)
-            .collect();
+        // The head slice always reads; the ones behind it while the read-ahead budget lasts.
+        let buffered: usize = slices.iter().flat_map(|s| s.pages.iter()).map(Vec::len).sum();
+        let mut chosen = Vec::new();
+        for (i, slice) in slices.iter().enumerate() {
+            if chosen.len() == in_flight || (i > 0 && buffered >= READ_AHEAD_BYTES) {
+                break;
+            }
+            if !slice.done {
+                chosen.push(i);
+            }
+        }
         if pages.saturating_add(chosen.len() as u32) > settings.max_pages {
             return Err(Failure::new(
                 ErrorKind::PageCap,
@@ -502,8 +526,12 @@ fn collect_org<P: Platform, S: ObjectStore>(
                 split_considered = true;
                 if let (Some(total), Some(split_from), false) = (total, last_entry_ts, slices[i].done) {
                     let remaining_pages = total.saturating_sub(count as u64) / u64::from(settings.page_size);
-                    let parts = (remaining_pages / 2).min(u64::from(settings.concurrency) * 4);
-                    if settings.concurrency > 1 && parts >= 2 {
+                    let useful = client.useful_concurrency(settings.concurrency);
+                    // Each slice costs one extra (empty) page at its end: a few slices per request
+                    // in flight keep them all busy without wasting many requests.
+                    let parts = (remaining_pages / 2).min(u64::from(useful) * 2);
+                    if useful > 1 && parts >= 2 {
+                        in_flight = useful as usize;
                         // The first slice ends with this page; the rest starts at its last
                         // entry's millisecond (entries there already read are recognised).
                         slices[i].done = true;

@@ -20,6 +20,11 @@ impl Pacer {
         Self { interval_ms: (60_000 + per_minute - 1) / per_minute, next_ms: i64::MIN }
     }
 
+    /// The spacing between requests, in ms.
+    pub fn interval_ms(&self) -> i64 {
+        self.interval_ms
+    }
+
     /// How long to wait before a request sent at `now_ms`; reserves its slot.
     pub fn reserve(&mut self, now_ms: i64) -> u64 {
         let start = self.next_ms.max(now_ms);

@@ -285,7 +285,8 @@ fn token_expiring_mid_run_is_renewed() {
     let sim = sim(config);
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
-    cmd.env("MULESOFT_AUDIT_PAGE_SIZE", "50");
+    // One request at a time, so that the pass (30 pages at 120 ms) outlives the 2 s token.
+    cmd.env("MULESOFT_AUDIT_PAGE_SIZE", "50").env("MULESOFT_AUDIT_CONCURRENCY", "1");
     let r = run_ok(cmd);
     assert!(sim.stats().tokens_issued >= 2, "{:?}", sim.stats());
     let (from, to) = covered(&[&r.summary], "org-exp");

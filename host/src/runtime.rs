@@ -63,8 +63,40 @@ struct RunState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: SandboxHooks,
-    limits: StoreLimits,
+    limits: GuestLimits,
     store: Arc<dyn ObjectStore>,
+}
+
+/// The store's limits, remembering the guest's peak linear memory for the logs.
+struct GuestLimits {
+    inner: StoreLimits,
+    peak_memory: usize,
+}
+
+impl wasmtime::ResourceLimiter for GuestLimits {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.peak_memory = self.peak_memory.max(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
 }
 
 impl WasiView for RunState {
@@ -167,7 +199,9 @@ impl Runtime {
         config: &wit::Config,
     ) -> Result<Result<wit::RunSummary, wit::RunError>, Trap> {
         let (mut wasm_store, instance) = self.instantiate(limits, origin, store)?;
-        instance.mulesoft_audit_collector().call_run(&mut wasm_store, config).map_err(|e| classify_trap(e, limits))
+        let outcome = instance.mulesoft_audit_collector().call_run(&mut wasm_store, config);
+        tracing::info!(guest_memory_peak_kib = wasm_store.data().limits.peak_memory >> 10, "guest resources");
+        outcome.map_err(|e| classify_trap(e, limits))
     }
 
     /// The component's `check` (no object store is touched: it gets an empty in-memory one).
@@ -197,11 +231,14 @@ impl Runtime {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: SandboxHooks { origin, timeouts: limits.http },
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .instances(4)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: GuestLimits {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .instances(4)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                peak_memory: 0,
+            },
             store,
         };
         let mut wasm_store = Store::new(&self.engine, state);

@@ -135,7 +135,7 @@ pub struct Entry {
 }
 
 /// Counters for tests and benchmarks.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Stats {
     pub requests: u64,
     pub query_requests: u64,
@@ -328,6 +328,7 @@ impl Simulator {
             .route("/audit/v2/organizations/{org}/query", post(query))
             .route("/audit/v2/organizations/{org}/retentionSettings", get(retention))
             .route("/accounts/api/organizations/{org}/hierarchy", get(hierarchy))
+            .route("/_sim/stats", get(stats))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -807,4 +808,10 @@ async fn hierarchy(State(shared): State<Arc<Shared>>, Path(org): Path<String>, h
     let tree = hierarchy_node(&inner, &org, &mut HashSet::new());
     count(&mut inner, 200);
     json_response(StatusCode::OK, tree.to_string())
+}
+
+/// The counters as JSON, for a benchmark that runs the simulator as a separate process.
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    let stats = shared.inner.lock().unwrap_or_else(|p| p.into_inner()).stats.clone();
+    json_response(StatusCode::OK, serde_json::to_string(&stats).unwrap_or_default())
 }
