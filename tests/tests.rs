@@ -6,6 +6,7 @@
 //! - `harness`: the simulator, the binary, fake-gcs-server, and the exactly-once assertion.
 //! - `collect`: end-to-end collection into `file://` and GCS, keys, content, paging modes, orgs.
 //! - `faults`: throttling, 5xx, dropped and truncated replies, token expiry, kills, concurrency.
+//! - `command`: the WASI command artifact under a real `wasmtime run`.
 //! - `config`: bad settings and bad credentials: one clear line, the right exit code.
 //! - `sandbox`: outbound HTTP allowlist, memory and secrets.
 //! - `simulator`: the Anypoint simulator against what is known of the real API.
@@ -16,6 +17,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod collect;
+mod command;
 mod config;
 mod faults;
 mod harness;

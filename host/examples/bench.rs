@@ -19,7 +19,9 @@ struct Measured {
     guest_peak_kib: u64,
 }
 
-/// Runs the binary and reads its own CPU time and peak RSS from wait4(2).
+/// Runs the binary and reads its own CPU time and peak RSS from wait4(2) (which also reaps it,
+/// so `Child::wait` is not called).
+#[allow(clippy::zombie_processes)]
 fn measure(mut cmd: Command) -> Measured {
     let started = Instant::now();
     let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();

@@ -44,6 +44,8 @@ enum Command {
     Check(CollectArgs),
     /// Runs against the built-in Anypoint simulator into a local folder: nothing to set up.
     Demo(DemoArgs),
+    /// Compiles the embedded component into the cache directory (for container images).
+    Precompile,
 }
 
 #[derive(clap::Args)]
@@ -127,6 +129,13 @@ fn dispatch(command: Command, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> 
         }
         Command::Serve(args) => rt.block_on(crate::serve::serve(args, cache_dir)).map(|()| 0),
         Command::Demo(args) => demo(&args, cache_dir.as_deref(), &rt),
+        Command::Precompile => {
+            let dir =
+                cache_dir.ok_or_else(|| ConfigError("no cache directory: set MULESOFT_AUDIT_CACHE_DIR".into()))?;
+            Runtime::new(Some(&dir))?;
+            println!("compiled into {}", dir.display());
+            Ok(0)
+        }
     }
 }
 

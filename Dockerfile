@@ -1,0 +1,22 @@
+# mulesoft-audit for Cloud Run: `serve` (Pub/Sub push) by default, or `run` as a Cloud Run job.
+# Multi-stage: build with the pinned toolchain, ship the binary on a small non-root runtime image
+# with the component's compiled code already in its cache.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+RUN rustup target add wasm32-wasip2
+COPY . .
+RUN cargo build --release --locked -p mulesoft-audit-host \
+    && strip target/release/mulesoft-audit \
+    && mkdir -p /cache \
+    && MULESOFT_AUDIT_CACHE_DIR=/cache target/release/mulesoft-audit precompile
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/mulesoft-audit /usr/local/bin/mulesoft-audit
+COPY --from=build --chown=65532:65532 /cache /var/cache/mulesoft-audit
+ENV MULESOFT_AUDIT_CACHE_DIR=/var/cache/mulesoft-audit \
+    MULESOFT_AUDIT_LOG_FORMAT=json
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/mulesoft-audit"]
+CMD ["serve"]

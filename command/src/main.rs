@@ -1,0 +1,136 @@
+//! The collector as a WASI command (`wasi:cli/run`), for plain `wasmtime run`: configured by
+//! environment variables, writing objects and checkpoints into a preopened directory with the same
+//! exactly-once behaviour as the host. Exit code 0 when done, 1 when not: WASI 0.2's `exit` carries
+//! only success or failure (`exit-with-code` is unstable, and importing it would make plain
+//! `wasmtime run` refuse the component), so the kind of failure is in the summary and on stderr.
+//!
+//! ```sh
+//! wasmtime run -S http --dir ./out::/data \
+//!   --env MULE_ORG_ID=… --env CLIENT_ID=… --env CLIENT_SECRET=… --env MULE_REGION=eu \
+//!   mulesoft-audit-command.wasm
+//! ```
+
+#[cfg(target_arch = "wasm32")]
+mod dir_store;
+
+#[cfg(target_arch = "wasm32")]
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(run::main())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    eprintln!("build this for wasm32-wasip2 and run it with `wasmtime run -S http --dir DIR::/data`");
+    std::process::exit(2);
+}
+
+#[cfg(target_arch = "wasm32")]
+mod run {
+    use mulesoft_audit::collect;
+    use mulesoft_audit::settings::{OrgSummary, Paging, Plane, RawConfig, Settings};
+    use mulesoft_audit::wasi_platform::WasiPlatform;
+
+    fn env(name: &str) -> Option<String> {
+        std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    }
+
+    fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+        match env(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| format!("{name} `{v}` is not a number")),
+        }
+    }
+
+    fn config() -> Result<(Settings, String), String> {
+        let plane = match env("MULE_REGION").as_deref() {
+            None => None,
+            Some("us") => Some(Plane::Us),
+            Some("eu") => Some(Plane::Eu),
+            Some("gov") => Some(Plane::Gov),
+            Some("ca") => Some(Plane::Ca),
+            Some("jp") => Some(Plane::Jp),
+            Some(other) => return Err(format!("MULE_REGION `{other}` is not one of us, eu, gov, ca, jp")),
+        };
+        let raw = RawConfig {
+            org_ids: env("MULE_ORG_ID")
+                .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+                .unwrap_or_default(),
+            discover_children: env("MULE_DISCOVER_CHILDREN").is_some_and(|v| v == "true"),
+            plane,
+            base_url: env("MULE_BASE_URL"),
+            client_id: env("CLIENT_ID").unwrap_or_default(),
+            client_secret: env("CLIENT_SECRET").unwrap_or_default(),
+            lookback_seconds: number("MULESOFT_AUDIT_LOOKBACK_SECONDS", 86_400)?,
+            since_ms: env("MULESOFT_AUDIT_SINCE_MS")
+                .map(|v| v.parse().map_err(|_| "MULESOFT_AUDIT_SINCE_MS is not epoch ms".to_string()))
+                .transpose()?,
+            lag_seconds: number("MULESOFT_AUDIT_LAG_SECONDS", 60)?,
+            overlap_seconds: number("MULESOFT_AUDIT_OVERLAP_SECONDS", 600)?,
+            page_size: number("MULESOFT_AUDIT_PAGE_SIZE", 200)?,
+            max_pages: number("MULESOFT_AUDIT_MAX_PAGES", 100_000)?,
+            object_max_bytes: number::<u64>("MULESOFT_AUDIT_OBJECT_KIB", 32 * 1024)? * 1024,
+            key_prefix: env("MULESOFT_AUDIT_KEY_PREFIX").unwrap_or_else(|| "logs/".into()),
+            state_prefix: env("MULESOFT_AUDIT_STATE_PREFIX").unwrap_or_else(|| "state/".into()),
+            requests_per_minute: env("MULESOFT_AUDIT_RPM")
+                .map(|v| v.parse().map_err(|_| "MULESOFT_AUDIT_RPM is not a number".to_string()))
+                .transpose()?,
+            max_attempts: number("MULESOFT_AUDIT_MAX_ATTEMPTS", 6)?,
+            paging: match env("MULESOFT_AUDIT_PAGING").as_deref() {
+                Some("offset") => Paging::Offset,
+                _ => Paging::Cursor,
+            },
+            shard_index: number("MULESOFT_AUDIT_SHARD_INDEX", 0)?,
+            shard_count: number("MULESOFT_AUDIT_SHARD_COUNT", 1)?,
+            concurrency: number("MULESOFT_AUDIT_CONCURRENCY", 4)?,
+        };
+        let secret = raw.client_secret.clone();
+        Ok((Settings::from_raw(raw)?, secret))
+    }
+
+    fn summary(o: &OrgSummary) -> serde_json::Value {
+        serde_json::json!({
+            "org_id": o.org_id, "window_start": o.window_start, "window_end": o.window_end,
+            "entries_written": o.entries_written, "duplicates_skipped": o.duplicates_skipped,
+            "objects": o.objects, "requests": o.requests, "retries": o.retries,
+            "throttled_waits": o.throttled_waits, "bytes_in": o.bytes_in, "bytes_out": o.bytes_out,
+        })
+    }
+
+    /// A configuration problem: one line on stderr, the summary on stdout.
+    fn config_error(message: &str) -> u8 {
+        eprintln!("error: {message}");
+        let failure = serde_json::json!({"org_id": null, "kind": "config", "message": message});
+        println!("{}", serde_json::json!({"status": "failed", "orgs": [], "failures": [failure]}));
+        1
+    }
+
+    pub fn main() -> u8 {
+        let (settings, secret) = match config() {
+            Ok(c) => c,
+            Err(message) => return config_error(&message),
+        };
+        let root = env("MULESOFT_AUDIT_DIR").unwrap_or_else(|| "/data".into());
+        let mut store = match crate::dir_store::DirStore::new(&root) {
+            Ok(s) => s,
+            Err(message) => return config_error(&message),
+        };
+        let result = collect::run_pass(&mut WasiPlatform, &mut store, &settings);
+        let scrub = |m: &str| if secret.len() >= 4 { m.replace(&secret, "<redacted>") } else { m.to_string() };
+        for f in &result.failures {
+            eprintln!(
+                "error: {}{}",
+                f.org_id.as_ref().map(|o| format!("organization {o}: ")).unwrap_or_default(),
+                scrub(&f.message)
+            );
+        }
+        println!(
+            "{}",
+            serde_json::json!({
+                "status": if result.failures.is_empty() { "ok" } else { "failed" },
+                "orgs": result.completed.iter().map(summary).collect::<Vec<_>>(),
+                "failures": result.failures.iter().map(|f| serde_json::json!({"org_id": f.org_id, "kind": format!("{:?}", f.kind).to_lowercase(), "message": scrub(&f.message)})).collect::<Vec<_>>(),
+            })
+        );
+        if result.failures.is_empty() { 0 } else { 1 }
+    }
+}

