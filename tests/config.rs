@@ -184,3 +184,34 @@ fn precompile_fills_the_cache_that_runs_then_use() {
     let after: Vec<_> = std::fs::read_dir(cache.path()).unwrap().flatten().collect();
     assert_eq!(after.len(), files.len(), "the run used the precompiled code instead of compiling again");
 }
+
+#[test]
+fn a_data_field_that_is_not_an_array_fails_clearly() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-shape", 50)]);
+    config.faults.wrong_shape_first = 100;
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
+    cmd.env("MULESOFT_AUDIT_MAX_ATTEMPTS", "2");
+    let r = run(cmd);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.summary["failures"][0]["kind"], "unavailable");
+    assert!(r.stderr.contains("wrong shape") && r.stderr.contains("org-shape"), "{}", r.stderr);
+    assert!(!dir.path().join("logs").exists() && !dir.path().join("state").exists(), "nothing written or marked done");
+}
+
+#[test]
+fn a_page_larger_than_the_memory_limit_stops_the_guest_and_nothing_is_marked_done() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-huge", 400)]);
+    // Every entry odd: many of 40 KB, so a page of 200 is several MiB.
+    config.odd_permille = 1000;
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
+    cmd.env("MULESOFT_AUDIT_MEMORY_MIB", "3");
+    let r = run(cmd);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.summary["failures"][0]["kind"], "memory-limit", "{}", r.stdout);
+    assert!(sim.stats().query_requests >= 1, "the guest started, read a page, and was stopped by it");
+    assert!(!dir.path().join("state").exists(), "nothing marked done");
+}

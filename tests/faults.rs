@@ -238,7 +238,8 @@ fn throttling_429_with_retry_after_seconds_and_dates() {
         config.faults = Faults {
             throttle_429_first: 2,
             retry_after_as_date: as_date,
-            token_fail_once: Some(429),
+            // The token endpoint throttles once too: 429 in one round, 503 in the other.
+            token_fail_once: Some(if as_date { 503 } else { 429 }),
             ..Faults::default()
         };
         let sim = sim(config);

@@ -21,6 +21,8 @@ struct Plan {
     /// Hang this long before forwarding (the client's timeout fires first).
     stall_next: u32,
     stall: Duration,
+    /// Answer 403 to every upload, as a bucket the service account may not write.
+    deny_uploads: bool,
 }
 
 struct Proxy {
@@ -39,6 +41,13 @@ struct GcsProxy {
 }
 
 async fn forward(State(p): State<Arc<Proxy>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if uri.path().starts_with("/upload/") && p.plan.lock().unwrap().deny_uploads {
+        return (
+            StatusCode::FORBIDDEN,
+            r#"{"error":{"code":403,"message":"does not have storage.objects.create access"}}"#,
+        )
+            .into_response();
+    }
     let (fail, lose, stall) = {
         let mut plan = p.plan.lock().unwrap();
         let is_log_upload = uri.path().starts_with("/upload/") && String::from_utf8_lossy(&body).contains("/logs/20");
@@ -182,4 +191,15 @@ fn a_missing_bucket_is_a_configuration_error() {
     let r = run(cmd);
     assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("no-such-bucket") && r.stderr.contains("does not exist"), "{}", r.stderr);
+}
+
+#[test]
+fn a_bucket_that_denies_writes_is_a_configuration_error_and_nothing_is_marked_done() {
+    let gcs = FakeGcs::start("faulty");
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-denied", 300)]));
+    let proxy = GcsProxy::start(gcs.endpoint(), Plan { deny_uploads: true, ..Plan::default() });
+    let r = run_through(&sim, &proxy, &[]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("403") && r.stderr.contains("objectCreator"), "{}", r.stderr);
+    assert!(gcs.objects("faulty", "base/").is_empty(), "nothing written");
 }

@@ -59,6 +59,8 @@ pub struct Faults {
     pub token_fail_once: Option<u16>,
     /// A reply to a query request that is not JSON (the first N).
     pub garbage_first: u32,
+    /// A reply whose `data` is an object, not an array (the first N).
+    pub wrong_shape_first: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +166,7 @@ struct Inner {
     token_failed: bool,
     throttled_429: u32,
     garbage_sent: u32,
+    wrong_shape_sent: u32,
 }
 
 struct Shared {
@@ -261,6 +264,7 @@ impl Inner {
             token_failed: false,
             throttled_429: 0,
             garbage_sent: 0,
+            wrong_shape_sent: 0,
             config,
         }
     }
@@ -627,6 +631,12 @@ async fn query(
         inner.stats.injected_faults += 1;
         count(&mut inner, 200);
         return (StatusCode::OK, "<html>Gateway says hello</html>").into_response();
+    }
+    if inner.wrong_shape_sent < faults.wrong_shape_first {
+        inner.wrong_shape_sent += 1;
+        inner.stats.injected_faults += 1;
+        count(&mut inner, 200);
+        return json_response(StatusCode::OK, r#"{"data":{"id":"not-a-list"},"total":1}"#.into());
     }
 
     let Some(o) = inner.orgs.get(&org) else {
