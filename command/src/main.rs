@@ -4,31 +4,35 @@
 //! only success or failure (`exit-with-code` is unstable, and importing it would make plain
 //! `wasmtime run` refuse the component), so the kind of failure is in the summary and on stderr.
 //!
+//! Built natively it is the same engine on plain sockets and `std::fs`: the benchmark's
+//! native comparison build (loopback HTTP only).
+//!
 //! ```sh
 //! wasmtime run -S http --dir ./out::/data \
 //!   --env MULE_ORG_ID=… --env CLIENT_ID=… --env CLIENT_SECRET=… --env MULE_REGION=eu \
 //!   mulesoft-audit-command.wasm
 //! ```
 
-#[cfg(target_arch = "wasm32")]
 mod dir_store;
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
 
-#[cfg(target_arch = "wasm32")]
 fn main() -> std::process::ExitCode {
     std::process::ExitCode::from(run::main())
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-fn main() {
-    eprintln!("build this for wasm32-wasip2 and run it with `wasmtime run -S http --dir DIR::/data`");
-    std::process::exit(2);
-}
-
-#[cfg(target_arch = "wasm32")]
 mod run {
     use mulesoft_audit::collect;
     use mulesoft_audit::settings::{OrgSummary, Paging, Plane, RawConfig, Settings};
-    use mulesoft_audit::wasi_platform::WasiPlatform;
+    /// On wasm32: `wasi:http`. Natively (the benchmark's comparison build): plain sockets.
+    #[cfg(target_arch = "wasm32")]
+    fn platform() -> mulesoft_audit::wasi_platform::WasiPlatform {
+        mulesoft_audit::wasi_platform::WasiPlatform
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    fn platform() -> crate::native::NativePlatform {
+        crate::native::NativePlatform::new()
+    }
 
     fn env(name: &str) -> Option<String> {
         std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
@@ -114,7 +118,7 @@ mod run {
             Ok(s) => s,
             Err(message) => return config_error(&message),
         };
-        let result = collect::run_pass(&mut WasiPlatform, &mut store, &settings);
+        let result = collect::run_pass(&mut platform(), &mut store, &settings);
         let scrub = |m: &str| if secret.len() >= 4 { m.replace(&secret, "<redacted>") } else { m.to_string() };
         for f in &result.failures {
             eprintln!(

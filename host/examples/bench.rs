@@ -166,6 +166,39 @@ fn memory(entries: usize, cache: &Path) {
     row(&format!("no latency, {entries}"), entries_written(&m.stdout), &m, requests, throttled, None);
 }
 
+/// The same engine built natively (the `command` crate) against the Wasm host, same workload.
+fn native_vs_wasm(entries: usize, cache: &Path) {
+    let mut cpu_per_k = Vec::new();
+    for native in [true, false] {
+        let sim = Sim::start("org-cpu", entries, 0, None);
+        let dir = tempfile::tempdir().unwrap();
+        let cmd = if native {
+            let mut c = Command::new(binary("mulesoft-audit-command"));
+            c.env_clear()
+                .env("MULE_ORG_ID", &sim.org)
+                .env("MULE_BASE_URL", &sim.url)
+                .env("CLIENT_ID", "demo-client")
+                .env("CLIENT_SECRET", "demo-secret-not-real")
+                .env("MULESOFT_AUDIT_DIR", dir.path())
+                .env("MULESOFT_AUDIT_LAG_SECONDS", "1")
+                .env("MULESOFT_AUDIT_RPM", "1000000");
+            c
+        } else {
+            command(&sim, dir.path(), cache, 1_000_000)
+        };
+        let m = measure(cmd);
+        let n = entries_written(&m.stdout);
+        assert_eq!(m.code, 0);
+        cpu_per_k.push(m.cpu.as_secs_f64() / (n.max(1) as f64 / 1000.0));
+    }
+    println!(
+        "\nCPU per 1k entries, {entries} entries, no latency: native build {:.4} s, Wasm host {:.4} s: Wasm = {:.2}x native",
+        cpu_per_k[0],
+        cpu_per_k[1],
+        cpu_per_k[1] / cpu_per_k[0]
+    );
+}
+
 fn startup(cache: &Path) {
     let sim = Sim::start("org-start", 10, 0, None);
     let dir = tempfile::tempdir().unwrap();
@@ -238,6 +271,7 @@ fn main() {
     for entries in if quick { vec![10_000, 100_000] } else { vec![10_000, 100_000, 1_000_000] } {
         memory(entries, cache.path());
     }
+    native_vs_wasm(if quick { 50_000 } else { 200_000 }, cache.path());
     startup(cache.path());
     compress_path();
 }
