@@ -31,6 +31,7 @@ struct Proxy {
     client: reqwest::Client,
     lost_replies: AtomicU32,
     failed: AtomicU32,
+    resumable_starts: AtomicU32,
 }
 
 /// A reverse proxy in front of fake-gcs-server that injects faults.
@@ -41,6 +42,9 @@ struct GcsProxy {
 }
 
 async fn forward(State(p): State<Arc<Proxy>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if uri.query().is_some_and(|q| q.contains("uploadType=resumable")) {
+        p.resumable_starts.fetch_add(1, Ordering::SeqCst);
+    }
     if uri.path().starts_with("/upload/") && p.plan.lock().unwrap().deny_uploads {
         return (
             StatusCode::FORBIDDEN,
@@ -104,6 +108,7 @@ impl GcsProxy {
             client: reqwest::Client::new(),
             lost_replies: AtomicU32::new(0),
             failed: AtomicU32::new(0),
+            resumable_starts: AtomicU32::new(0),
         });
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -202,4 +207,16 @@ fn a_bucket_that_denies_writes_is_a_configuration_error_and_nothing_is_marked_do
     assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("403") && r.stderr.contains("objectCreator"), "{}", r.stderr);
     assert!(gcs.objects("faulty", "base/").is_empty(), "nothing written");
+}
+
+#[test]
+fn large_objects_go_up_in_resumable_uploads() {
+    let gcs = FakeGcs::start("faulty");
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-resumable", 1200)]));
+    let proxy = GcsProxy::start(gcs.endpoint(), Plan::default());
+    // Every log object above 0 bytes takes the resumable path.
+    let r = run_through(&sim, &proxy, &[("MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE", "0")]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(proxy.state.resumable_starts.load(Ordering::SeqCst) >= 1, "uploads were resumable");
+    check_bucket(&sim, &gcs, "org-resumable", &[&r.summary]);
 }

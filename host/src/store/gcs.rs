@@ -12,7 +12,8 @@ use google_cloud_auth::credentials::{Builder as CredentialsBuilder, CacheableRes
 use serde::Deserialize;
 use std::time::Duration;
 
-/// Objects larger than this go up in a resumable upload instead of one multipart request.
+/// New objects larger than this (compressed bytes) go up in a resumable upload instead of one
+/// multipart request. Overridable (`MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE`, bytes) for tests.
 pub const RESUMABLE_THRESHOLD: usize = 16 << 20;
 /// Resumable chunk size (a multiple of 256 KiB, as the API requires).
 pub const CHUNK: usize = 8 << 20;
@@ -40,6 +41,7 @@ pub struct GcsStore {
     credentials: Option<Credentials>,
     runtime: tokio::runtime::Handle,
     pub retry: Retry,
+    resumable_above: usize,
 }
 
 /// What a status means for a GCS request.
@@ -164,7 +166,20 @@ impl GcsStore {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(timeout))
             .build()?;
-        Ok(Self { bucket: bucket.to_string(), prefix, endpoint, client, credentials, runtime, retry: Retry::default() })
+        let resumable_above = std::env::var("MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(RESUMABLE_THRESHOLD);
+        Ok(Self {
+            bucket: bucket.to_string(),
+            prefix,
+            endpoint,
+            client,
+            credentials,
+            runtime,
+            retry: Retry::default(),
+            resumable_above,
+        })
     }
 
     fn name(&self, key: &str) -> Result<String, StoreError> {
@@ -265,7 +280,9 @@ impl GcsStore {
         on_412: OnPrecondition,
     ) -> Result<u64, StoreError> {
         let metadata = serde_json::json!({ "name": name, "contentType": content_type, "crc32c": crc32c_b64(data) });
-        let (status, body) = if data.len() > RESUMABLE_THRESHOLD {
+        // Checkpoints (compare-and-swap on a generation) are small and always go in one request.
+        let resumable = matches!(on_412, OnPrecondition::AlreadyExists) && data.len() > self.resumable_above;
+        let (status, body) = if resumable {
             self.resumable(&metadata, data, content_type, if_generation).await?
         } else {
             let (boundary, body) = multipart_body(&metadata, content_type, data);
