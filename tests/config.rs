@@ -109,20 +109,6 @@ fn a_corrupt_or_foreign_checkpoint_is_refused_not_guessed() {
 }
 
 #[test]
-fn api_replies_of_the_wrong_shape_fail_clearly() {
-    let mut config = SimConfig::new(vec![OrgSpec::new("org-bad", 50)]);
-    config.faults.garbage_first = 100;
-    let sim = sim(config);
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
-    cmd.env("MULESOFT_AUDIT_MAX_ATTEMPTS", "2");
-    let r = run(cmd);
-    assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("not JSON") && r.stderr.contains("org-bad"), "{}", r.stderr);
-    assert!(!dir.path().join("logs").exists());
-}
-
-#[test]
 fn check_verifies_credentials_and_write_access_without_collecting() {
     let sim = quick_sim();
     let dir = tempfile::tempdir().unwrap();
@@ -186,18 +172,27 @@ fn precompile_fills_the_cache_that_runs_then_use() {
 }
 
 #[test]
-fn a_data_field_that_is_not_an_array_fails_clearly() {
-    let mut config = SimConfig::new(vec![OrgSpec::new("org-shape", 50)]);
-    config.faults.wrong_shape_first = 100;
-    let sim = sim(config);
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
-    cmd.env("MULESOFT_AUDIT_MAX_ATTEMPTS", "2");
-    let r = run(cmd);
-    assert_eq!(r.code, 1);
-    assert_eq!(r.summary["failures"][0]["kind"], "unavailable");
-    assert!(r.stderr.contains("wrong shape") && r.stderr.contains("org-shape"), "{}", r.stderr);
-    assert!(!dir.path().join("logs").exists() && !dir.path().join("state").exists(), "nothing written or marked done");
+fn api_replies_that_are_not_a_page_fail_clearly() {
+    // A gateway's HTML page, then JSON whose `data` is not an array: both are retried like a
+    // garbled reply, then fail the org naming the problem, with nothing written or marked done.
+    let cases: [(fn(&mut anypoint_sim::Faults), &str); 2] =
+        [(|f| f.garbage_first = 100, "not JSON"), (|f| f.wrong_shape_first = 100, "wrong shape")];
+    for (inject, needle) in cases {
+        let mut config = SimConfig::new(vec![OrgSpec::new("org-bad", 50)]);
+        inject(&mut config.faults);
+        let sim = sim(config);
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
+        cmd.env("MULESOFT_AUDIT_MAX_ATTEMPTS", "2");
+        let r = run(cmd);
+        assert_eq!(r.code, 1);
+        assert_eq!(r.summary["failures"][0]["kind"], "unavailable");
+        assert!(r.stderr.contains(needle) && r.stderr.contains("org-bad"), "{}", r.stderr);
+        assert!(
+            !dir.path().join("logs").exists() && !dir.path().join("state").exists(),
+            "nothing written or marked done"
+        );
+    }
 }
 
 #[test]
