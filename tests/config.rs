@@ -175,7 +175,8 @@ fn precompile_fills_the_cache_that_runs_then_use() {
 fn api_replies_that_are_not_a_page_fail_clearly() {
     // A gateway's HTML page, then JSON whose `data` is not an array: both are retried like a
     // garbled reply, then fail the org naming the problem, with nothing written or marked done.
-    let cases: [(fn(&mut anypoint_sim::Faults), &str); 2] =
+    type Inject = fn(&mut anypoint_sim::Faults);
+    let cases: [(Inject, &str); 2] =
         [(|f| f.garbage_first = 100, "not JSON"), (|f| f.wrong_shape_first = 100, "wrong shape")];
     for (inject, needle) in cases {
         let mut config = SimConfig::new(vec![OrgSpec::new("org-bad", 50)]);
