@@ -79,6 +79,15 @@ pub fn run_pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, se
 /// bounds memory while the slices behind the head keep reading.
 const READ_AHEAD_BYTES: usize = 12 << 20;
 
+/// A checked reply to a query, with what paging needs read out of it.
+struct FetchedPage {
+    raw: Vec<u8>,
+    count: usize,
+    cursor: Option<String>,
+    total: Option<u64>,
+    last_entry_ts: Option<i64>,
+}
+
 /// One time slice of a window, paged on its own.
 struct Slice {
     from_ms: i64,
@@ -507,18 +516,22 @@ fn collect_org<P: Platform, S: ObjectStore>(
             .map(|(k, _)| format!("audit query for organization {org} (page {})", pages + 1 + k as u32))
             .collect();
         pages += chosen.len() as u32;
+        // The reply is parsed once here, to check it (a garbled page is retried) and to read what
+        // paging needs; the entries themselves are read again only when the page is written.
         let replies = client.call_many(Method::Post, requests, &whats, |b| {
-            entry::parse_page(b)?;
-            Ok(b.to_vec())
+            let page = entry::parse_page(b)?;
+            Ok(FetchedPage {
+                count: page.data.len(),
+                cursor: page.cursor,
+                total: page.total,
+                last_entry_ts: page.data.iter().rev().find_map(|r| entry::meta(r.get()).timestamp_ms),
+                raw: b.to_vec(),
+            })
         });
         for (&i, reply) in chosen.iter().zip(replies) {
-            let raw = reply?;
-            let page = entry::parse_page(&raw).map_err(|e| Failure::new(ErrorKind::Api, e))?;
-            let count = page.data.len();
-            let last_entry_ts = page.data.iter().rev().find_map(|r| entry::meta(r.get()).timestamp_ms);
-            let total = page.total;
+            let FetchedPage { raw, count, cursor, total, last_entry_ts } = reply?;
             let slice = &mut slices[i];
-            slice.advance(settings, count, page.cursor.clone());
+            slice.advance(settings, count, cursor);
             if count > 0 {
                 slice.pages.push_back(raw);
             }
