@@ -32,3 +32,18 @@ demo:
 bench:
     cargo build --release --bins
     cargo run --release -p mulesoft-audit-host --example bench
+
+# The component inside Node.js through jco (examples/node-host), against the simulator.
+node-demo:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release -p mulesoft-audit-host -p anypoint-sim
+    cd examples/node-host
+    npm ci --no-audit --no-fund
+    npm run transpile
+    ../../target/release/anypoint-sim --listen 127.0.0.1:18081 --orgs demo-org --entries 2000 &
+    trap "kill $!" EXIT
+    until (exec 3<>/dev/tcp/127.0.0.1/18081) 2>/dev/null; do sleep 0.1; done
+    MULE_ORG_ID=demo-org MULE_BASE_URL=http://127.0.0.1:18081 CLIENT_ID=demo-client \
+      CLIENT_SECRET=demo-secret-not-real MULESOFT_AUDIT_LAG_SECONDS=1 \
+      MULESOFT_AUDIT_DIR=../../mulesoft-audit-demo/node node collect.js

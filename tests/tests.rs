@@ -7,6 +7,7 @@
 //! - `collect`: end-to-end collection into `file://` and GCS, keys, content, paging modes, orgs.
 //! - `faults`: throttling, 5xx, dropped and truncated replies, token expiry, kills, concurrency.
 //! - `command`: the WASI command artifact under a real `wasmtime run`.
+//! - `node`: the component in Node.js through jco, the object store in JavaScript.
 //! - `config`: bad settings and bad credentials: one clear line, the right exit code.
 //! - `sandbox`: outbound HTTP allowlist, memory and secrets.
 //! - `simulator`: the Anypoint simulator against what is known of the real API.
@@ -21,6 +22,7 @@ mod command;
 mod config;
 mod faults;
 mod harness;
+mod node;
 mod sandbox;
 mod serve;
 mod simulator;

@@ -1,0 +1,134 @@
+// The `mulesoft:audit/object-store` interface on the local filesystem, for the collector
+// component transpiled by jco. Keys are paths under one root directory.
+//
+// jco's calling convention for imports: arguments and results are plain JS values (`u64` is a
+// BigInt, `list<u8>` a Uint8Array, `option` undefined or the value); an `err` is returned by
+// throwing the `store-error` variant itself, `{ tag, val }`. Any other exception traps the
+// component, so every filesystem failure is turned into a variant here.
+
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+let root;
+
+/** Chooses the directory that holds the objects; call before running the collector. */
+export function useDirectory(dir) {
+  fs.mkdirSync(dir, { recursive: true });
+  root = path.resolve(dir);
+}
+
+// A generation is derived from the bytes, so any change of content is seen and needs no
+// bookkeeping of its own (never 0: 0 means "no object" in `write-if-generation`).
+function generationOf(data) {
+  return createHash('sha256').update(data).digest().readBigUInt64BE(0) | 1n;
+}
+
+function pathOf(key) {
+  if (!root) throw { tag: 'other', val: 'the object store has no directory: call useDirectory first' };
+  if (key === '' || key.startsWith('/') || key.split('/').some((s) => s === '' || s === '.' || s === '..')) {
+    throw { tag: 'other', val: `invalid key \`${key}\`` };
+  }
+  return path.join(root, key);
+}
+
+function storeError(what, e) {
+  const message = `${what}: ${e.message}`;
+  if (e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS') return { tag: 'denied', val: message };
+  if (e.code === 'ENOSPC' || e.code === 'EMFILE' || e.code === 'EAGAIN') return { tag: 'unavailable', val: message };
+  return { tag: 'other', val: message };
+}
+
+// Writes `data` to a fresh temporary file beside `file` and returns its name, flushed to disk, so
+// that whatever takes its place (link or rename) is the whole object or nothing.
+function writeTemporary(file, data) {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const temporary = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const fd = fs.openSync(temporary, 'wx');
+  try {
+    fs.writeSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return temporary;
+}
+
+export function create(key, data, _contentType) {
+  const file = pathOf(key);
+  let temporary;
+  try {
+    temporary = writeTemporary(file, data);
+    // link(2) fails when the name is taken: an atomic create-only, even between processes.
+    fs.linkSync(temporary, file);
+  } catch (e) {
+    if (e.code === 'EEXIST') throw { tag: 'already-exists' };
+    throw storeError(`creating ${key}`, e);
+  } finally {
+    if (temporary) fs.rmSync(temporary, { force: true });
+  }
+  return generationOf(data);
+}
+
+export function read(key) {
+  const file = pathOf(key);
+  try {
+    const data = fs.readFileSync(file);
+    return { data: new Uint8Array(data), generation: generationOf(data) };
+  } catch (e) {
+    if (e.code === 'ENOENT') return undefined;
+    throw storeError(`reading ${key}`, e);
+  }
+}
+
+// Compare-and-swap under a lock file taken with O_EXCL. A lock older than a minute was left by a
+// killed process (the swap itself takes milliseconds). A held lock is reported as a mismatch:
+// the collector then reads the object again and decides, as with any concurrent writer.
+export function writeIfGeneration(key, data, _contentType, expected) {
+  const file = pathOf(key);
+  const lock = `${file}.lock`;
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const age = Date.now() - fs.statSync(lock, { throwIfNoEntry: false })?.mtimeMs;
+    if (age > 60_000) fs.rmSync(lock, { force: true });
+    fs.closeSync(fs.openSync(lock, 'wx'));
+  } catch (e) {
+    if (e.code === 'EEXIST') throw { tag: 'generation-mismatch' };
+    throw storeError(`locking ${key}`, e);
+  }
+  try {
+    const current = read(key);
+    if ((current?.generation ?? 0n) !== expected) throw { tag: 'generation-mismatch' };
+    const temporary = writeTemporary(file, data);
+    try {
+      fs.renameSync(temporary, file);
+    } catch (e) {
+      fs.rmSync(temporary, { force: true });
+      throw storeError(`replacing ${key}`, e);
+    }
+    return generationOf(data);
+  } finally {
+    fs.rmSync(lock, { force: true });
+  }
+}
+
+export function listKeys(prefix, _pageToken) {
+  // One page holds every key: a local directory is small enough to list at once.
+  const keys = [];
+  const walk = (dir) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (!entry.name.endsWith('.tmp') && !entry.name.endsWith('.lock')) {
+        const key = path.relative(root, full).split(path.sep).join('/');
+        if (key.startsWith(prefix)) keys.push(key);
+      }
+    }
+  };
+  try {
+    walk(root);
+  } catch (e) {
+    throw storeError(`listing ${prefix}`, e);
+  }
+  return { keys: keys.sort(), nextPageToken: undefined };
+}

