@@ -6,7 +6,7 @@ use anypoint_sim::{Faults, OrgSpec, SimConfig, Simulator};
 use clap::Parser;
 use mulesoft_audit_host::runtime::{Limits, Runtime};
 use mulesoft_audit_host::settings::{CollectArgs, Resolved};
-use mulesoft_audit_host::store::{KeyPage, ObjectStore, StoreError, Stored, file::FileStore};
+use mulesoft_audit_host::store::{ObjectStore, StoreError, Stored, file::FileStore};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
@@ -67,9 +67,6 @@ impl ObjectStore for DyingStore {
     }
     fn write_if_generation(&self, key: &str, data: &[u8], ct: &str, generation: u64) -> Result<u64, StoreError> {
         self.write(|| self.inner.write_if_generation(key, data, ct, generation))
-    }
-    fn list(&self, prefix: &str, token: Option<&str>) -> Result<KeyPage, StoreError> {
-        self.inner.list(prefix, token)
     }
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key)
@@ -335,9 +332,6 @@ impl ObjectStore for MeddlingStore {
             };
         }
         self.inner.write_if_generation(key, data, ct, generation)
-    }
-    fn list(&self, prefix: &str, token: Option<&str>) -> Result<KeyPage, StoreError> {
-        self.inner.list(prefix, token)
     }
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key)

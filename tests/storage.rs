@@ -23,6 +23,9 @@ struct Plan {
     stall: Duration,
     /// Answer 403 to every upload, as a bucket the service account may not write.
     deny_uploads: bool,
+    /// Answer 403 to uploads that replace an object (`ifGenerationMatch` other than 0), as GCS
+    /// does for a service account with `storage.objects.create` but not `storage.objects.delete`.
+    deny_replacing: bool,
 }
 
 struct Proxy {
@@ -44,6 +47,14 @@ struct GcsProxy {
 async fn forward(State(p): State<Arc<Proxy>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     if uri.query().is_some_and(|q| q.contains("uploadType=resumable")) {
         p.resumable_starts.fetch_add(1, Ordering::SeqCst);
+    }
+    let replaces = uri.query().is_some_and(|q| q.contains("ifGenerationMatch=") && !q.contains("ifGenerationMatch=0"));
+    if uri.path().starts_with("/upload/") && p.plan.lock().unwrap().deny_replacing && replaces {
+        return (
+            StatusCode::FORBIDDEN,
+            r#"{"error":{"code":403,"message":"does not have storage.objects.delete access"}}"#,
+        )
+            .into_response();
     }
     if uri.path().starts_with("/upload/") && p.plan.lock().unwrap().deny_uploads {
         return (
@@ -205,8 +216,44 @@ fn a_bucket_that_denies_writes_is_a_configuration_error_and_nothing_is_marked_do
     let proxy = GcsProxy::start(gcs.endpoint(), Plan { deny_uploads: true, ..Plan::default() });
     let r = run_through(&sim, &proxy, &[]);
     assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("403") && r.stderr.contains("objectCreator"), "{}", r.stderr);
+    assert!(r.stderr.contains("403") && r.stderr.contains("objectUser"), "{}", r.stderr);
     assert!(gcs.objects("faulty", "base/").is_empty(), "nothing written");
+}
+
+#[test]
+fn create_without_replace_permission_is_caught_by_check_and_recovered_once_granted() {
+    // objectCreator + objectViewer only: creating works, replacing a checkpoint does not.
+    let gcs = FakeGcs::start("faulty");
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-noreplace", 400)]));
+    let proxy = GcsProxy::start(gcs.endpoint(), Plan { deny_replacing: true, ..Plan::default() });
+    let mut cmd = command(&sim, "gs://faulty/base");
+    cmd.env("STORAGE_EMULATOR_HOST", proxy.endpoint()).arg("check");
+    let checked = finish(cmd.output().unwrap());
+    assert_eq!(
+        checked.code, 2,
+        "{}
+{}",
+        checked.stdout, checked.stderr
+    );
+    assert!(checked.stderr.contains("storage.objects.delete"), "{}", checked.stderr);
+
+    let denied = run_through(&sim, &proxy, &[]);
+    assert_eq!(
+        denied.code, 2,
+        "{}
+{}",
+        denied.stdout, denied.stderr
+    );
+    assert_eq!(denied.summary["failures"][0]["kind"], "denied", "{}", denied.stdout);
+    let written_before = gcs_log_objects(&gcs, "faulty", "base/logs/");
+    assert_eq!(written_before.len(), 1, "one object created, its checkpoint record refused");
+    // The role is granted: the next pass delivers everything, the object already created once.
+    proxy.state.plan.lock().unwrap().deny_replacing = false;
+    let granted = run_through(&sim, &proxy, &[]);
+    assert_eq!(granted.code, 0, "{}", granted.stderr);
+    check_bucket(&sim, &gcs, "org-noreplace", &[&denied.summary, &granted.summary]);
+    let after = gcs_log_objects(&gcs, "faulty", "base/logs/");
+    assert!(written_before.keys().all(|k| after.contains_key(k)), "the pending object was adopted");
 }
 
 #[test]

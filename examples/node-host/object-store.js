@@ -111,24 +111,3 @@ export function writeIfGeneration(key, data, _contentType, expected) {
     fs.rmSync(lock, { force: true });
   }
 }
-
-export function listKeys(prefix, _pageToken) {
-  // One page holds every key: a local directory is small enough to list at once.
-  const keys = [];
-  const walk = (dir) => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      const full = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(full);
-      else if (!entry.name.endsWith('.tmp') && !entry.name.endsWith('.lock')) {
-        const key = path.relative(root, full).split(path.sep).join('/');
-        if (key.startsWith(prefix)) keys.push(key);
-      }
-    }
-  };
-  try {
-    walk(root);
-  } catch (e) {
-    throw storeError(`listing ${prefix}`, e);
-  }
-  return { keys: keys.sort(), nextPageToken: undefined };
-}

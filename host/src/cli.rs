@@ -154,7 +154,8 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
             return Ok(2);
         }
     }
-    // Write access: a probe object outside the log prefix, read back, then removed.
+    // Write access: a probe object outside the log prefix, replaced once the way a checkpoint is
+    // (on GCS replacing needs `storage.objects.delete` as well as create), read back, removed.
     let probe = format!(
         "{}check-probe-{}-{}",
         s.config.state_prefix,
@@ -163,14 +164,18 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
     );
     let store = &collector.store;
     let proof = (|| {
-        store.create(&probe, b"mulesoft-audit check", "text/plain")?;
+        let first = store.create(&probe, b"mulesoft-audit check", "text/plain")?;
+        store.write_if_generation(&probe, b"mulesoft-audit check, replaced", "text/plain", first)?;
         let back = store.read(&probe)?;
         store.delete(&probe)?;
-        Ok::<_, store::StoreError>(back.is_some_and(|o| o.data == b"mulesoft-audit check"))
+        Ok::<_, store::StoreError>(back.is_some_and(|o| o.data == b"mulesoft-audit check, replaced"))
     })();
     match proof {
         Ok(true) => {
-            println!("ok: destination {} is writable (probe `{probe}` created, read and removed)", store.describe());
+            println!(
+                "ok: destination {} is writable (probe `{probe}` created, replaced, read and removed)",
+                store.describe()
+            );
             Ok(0)
         }
         Ok(false) => {

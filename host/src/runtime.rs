@@ -146,16 +146,6 @@ impl wit_store::Host for RunState {
     ) -> Result<u64, wit_store::StoreError> {
         self.store.write_if_generation(&key, &data, &content_type, generation).map_err(to_wit)
     }
-    fn list_keys(
-        &mut self,
-        prefix: String,
-        page_token: Option<String>,
-    ) -> Result<wit_store::KeyPage, wit_store::StoreError> {
-        self.store
-            .list(&prefix, page_token.as_deref())
-            .map(|p| wit_store::KeyPage { keys: p.keys, next_page_token: p.next_page_token })
-            .map_err(to_wit)
-    }
 }
 
 /// A compiled, pre-linked collector, ready for any number of runs.

@@ -6,7 +6,7 @@
 //! `STORAGE_EMULATOR_HOST` set, requests go to the emulator without credentials, as Google's own
 //! client libraries do.
 
-use super::{KeyPage, ObjectStore, StoreError, Stored, check_key};
+use super::{ObjectStore, StoreError, Stored, check_key};
 use base64::Engine as _;
 use google_cloud_auth::credentials::{Builder as CredentialsBuilder, CacheableResource, Credentials};
 use serde::Deserialize;
@@ -116,19 +116,6 @@ impl ObjectResource {
         self.crc32c.as_deref() == Some(crc32c_b64(data).as_str())
             && self.size.as_deref() == Some(data.len().to_string().as_str())
     }
-}
-
-#[derive(Deserialize)]
-struct ListReply {
-    #[serde(default)]
-    items: Vec<ListItem>,
-    #[serde(default, rename = "nextPageToken")]
-    next_page_token: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ListItem {
-    name: String,
 }
 
 /// What to do when a create-like request answers 412.
@@ -250,7 +237,7 @@ impl GcsStore {
         let detail: String = String::from_utf8_lossy(body).chars().filter(|c| !c.is_control()).take(300).collect();
         match status {
             401 | 403 => StoreError::Denied(format!(
-                "{what}: HTTP {status}: the service account may not use bucket `{}` (grant roles/storage.objectCreator and roles/storage.objectViewer on it): {detail}",
+                "{what}: HTTP {status}: the service account may not use bucket `{}` (grant it roles/storage.objectUser on the bucket, or see the README's least-privilege roles): {detail}",
                 self.bucket
             )),
             404 => StoreError::Denied(format!("{what}: bucket `{}` does not exist (HTTP 404): {detail}", self.bucket)),
@@ -415,25 +402,6 @@ impl ObjectStore for GcsStore {
     ) -> Result<u64, StoreError> {
         let name = self.name(key)?;
         self.block_on(self.upload(&name, data, content_type, generation, OnPrecondition::Mismatch))
-    }
-
-    fn list(&self, prefix: &str, page_token: Option<&str>) -> Result<KeyPage, StoreError> {
-        let full = format!("{}{prefix}", self.prefix);
-        let mut url = format!("{}/storage/v1/b/{}/o?prefix={}", self.endpoint, self.bucket, encode_segment(&full));
-        if let Some(t) = page_token {
-            url.push_str(&format!("&pageToken={}", encode_segment(t)));
-        }
-        self.block_on(async {
-            let (status, _, body) = self.send("listing objects", || self.client.get(&url)).await?;
-            if status != 200 {
-                return Err(self.final_error("listing objects", status, &body));
-            }
-            let reply: ListReply =
-                serde_json::from_slice(&body).map_err(|e| StoreError::Other(format!("list reply: {e}")))?;
-            let keys =
-                reply.items.into_iter().filter_map(|i| i.name.strip_prefix(&self.prefix).map(str::to_string)).collect();
-            Ok(KeyPage { keys, next_page_token: reply.next_page_token })
-        })
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {

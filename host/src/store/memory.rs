@@ -1,6 +1,6 @@
 //! An in-memory store, for unit tests of the host and for `memory:` destinations.
 
-use super::{KeyPage, ObjectStore, StoreError, Stored, check_key};
+use super::{ObjectStore, StoreError, Stored, check_key};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -63,22 +63,6 @@ impl ObjectStore for MemoryStore {
             return Err(StoreError::GenerationMismatch);
         }
         Ok(inner.put(key, data))
-    }
-
-    fn list(&self, prefix: &str, page_token: Option<&str>) -> Result<KeyPage, StoreError> {
-        const PAGE: usize = 2;
-        let inner = self.lock();
-        let keys: Vec<String> = inner
-            .objects
-            .keys()
-            .filter(|k| k.starts_with(prefix) && page_token.is_none_or(|t| k.as_str() > t))
-            .take(PAGE + 1)
-            .cloned()
-            .collect();
-        let more = keys.len() > PAGE;
-        let keys: Vec<String> = keys.into_iter().take(PAGE).collect();
-        let next_page_token = if more { keys.last().cloned() } else { None };
-        Ok(KeyPage { keys, next_page_token })
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
