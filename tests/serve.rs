@@ -186,3 +186,50 @@ fn push_tokens_are_verified_when_verification_is_on() {
     );
     assert_eq!(sim.stats().tokens_issued, 1);
 }
+
+#[test]
+fn a_schedule_runs_passes_by_itself_and_they_deliver_exactly_once() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-cron", 600)]));
+    let dir = tempfile::tempdir().unwrap();
+    // Every second (croner's optional seconds field), so the test waits seconds, not minutes.
+    let dest = format!("file://{}", dir.path().display());
+    let server = start_with(&sim, &dest, &[("MULESOFT_AUDIT_SCHEDULE", "* * * * * *".into())]);
+    // Each pass takes one token; no trigger is ever posted.
+    let passes_started = |at_least: u64| {
+        for _ in 0..600 {
+            if sim.stats().tokens_issued >= at_least {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("fewer than {at_least} scheduled passes within 30 s: {:?}", sim.stats());
+    };
+    passes_started(1);
+    let added_at = anypoint_sim::now_ms();
+    sim.add_entries("org-cron", 30, added_at - 20_000, added_at - 2_000);
+    // Passes never overlap, so once two more have started, one that began after the new entries
+    // has finished.
+    passes_started(sim.stats().tokens_issued + 2);
+    let delivered: Vec<String> = objects_in_dir(dir.path()).into_values().flatten().collect();
+    for entry in sim.entries_in("org-cron", added_at - 20_000, added_at - 2_000) {
+        assert_eq!(delivered.iter().filter(|l| **l == entry).count(), 1, "scheduled passes delivered {entry:.120}");
+    }
+    // Every pass audits its own token, so entries keep coming: stop the server (perhaps in the
+    // middle of a pass), let one plain run catch up, and check the whole record.
+    drop(server);
+    let last = run_ok(command(&sim, &dest));
+    let (_, to) = covered(&[&last.summary], "org-cron");
+    assert_exactly_once(&sim, "org-cron", &objects_in_dir(dir.path()), added_at - 25 * 3_600_000, to);
+}
+
+#[test]
+fn a_bad_schedule_is_one_line_and_exit_code_2() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-cron-bad", 1)]));
+    let mut cmd = command(&sim, "file:///tmp");
+    cmd.env("MULESOFT_AUDIT_SCHEDULE", "every fifteen minutes").arg("serve");
+    let r = finish(cmd.output().unwrap());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert!(lines[0].contains("every fifteen minutes") && lines[0].contains("cron"), "{}", r.stderr);
+}

@@ -30,7 +30,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "MULESOFT_AUDIT_LISTEN", default_value = "0.0.0.0")]
     pub listen: IpAddr,
-    /// Also run a pass on this 5-field cron schedule (UTC), e.g. "*/15 * * * *".
+    /// Also run a pass on this cron schedule (UTC; 5 fields, or 6 with leading seconds), e.g.
+    /// "*/15 * * * *". A pass still running at the next occurrence makes it skip, never queue.
     #[arg(long, env = "MULESOFT_AUDIT_SCHEDULE")]
     pub schedule: Option<String>,
     /// Verify the push request's Google-signed OIDC token for this audience (the push URL).
@@ -200,8 +201,9 @@ pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Resul
         .schedule
         .as_deref()
         .map(|s| {
-            croner::Cron::from_str(s)
-                .map_err(|e| ConfigError(format!("--schedule `{s}` is not a 5-field cron expression ({e})")))
+            croner::Cron::from_str(s).map_err(|e| {
+                ConfigError(format!("--schedule `{s}` is not a cron expression of 5 fields (or 6 with seconds): {e}"))
+            })
         })
         .transpose()?;
     let handle = tokio::runtime::Handle::current();
