@@ -115,8 +115,15 @@ fn two_node_hosts_at_once_deliver_exactly_once() {
     config.latency = std::time::Duration::from_millis(5);
     let sim = sim(config);
     let dir = tempfile::tempdir().unwrap();
+    // The secret from a file, as mounted secrets are.
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret_file = secret_dir.path().join("client-secret");
+    std::fs::write(&secret_file, format!("{}\n", anypoint_sim::DEMO_CLIENT_SECRET)).unwrap();
+    let secret_file = secret_file.to_str().unwrap();
     let spawn = || {
-        let mut c = node_collect(&sim, dir.path(), &[("MULESOFT_AUDIT_OBJECT_KIB", "100")]);
+        let settings =
+            [("MULESOFT_AUDIT_OBJECT_KIB", "100"), ("CLIENT_SECRET", ""), ("CLIENT_SECRET_FILE", secret_file)];
+        let mut c = node_collect(&sim, dir.path(), &settings);
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         c.spawn().unwrap()
     };

@@ -7,6 +7,7 @@
 //
 // Exit codes: 0 done, 1 failed (retryable later), 2 a setting or credential to fix.
 
+import { readFileSync } from 'node:fs';
 import { useDirectory } from './object-store.js';
 
 const env = (name) => process.env[name]?.trim() || undefined;
@@ -16,6 +17,17 @@ function number(name, fallback) {
   if (value === undefined) return fallback;
   if (!/^\d+$/.test(value)) throw new Error(`${name} \`${value}\` is not a whole number`);
   return Number(value);
+}
+
+// CLIENT_SECRET_FILE (a mounted secret) is preferred over CLIENT_SECRET; never printed.
+function secret() {
+  const file = env('CLIENT_SECRET_FILE');
+  if (file === undefined) return env('CLIENT_SECRET') ?? '';
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (e) {
+    throw new Error(`CLIENT_SECRET_FILE \`${file}\` cannot be read (${e.code ?? e.message})`);
+  }
 }
 
 function config() {
@@ -33,7 +45,7 @@ function config() {
     discoverChildren: env('MULE_DISCOVER_CHILDREN') === 'true',
     endpoint: baseUrl ? { tag: 'base-url', val: baseUrl } : { tag: 'plane', val: region },
     clientId: env('CLIENT_ID') ?? '',
-    clientSecret: env('CLIENT_SECRET') ?? '',
+    clientSecret: secret(),
     lookbackSeconds: BigInt(number('MULESOFT_AUDIT_LOOKBACK_SECONDS', 86_400)),
     sinceMs: since === undefined ? undefined : BigInt(number('MULESOFT_AUDIT_SINCE_MS', 0)),
     lagSeconds: BigInt(number('MULESOFT_AUDIT_LAG_SECONDS', 60)),
