@@ -71,7 +71,12 @@ fn wasmtime_run(sim: &Simulator, dir: &Path, extra: &[(&str, &str)]) -> RunResul
         }
     }
     for (k, v) in &env {
-        cmd.arg("--env").arg(format!("{k}={v}"));
+        if k == "CLIENT_SECRET" {
+            // As the README says: inherited, so the secret is not on the command line.
+            cmd.env(k, v).arg("--env").arg(k);
+        } else {
+            cmd.arg("--env").arg(format!("{k}={v}"));
+        }
     }
     cmd.arg(command_wasm());
     finish(cmd.output().unwrap())
@@ -109,4 +114,11 @@ fn the_command_reports_bad_settings_and_credentials() {
     assert!(
         r.stderr.contains("401") && !r.stderr.contains("wrong-secret-9999") && !r.stdout.contains("wrong-secret-9999")
     );
+    // From a file in the preopened directory: read, so the wrong one in it gets the 401.
+    std::fs::write(dir.path().join("secret"), "wrong-secret-in-file\n").unwrap();
+    let r = wasmtime_run(&sim, dir.path(), &[("CLIENT_SECRET", ""), ("CLIENT_SECRET_FILE", "/data/secret")]);
+    assert_eq!(r.summary["failures"][0]["kind"], "unauthorized", "{}", r.stderr);
+    let r = wasmtime_run(&sim, dir.path(), &[("CLIENT_SECRET", ""), ("CLIENT_SECRET_FILE", "/elsewhere/secret")]);
+    assert_eq!(r.summary["failures"][0]["kind"], "config", "{}", r.stderr);
+    assert!(r.stderr.contains("CLIENT_SECRET_FILE") && r.stderr.contains("--dir"), "{}", r.stderr);
 }

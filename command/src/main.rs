@@ -8,8 +8,8 @@
 //! native comparison build (loopback HTTP only).
 //!
 //! ```sh
-//! wasmtime run -S http --dir ./out::/data \
-//!   --env MULE_ORG_ID=… --env CLIENT_ID=… --env CLIENT_SECRET=… --env MULE_REGION=eu \
+//! CLIENT_SECRET=… wasmtime run -S http --dir ./out::/data \
+//!   --env MULE_ORG_ID=… --env CLIENT_ID=… --env CLIENT_SECRET --env MULE_REGION=eu \
 //!   mulesoft-audit-command.wasm
 //! ```
 
@@ -45,6 +45,16 @@ mod run {
         }
     }
 
+    /// `CLIENT_SECRET_FILE` (a path inside a preopened directory) before `CLIENT_SECRET`.
+    fn client_secret() -> Result<String, String> {
+        match env("CLIENT_SECRET_FILE") {
+            None => Ok(env("CLIENT_SECRET").unwrap_or_default()),
+            Some(path) => std::fs::read_to_string(&path).map(|s| s.trim().to_string()).map_err(|e| {
+                format!("CLIENT_SECRET_FILE `{path}` cannot be read ({e}); is its directory preopened with --dir?")
+            }),
+        }
+    }
+
     fn config() -> Result<(Settings, String), String> {
         let plane = match env("MULE_REGION").as_deref() {
             None => None,
@@ -63,7 +73,7 @@ mod run {
             plane,
             base_url: env("MULE_BASE_URL"),
             client_id: env("CLIENT_ID").unwrap_or_default(),
-            client_secret: env("CLIENT_SECRET").unwrap_or_default(),
+            client_secret: client_secret()?,
             lookback_seconds: number("MULESOFT_AUDIT_LOOKBACK_SECONDS", 86_400)?,
             since_ms: env("MULESOFT_AUDIT_SINCE_MS")
                 .map(|v| v.parse().map_err(|_| "MULESOFT_AUDIT_SINCE_MS is not epoch ms".to_string()))
