@@ -229,6 +229,23 @@ fn five_percent_server_errors_drops_and_truncations() {
 }
 
 #[test]
+fn hung_replies_time_out_and_are_retried() {
+    // The API accepts the first two queries and never answers them; the host's first-byte
+    // ceiling (1 s here) ends each wait and the request is sent again.
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-hung", 900)]);
+    config.faults = Faults { hang_first: 2, ..Faults::default() };
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
+    cmd.env("MULESOFT_AUDIT_HTTP_TIMEOUT", "1s");
+    let r = run_ok(cmd);
+    assert_eq!(sim.stats().injected_faults, 2, "{:?}", sim.stats());
+    assert!(r.summary["orgs"][0]["retries"].as_u64().unwrap() >= 2, "{}", r.stdout);
+    let (from, to) = covered(&[&r.summary], "org-hung");
+    assert_exactly_once(&sim, "org-hung", &objects_in_dir(dir.path()), from, to);
+}
+
+#[test]
 fn throttling_429_with_retry_after_seconds_and_dates() {
     for as_date in [false, true] {
         let mut config = SimConfig::new(vec![OrgSpec::new("org-429", 600)]);

@@ -5,7 +5,7 @@
 //! Modules:
 //! - `harness`: the simulator, the binary, fake-gcs-server, and the exactly-once assertion.
 //! - `collect`: end-to-end collection into `file://` and GCS, keys, content, paging modes, orgs.
-//! - `faults`: throttling, 5xx, dropped and truncated replies, token expiry, kills, concurrency.
+//! - `faults`: throttling, 5xx, dropped, truncated and hung replies, token expiry, kills, concurrency.
 //! - `command`: the WASI command artifact under a real `wasmtime run`.
 //! - `node`: the component in Node.js through jco, the object store in JavaScript.
 //! - `config`: bad settings and bad credentials: one clear line, the right exit code.

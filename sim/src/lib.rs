@@ -61,7 +61,13 @@ pub struct Faults {
     pub garbage_first: u32,
     /// A reply whose `data` is an object, not an array (the first N).
     pub wrong_shape_first: u32,
+    /// The first N query requests are accepted and never answered (the connection stays open
+    /// for `HUNG_REPLY`): only the client's own timeout ends them.
+    pub hang_first: u32,
 }
+
+/// How long a hung query request is held before the simulator gives up on it.
+pub const HUNG_REPLY: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -167,6 +173,7 @@ struct Inner {
     throttled_429: u32,
     garbage_sent: u32,
     wrong_shape_sent: u32,
+    hung: u32,
 }
 
 struct Shared {
@@ -265,6 +272,7 @@ impl Inner {
             throttled_429: 0,
             garbage_sent: 0,
             wrong_shape_sent: 0,
+            hung: 0,
             config,
         }
     }
@@ -585,6 +593,21 @@ async fn query(
     let _guard = InFlight::enter(&shared);
     let latency = shared.inner.lock().map(|i| i.config.latency).unwrap_or_default();
     tokio::time::sleep(latency).await;
+    let hang = {
+        let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let hang = inner.hung < inner.config.faults.hang_first;
+        if hang {
+            inner.hung += 1;
+            inner.stats.requests += 1;
+            inner.stats.query_requests += 1;
+            inner.stats.injected_faults += 1;
+        }
+        hang
+    };
+    if hang {
+        tokio::time::sleep(HUNG_REPLY).await;
+        return error(StatusCode::GATEWAY_TIMEOUT, "hung");
+    }
     let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
     inner.stats.requests += 1;
     inner.stats.query_requests += 1;
