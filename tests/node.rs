@@ -159,6 +159,20 @@ fn the_node_host_reports_bad_settings_and_credentials_in_one_line() {
     assert!(walk(dir.path()).is_empty(), "nothing written: {:?}", walk(dir.path()));
 }
 
+#[test]
+fn the_node_host_checks_settings_without_collecting() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-js-check", 50)]));
+    let dir = tempfile::tempdir().unwrap();
+    let out = node_collect(&sim, dir.path(), &[]).arg("check").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.lines().count() >= 2 && stdout.lines().all(|l| l.starts_with("ok: ")), "{stdout}");
+    assert!(stdout.contains("org-js-check"), "{stdout}");
+    assert!(walk(dir.path()).is_empty(), "check writes nothing: {:?}", walk(dir.path()));
+    let r = finish(node_collect(&sim, dir.path(), &[("CLIENT_SECRET", "nope-nope")]).arg("check").output().unwrap());
+    assert_eq!((r.code, r.summary["failures"][0]["kind"].as_str()), (2, Some("unauthorized")), "{}", r.stderr);
+}
+
 /// Every file under `dir`, as paths relative to it.
 fn walk(dir: &Path) -> Vec<String> {
     let mut files = Vec::new();

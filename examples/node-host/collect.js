@@ -5,6 +5,9 @@
 //
 //   MULE_ORG_ID=… CLIENT_ID=… CLIENT_SECRET=… MULE_REGION=eu MULESOFT_AUDIT_DIR=./out node collect.js
 //
+// `node collect.js check` verifies the settings instead (token, retention, one entry per
+// organization) and writes nothing.
+//
 // Exit codes: 0 done, 1 failed (retryable later), 2 a setting or credential to fix.
 
 import { readFileSync } from 'node:fs';
@@ -91,6 +94,10 @@ function finish(status, orgs, failures) {
 }
 
 async function main() {
+  const command = process.argv[2] ?? 'run';
+  if (command !== 'run' && command !== 'check') {
+    return finish('failed', [], [{ org_id: null, kind: 'config', message: `unknown command \`${command}\`: use run or check` }]);
+  }
   let settings;
   try {
     settings = config();
@@ -101,6 +108,10 @@ async function main() {
   // Imported only now, so a setting error is reported without loading the component.
   const { collector } = await import('./generated/collector.js');
   try {
+    if (command === 'check') {
+      for (const line of collector.check(settings)) console.log(`ok: ${line}`);
+      return 0;
+    }
     const summary = collector.run(settings);
     return finish('ok', summary.orgs.map(orgReport), []);
   } catch (e) {
