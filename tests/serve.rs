@@ -33,14 +33,10 @@ fn start_with(sim: &anypoint_sim::Simulator, dest: &str, env: &[(&str, String)])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let server = Server { child: cmd.spawn().unwrap(), port };
-    // Readiness: poll /healthz (bounded).
-    for _ in 0..400 {
-        if http_get(&format!("http://127.0.0.1:{port}/healthz")).is_some_and(|(s, _, b)| s == 200 && b == b"ok") {
-            return server;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("serve did not come up");
+    wait_until("serve answering /healthz", Duration::from_secs(20), || {
+        http_get(&format!("http://127.0.0.1:{port}/healthz")).is_some_and(|(s, _, b)| s == 200 && b == b"ok")
+    });
+    server
 }
 
 const PUSH: &str = r#"{"message":{"data":"e30=","attributes":{},"messageId":"1","publishTime":"2026-01-01T00:00:00Z"},"subscription":"projects/p/subscriptions/s"}"#;
@@ -196,13 +192,9 @@ fn a_schedule_runs_passes_by_itself_and_they_deliver_exactly_once() {
     let server = start_with(&sim, &dest, &[("MULESOFT_AUDIT_SCHEDULE", "* * * * * *".into())]);
     // Each pass takes one token; no trigger is ever posted.
     let passes_started = |at_least: u64| {
-        for _ in 0..600 {
-            if sim.stats().tokens_issued >= at_least {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("fewer than {at_least} scheduled passes within 30 s: {:?}", sim.stats());
+        wait_until(&format!("{at_least} scheduled passes"), Duration::from_secs(30), || {
+            sim.stats().tokens_issued >= at_least
+        });
     };
     passes_started(1);
     let added_at = anypoint_sim::now_ms();

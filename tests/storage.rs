@@ -48,20 +48,26 @@ async fn forward(State(p): State<Arc<Proxy>>, method: Method, uri: Uri, headers:
     if uri.query().is_some_and(|q| q.contains("uploadType=resumable")) {
         p.resumable_starts.fetch_add(1, Ordering::SeqCst);
     }
-    let replaces = uri.query().is_some_and(|q| q.contains("ifGenerationMatch=") && !q.contains("ifGenerationMatch=0"));
-    if uri.path().starts_with("/upload/") && p.plan.lock().unwrap().deny_replacing && replaces {
-        return (
-            StatusCode::FORBIDDEN,
-            r#"{"error":{"code":403,"message":"does not have storage.objects.delete access"}}"#,
-        )
-            .into_response();
-    }
-    if uri.path().starts_with("/upload/") && p.plan.lock().unwrap().deny_uploads {
-        return (
-            StatusCode::FORBIDDEN,
-            r#"{"error":{"code":403,"message":"does not have storage.objects.create access"}}"#,
-        )
-            .into_response();
+    // The permission a refused upload lacks: any upload, or one that replaces an object.
+    let missing_permission = {
+        let plan = p.plan.lock().unwrap();
+        let replaces = uri
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ifGenerationMatch=")))
+            .is_some_and(|generation| generation != "0");
+        let upload = uri.path().starts_with("/upload/");
+        if upload && plan.deny_uploads {
+            Some("create")
+        } else if upload && plan.deny_replacing && replaces {
+            Some("delete")
+        } else {
+            None
+        }
+    };
+    if let Some(permission) = missing_permission {
+        let reply =
+            format!(r#"{{"error":{{"code":403,"message":"does not have storage.objects.{permission} access"}}}}"#);
+        return (StatusCode::FORBIDDEN, reply).into_response();
     }
     let (fail, lose, stall) = {
         let mut plan = p.plan.lock().unwrap();
@@ -229,21 +235,11 @@ fn create_without_replace_permission_is_caught_by_check_and_recovered_once_grant
     let mut cmd = command(&sim, "gs://faulty/base");
     cmd.env("STORAGE_EMULATOR_HOST", proxy.endpoint()).arg("check");
     let checked = finish(cmd.output().unwrap());
-    assert_eq!(
-        checked.code, 2,
-        "{}
-{}",
-        checked.stdout, checked.stderr
-    );
+    assert_eq!(checked.code, 2, "{}\n{}", checked.stdout, checked.stderr);
     assert!(checked.stderr.contains("storage.objects.delete"), "{}", checked.stderr);
 
     let denied = run_through(&sim, &proxy, &[]);
-    assert_eq!(
-        denied.code, 2,
-        "{}
-{}",
-        denied.stdout, denied.stderr
-    );
+    assert_eq!(denied.code, 2, "{}\n{}", denied.stdout, denied.stderr);
     assert_eq!(denied.summary["failures"][0]["kind"], "denied", "{}", denied.stdout);
     let written_before = gcs_log_objects(&gcs, "faulty", "base/logs/");
     assert_eq!(written_before.len(), 1, "one object created, its checkpoint record refused");

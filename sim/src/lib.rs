@@ -593,13 +593,14 @@ async fn query(
     let _guard = InFlight::enter(&shared);
     let latency = shared.inner.lock().map(|i| i.config.latency).unwrap_or_default();
     tokio::time::sleep(latency).await;
+    // Counted here, apart from the rest: a hung request must not hold the lock while it waits.
     let hang = {
         let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.stats.requests += 1;
+        inner.stats.query_requests += 1;
         let hang = inner.hung < inner.config.faults.hang_first;
         if hang {
             inner.hung += 1;
-            inner.stats.requests += 1;
-            inner.stats.query_requests += 1;
             inner.stats.injected_faults += 1;
         }
         hang
@@ -609,8 +610,6 @@ async fn query(
         return error(StatusCode::GATEWAY_TIMEOUT, "hung");
     }
     let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
-    inner.stats.requests += 1;
-    inner.stats.query_requests += 1;
     if inner.over_limit() {
         inner.stats.throttled_503 += 1;
         count(&mut inner, 503);
