@@ -226,8 +226,9 @@ impl Settings {
     }
 }
 
-/// Failure kinds, as in the WIT `error-kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Failure kinds, as in the WIT `error-kind` (and serialised by its names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
     Config,
     Unauthorized,
@@ -261,7 +262,7 @@ impl Failure {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OrgSummary {
     pub org_id: String,
     pub window_start: String,
@@ -304,6 +305,27 @@ pub(crate) mod tests {
             shard_count: 1,
             concurrency: 4,
         }
+    }
+
+    #[test]
+    fn error_kinds_serialise_as_the_wit_names() {
+        use ErrorKind::*;
+        let wit = include_str!("../wit/audit.wit");
+        let block = &wit[wit.find("enum error-kind {").unwrap()..];
+        let block = &block[..block.find('}').unwrap()];
+        let wit_names: Vec<&str> = block
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("//"))
+            .map(|l| l.trim_end_matches(','))
+            .collect();
+        let ours: Vec<String> =
+            [Config, Unauthorized, Forbidden, Api, Unavailable, Denied, Storage, Conflict, Checkpoint, PageCap]
+                .iter()
+                .map(|k| serde_json::to_value(k).unwrap().as_str().unwrap().to_string())
+                .collect();
+        assert_eq!(ours, wit_names);
     }
 
     #[test]

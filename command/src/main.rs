@@ -23,7 +23,7 @@ fn main() -> std::process::ExitCode {
 
 mod run {
     use mulesoft_audit::collect;
-    use mulesoft_audit::settings::{OrgSummary, Paging, Plane, RawConfig, Settings};
+    use mulesoft_audit::settings::{Paging, Plane, RawConfig, Settings};
     /// On wasm32: `wasi:http`. Natively (the benchmark's comparison build): plain sockets.
     #[cfg(target_arch = "wasm32")]
     fn platform() -> mulesoft_audit::wasi_platform::WasiPlatform {
@@ -101,15 +101,6 @@ mod run {
         Ok((Settings::from_raw(raw)?, secret))
     }
 
-    fn summary(o: &OrgSummary) -> serde_json::Value {
-        serde_json::json!({
-            "org_id": o.org_id, "window_start": o.window_start, "window_end": o.window_end,
-            "entries_written": o.entries_written, "duplicates_skipped": o.duplicates_skipped,
-            "objects": o.objects, "requests": o.requests, "retries": o.retries,
-            "throttled_waits": o.throttled_waits, "bytes_in": o.bytes_in, "bytes_out": o.bytes_out,
-        })
-    }
-
     /// A configuration problem: one line on stderr, the summary on stdout.
     fn config_error(message: &str) -> u8 {
         eprintln!("error: {message}");
@@ -141,8 +132,8 @@ mod run {
             "{}",
             serde_json::json!({
                 "status": if result.failures.is_empty() { "ok" } else { "failed" },
-                "orgs": result.completed.iter().map(summary).collect::<Vec<_>>(),
-                "failures": result.failures.iter().map(|f| serde_json::json!({"org_id": f.org_id, "kind": format!("{:?}", f.kind).to_lowercase(), "message": scrub(&f.message)})).collect::<Vec<_>>(),
+                "orgs": result.completed,
+                "failures": result.failures.iter().map(|f| serde_json::json!({"org_id": f.org_id, "kind": f.kind, "message": scrub(&f.message)})).collect::<Vec<_>>(),
             })
         );
         if result.failures.is_empty() { 0 } else { 1 }
