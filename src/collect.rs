@@ -37,16 +37,13 @@ pub struct PassResult {
 pub fn run_pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: &Settings) -> PassResult {
     let mut result = PassResult::default();
     let mut client = Client::new(platform, settings);
-    let mut orgs = settings.org_ids.clone();
-    if settings.discover_children {
-        match discover(&mut client, &settings.org_ids) {
-            Ok(found) => orgs = found,
-            Err(f) => {
-                result.failures.push(f);
-                return result;
-            }
+    let mut orgs = match organizations(&mut client, settings) {
+        Ok(orgs) => orgs,
+        Err(f) => {
+            result.failures.push(f);
+            return result;
         }
-    }
+    };
     orgs.retain(|org| crate::settings::shard_of(org, settings.shard_count) == settings.shard_index);
     for org in &orgs {
         let before = client.stats;
@@ -184,8 +181,7 @@ fn write_page<S: ObjectStore>(
 pub fn check<P: Platform>(platform: &mut P, settings: &Settings) -> Result<Vec<String>, Failure> {
     let mut client = Client::new(platform, settings);
     let mut lines = Vec::new();
-    let orgs =
-        if settings.discover_children { discover(&mut client, &settings.org_ids)? } else { settings.org_ids.clone() };
+    let orgs = organizations(&mut client, settings)?;
     let now = client.platform.now_ms();
     for org in &orgs {
         let with_org = |mut f: Failure| {
@@ -215,6 +211,11 @@ struct OrgNode {
     id: String,
     #[serde(default, rename = "subOrganizations")]
     sub_organizations: Vec<OrgNode>,
+}
+
+/// The configured organizations, or with `discover_children` every group under them.
+fn organizations<P: Platform>(client: &mut Client<'_, P>, settings: &Settings) -> Result<Vec<String>, Failure> {
+    if settings.discover_children { discover(client, &settings.org_ids) } else { Ok(settings.org_ids.clone()) }
 }
 
 fn discover<P: Platform>(client: &mut Client<'_, P>, roots: &[String]) -> Result<Vec<String>, Failure> {
@@ -265,6 +266,10 @@ fn retention_floor<P: Platform>(client: &mut Client<'_, P>, org: &str, now_ms: i
         Err(f) => return Err(f),
     };
     Ok(now_ms - i64::from(days) * 86_400_000)
+}
+
+fn compress_failure(e: crate::gzip::GzipError) -> Failure {
+    Failure::new(ErrorKind::Storage, format!("compressing: {}", e.0))
 }
 
 fn storage_failure(what: &str, key: &str, e: &StoreError) -> Failure {
@@ -378,9 +383,8 @@ impl<S: ObjectStore> OrgPass<'_, S> {
             last_ms: ts,
             prune_at: KEYS_PRUNE_MIN,
         });
-        let gz_err = |e: crate::gzip::GzipError| Failure::new(ErrorKind::Storage, format!("compressing: {}", e.0));
-        builder.gzip.write(line.as_bytes()).map_err(gz_err)?;
-        builder.gzip.write(b"\n").map_err(gz_err)?;
+        builder.gzip.write(line.as_bytes()).map_err(compress_failure)?;
+        builder.gzip.write(b"\n").map_err(compress_failure)?;
         builder.keys.insert(key, ts);
         builder.last_ms = ts;
         // Entries are read oldest first: keys older than the overlap before this one cannot come
@@ -404,12 +408,10 @@ impl<S: ObjectStore> OrgPass<'_, S> {
         let key = window::object_key(&self.settings.key_prefix, builder.day, &self.org, seq);
         self.checkpoint.pending = Some(Pending { key: key.clone(), seq });
         self.save()?;
-        let bytes =
-            builder.gzip.finish().map_err(|e| Failure::new(ErrorKind::Storage, format!("compressing: {}", e.0)))?;
-        match self.store.create(&key, &bytes, CONTENT_TYPE_LOGS) {
-            Ok(_) => {}
-            Err(e) => return Err(storage_failure("creating log object", &key, &e)),
-        }
+        let bytes = builder.gzip.finish().map_err(compress_failure)?;
+        self.store
+            .create(&key, &bytes, CONTENT_TYPE_LOGS)
+            .map_err(|e| storage_failure("creating log object", &key, &e))?;
         summary.objects.push(key);
         summary.bytes_out += bytes.len() as u64;
         // Everything before this object's last entry is now delivered.
