@@ -67,6 +67,13 @@ struct RunState {
     store: Arc<dyn ObjectStore>,
 }
 
+/// Why a memory growth trapped: the guest asked for more than the store's limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the guest's memory would grow past its limit ({desired} bytes asked)")]
+struct MemoryLimitReached {
+    desired: usize,
+}
+
 /// The store's limits, remembering the guest's peak linear memory for the logs.
 struct GuestLimits {
     inner: StoreLimits,
@@ -75,7 +82,9 @@ struct GuestLimits {
 
 impl wasmtime::ResourceLimiter for GuestLimits {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        // A refusal traps (`trap_on_grow_failure`) with an error of our own, told apart by type.
+        let allowed =
+            self.inner.memory_growing(current, desired, maximum).map_err(|_| MemoryLimitReached { desired })?;
         if allowed {
             self.peak_memory = self.peak_memory.max(desired);
         }
@@ -245,7 +254,7 @@ impl Runtime {
 fn classify_trap(e: wasmtime::Error, limits: &Limits) -> Trap {
     if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) {
         Trap::TimeLimit(limits.run_time)
-    } else if format!("{e:?}").contains("forcing trap when growing memory") {
+    } else if e.downcast_ref::<MemoryLimitReached>().is_some() {
         Trap::MemoryLimit(limits.memory_bytes >> 20)
     } else {
         Trap::Other(e.into())
