@@ -49,9 +49,11 @@ mod run {
     fn client_secret() -> Result<String, String> {
         match env("CLIENT_SECRET_FILE") {
             None => Ok(env("CLIENT_SECRET").unwrap_or_default()),
-            Some(path) => std::fs::read_to_string(&path).map(|s| s.trim().to_string()).map_err(|e| {
-                format!("CLIENT_SECRET_FILE `{path}` cannot be read ({e}); is its directory preopened with --dir?")
-            }),
+            Some(path) => {
+                std::fs::read_to_string(&path).map(|s| s.trim_end_matches(['\r', '\n']).to_string()).map_err(|e| {
+                    format!("CLIENT_SECRET_FILE `{path}` cannot be read ({e}); is its directory preopened with --dir?")
+                })
+            }
         }
     }
 

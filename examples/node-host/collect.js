@@ -27,7 +27,7 @@ function secret() {
   const file = env('CLIENT_SECRET_FILE');
   if (file === undefined) return env('CLIENT_SECRET') ?? '';
   try {
-    return readFileSync(file, 'utf8').trim();
+    return readFileSync(file, 'utf8').replace(/[\r\n]+$/, '');
   } catch (e) {
     throw new Error(`CLIENT_SECRET_FILE \`${file}\` cannot be read (${e.code ?? e.message})`);
   }

@@ -26,6 +26,16 @@ impl Region {
             Self::Jp => "https://jp1.platform.mulesoft.com",
         }
     }
+
+    fn plane(self) -> wit::ControlPlane {
+        match self {
+            Self::Us => wit::ControlPlane::Us,
+            Self::Eu => wit::ControlPlane::Eu,
+            Self::Gov => wit::ControlPlane::Gov,
+            Self::Ca => wit::ControlPlane::Ca,
+            Self::Jp => wit::ControlPlane::Jp,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -209,22 +219,20 @@ impl CollectArgs {
                 )));
             }
         }
-        let base_url = match (&self.base_url, self.region) {
+        let (base_url, endpoint) = match (&self.base_url, self.region) {
             (Some(_), Some(_)) => {
                 return Err(bad("both MULE_BASE_URL and MULE_REGION are set: set only one"));
             }
-            (Some(url), None) => url.trim().trim_end_matches('/').to_string(),
-            (None, region) => region.unwrap_or(Region::Us).base_url().to_string(),
+            (Some(url), None) => {
+                let url = url.trim().trim_end_matches('/').to_string();
+                (url.clone(), wit::Endpoint::BaseUrl(url))
+            }
+            (None, region) => {
+                let region = region.unwrap_or(Region::Us);
+                (region.base_url().to_string(), wit::Endpoint::Plane(region.plane()))
+            }
         };
         let origin = Origin::from_base_url(&base_url).map_err(|e| bad(format!("MULE_BASE_URL: {e}")))?;
-        let endpoint = match (&self.base_url, self.region) {
-            (None, Some(Region::Us)) | (None, None) => wit::Endpoint::Plane(wit::ControlPlane::Us),
-            (None, Some(Region::Eu)) => wit::Endpoint::Plane(wit::ControlPlane::Eu),
-            (None, Some(Region::Gov)) => wit::Endpoint::Plane(wit::ControlPlane::Gov),
-            (None, Some(Region::Ca)) => wit::Endpoint::Plane(wit::ControlPlane::Ca),
-            (None, Some(Region::Jp)) => wit::Endpoint::Plane(wit::ControlPlane::Jp),
-            (Some(_), _) => wit::Endpoint::BaseUrl(base_url.clone()),
-        };
         let client_id =
             self.client_id.clone().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).ok_or_else(|| {
                 bad("CLIENT_ID is not set: give the connected app's client id with CLIENT_ID or --client-id")
