@@ -3,6 +3,7 @@
 use crate::harness::*;
 use anypoint_sim::{OrgSpec, SimConfig};
 use regex_lite_free::key_ok;
+use std::collections::BTreeMap;
 
 mod regex_lite_free {
     /// `logs/YYYY/MM/DD/mulesoft-audit-<org>-<10 digits>.json.gz`, checked without a regex crate.
@@ -89,18 +90,45 @@ fn offset_paging_and_small_objects() {
     let sim = sim(rich_config(vec![OrgSpec::new("org-off", 2500)]));
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = command(&sim, &format!("file://{}", dir.path().display()));
+    let cap = 256 * 1024;
     cmd.env("MULESOFT_AUDIT_PAGING", "offset")
-        .env("MULESOFT_AUDIT_OBJECT_KIB", "1024")
+        .env("MULESOFT_AUDIT_OBJECT_KIB", (cap / 1024).to_string())
         .env("MULESOFT_AUDIT_PAGE_SIZE", "57");
     let r = run_ok(cmd);
     let objects = objects_in_dir(dir.path());
     let (from, to) = covered(&[&r.summary], "org-off");
     assert_exactly_once(&sim, "org-off", &objects, from, to);
     // Sequence numbers run 1..=n without gaps.
-    let mut seqs: Vec<u64> = objects.keys().map(|k| k[k.len() - 18..k.len() - 8].parse().unwrap()).collect();
+    let seq = |k: &str| -> u64 { k[k.len() - 18..k.len() - 8].parse().unwrap() };
+    let mut seqs: Vec<u64> = objects.keys().map(|k| seq(k)).collect();
     seqs.sort();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
-    assert!(seqs.len() >= 3, "the 1 MiB cap split the output: {} objects", seqs.len());
+    // An object never exceeds the cap (unless one entry alone does), and it is closed only by the
+    // entry that would have: within a day (objects never span midnight, so how many days the
+    // window touches depends on the time of day) every object but the day's last is full up to
+    // the first entry of the next.
+    let size = |lines: &[String]| lines.iter().map(|l| l.len() + 1).sum::<usize>();
+    let total: usize = objects.values().map(|l| size(l)).sum();
+    assert!(total > 3 * cap, "enough data to need the cap: {total} bytes");
+    let mut by_day: BTreeMap<&str, Vec<(u64, &Vec<String>)>> = BTreeMap::new();
+    for (key, lines) in &objects {
+        by_day.entry(&key[..key.rfind('/').unwrap()]).or_default().push((seq(key), lines));
+    }
+    for day in by_day.values_mut() {
+        day.sort_by_key(|(s, _)| *s);
+        for (s, lines) in day.iter() {
+            assert!(size(lines) <= cap || lines.len() == 1, "object {s} exceeds the cap: {} bytes", size(lines));
+        }
+        for pair in day.windows(2) {
+            let ((s, lines), (_, next)) = (pair[0], pair[1]);
+            let with_next = size(lines) + next[0].len() + 1;
+            assert!(
+                with_next > cap,
+                "object {s} was closed early: {} bytes, {with_next} with the next entry",
+                size(lines)
+            );
+        }
+    }
 }
 
 #[test]
