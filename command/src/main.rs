@@ -45,11 +45,13 @@ mod run {
         }
     }
 
-    /// `CLIENT_SECRET_FILE` (a path inside a preopened directory) before `CLIENT_SECRET`.
+    /// `CLIENT_SECRET_FILE` (a path inside a preopened directory) or `CLIENT_SECRET`, not both:
+    /// with both set, which one is meant is a guess (the host refuses the same way).
     fn client_secret() -> Result<String, String> {
-        match env("CLIENT_SECRET_FILE") {
-            None => Ok(env("CLIENT_SECRET").unwrap_or_default()),
-            Some(path) => {
+        match (env("CLIENT_SECRET_FILE"), env("CLIENT_SECRET")) {
+            (Some(_), Some(_)) => Err("both CLIENT_SECRET and CLIENT_SECRET_FILE are set: set only one".into()),
+            (None, secret) => Ok(secret.unwrap_or_default()),
+            (Some(path), None) => {
                 std::fs::read_to_string(&path).map(|s| s.trim_end_matches(['\r', '\n']).to_string()).map_err(|e| {
                     format!("CLIENT_SECRET_FILE `{path}` cannot be read ({e}); is its directory preopened with --dir?")
                 })

@@ -22,10 +22,13 @@ function number(name, fallback) {
   return Number(value);
 }
 
-// CLIENT_SECRET_FILE (a mounted secret) is preferred over CLIENT_SECRET; never printed.
+// CLIENT_SECRET_FILE (a mounted secret) or CLIENT_SECRET, not both, as the other hosts; never printed.
 function secret() {
   const file = env('CLIENT_SECRET_FILE');
   if (file === undefined) return env('CLIENT_SECRET') ?? '';
+  if (env('CLIENT_SECRET') !== undefined) {
+    throw new Error('both CLIENT_SECRET and CLIENT_SECRET_FILE are set: set only one');
+  }
   try {
     return readFileSync(file, 'utf8').replace(/[\r\n]+$/, '');
   } catch (e) {

@@ -11,11 +11,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 let root;
+// The swap itself takes milliseconds: a lock held longer than this belongs to a stuck writer.
+let lockWaitMs = 10_000;
+// A lock file older than this was left by a killed process.
+const STALE_LOCK_MS = 60_000;
 
 /** Chooses the directory that holds the objects; call before running the collector. */
-export function useDirectory(dir) {
+export function useDirectory(dir, { lockWait = lockWaitMs } = {}) {
   fs.mkdirSync(dir, { recursive: true });
   root = path.resolve(dir);
+  lockWaitMs = lockWait;
 }
 
 // A generation is derived from the bytes, so any change of content is seen and needs no
@@ -81,21 +86,46 @@ export function read(key) {
   }
 }
 
-// Compare-and-swap under a lock file taken with O_EXCL. A lock older than a minute was left by a
-// killed process (the swap itself takes milliseconds). A held lock is reported as a mismatch:
-// the collector then reads the object again and decides, as with any concurrent writer.
+const pause = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+// Takes the lock file beside an object with O_EXCL, waiting while another process holds it (the
+// component calls imports synchronously, hence the blocking pause). A held lock is not a changed
+// object: reporting it as a mismatch would fail a writer whose swap would have succeeded.
+function takeLock(key, lock) {
+  const started = Date.now();
+  for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
+    let age;
+    try {
+      fs.closeSync(fs.openSync(lock, 'wx'));
+      return;
+    } catch (e) {
+      if (e.code !== 'EEXIST') throw storeError(`locking ${key}`, e);
+    }
+    try {
+      age = Date.now() - (fs.statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
+      if (age > STALE_LOCK_MS) fs.rmSync(lock, { force: true });
+    } catch (e) {
+      throw storeError(`locking ${key}`, e);
+    }
+    if (age > STALE_LOCK_MS) continue;
+    if (Date.now() - started >= lockWaitMs) {
+      const val = `${lock} has been held by another writer for ${lockWaitMs} ms; if no other collector runs, delete it`;
+      throw { tag: 'unavailable', val };
+    }
+    pause(wait);
+  }
+}
+
+// Compare-and-swap under the lock: read the current generation, replace only if it is `expected`.
 export function writeIfGeneration(key, data, _contentType, expected) {
   const file = pathOf(key);
   const lock = `${file}.lock`;
   try {
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    const age = Date.now() - fs.statSync(lock, { throwIfNoEntry: false })?.mtimeMs;
-    if (age > 60_000) fs.rmSync(lock, { force: true });
-    fs.closeSync(fs.openSync(lock, 'wx'));
   } catch (e) {
-    if (e.code === 'EEXIST') throw { tag: 'generation-mismatch' };
-    throw storeError(`locking ${key}`, e);
+    throw storeError(`creating the folder of ${key}`, e);
   }
+  takeLock(key, lock);
   try {
     const current = read(key);
     if ((current?.generation ?? 0n) !== expected) throw { tag: 'generation-mismatch' };
