@@ -104,6 +104,43 @@ fn the_component_collects_exactly_once_inside_node_through_jco() {
 }
 
 #[test]
+fn hung_replies_time_out_inside_node_and_are_retried() {
+    // The API accepts the first two queries and never answers; the Node host's first-byte ceiling
+    // (outgoing-handler.js, 1 s here) ends each wait, and the component sends the query again.
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-js-hung", 900)]);
+    config.faults = Faults { hang_first: 2, ..Faults::default() };
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_node(&sim, dir.path(), &[("MULESOFT_AUDIT_HTTP_TIMEOUT", "1s")]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(sim.stats().injected_faults, 2, "{:?}", sim.stats());
+    assert!(r.summary["orgs"][0]["retries"].as_u64().unwrap() >= 2, "{}", r.stdout);
+    let (from, to) = covered(&[&r.summary], "org-js-hung");
+    assert_exactly_once(&sim, "org-js-hung", &objects_in_dir(dir.path()), from, to);
+    let r = run_node(&sim, dir.path(), &[("MULESOFT_AUDIT_HTTP_TIMEOUT", "soon")]);
+    assert_eq!((r.code, r.summary["failures"][0]["kind"].as_str()), (2, Some("config")), "{}", r.stderr);
+    assert!(r.stderr.contains("MULESOFT_AUDIT_HTTP_TIMEOUT"), "{}", r.stderr);
+}
+
+#[test]
+fn a_slow_reply_inside_node_is_waited_for() {
+    // One query is answered only after 11 s: longer than the component's 10 s connect timeout,
+    // which preview2-shim would apply until the reply's head arrives, well within its 60 s
+    // first-byte timeout. outgoing-handler.js gives the head wait the first-byte budget, so the
+    // reply is taken, not cut off and asked again.
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-js-slow", 300)]);
+    config.faults = Faults { hang_first: 1, hang_for: Some(std::time::Duration::from_secs(11)), ..Faults::default() };
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_node(&sim, dir.path(), &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(sim.stats().injected_faults, 1, "{:?}", sim.stats());
+    assert_eq!(r.summary["orgs"][0]["retries"], 0, "the slow reply was waited for: {}", r.stdout);
+    let (from, to) = covered(&[&r.summary], "org-js-slow");
+    assert_exactly_once(&sim, "org-js-slow", &objects_in_dir(dir.path()), from, to);
+}
+
+#[test]
 fn two_node_hosts_at_once_deliver_exactly_once() {
     // Both swap the same checkpoint through the JavaScript store's lock-file compare-and-swap.
     let mut config = SimConfig::new(vec![OrgSpec::new("org-js-twin", 3000)]);

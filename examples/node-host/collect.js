@@ -12,6 +12,7 @@
 
 import { readFileSync } from 'node:fs';
 import { useDirectory } from './object-store.js';
+import { limitFirstByteWait } from './outgoing-handler.js';
 
 const env = (name) => process.env[name]?.trim() || undefined;
 
@@ -34,6 +35,14 @@ function secret() {
   } catch (e) {
     throw new Error(`CLIENT_SECRET_FILE \`${file}\` cannot be read (${e.code ?? e.message})`);
   }
+}
+
+// `500ms`, `30s`, `2m`: the forms of the wasmtime host's MULESOFT_AUDIT_HTTP_TIMEOUT.
+function durationNs(name, fallback) {
+  const value = env(name) ?? fallback;
+  const m = /^(\d+)\s*(ms|s|m)$/.exec(value);
+  if (!m || /^0+$/.test(m[1])) throw new Error(`${name} \`${value}\` is not a duration such as 500ms, 30s or 2m`);
+  return BigInt(m[1]) * { ms: 1_000_000n, s: 1_000_000_000n, m: 60_000_000_000n }[m[2]];
 }
 
 function config() {
@@ -104,6 +113,7 @@ async function main() {
   let settings;
   try {
     settings = config();
+    limitFirstByteWait(durationNs('MULESOFT_AUDIT_HTTP_TIMEOUT', '60s'));
     useDirectory(env('MULESOFT_AUDIT_DIR') ?? './mulesoft-audit-data');
   } catch (e) {
     return finish('failed', [], [{ org_id: null, kind: 'config', message: e.message }]);

@@ -61,12 +61,14 @@ pub struct Faults {
     pub garbage_first: u32,
     /// A reply whose `data` is an object, not an array (the first N).
     pub wrong_shape_first: u32,
-    /// The first N query requests are accepted and never answered (the connection stays open
-    /// for `HUNG_REPLY`): only the client's own timeout ends them.
+    /// The first N query requests are accepted and held for `hang_for` before they are answered
+    /// as usual; by default that is `HUNG_REPLY`, so only the client's own timeout ends them.
     pub hang_first: u32,
+    /// How long each of those is held: shorter than `HUNG_REPLY`, a slow but healthy reply.
+    pub hang_for: Option<Duration>,
 }
 
-/// How long a hung query request is held before the simulator gives up on it.
+/// How long a hung query request is held by default: longer than any client waits.
 pub const HUNG_REPLY: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
@@ -598,16 +600,16 @@ async fn query(
         let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.stats.requests += 1;
         inner.stats.query_requests += 1;
-        let hang = inner.hung < inner.config.faults.hang_first;
-        if hang {
+        let faults = &inner.config.faults;
+        let hang = (inner.hung < faults.hang_first).then(|| faults.hang_for.unwrap_or(HUNG_REPLY));
+        if hang.is_some() {
             inner.hung += 1;
             inner.stats.injected_faults += 1;
         }
         hang
     };
-    if hang {
-        tokio::time::sleep(HUNG_REPLY).await;
-        return error(StatusCode::GATEWAY_TIMEOUT, "hung");
+    if let Some(held) = hang {
+        tokio::time::sleep(held).await;
     }
     let mut inner = shared.inner.lock().unwrap_or_else(|p| p.into_inner());
     if inner.over_limit() {
