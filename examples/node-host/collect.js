@@ -1,7 +1,8 @@
 // One collection pass of the mulesoft-audit component inside Node.js: the component transpiled
 // by jco (`npm run transpile`), `wasi:http` from @bytecodealliance/preview2-shim, and the object
 // store from ./object-store.js on a local directory. Configured by the same environment variables
-// as the `mulesoft-audit-command` artifact; prints a JSON summary as its last line of stdout.
+// as the `mulesoft-audit-command` artifact, plus the host's MULESOFT_AUDIT_HTTP_TIMEOUT ceiling
+// (./outgoing-handler.js); prints a JSON summary as its last line of stdout.
 //
 //   MULE_ORG_ID=… CLIENT_ID=… CLIENT_SECRET=… MULE_REGION=eu MULESOFT_AUDIT_DIR=./out node collect.js
 //
