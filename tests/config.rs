@@ -134,8 +134,7 @@ fn check_verifies_credentials_and_write_access_without_collecting() {
 #[test]
 fn demo_works_with_nothing_set_up() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .env_clear()
+    let out = clean_env(&mut Command::new(BIN))
         .env("MULESOFT_AUDIT_CACHE_DIR", cache_dir())
         .current_dir(dir.path())
         .args(["demo", "--entries", "800"])
@@ -154,7 +153,7 @@ use std::process::Command;
 fn precompile_fills_the_cache_that_runs_then_use() {
     let cache = tempfile::tempdir().unwrap();
     let out =
-        Command::new(BIN).env_clear().env("MULESOFT_AUDIT_CACHE_DIR", cache.path()).arg("precompile").output().unwrap();
+        clean_env(&mut Command::new(BIN)).env("MULESOFT_AUDIT_CACHE_DIR", cache.path()).arg("precompile").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let files: Vec<_> = std::fs::read_dir(cache.path())
         .unwrap()

@@ -18,10 +18,22 @@ pub fn sim(config: SimConfig) -> Simulator {
     Simulator::spawn(config).expect("simulator starts")
 }
 
+/// Clears a child's environment but for libfaketime's variables, so that the whole suite can be
+/// run at another time of day (`tests/at-midnight.sh`: every process shares the shifted clock).
+pub fn clean_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_clear();
+    for (name, value) in std::env::vars_os() {
+        if name == "LD_PRELOAD" || name.to_string_lossy().starts_with("FAKETIME") {
+            cmd.env(name, value);
+        }
+    }
+    cmd
+}
+
 /// The binary with a clean environment and the settings every test shares.
 pub fn command(sim: &Simulator, dest: &str) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.env_clear()
+    clean_env(&mut cmd)
         .env("MULESOFT_AUDIT_CACHE_DIR", cache_dir())
         .env("MULESOFT_AUDIT_LOG", "info")
         .env("MULE_ORG_ID", sim.org_ids().join(","))

@@ -54,8 +54,8 @@ fn prepared() -> &'static Path {
 /// `node collect.js` against the simulator, objects in `dir`.
 fn node_collect(sim: &Simulator, dir: &Path, extra: &[(&str, &str)]) -> Command {
     let mut cmd = with_node(prepared());
-    cmd.arg("collect.js")
-        .env_clear()
+    clean_env(&mut cmd)
+        .arg("collect.js")
         .env("MULE_ORG_ID", sim.org_ids().join(","))
         .env("MULE_BASE_URL", sim.url())
         .env("CLIENT_ID", anypoint_sim::DEMO_CLIENT_ID)
