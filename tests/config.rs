@@ -152,8 +152,11 @@ use std::process::Command;
 #[test]
 fn precompile_fills_the_cache_that_runs_then_use() {
     let cache = tempfile::tempdir().unwrap();
-    let out =
-        clean_env(&mut Command::new(BIN)).env("MULESOFT_AUDIT_CACHE_DIR", cache.path()).arg("precompile").output().unwrap();
+    let out = clean_env(&mut Command::new(BIN))
+        .env("MULESOFT_AUDIT_CACHE_DIR", cache.path())
+        .arg("precompile")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let files: Vec<_> = std::fs::read_dir(cache.path())
         .unwrap()
