@@ -200,20 +200,17 @@ fn four_shards_split_twenty_orgs_exactly_once() {
     let sim = sim(SimConfig::new(orgs));
     let dir = tempfile::tempdir().unwrap();
     let dest = format!("file://{}", dir.path().display());
-    let children: Vec<_> = (0..4)
-        .map(|i| {
-            let mut cmd = command(&sim, &dest);
-            // Two shards the Cloud Run way, two the Kubernetes way.
-            if i < 2 {
-                cmd.env("CLOUD_RUN_TASK_INDEX", i.to_string()).env("CLOUD_RUN_TASK_COUNT", "4");
-            } else {
-                cmd.env("JOB_COMPLETION_INDEX", i.to_string()).env("MULESOFT_AUDIT_SHARD_COUNT", "4");
-            }
-            cmd.arg("run").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-            cmd.spawn().unwrap()
-        })
-        .collect();
-    let results: Vec<RunResult> = children.into_iter().map(|c| finish(c.wait_with_output().unwrap())).collect();
+    let results = run_at_once((0..4).map(|i| {
+        let mut cmd = command(&sim, &dest);
+        // Two shards the Cloud Run way, two the Kubernetes way.
+        if i < 2 {
+            cmd.env("CLOUD_RUN_TASK_INDEX", i.to_string()).env("CLOUD_RUN_TASK_COUNT", "4");
+        } else {
+            cmd.env("JOB_COMPLETION_INDEX", i.to_string()).env("MULESOFT_AUDIT_SHARD_COUNT", "4");
+        }
+        cmd.arg("run");
+        cmd
+    }));
     let mut owners = std::collections::BTreeMap::new();
     for (i, r) in results.iter().enumerate() {
         assert_eq!(r.code, 0, "shard {i}: {}", r.stderr);

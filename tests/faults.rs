@@ -119,16 +119,12 @@ fn a_crash_after_any_write_loses_and_duplicates_nothing() {
         let clean = clean.unwrap_or_else(|e| panic!("clean run after a crash at write {die_after}: {:?}", e.failures));
         let objects = objects_in_dir(dir.path());
         let (from, to) = covered(&[&summary_json(&Ok(clean))], "org-crash");
-        assert_exactly_once(&sim, "org-crash", &objects, from.min(ms_of_first_window(&sim)), to);
+        assert_exactly_once(&sim, "org-crash", &objects, from.min(ms_of_first_window()), to);
     }
 }
 
 /// The first pass's window starts a lookback (24 h) plus the overlap before its run; every
 /// simulated entry is younger than that.
-fn ms_of_first_window(_sim: &Simulator) -> i64 {
-    anypoint_sim::now_ms() - 25 * 3600 * 1000
-}
-
 #[test]
 fn killed_processes_then_a_rerun_deliver_exactly_once() {
     let mut config = SimConfig::new(vec![OrgSpec::new("org-kill", 2500)]);
@@ -170,7 +166,7 @@ fn killed_processes_then_a_rerun_deliver_exactly_once() {
     summaries.push(last.summary);
     let refs: Vec<&serde_json::Value> = summaries.iter().collect();
     let (_, to) = covered(&refs, "org-kill");
-    assert_exactly_once(&sim, "org-kill", &objects_in_dir(dir.path()), ms_of_first_window(&sim), to);
+    assert_exactly_once(&sim, "org-kill", &objects_in_dir(dir.path()), ms_of_first_window(), to);
 }
 
 #[test]
@@ -180,30 +176,13 @@ fn two_passes_at_once_deliver_exactly_once() {
     let sim = sim(config);
     let dir = tempfile::tempdir().unwrap();
     let dest = format!("file://{}", dir.path().display());
-    let spawn = || {
+    let racers = run_at_once((0..2).map(|_| {
         let mut c = command(&sim, &dest);
-        c.env("MULESOFT_AUDIT_OBJECT_KIB", "100")
-            .arg("run")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        c.spawn().unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    let results = [finish(a.wait_with_output().unwrap()), finish(b.wait_with_output().unwrap())];
-    assert!(results.iter().any(|r| r.code == 0), "one of the passes completes");
-    for r in &results {
-        if r.code != 0 {
-            assert_eq!(
-                r.summary["failures"][0]["kind"], "conflict",
-                "the other stops on the checkpoint conflict: {}",
-                r.stdout
-            );
-        }
-    }
-    let last = run_ok(command(&sim, &dest));
-    let refs: Vec<&serde_json::Value> = results.iter().map(|r| &r.summary).chain([&last.summary]).collect();
-    let (_, to) = covered(&refs, "org-twin");
-    assert_exactly_once(&sim, "org-twin", &objects_in_dir(dir.path()), ms_of_first_window(&sim), to);
+        c.env("MULESOFT_AUDIT_OBJECT_KIB", "100").arg("run");
+        c
+    }));
+    let catch_up = run_ok(command(&sim, &dest));
+    assert_race_delivered_once(&sim, "org-twin", dir.path(), &racers, &catch_up);
 }
 
 #[test]
@@ -383,5 +362,5 @@ fn a_checkpoint_changed_underneath_stops_the_pass_before_it_writes() {
         .unwrap()
         .unwrap();
     let (_, to) = covered(&[&summary_json(&Ok(clean))], "org-cas");
-    assert_exactly_once(&sim, "org-cas", &objects_in_dir(dir.path()), ms_of_first_window(&sim), to);
+    assert_exactly_once(&sim, "org-cas", &objects_in_dir(dir.path()), ms_of_first_window(), to);
 }

