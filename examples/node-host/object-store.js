@@ -94,7 +94,6 @@ const pause = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 
 function takeLock(key, lock) {
   const started = Date.now();
   for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
-    let age;
     try {
       fs.closeSync(fs.openSync(lock, 'wx'));
       return;
@@ -102,12 +101,14 @@ function takeLock(key, lock) {
       if (e.code !== 'EEXIST') throw storeError(`locking ${key}`, e);
     }
     try {
-      age = Date.now() - (fs.statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
-      if (age > STALE_LOCK_MS) fs.rmSync(lock, { force: true });
+      const held = fs.statSync(lock, { throwIfNoEntry: false });
+      if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) {
+        fs.rmSync(lock, { force: true });
+        continue;
+      }
     } catch (e) {
       throw storeError(`locking ${key}`, e);
     }
-    if (age > STALE_LOCK_MS) continue;
     if (Date.now() - started >= lockWaitMs) {
       const val = `${lock} has been held by another writer for ${lockWaitMs} ms; if no other collector runs, delete it`;
       throw { tag: 'unavailable', val };
