@@ -18,6 +18,7 @@ fn main() {
     for watched in ["src", "wit", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
+    ensure_wasm_target();
     // A target directory of its own: the outer cargo holds the lock on the usual one.
     let target_dir = root.join("target").join("component");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -53,6 +54,41 @@ fn main() {
         fail(&format!("the component build produced no {}", wasm.display()));
     }
     println!("cargo:rustc-env=MULESOFT_AUDIT_COMPONENT_PATH={}", wasm.display());
+}
+
+/// The target the component is built for.
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Adds the wasm target to the active toolchain when it is missing.
+///
+/// `rust-toolchain.toml` names the target, but rustup installs listed targets only together with
+/// the toolchain: a machine that already had the pinned toolchain lacks it, and the nested build
+/// would die with `can't find crate for core`. rustup is there by the README's premise; without it
+/// the build stops with the one command to run.
+fn ensure_wasm_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    if libdir.is_some_and(|dir| dir.is_dir()) {
+        return;
+    }
+    let mut add = Command::new("rustup");
+    add.args(["target", "add", WASM_TARGET]);
+    // The toolchain cargo runs under (rustup's proxy sets it), not rustup's default.
+    if let Ok(toolchain) = std::env::var("RUSTUP_TOOLCHAIN") {
+        add.args(["--toolchain", &toolchain]);
+    }
+    println!("cargo:warning=the {WASM_TARGET} target is missing; adding it with rustup");
+    match add.status() {
+        Ok(s) if s.success() => {}
+        _ => fail(&format!(
+            "the {WASM_TARGET} target is missing and `rustup target add {WASM_TARGET}` failed; run it, then build again"
+        )),
+    }
 }
 
 fn fail(message: &str) {

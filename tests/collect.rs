@@ -1,5 +1,6 @@
 //! End-to-end collection.
 
+use crate::google::{Credentials, Google, Plan};
 use crate::harness::*;
 use anypoint_sim::{OrgSpec, SimConfig};
 use regex_lite_free::key_ok;
@@ -132,23 +133,26 @@ fn offset_paging_and_small_objects() {
 }
 
 #[test]
-fn collects_into_fake_gcs_server() {
-    let gcs = FakeGcs::start("audit-bucket");
+fn collects_into_cloud_storage_with_the_metadata_servers_credentials() {
+    let google = Google::start("audit-bucket", Plan::default());
+    let files = tempfile::tempdir().unwrap();
     let sim = sim(rich_config(vec![OrgSpec::new("org-g", 1500)]));
     let mut cmd = command(&sim, "gs://audit-bucket/mulesoft");
-    cmd.env("STORAGE_EMULATOR_HOST", gcs.endpoint()).env("MULESOFT_AUDIT_OBJECT_KIB", "1024");
+    google.configure(&mut cmd, Credentials::MetadataServer, files.path());
+    cmd.env("MULESOFT_AUDIT_OBJECT_KIB", "1024");
     let first = run_ok(cmd);
     let now = anypoint_sim::now_ms();
     sim.add_entries("org-g", 40, now - 60_000, now - 2_000);
     let mut cmd = command(&sim, "gs://audit-bucket/mulesoft");
-    cmd.env("STORAGE_EMULATOR_HOST", gcs.endpoint());
+    google.configure(&mut cmd, Credentials::MetadataServer, files.path());
     let second = run_ok(cmd);
-    let objects = gcs_log_objects(&gcs, "audit-bucket", "mulesoft/logs/");
+    let objects = google.log_objects("audit-bucket", "mulesoft/logs/");
     let objects = objects.into_iter().map(|(k, v)| (k.trim_start_matches("mulesoft/").to_string(), v)).collect();
     let (from, to) = covered(&[&first.summary, &second.summary], "org-g");
     assert_exactly_once(&sim, "org-g", &objects, from, to);
-    let state = gcs.objects("audit-bucket", "mulesoft/state/");
+    let state = google.gcs.objects("audit-bucket", "mulesoft/state/");
     assert!(state.contains_key("mulesoft/state/org-g/checkpoint.json"), "{:?}", state.keys());
+    assert_eq!(google.state.seen.lock().unwrap().refused_anonymous, 0, "every request carried a token");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use anypoint_sim::{OrgSpec, SimConfig};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-struct Server {
+pub struct Server {
     child: Child,
     port: u16,
 }
@@ -22,26 +22,33 @@ fn start(sim: &anypoint_sim::Simulator, dest: &str) -> Server {
 }
 
 fn start_with(sim: &anypoint_sim::Simulator, dest: &str, env: &[(&str, String)]) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut cmd = command(sim, dest);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.env("PORT", port.to_string())
-        .env("MULESOFT_AUDIT_LISTEN", "127.0.0.1")
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let server = Server { child: cmd.spawn().unwrap(), port };
-    wait_until("serve answering /healthz", Duration::from_secs(20), || {
-        http_get(&format!("http://127.0.0.1:{port}/healthz")).is_some_and(|(s, _, b)| s == 200 && b == b"ok")
-    });
-    server
+    Server::spawn(cmd)
 }
 
-const PUSH: &str = r#"{"message":{"data":"e30=","attributes":{},"messageId":"1","publishTime":"2026-01-01T00:00:00Z"},"subscription":"projects/p/subscriptions/s"}"#;
+impl Server {
+    /// `serve` from a prepared command, on a free loopback port, once it answers `/healthz`.
+    pub fn spawn(mut cmd: std::process::Command) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        cmd.env("PORT", port.to_string())
+            .env("MULESOFT_AUDIT_LISTEN", "127.0.0.1")
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let server = Server { child: cmd.spawn().unwrap(), port };
+        wait_until("serve answering /healthz", Duration::from_secs(20), || {
+            http_get(&format!("http://127.0.0.1:{port}/healthz")).is_some_and(|(s, _, b)| s == 200 && b == b"ok")
+        });
+        server
+    }
+}
 
-fn post(server: &Server, headers: &[(&str, &str)], body: &str) -> u16 {
+pub const PUSH: &str = r#"{"message":{"data":"e30=","attributes":{},"messageId":"1","publishTime":"2026-01-01T00:00:00Z"},"subscription":"projects/p/subscriptions/s"}"#;
+
+pub fn post(server: &Server, headers: &[(&str, &str)], body: &str) -> u16 {
     http_request("POST", &format!("http://127.0.0.1:{}/", server.port), headers, body.as_bytes())
         .expect("serve answers")
         .0
@@ -115,14 +122,36 @@ fn a_failed_pass_answers_500_so_pubsub_redelivers() {
 
 /// Serves the test key's public half, as Google serves its signing keys.
 fn jwks_server() -> (tokio::runtime::Runtime, String) {
+    jwks_server_taking(Duration::ZERO)
+}
+
+/// The same, each reply taking `delay`, as over a slow network.
+fn jwks_server_taking(delay: Duration) -> (tokio::runtime::Runtime, String) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}/certs", listener.local_addr().unwrap());
     let jwks = include_str!("fixtures/oidc-test-jwks.json");
-    let router = axum::Router::new()
-        .route("/certs", axum::routing::get(move || async move { ([("content-type", "application/json")], jwks) }));
+    let router = axum::Router::new().route(
+        "/certs",
+        axum::routing::get(move || async move {
+            tokio::time::sleep(delay).await;
+            ([("content-type", "application/json")], jwks)
+        }),
+    );
     runtime.spawn(async move { axum::serve(listener, router).await });
     (runtime, url)
+}
+
+/// `serve` verifying pushes for [`AUDIENCE`] with the keys at `jwks_url`; `sender` says who may push.
+fn verifying(
+    sim: &anypoint_sim::Simulator,
+    dir: &std::path::Path,
+    jwks_url: String,
+    sender: (&'static str, String),
+) -> Server {
+    let env =
+        [("MULESOFT_AUDIT_OIDC_AUDIENCE", AUDIENCE.to_string()), sender, ("MULESOFT_AUDIT_OIDC_JWKS_URL", jwks_url)];
+    start_with(sim, &format!("file://{}", dir.display()), &env)
 }
 
 const AUDIENCE: &str = "https://collector.example/push";
@@ -144,12 +173,7 @@ fn push_tokens_are_verified_when_verification_is_on() {
     let (_jwks_runtime, jwks_url) = jwks_server();
     let sim = sim(SimConfig::new(vec![OrgSpec::new("org-oidc", 100)]));
     let dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("MULESOFT_AUDIT_OIDC_AUDIENCE", AUDIENCE.to_string()),
-        ("MULESOFT_AUDIT_OIDC_EMAIL", PUSHER.to_string()),
-        ("MULESOFT_AUDIT_OIDC_JWKS_URL", jwks_url),
-    ];
-    let server = start_with(&sim, &format!("file://{}", dir.path().display()), &env);
+    let server = verifying(&sim, dir.path(), jwks_url, ("MULESOFT_AUDIT_OIDC_EMAIL", PUSHER.to_string()));
     let key = include_bytes!("fixtures/oidc-test-key.pem");
     let bearer = |t: &str| format!("Bearer {t}");
     let json = ("content-type", "application/json");
@@ -181,6 +205,61 @@ fn push_tokens_are_verified_when_verification_is_on() {
         "valid"
     );
     assert_eq!(sim.stats().tokens_issued, 1);
+}
+
+#[test]
+fn concurrent_pushes_on_a_cold_key_cache_are_all_verified() {
+    // The keys take a while to arrive, so every push below waits on the same first fetch.
+    let (_jwks_runtime, jwks_url) = jwks_server_taking(Duration::from_millis(500));
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-oidc-cold", 100)]));
+    let dir = tempfile::tempdir().unwrap();
+    let server = verifying(&sim, dir.path(), jwks_url, ("MULESOFT_AUDIT_OIDC_EMAIL", PUSHER.to_string()));
+    let key = include_bytes!("fixtures/oidc-test-key.pem");
+    let authorization = format!("Bearer {}", token(AUDIENCE, PUSHER, 300, key));
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let pushes: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    post(&server, &[("content-type", "application/json"), ("authorization", &authorization)], PUSH)
+                })
+            })
+            .collect();
+        pushes.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    assert_eq!(statuses, vec![204; 4], "no push was refused for want of the key cache");
+}
+
+#[test]
+fn oidc_settings_that_would_verify_less_than_they_seem_are_refused() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-oidc-cfg", 1)]));
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[("MULESOFT_AUDIT_OIDC_EMAIL", PUSHER)], "without MULESOFT_AUDIT_OIDC_AUDIENCE"),
+        (&[("MULESOFT_AUDIT_OIDC_AUDIENCE", AUDIENCE)], "without MULESOFT_AUDIT_OIDC_EMAIL"),
+        (&[("MULESOFT_AUDIT_OIDC_ANY_SENDER", "true")], "without MULESOFT_AUDIT_OIDC_AUDIENCE"),
+    ];
+    for (env, needle) in cases {
+        let mut cmd = command(&sim, "file:///tmp");
+        cmd.envs(env.iter().copied()).arg("serve");
+        let r = finish(cmd.output().unwrap());
+        assert_eq!(r.code, 2, "{env:?}: {}", r.stderr);
+        let last = r.stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("error: ") && last.contains(needle), "{env:?}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn any_sender_is_accepted_only_when_asked_for() {
+    let (_jwks_runtime, jwks_url) = jwks_server();
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-oidc-any", 100)]));
+    let dir = tempfile::tempdir().unwrap();
+    let server = verifying(&sim, dir.path(), jwks_url, ("MULESOFT_AUDIT_OIDC_ANY_SENDER", "true".to_string()));
+    let key = include_bytes!("fixtures/oidc-test-key.pem");
+    let from = |email: &str, audience: &str| format!("Bearer {}", token(audience, email, 300, key));
+    let json = ("content-type", "application/json");
+    let elsewhere = from("someone@else.example", "https://elsewhere");
+    assert_eq!(post(&server, &[json, ("authorization", &elsewhere)], PUSH), 403, "the audience still holds");
+    let anyone = from("someone@else.example", AUDIENCE);
+    assert_eq!(post(&server, &[json, ("authorization", &anyone)], PUSH), 204);
 }
 
 #[test]

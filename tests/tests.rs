@@ -11,6 +11,10 @@
 //! - `config`: bad settings and bad credentials: one clear line, the right exit code.
 //! - `sandbox`: outbound HTTP allowlist, memory and secrets.
 //! - `simulator`: the Anypoint simulator against what is known of the real API.
+//! - `google`: a stand-in for Google (metadata server, token endpoints, Cloud Storage that refuses
+//!   anonymous callers), in front of fake-gcs-server.
+//! - `credentials`: each Application Default Credentials source, end to end; missing and broken
+//!   credentials; the smoke matrix of every subcommand.
 //! - `storage`: GCS faults through a fault-injecting proxy, missing bucket, checkpoint conflicts.
 //! - `serve`: the HTTP trigger (Pub/Sub push, CloudEvents, bad bodies, concurrent triggers).
 
@@ -20,7 +24,9 @@
 mod collect;
 mod command;
 mod config;
+mod credentials;
 mod faults;
+mod google;
 mod harness;
 mod node;
 mod sandbox;

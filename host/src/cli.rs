@@ -102,7 +102,15 @@ pub fn collector(
     handle: tokio::runtime::Handle,
 ) -> anyhow::Result<Collector> {
     let settings = args.resolve()?;
-    let store = store::open(&settings.dest, handle).map_err(|e| ConfigError(format!("destination: {e:#}")))?;
+    // A store that cannot be opened is a configuration problem, unless it was only unavailable
+    // (a metadata server slow to answer): then the next run may well succeed.
+    let store = store::open(&settings.dest, &settings.gcs, handle).map_err(|e| {
+        if matches!(e.downcast_ref::<store::StoreError>(), Some(store::StoreError::Unavailable(_))) {
+            e.context("destination")
+        } else {
+            ConfigError(format!("destination: {e:#}")).into()
+        }
+    })?;
     let runtime = Arc::new(Runtime::new(cache_dir)?);
     Ok(Collector { runtime, store, settings })
 }
@@ -154,6 +162,9 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
             return Ok(2);
         }
     }
+    if let Some(credentials) = collector.store.credentials() {
+        println!("ok: credentials: {credentials}");
+    }
     // Write access: a probe object outside the log prefix, replaced once the way a checkpoint is
     // (on GCS replacing needs `storage.objects.delete` as well as create), read back, removed.
     let probe = format!(
@@ -204,6 +215,7 @@ fn demo(args: &DemoArgs, cache_dir: Option<&std::path::Path>, rt: &tokio::runtim
         client_secret_file: None,
         dest: Some(format!("file://{}", out.display())),
         bucket: None,
+        gcs_endpoint: None,
         since: None,
         lookback: "24h".into(),
         lag: "1s".into(),

@@ -137,9 +137,6 @@ impl Collector {
                 }
             }
         };
-        for f in &report.failures {
-            tracing::error!(org = f.org_id.as_deref().unwrap_or("-"), kind = f.kind, "{}", f.message);
-        }
         let entries: u64 = report.orgs.iter().map(|o| o.entries_written).sum();
         tracing::info!(
             status = report.status,
@@ -147,6 +144,10 @@ impl Collector {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "pass finished"
         );
+        // Failures last, so that the last line a person sees says what went wrong.
+        for f in &report.failures {
+            tracing::error!(org = f.org_id.as_deref().unwrap_or("-"), kind = f.kind, "{}", f.message);
+        }
         report
     }
 }

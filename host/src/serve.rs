@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// With --oidc-audience: the service account the push must come from.
     #[arg(long, env = "MULESOFT_AUDIT_OIDC_EMAIL")]
     pub oidc_email: Option<String>,
+    /// With --oidc-audience and no --oidc-email: accept a token for that audience from any
+    /// Google account. Off by default, because anyone can mint such a token.
+    #[arg(long, env = "MULESOFT_AUDIT_OIDC_ANY_SENDER")]
+    pub oidc_any_sender: bool,
     /// Where the signing keys are (default Google's); for tests.
     #[arg(long, env = "MULESOFT_AUDIT_OIDC_JWKS_URL", hide = true)]
     pub oidc_jwks_url: Option<String>,
@@ -121,7 +125,64 @@ struct App {
     collector: Arc<Collector>,
     /// The pass in flight, if any: its result (exit code) arrives on this channel.
     inflight: Mutex<Option<watch::Receiver<Option<u8>>>>,
-    verifier: Option<Verifier>,
+    /// One verification at a time: google-cloud-auth's key cache is taken with `try_write`
+    /// (while fetching the keys too), so concurrent calls would fail instead of waiting.
+    verifier: Option<Mutex<Verifier>>,
+}
+
+/// How long verifying a push token may take, fetching Google's signing keys included (the
+/// library sets no timeout on that fetch).
+const VERIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Whether verification failed only because Google's keys could not be fetched (a network fault or
+/// a 5xx), rather than because of the token (an unknown key id is the token's fault).
+fn keys_unavailable(error: &google_cloud_auth::credentials::idtoken::verifier::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(e) = cause.downcast_ref::<google_cloud_auth::errors::CredentialsError>() {
+            return error.is_load_cert() && e.is_transient();
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The push verification `serve` is asked for, refused where it would check less than it seems.
+fn verifier(args: &ServeArgs) -> Result<Option<Verifier>, ConfigError> {
+    let audience = args.oidc_audience.as_deref().map(str::trim).filter(|a| !a.is_empty());
+    let email = args.oidc_email.as_deref().map(str::trim).filter(|e| !e.is_empty());
+    let Some(audience) = audience else {
+        if email.is_some() {
+            return Err(ConfigError(
+                "MULESOFT_AUDIT_OIDC_EMAIL is set without MULESOFT_AUDIT_OIDC_AUDIENCE: push tokens would not be verified at all; set the audience too (the push endpoint's URL)".into(),
+            ));
+        }
+        if args.oidc_any_sender {
+            return Err(ConfigError(
+                "MULESOFT_AUDIT_OIDC_ANY_SENDER is set without MULESOFT_AUDIT_OIDC_AUDIENCE".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let mut builder = VerifierBuilder::new([audience.to_string()]);
+    match (email, args.oidc_any_sender) {
+        (Some(email), false) => builder = builder.with_email(email.to_string()),
+        (None, true) => tracing::warn!("push tokens from any Google account are accepted for the audience"),
+        (Some(_), true) => {
+            return Err(ConfigError(
+                "both MULESOFT_AUDIT_OIDC_EMAIL and MULESOFT_AUDIT_OIDC_ANY_SENDER are set: set only one".into(),
+            ));
+        }
+        (None, false) => {
+            return Err(ConfigError(
+                "MULESOFT_AUDIT_OIDC_AUDIENCE is set without MULESOFT_AUDIT_OIDC_EMAIL: any Google account can mint a token for an audience; set the push subscription's service account, or MULESOFT_AUDIT_OIDC_ANY_SENDER=true to accept any sender".into(),
+            ));
+        }
+    }
+    if let Some(url) = &args.oidc_jwks_url {
+        builder = builder.with_jwks_url(url.clone());
+    }
+    Ok(Some(builder.build()))
 }
 
 impl App {
@@ -172,10 +233,23 @@ async fn authorize(app: &App, headers: &HeaderMap) -> Result<(), (StatusCode, St
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or((StatusCode::UNAUTHORIZED, "missing bearer token".to_string()))?;
-    verifier.verify(token).await.map(|_| ()).map_err(|e| {
-        tracing::warn!(error = %e, "push request refused: token not valid");
-        (StatusCode::FORBIDDEN, "token not valid".to_string())
-    })
+    let verifier = verifier.lock().await;
+    match tokio::time::timeout(VERIFY_TIMEOUT, verifier.verify(token)).await {
+        Ok(Ok(_)) => Ok(()),
+        // Google's keys could not be fetched: not the sender's fault, and Pub/Sub redelivers.
+        Ok(Err(e)) if keys_unavailable(&e) => {
+            tracing::error!(error = %e, "push request not verified: Google's signing keys could not be fetched");
+            Err((StatusCode::SERVICE_UNAVAILABLE, "signing keys unavailable".to_string()))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "push request refused: token not valid");
+            Err((StatusCode::FORBIDDEN, "token not valid".to_string()))
+        }
+        Err(_) => {
+            tracing::error!("push request not verified: fetching Google's signing keys timed out");
+            Err((StatusCode::SERVICE_UNAVAILABLE, "signing keys unavailable".to_string()))
+        }
+    }
 }
 
 async fn handle_trigger(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
@@ -206,19 +280,10 @@ pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Resul
             })
         })
         .transpose()?;
+    let verifier = verifier(&args)?.map(Mutex::new);
     let handle = tokio::runtime::Handle::current();
     let collect = args.collect.clone();
     let collector = tokio::task::spawn_blocking(move || collector(&collect, cache_dir.as_deref(), handle)).await??;
-    let verifier = args.oidc_audience.as_ref().map(|aud| {
-        let mut builder = VerifierBuilder::new([aud.clone()]);
-        if let Some(email) = &args.oidc_email {
-            builder = builder.with_email(email.clone());
-        }
-        if let Some(url) = &args.oidc_jwks_url {
-            builder = builder.with_jwks_url(url.clone());
-        }
-        builder.build()
-    });
     let app = Arc::new(App { collector: Arc::new(collector), inflight: Mutex::new(None), verifier });
 
     if let Some(cron) = schedule {

@@ -71,9 +71,14 @@ pub struct CollectArgs {
     /// Destination: gs://bucket[/prefix], file:///dir or a directory (default gs://$GCS_BUCKET).
     #[arg(long, env = "MULESOFT_AUDIT_DEST")]
     pub dest: Option<String>,
-    /// GCS bucket (the seed's setting; --dest wins).
+    /// GCS bucket (--dest wins).
     #[arg(long, env = "GCS_BUCKET")]
     pub bucket: Option<String>,
+    /// Cloud Storage endpoint for gs:// destinations, with Google credentials (default
+    /// https://storage.googleapis.com): a Private Service Connect or restricted VPC-SC endpoint.
+    /// http:// only to loopback.
+    #[arg(long, env = "MULESOFT_AUDIT_GCS_ENDPOINT")]
+    pub gcs_endpoint: Option<String>,
     /// Backfill start for orgs without a checkpoint: RFC 3339, YYYY-MM-DD or epoch ms.
     #[arg(long, env = "MULESOFT_AUDIT_SINCE")]
     pub since: Option<String>,
@@ -188,6 +193,8 @@ pub struct Resolved {
     pub config: wit::Config,
     pub origin: Origin,
     pub dest: String,
+    /// Where gs:// requests go, and whether they carry Google credentials.
+    pub gcs: GcsEndpoint,
     pub limits: Limits,
     /// The secret, kept to scrub it from any text we print.
     pub secret: String,
@@ -262,6 +269,8 @@ impl CollectArgs {
                 return Err(bad("no destination: set GCS_BUCKET (or --dest gs://bucket, file:///dir)"));
             }
         };
+        let gcs =
+            GcsEndpoint::resolve(self.gcs_endpoint.as_deref(), std::env::var("STORAGE_EMULATOR_HOST").ok().as_deref())?;
         let since_ms = self.since.as_deref().map(parse_since).transpose()?;
         let lookback = parse_duration("--lookback", &self.lookback)?;
         let lag = parse_duration("--lag", &self.lag)?;
@@ -321,7 +330,43 @@ impl CollectArgs {
             run_time,
             http: Timeouts { first_byte, ..Timeouts::default() },
         };
-        Ok(Resolved { config, origin, dest, limits, secret: client_secret })
+        Ok(Resolved { config, origin, dest, gcs, limits, secret: client_secret })
+    }
+}
+
+/// Cloud Storage's own endpoint.
+pub const GCS_DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
+
+/// Where gs:// requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GcsEndpoint {
+    /// Cloud Storage, or another endpoint of it (`--gcs-endpoint`), with Google credentials.
+    Google(String),
+    /// An emulator named by `STORAGE_EMULATOR_HOST`: no credentials, as Google's own client
+    /// libraries do.
+    Emulator(String),
+}
+
+impl GcsEndpoint {
+    /// From `--gcs-endpoint` and `STORAGE_EMULATOR_HOST` (empty counts as unset).
+    pub fn resolve(endpoint: Option<&str>, emulator: Option<&str>) -> Result<Self, ConfigError> {
+        let endpoint = endpoint.map(str::trim).filter(|e| !e.is_empty());
+        let emulator = emulator.map(str::trim).filter(|e| !e.is_empty());
+        match (endpoint, emulator) {
+            (Some(_), Some(_)) => Err(bad(
+                "both MULESOFT_AUDIT_GCS_ENDPOINT and STORAGE_EMULATOR_HOST are set: set only one (STORAGE_EMULATOR_HOST sends no credentials)",
+            )),
+            (Some(url), None) => {
+                let url = url.trim_end_matches('/');
+                Origin::from_base_url(url).map_err(|e| bad(format!("MULESOFT_AUDIT_GCS_ENDPOINT: {e}")))?;
+                Ok(Self::Google(url.to_string()))
+            }
+            (None, Some(host)) => {
+                let host = host.trim_end_matches('/');
+                Ok(Self::Emulator(if host.contains("://") { host.to_string() } else { format!("http://{host}") }))
+            }
+            (None, None) => Ok(Self::Google(GCS_DEFAULT_ENDPOINT.to_string())),
+        }
     }
 }
 
@@ -342,6 +387,27 @@ mod tests {
         assert_eq!(parse_duration("x", "15").unwrap(), Duration::from_secs(15));
         assert!(parse_duration("--lag", "soon").unwrap_err().0.contains("--lag"));
         assert!(parse_duration("x", "5y").is_err());
+    }
+
+    #[test]
+    fn gcs_endpoints() {
+        let google = |url: &str| GcsEndpoint::Google(url.to_string());
+        assert_eq!(GcsEndpoint::resolve(None, None).unwrap(), google(GCS_DEFAULT_ENDPOINT));
+        assert_eq!(GcsEndpoint::resolve(Some(""), Some(" ")).unwrap(), google(GCS_DEFAULT_ENDPOINT));
+        assert_eq!(
+            GcsEndpoint::resolve(Some("https://storage-x.p.googleapis.com/"), None).unwrap(),
+            google("https://storage-x.p.googleapis.com")
+        );
+        assert_eq!(GcsEndpoint::resolve(Some("http://127.0.0.1:9"), None).unwrap(), google("http://127.0.0.1:9"));
+        let plain = GcsEndpoint::resolve(Some("http://storage.example"), None).unwrap_err().0;
+        assert!(plain.contains("MULESOFT_AUDIT_GCS_ENDPOINT") && plain.contains("https://"), "{plain}");
+        assert_eq!(
+            GcsEndpoint::resolve(None, Some("localhost:4443")).unwrap(),
+            GcsEndpoint::Emulator("http://localhost:4443".into())
+        );
+        assert!(
+            GcsEndpoint::resolve(Some("https://a.example"), Some("localhost:1")).unwrap_err().0.contains("only one")
+        );
     }
 
     #[test]

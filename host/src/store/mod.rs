@@ -7,6 +7,7 @@ pub mod file;
 pub mod gcs;
 pub mod memory;
 
+use crate::settings::GcsEndpoint;
 use std::sync::Arc;
 
 /// Why a store call failed; mirrors the WIT `store-error` (see its docs for what is retryable).
@@ -45,6 +46,10 @@ pub trait ObjectStore: Send + Sync {
     fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Where it stores, for logs (no credentials in it).
     fn describe(&self) -> String;
+    /// Whose credentials it writes with, for `check` (never a token); `None` where none apply.
+    fn credentials(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Keys are relative, `/`-separated, without empty, `.` or `..` segments.
@@ -62,10 +67,10 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
 
 /// Opens the store a destination URL names: `gs://bucket[/prefix]`, `file:///dir`, a plain path,
 /// or `memory:`.
-pub fn open(dest: &str, runtime: tokio::runtime::Handle) -> anyhow::Result<Arc<dyn ObjectStore>> {
+pub fn open(dest: &str, gcs: &GcsEndpoint, runtime: tokio::runtime::Handle) -> anyhow::Result<Arc<dyn ObjectStore>> {
     if let Some(rest) = dest.strip_prefix("gs://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        return Ok(Arc::new(gcs::GcsStore::new(bucket, prefix, runtime)?));
+        return Ok(Arc::new(gcs::GcsStore::new(bucket, prefix, gcs, runtime)?));
     }
     if dest == "memory:" {
         return Ok(Arc::new(memory::MemoryStore::default()));

@@ -1,0 +1,277 @@
+//! Google Cloud Storage through its JSON API, as the [`ObjectStore`] the collector writes to.
+//!
+//! - [`request`]: pure request building and the retry verdict of a status;
+//! - [`auth`]: Application Default Credentials, renewed on 401, and who they are;
+//! - [`upload`]: multipart and resumable uploads with their preconditions;
+//! - this file: the store itself and [`GcsStore::send`], the one function that retries.
+//!
+//! Requests carry Google credentials whatever the endpoint (`--gcs-endpoint` for Private Service
+//! Connect, VPC-SC or a test stand-in); only `STORAGE_EMULATOR_HOST` sends none, as Google's own
+//! client libraries do.
+
+pub mod auth;
+pub mod request;
+mod upload;
+
+use super::{ObjectStore, StoreError, Stored, check_key};
+use crate::settings::GcsEndpoint;
+use auth::{Auth, Source};
+use request::{Class, ObjectResource, classify, encode_segment};
+use std::time::Duration;
+use upload::OnPrecondition;
+
+/// Retry policy for transient failures: truncated exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub first_ms: u64,
+    pub max_ms: u64,
+    pub attempts: u32,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self { first_ms: 1000, max_ms: 32_000, attempts: 7 }
+    }
+}
+
+impl Retry {
+    /// The wait before attempt `attempt + 1`: up to `first_ms · 2^(attempt−1)`, capped, at
+    /// least half of that.
+    fn pause(&self, attempt: u32) -> Duration {
+        let ceiling = self.first_ms.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(self.max_ms);
+        Duration::from_millis(ceiling / 2 + fastrand::u64(0..=ceiling / 2))
+    }
+}
+
+pub struct GcsStore {
+    bucket: String,
+    /// Prefix of every key inside the bucket: empty or ending in `/`.
+    prefix: String,
+    endpoint: String,
+    client: reqwest::Client,
+    /// None only for `STORAGE_EMULATOR_HOST`.
+    auth: Option<(Auth, Source)>,
+    runtime: tokio::runtime::Handle,
+    pub retry: Retry,
+    resumable_above: usize,
+}
+
+/// A reply that is not a transient failure.
+pub(crate) struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// Why one attempt failed.
+enum Failure {
+    /// Worth another attempt (a 408/429/5xx, a timeout, a reset).
+    Transient(String),
+    Final(StoreError),
+}
+
+impl GcsStore {
+    pub fn new(bucket: &str, prefix: &str, gcs: &GcsEndpoint, runtime: tokio::runtime::Handle) -> anyhow::Result<Self> {
+        if bucket.is_empty()
+            || !bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        {
+            anyhow::bail!("bucket name `{bucket}` is not valid: lowercase letters, digits, -, _ and . only");
+        }
+        let prefix = prefix.trim_matches('/');
+        let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+        let (endpoint, auth) = match gcs {
+            GcsEndpoint::Emulator(url) => (url.clone(), None),
+            GcsEndpoint::Google(url) => {
+                let source = runtime.block_on(Source::discover())?;
+                tracing::info!(credentials = %source, "Google credentials");
+                (url.clone(), Some((Auth::new(runtime.clone())?, source)))
+            }
+        };
+        // Per request; an upload of one 32 MiB object fits easily. Overridable for tests.
+        let timeout = std::env::var("MULESOFT_AUDIT_GCS_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(timeout))
+            .build()?;
+        let resumable_above = std::env::var("MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(upload::RESUMABLE_THRESHOLD);
+        Ok(Self {
+            bucket: bucket.to_string(),
+            prefix,
+            endpoint,
+            client,
+            auth,
+            runtime,
+            retry: Retry::default(),
+            resumable_above,
+        })
+    }
+
+    fn name(&self, key: &str) -> Result<String, StoreError> {
+        check_key(key)?;
+        Ok(format!("{}{key}", self.prefix))
+    }
+
+    fn object_url(&self, name: &str) -> String {
+        format!("{}/storage/v1/b/{}/o/{}", self.endpoint, self.bucket, encode_segment(name))
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// One attempt: credentials, the request, the whole reply.
+    async fn attempt(&self, what: &str, make: &impl Fn() -> reqwest::RequestBuilder) -> Result<Reply, Failure> {
+        let mut request = make();
+        if let Some((auth, _)) = &self.auth {
+            match auth.headers().await {
+                Ok(headers) => request = request.headers(headers),
+                Err(StoreError::Unavailable(problem)) => return Err(Failure::Transient(problem)),
+                Err(e) => return Err(Failure::Final(e)),
+            }
+        }
+        let reply = request.send().await.map_err(|e| Failure::Transient(format!("{what}: {e}")))?;
+        let status = reply.status().as_u16();
+        let headers = reply.headers().clone();
+        let body = reply.bytes().await.map_err(|e| Failure::Transient(format!("{what}: reading reply: {e}")))?;
+        match classify(status) {
+            Class::Retry => Err(Failure::Transient(format!("{what}: HTTP {status}"))),
+            Class::Done | Class::Final => Ok(Reply { status, headers, body: body.to_vec() }),
+        }
+    }
+
+    /// Fetches a new token after a 401, once per request: a token GCS no longer takes.
+    fn renew_after_401(&self, what: &str) -> Result<(), StoreError> {
+        let Some((auth, _)) = &self.auth else {
+            return Err(StoreError::Denied(format!(
+                "{what}: HTTP 401 from the emulator at {}; STORAGE_EMULATOR_HOST sends no credentials",
+                self.endpoint
+            )));
+        };
+        tracing::warn!(what, "GCS refused the access token (HTTP 401); fetching a new one");
+        auth.renew()
+    }
+
+    /// Sends the request `make` builds, retrying transient failures with backoff and renewing
+    /// the token once on a 401; returns the final reply (success or a non-retryable status).
+    async fn send(&self, what: &str, make: impl Fn() -> reqwest::RequestBuilder) -> Result<Reply, StoreError> {
+        let mut attempt = 0;
+        let mut renewed = false;
+        loop {
+            attempt += 1;
+            let problem = match self.attempt(what, &make).await {
+                Ok(reply) if reply.status == 401 && !renewed => {
+                    self.renew_after_401(what)?;
+                    renewed = true;
+                    attempt -= 1;
+                    continue;
+                }
+                Ok(reply) => return Ok(reply),
+                Err(Failure::Final(e)) => return Err(e),
+                Err(Failure::Transient(problem)) => problem,
+            };
+            if attempt >= self.retry.attempts {
+                return Err(StoreError::Unavailable(format!("{problem} (after {attempt} attempts)")));
+            }
+            tracing::warn!(what, attempt, %problem, "GCS request failed, retrying");
+            tokio::time::sleep(self.retry.pause(attempt)).await;
+        }
+    }
+
+    /// The error a non-retryable status means, in words that say what to do.
+    fn final_error(&self, what: &str, status: u16, body: &[u8]) -> StoreError {
+        let detail: String = String::from_utf8_lossy(body).chars().filter(|c| !c.is_control()).take(300).collect();
+        let who = match &self.auth {
+            Some((_, source)) => format!("the credentials in use ({source})"),
+            None => "the caller".to_string(),
+        };
+        match status {
+            401 => StoreError::Denied(format!(
+                "{what}: HTTP 401: Cloud Storage did not accept the access token of {who}, even a freshly fetched one: {detail}"
+            )),
+            403 => StoreError::Denied(format!(
+                "{what}: HTTP 403: {who} may not use bucket `{}` (grant roles/storage.objectUser on the bucket, or see the README's least-privilege roles): {detail}",
+                self.bucket
+            )),
+            404 => StoreError::Denied(format!("{what}: bucket `{}` does not exist (HTTP 404): {detail}", self.bucket)),
+            _ => StoreError::Other(format!("{what}: HTTP {status}: {detail}")),
+        }
+    }
+
+    async fn metadata(&self, name: &str) -> Result<Option<ObjectResource>, StoreError> {
+        let url = self.object_url(name);
+        let reply = self.send("reading object metadata", || self.client.get(&url)).await?;
+        match reply.status {
+            200 => serde_json::from_slice(&reply.body)
+                .map(Some)
+                .map_err(|e| StoreError::Other(format!("object metadata: {e}"))),
+            404 => Ok(None),
+            s => Err(self.final_error("reading object metadata", s, &reply.body)),
+        }
+    }
+}
+
+impl ObjectStore for GcsStore {
+    fn create(&self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError> {
+        let name = self.name(key)?;
+        self.block_on(self.upload(&name, data, content_type, 0, OnPrecondition::AlreadyExists))
+    }
+
+    fn read(&self, key: &str) -> Result<Option<Stored>, StoreError> {
+        let name = self.name(key)?;
+        self.block_on(async {
+            // Metadata first, then exactly that generation's bytes: a concurrent replace makes the
+            // second request miss, and we read again rather than mix two versions.
+            for _ in 0..5 {
+                let Some(meta) = self.metadata(&name).await? else {
+                    return Ok(None);
+                };
+                let generation = meta.generation()?;
+                let url = format!("{}?alt=media&generation={generation}", self.object_url(&name));
+                let reply = self.send("reading object", || self.client.get(&url)).await?;
+                match reply.status {
+                    200 => return Ok(Some(Stored { data: reply.body, generation })),
+                    404 => continue,
+                    s => return Err(self.final_error("reading object", s, &reply.body)),
+                }
+            }
+            Err(StoreError::Unavailable(format!("object `{name}` kept changing while being read")))
+        })
+    }
+
+    fn write_if_generation(
+        &self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+        generation: u64,
+    ) -> Result<u64, StoreError> {
+        let name = self.name(key)?;
+        self.block_on(self.upload(&name, data, content_type, generation, OnPrecondition::Mismatch))
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let name = self.name(key)?;
+        let url = self.object_url(&name);
+        self.block_on(async {
+            let reply = self.send("deleting object", || self.client.delete(&url)).await?;
+            match reply.status {
+                200 | 204 | 404 => Ok(()),
+                s => Err(self.final_error("deleting object", s, &reply.body)),
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("gs://{}/{}", self.bucket, self.prefix)
+    }
+
+    fn credentials(&self) -> Option<String> {
+        Some(match &self.auth {
+            Some((_, source)) => source.to_string(),
+            None => format!("none: STORAGE_EMULATOR_HOST sends requests to {} without credentials", self.endpoint),
+        })
+    }
+}
