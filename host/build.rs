@@ -66,14 +66,7 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 /// would die with `can't find crate for core`. rustup is there by the README's premise; without it
 /// the build stops with the one command to run.
 fn ensure_wasm_target() {
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let libdir = Command::new(&rustc)
-        .args(["--print", "target-libdir", "--target", WASM_TARGET])
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    if libdir.is_some_and(|dir| dir.is_dir()) {
+    if wasm_target_installed() {
         return;
     }
     let mut add = Command::new("rustup");
@@ -83,12 +76,25 @@ fn ensure_wasm_target() {
         add.args(["--toolchain", &toolchain]);
     }
     println!("cargo:warning=the {WASM_TARGET} target is missing; adding it with rustup");
-    match add.status() {
-        Ok(s) if s.success() => {}
-        _ => fail(&format!(
-            "the {WASM_TARGET} target is missing and `rustup target add {WASM_TARGET}` failed; run it, then build again"
-        )),
+    let added = add.status().is_ok_and(|s| s.success());
+    // rustup may have added it to another toolchain than the rustc cargo runs (a rustc not
+    // managed by rustup): look again rather than trust the exit code.
+    if !added || !wasm_target_installed() {
+        fail(&format!(
+            "the {WASM_TARGET} target is missing and could not be added; run `rustup target add {WASM_TARGET}` for the toolchain in rust-toolchain.toml, then build again"
+        ));
     }
+}
+
+/// Whether the rustc cargo runs has the wasm target's standard library.
+fn wasm_target_installed() -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .is_some_and(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).is_dir())
 }
 
 fn fail(message: &str) {

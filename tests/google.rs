@@ -77,6 +77,9 @@ pub struct Seen {
     /// Resumable sessions started, and progress queries (`Content-Range: bytes */N`).
     pub resumable_starts: u32,
     pub progress_queries: u32,
+    /// Bytes received in resumable chunks, and the chunks.
+    pub chunk_bytes: usize,
+    pub chunks: u32,
     /// Requests answered 503 by [`Plan::fail_next`], and replies lost on purpose.
     pub failed: u32,
     pub lost_replies: u32,
@@ -106,8 +109,18 @@ impl IntoResponse for Refused {
     }
 }
 
+/// What a resumable session holds, as Cloud Storage would answer a progress query
+/// (`Content-Range: bytes */N`); fake-gcs-server cannot (it takes the query for a last chunk).
+#[derive(Default)]
+struct Session {
+    received: usize,
+    /// The reply that completed it.
+    completed: Option<(StatusCode, Bytes)>,
+}
+
 pub struct Front {
     upstream: String,
+    sessions: Mutex<HashMap<String, Session>>,
     own_url: Mutex<String>,
     pub plan: Mutex<Plan>,
     pub seen: Mutex<Seen>,
@@ -341,8 +354,26 @@ async fn storage(front: Arc<Front>, method: Method, uri: Uri, headers: HeaderMap
     }
     let progress_query = session_chunk
         && headers.get("content-range").and_then(|v| v.to_str().ok()).is_some_and(|r| r.starts_with("bytes */"));
-    if progress_query {
-        front.seen.lock().unwrap().progress_queries += 1;
+    {
+        let mut seen = front.seen.lock().unwrap();
+        if progress_query {
+            seen.progress_queries += 1;
+        } else if session_chunk {
+            seen.chunks += 1;
+            seen.chunk_bytes += body.len();
+        }
+    }
+    let upload_id = query.split('&').find_map(|kv| kv.strip_prefix("upload_id=")).map(str::to_string);
+    if let (true, Some(id)) = (progress_query, &upload_id) {
+        let sessions = front.sessions.lock().unwrap();
+        return match sessions.get(id) {
+            Some(Session { completed: Some((status, body)), .. }) => (*status, body.clone()).into_response(),
+            Some(Session { received, .. }) if *received > 0 => {
+                (StatusCode::PERMANENT_REDIRECT, [("range", format!("bytes=0-{}", received - 1))]).into_response()
+            }
+            Some(_) => StatusCode::PERMANENT_REDIRECT.into_response(),
+            None => gcs_error(StatusCode::NOT_FOUND, "No such upload session."),
+        };
     }
     // The permission a refused upload lacks: any upload, or one that replaces an object.
     let missing_permission = {
@@ -412,13 +443,24 @@ async fn storage(front: Arc<Front>, method: Method, uri: Uri, headers: HeaderMap
         }
     }
     let reply = request.send().await.unwrap();
+    let status = reply.status();
+    let reply_headers = reply.headers().clone();
+    let bytes = reply.bytes().await.unwrap();
+    if let (true, Some(id)) = (session_chunk, &upload_id) {
+        let mut sessions = front.sessions.lock().unwrap();
+        let session = sessions.entry(id.clone()).or_default();
+        if status == StatusCode::PERMANENT_REDIRECT {
+            let range = reply_headers.get("range").and_then(|v| v.to_str().ok());
+            session.received =
+                range.and_then(|r| r.strip_prefix("bytes=0-")).map_or(0, |n| n.parse::<usize>().unwrap() + 1);
+        } else if status.is_success() {
+            session.completed = Some((status, bytes.clone()));
+        }
+    }
     if matches!(fault, Some(Fault::Lose)) {
         front.seen.lock().unwrap().lost_replies += 1;
         return (StatusCode::SERVICE_UNAVAILABLE, "reply lost").into_response();
     }
-    let status = reply.status();
-    let reply_headers = reply.headers().clone();
-    let bytes = reply.bytes().await.unwrap();
     let mut response = (status, bytes).into_response();
     let own = front.own_url.lock().unwrap().clone();
     for (k, v) in &reply_headers {
@@ -447,6 +489,7 @@ impl Google {
                 .unwrap();
         let state = Arc::new(Front {
             upstream: gcs.endpoint(),
+            sessions: Mutex::new(HashMap::new()),
             own_url: Mutex::new(String::new()),
             plan: Mutex::new(plan),
             seen: Mutex::new(Seen::default()),

@@ -134,13 +134,23 @@ fn large_objects_go_up_in_resumable_uploads() {
 
 #[test]
 fn a_chunk_whose_reply_was_lost_is_followed_by_a_progress_query_not_a_blind_resend() {
-    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-chunk", 1200)]));
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-chunk", 6000)]));
     let google = Google::start("faulty", Plan { lose_next_chunk_reply: 2, ..Plan::default() });
-    let r = run_through(&sim, &google, &[("MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE", "0")]);
+    // Objects of several 256 KiB chunks each.
+    let settings = [
+        ("MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE", "0"),
+        ("MULESOFT_AUDIT_GCS_CHUNK_KIB", "256"),
+        ("MULESOFT_AUDIT_OBJECT_KIB", "8192"),
+    ];
+    let r = run_through(&sim, &google, &settings);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    let logs = google.gcs.objects("faulty", "base/logs/");
+    let uploaded: usize = logs.values().map(|(_, _, bytes)| bytes.len()).sum();
     let seen = google.state.seen.lock().unwrap();
     assert_eq!(seen.lost_replies, 2, "the fault happened");
+    assert!(seen.chunks as usize > logs.len(), "objects went up in several chunks");
     assert!(seen.progress_queries >= 2, "each lost chunk reply was followed by a progress query");
+    assert_eq!(seen.chunk_bytes, uploaded, "no chunk the session already held was sent again");
     drop(seen);
     check_bucket(&sim, &google, "org-chunk", &[&r.summary]);
 }

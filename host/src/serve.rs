@@ -233,8 +233,9 @@ async fn authorize(app: &App, headers: &HeaderMap) -> Result<(), (StatusCode, St
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or((StatusCode::UNAUTHORIZED, "missing bearer token".to_string()))?;
-    let verifier = verifier.lock().await;
-    match tokio::time::timeout(VERIFY_TIMEOUT, verifier.verify(token)).await {
+    // The wait for the lock counts too: a slow key fetch for one push must not hold the others
+    // past Pub/Sub's deadline.
+    match tokio::time::timeout(VERIFY_TIMEOUT, async { verifier.lock().await.verify(token).await }).await {
         Ok(Ok(_)) => Ok(()),
         // Google's keys could not be fetched: not the sender's fault, and Pub/Sub redelivers.
         Ok(Err(e)) if keys_unavailable(&e) => {

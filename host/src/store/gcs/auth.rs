@@ -17,8 +17,10 @@ use std::time::Duration;
 /// so an unreachable metadata server would otherwise hang the pass.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long the metadata server may take to name its service account at start-up.
+/// How long one question to the metadata server may take at start-up.
 const METADATA_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a metadata server that refuses, or has no account yet, is asked again at start-up.
+const METADATA_STARTUP: Duration = Duration::from_secs(10);
 
 const NO_CREDENTIALS_ADVICE: &str = "on Cloud Run, GKE or Compute Engine attach a service account; elsewhere set GOOGLE_APPLICATION_CREDENTIALS to a key file or run `gcloud auth application-default login`";
 
@@ -52,6 +54,12 @@ pub enum FileKind {
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            // GKE workload identity without a linked service account: the principal is the
+            // Kubernetes service account, which IAM names `principal://…/sa/NAME`.
+            Self::Metadata { host, email } if email.ends_with(".svc.id.goog") => write!(
+                f,
+                "metadata server ({host}), GKE workload identity of pool {email} (the Kubernetes service account's principal)"
+            ),
             Self::Metadata { host, email } => write!(f, "metadata server ({host}), service account {email}"),
             Self::File { path, kind } => {
                 let path = path.display();
@@ -107,7 +115,13 @@ impl Source {
     /// Finds the source ADC will use, and checks that it can work: a file that exists and is a
     /// credentials file, or a metadata server that answers and has a service account.
     pub async fn discover() -> Result<Self, StoreError> {
-        let path = match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()) {
+        let path = match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
+            // google-cloud-auth would try to read a file named "", so say so first.
+            Some(path) if path.is_empty() => {
+                return Err(StoreError::Denied(
+                    "GOOGLE_APPLICATION_CREDENTIALS is set but empty: unset it, or name a credentials file".into(),
+                ));
+            }
             Some(path) => Some(PathBuf::from(path)),
             None => std::env::var_os("HOME")
                 .map(|home| PathBuf::from(home).join(".config/gcloud/application_default_credentials.json"))
@@ -130,45 +144,69 @@ impl Source {
         }
     }
 
-    /// Asks the metadata server which service account it serves.
+    /// Asks the metadata server which service account it serves. A metadata server may refuse
+    /// for its first seconds (GKE starts it beside a new pod), so refusals are asked again for a
+    /// while; a host name that does not resolve means there is none.
     async fn metadata() -> Result<Self, StoreError> {
         let host = std::env::var("GCE_METADATA_HOST")
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "metadata.google.internal".into());
-        let url = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/email");
         let none = |why: String| {
             StoreError::Denied(format!(
                 "no Google credentials found: GOOGLE_APPLICATION_CREDENTIALS is not set, there is no gcloud application-default file, and {why}; {NO_CREDENTIALS_ADVICE}"
             ))
         };
+        let authority = if host.contains(':') { host.clone() } else { format!("{host}:80") };
+        if tokio::net::lookup_host(&authority).await.map_or(true, |mut addresses| addresses.next().is_none()) {
+            return Err(none(format!("there is no metadata server (`{host}` does not resolve)")));
+        }
+        let url = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/email");
         let client = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(METADATA_PROBE_TIMEOUT)
             .timeout(METADATA_PROBE_TIMEOUT)
             .build()
             .map_err(|e| StoreError::Other(format!("HTTP client: {e}")))?;
-        let reply = client.get(&url).header("Metadata-Flavor", "Google").send().await.map_err(|e| {
-            if e.is_timeout() {
-                StoreError::Unavailable(format!("the metadata server at {host} did not answer in time"))
-            } else {
-                none(format!("no metadata server answers at {host}"))
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let outcome = match client.get(&url).header("Metadata-Flavor", "Google").send().await {
+                Err(e) if e.is_timeout() => {
+                    Err(StoreError::Unavailable(format!("the metadata server at {host} did not answer in time")))
+                }
+                Err(_) => Err(none(format!("no metadata server answers at {host}"))),
+                Ok(reply) => {
+                    let status = reply.status().as_u16();
+                    let email = reply.text().await.unwrap_or_default();
+                    match status {
+                        200 if !email.trim().is_empty() => {
+                            return Ok(Self::Metadata { host, email: email.trim().to_string() });
+                        }
+                        404 | 200 => {
+                            Err(none(format!("the metadata server at {host} has no service account attached")))
+                        }
+                        s if s >= 500 => {
+                            Err(StoreError::Unavailable(format!("the metadata server at {host} answered HTTP {s}")))
+                        }
+                        s => return Err(none(format!("the metadata server at {host} refused (HTTP {s})"))),
+                    }
+                }
+            };
+            if started.elapsed() + pause > METADATA_STARTUP {
+                return outcome;
             }
-        })?;
-        let status = reply.status().as_u16();
-        let email = reply.text().await.unwrap_or_default();
-        match status {
-            200 if !email.trim().is_empty() => Ok(Self::Metadata { host, email: email.trim().to_string() }),
-            404 | 200 => Err(none(format!("the metadata server at {host} has no service account attached"))),
-            s if s >= 500 => Err(StoreError::Unavailable(format!("the metadata server at {host} answered HTTP {s}"))),
-            s => Err(none(format!("the metadata server at {host} refused (HTTP {s})"))),
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
 }
 
 /// Google credentials that can be renewed: `google-cloud-auth` caches a token until shortly
 /// before the expiry it was told, and offers no way to drop it, so a token the server no longer
-/// takes (revoked, or the clocks disagree) is replaced by building the credentials again.
+/// takes (revoked, or the clocks disagree) is replaced by building the credentials again. A key
+/// file signs a fresh token and a refresh token is exchanged again; a metadata server may hand
+/// back the token it has cached, and then the second 401 stands and says so.
 pub struct Auth {
     credentials: Mutex<Credentials>,
     runtime: tokio::runtime::Handle,

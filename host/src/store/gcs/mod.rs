@@ -54,6 +54,8 @@ pub struct GcsStore {
     runtime: tokio::runtime::Handle,
     pub retry: Retry,
     resumable_above: usize,
+    /// Bytes per resumable chunk.
+    chunk: usize,
 }
 
 /// A reply that is not a transient failure.
@@ -97,6 +99,12 @@ impl GcsStore {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(upload::RESUMABLE_THRESHOLD);
+        // The API takes chunks in multiples of 256 KiB. Overridable (KiB) for tests.
+        let chunk = std::env::var("MULESOFT_AUDIT_GCS_CHUNK_KIB")
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+            .filter(|kib| *kib > 0 && kib % 256 == 0)
+            .map_or(upload::CHUNK, |kib| kib << 10);
         Ok(Self {
             bucket: bucket.to_string(),
             prefix,
@@ -106,6 +114,7 @@ impl GcsStore {
             runtime,
             retry: Retry::default(),
             resumable_above,
+            chunk,
         })
     }
 
@@ -132,10 +141,14 @@ impl GcsStore {
                 Err(e) => return Err(Failure::Final(e)),
             }
         }
-        let reply = request.send().await.map_err(|e| Failure::Transient(format!("{what}: {e}")))?;
+        // Without the URL: a resumable session's URL is a credential of its own.
+        let reply = request.send().await.map_err(|e| Failure::Transient(format!("{what}: {}", e.without_url())))?;
         let status = reply.status().as_u16();
         let headers = reply.headers().clone();
-        let body = reply.bytes().await.map_err(|e| Failure::Transient(format!("{what}: reading reply: {e}")))?;
+        let body = reply
+            .bytes()
+            .await
+            .map_err(|e| Failure::Transient(format!("{what}: reading reply: {}", e.without_url())))?;
         match classify(status) {
             Class::Retry => Err(Failure::Transient(format!("{what}: HTTP {status}"))),
             Class::Done | Class::Final => Ok(Reply { status, headers, body: body.to_vec() }),

@@ -62,7 +62,7 @@ pub fn persisted(range: Option<&str>) -> Option<usize> {
         return Some(0);
     };
     let last = range.strip_prefix("bytes=0-")?.trim().parse::<usize>().ok()?;
-    Some(last + 1)
+    last.checked_add(1)
 }
 
 /// The part of an object resource the store reads.
@@ -142,5 +142,6 @@ mod tests {
         assert_eq!(persisted(Some("bytes=0-262143")), Some(262_144));
         assert_eq!(persisted(Some("bytes=5-9")), None);
         assert_eq!(persisted(Some("rubbish")), None);
+        assert_eq!(persisted(Some(&format!("bytes=0-{}", usize::MAX))), None);
     }
 }

@@ -9,7 +9,8 @@ use super::{Failure, GcsStore, Reply, StoreError};
 /// New objects larger than this (compressed bytes) go up in a resumable upload instead of one
 /// multipart request. Overridable (`MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE`, bytes) for tests.
 pub const RESUMABLE_THRESHOLD: usize = 16 << 20;
-/// Resumable chunk size (a multiple of 256 KiB, as the API requires).
+/// Resumable chunk size (a multiple of 256 KiB, as the API requires). Overridable
+/// (`MULESOFT_AUDIT_GCS_CHUNK_KIB`) for tests.
 pub const CHUNK: usize = 8 << 20;
 /// Resumable sessions tried for one object before giving up (each expired with 404 or 410).
 const SESSIONS: u32 = 3;
@@ -50,9 +51,18 @@ impl GcsStore {
             .await?
         };
         match reply.status {
-            200 | 201 => serde_json::from_slice::<ObjectResource>(&reply.body)
-                .map_err(|e| StoreError::Other(format!("upload reply: {e}")))?
-                .generation(),
+            200 | 201 => {
+                let stored = serde_json::from_slice::<ObjectResource>(&reply.body)
+                    .map_err(|e| StoreError::Other(format!("upload reply: {e}")))?;
+                // GCS checks the crc32c we send; a store that did not must not pass off a
+                // truncated object as written.
+                if !stored.same_bytes(data) {
+                    return Err(StoreError::Other(format!(
+                        "uploading object `{name}`: the stored object's size or CRC32C differs from what was sent"
+                    )));
+                }
+                stored.generation()
+            }
             412 => {
                 // A retried request whose first attempt went through, or a store that already
                 // holds exactly these bytes: either way the write has happened.
@@ -127,7 +137,7 @@ impl GcsStore {
         };
         loop {
             let reply = if offset < total {
-                let end = (offset + CHUNK).min(total);
+                let end = (offset + self.chunk).min(total);
                 let range = format!("bytes {offset}-{}/{total}", end - 1);
                 let chunk = data[offset..end].to_vec();
                 let put = || self.client.put(session).header("content-range", range.clone()).body(chunk.clone());
