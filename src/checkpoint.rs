@@ -3,25 +3,57 @@
 //! It lives outside the log prefix (the SecOps feed ingests, and may delete, everything under it)
 //! and is only ever replaced with compare-and-swap on its generation.
 //!
-//! Meaning: every entry with `timestamp < cursor_ms` that the API showed when it was read has been
-//! delivered; `seen` holds the dedup keys of delivered entries from `cursor_ms - overlap` on, so
-//! that re-reading the overlap delivers nothing twice; `pending` names the object a pass was about
-//! to create, so that a pass killed after creating it (and before recording it) is recovered by
-//! reading that object back.
+//! Meaning:
+//! - every entry with a time in `[read_from_ms, cursor_ms)` that the API showed when it was read
+//!   has been delivered;
+//! - nothing before `read_from_ms` is ever read again: it is where collection started (`--since`,
+//!   or the lookback) or, later, where [`Checkpoint::prune`] forgot the dedup keys, so a window
+//!   never reaches back past it, whatever overlap a later pass is given;
+//! - `seen` holds the dedup keys of delivered entries from `read_from_ms` on, so that re-reading
+//!   the overlap delivers nothing twice;
+//! - `pending` names the object a pass was about to create, with what recording it changes
+//!   ([`Effects`]), so that a pass stopped after creating it is recovered without reading it back
+//!   (the feed may have ingested and deleted it meanwhile).
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// Identifies our checkpoints among whatever else sits in a bucket.
 pub const FORMAT: &str = "mulesoft-audit/checkpoint";
-/// The version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The version this build writes. Version 1 (no read floor, pendings without effects) is read too.
+pub const VERSION: u32 = 2;
+
+/// What recording an object changes: the cursor moves to its last entry's time, and the keys of
+/// its entries that later windows may read again join `seen`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Effects {
+    /// Its last entry's time, when any of its entries had one.
+    pub last_ms: Option<i64>,
+    /// `[time_ms, key]` of its entries from `keys_from_ms` on, oldest first.
+    pub keys: Vec<(i64, String)>,
+    /// Where the keys were cut: the overlap before the cursor the object moves to. Recording
+    /// raises the read floor to it, so that the seen set stays complete from the floor on
+    /// whatever overlap the pass that records it is given.
+    pub keys_from_ms: i64,
+    /// How many entries it holds.
+    pub entries: u64,
+}
 
 /// The object being created when the checkpoint was written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     pub key: String,
     pub seq: u64,
+    /// Absent only in version 1 checkpoints: such an object is read back to learn them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effects: Option<Effects>,
+    /// A recovering pass found it missing and is taking its name (see [`crate::delivery`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub claimed: bool,
+    /// It was found missing where the store cannot tell whether it was created and deleted: its
+    /// entries may be delivered twice, which the pass that settles it says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unprovable: bool,
 }
 
 /// One organization's delivery state.
@@ -29,6 +61,7 @@ pub struct Pending {
 pub struct Checkpoint {
     pub org_id: String,
     pub cursor_ms: i64,
+    pub read_from_ms: i64,
     pub next_seq: u64,
     pub pending: Option<Pending>,
     /// Dedup key → entry time (ms).
@@ -43,6 +76,9 @@ struct Wire {
     org_id: String,
     cursor_ms: i64,
     cursor: String,
+    /// Version 2 on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_from_ms: Option<i64>,
     next_seq: u64,
     pending: Option<Pending>,
     /// `[time_ms, key]` pairs, oldest first (sorted, so equal states encode to equal bytes).
@@ -54,17 +90,38 @@ struct Wire {
 pub struct CheckpointError(pub String);
 
 impl Checkpoint {
-    /// A first checkpoint: nothing delivered before `cursor_ms`.
-    pub fn new(org_id: &str, cursor_ms: i64) -> Self {
-        Self { org_id: org_id.to_string(), cursor_ms, next_seq: 1, pending: None, seen: HashMap::new() }
+    /// A first checkpoint: collection starts at `start_ms`, and nothing before it is ever read.
+    pub fn new(org_id: &str, start_ms: i64) -> Self {
+        Self {
+            org_id: org_id.to_string(),
+            cursor_ms: start_ms,
+            read_from_ms: start_ms,
+            next_seq: 1,
+            pending: None,
+            seen: HashMap::new(),
+        }
     }
 
-    /// Forgets dedup keys older than `keep_from_ms`: entries that old are never read again.
-    pub fn prune(&mut self, keep_from_ms: i64) {
-        self.seen.retain(|_, t| *t >= keep_from_ms);
+    /// Forgets dedup keys older than `floor_ms` and never reads before it again: entries that old
+    /// are not read by this pass or the next, and reading them later would deliver them twice.
+    pub fn prune(&mut self, floor_ms: i64) {
+        if floor_ms <= self.read_from_ms {
+            return;
+        }
+        self.read_from_ms = floor_ms;
+        self.seen.retain(|_, t| *t >= floor_ms);
         if self.seen.capacity() > 4 * self.seen.len() + 1024 {
             self.seen.shrink_to_fit();
         }
+    }
+
+    /// Records a created object: the cursor moves past its entries and their keys join `seen`.
+    pub fn record(&mut self, effects: &Effects) {
+        if let Some(last) = effects.last_ms {
+            self.cursor_ms = self.cursor_ms.max(last);
+        }
+        self.prune(effects.keys_from_ms);
+        self.seen.extend(effects.keys.iter().filter(|(t, _)| *t >= self.read_from_ms).map(|(t, k)| (k.clone(), *t)));
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -76,6 +133,7 @@ impl Checkpoint {
             org_id: self.org_id.clone(),
             cursor_ms: self.cursor_ms,
             cursor: crate::window::rfc3339_ms(self.cursor_ms),
+            read_from_ms: Some(self.read_from_ms),
             next_seq: self.next_seq,
             pending: self.pending.clone(),
             seen,
@@ -89,7 +147,7 @@ impl Checkpoint {
     pub fn decode(bytes: &[u8], org_id: &str, key: &str) -> Result<Self, CheckpointError> {
         let advice = format!(
             "inspect it; if it is damaged, restore it from a backup or delete `{key}` and set \
-             --since to the time after the last delivered object"
+             --since to the time of the first entry not yet delivered"
         );
         let wire: Wire = serde_json::from_slice(bytes)
             .map_err(|e| CheckpointError(format!("checkpoint `{key}` is not a valid checkpoint ({e}); {advice}")))?;
@@ -99,13 +157,17 @@ impl Checkpoint {
                 wire.format
             )));
         }
-        if wire.version != VERSION {
-            return Err(CheckpointError(format!(
-                "checkpoint `{key}` has version {}, this build reads version {VERSION}; run a \
-                 matching release",
-                wire.version
-            )));
-        }
+        let read_from_ms = match (wire.version, wire.read_from_ms) {
+            (VERSION, Some(from)) => from,
+            // Version 1 kept no floor: its seen set reaches back as far as it was pruned.
+            (1, None) => wire.seen.first().map_or(wire.cursor_ms, |(t, _)| (*t).min(wire.cursor_ms)),
+            (version, _) => {
+                return Err(CheckpointError(format!(
+                    "checkpoint `{key}` has version {version}, this build reads versions 1 and {VERSION}; run a \
+                     matching release"
+                )));
+            }
+        };
         if wire.org_id != org_id {
             return Err(CheckpointError(format!(
                 "checkpoint `{key}` belongs to organization `{}`, not `{org_id}`; {advice}",
@@ -115,6 +177,7 @@ impl Checkpoint {
         Ok(Self {
             org_id: wire.org_id,
             cursor_ms: wire.cursor_ms,
+            read_from_ms,
             next_seq: wire.next_seq,
             pending: wire.pending,
             seen: wire.seen.into_iter().map(|(t, k)| (k, t)).collect(),
@@ -129,7 +192,18 @@ mod tests {
     fn sample() -> Checkpoint {
         let mut c = Checkpoint::new("org-1", 1_700_000_000_000);
         c.next_seq = 7;
-        c.pending = Some(Pending { key: "2023/11/14/x.json.gz".into(), seq: 7 });
+        c.pending = Some(Pending {
+            key: "2023/11/14/x.json.gz".into(),
+            seq: 7,
+            effects: Some(Effects {
+                last_ms: Some(1_700_000_000_500),
+                keys: vec![(1_700_000_000_400, "i:z".into())],
+                keys_from_ms: 1_699_999_999_900,
+                entries: 3,
+            }),
+            claimed: true,
+            unprovable: true,
+        });
         c.seen.insert("i:a".into(), 1_700_000_000_000);
         c.seen.insert("b:ff".into(), 1_699_999_999_000);
         c
@@ -154,15 +228,48 @@ mod tests {
         assert!(Checkpoint::decode(b"garbage", "org-1", "k").unwrap_err().0.contains("not a valid"));
         let other = String::from_utf8(bytes).unwrap().replace(FORMAT, "something-else");
         assert!(Checkpoint::decode(other.as_bytes(), "org-1", "k").unwrap_err().0.contains("not a mulesoft-audit"));
-        let v2 = String::from_utf8(sample().encode()).unwrap().replace("\"version\":1", "\"version\":2");
-        assert!(Checkpoint::decode(v2.as_bytes(), "org-1", "k").unwrap_err().0.contains("version 2"));
+        let v3 = String::from_utf8(sample().encode()).unwrap().replace("\"version\":2", "\"version\":3");
+        assert!(Checkpoint::decode(v3.as_bytes(), "org-1", "k").unwrap_err().0.contains("version 3"));
     }
 
     #[test]
-    fn prune_bounds_the_seen_set() {
+    fn version_1_is_read_with_its_seen_set_as_the_floor() {
+        let v1 = r#"{"format":"mulesoft-audit/checkpoint","version":1,"org_id":"org-1","cursor_ms":5000,"cursor":"x","next_seq":4,"pending":{"key":"logs/a","seq":4},"seen":[[4400,"i:a"],[4900,"i:b"]]}"#;
+        let c = Checkpoint::decode(v1.as_bytes(), "org-1", "k").unwrap();
+        assert_eq!((c.cursor_ms, c.read_from_ms, c.next_seq), (5000, 4400, 4));
+        assert_eq!(
+            c.pending,
+            Some(Pending { key: "logs/a".into(), seq: 4, effects: None, claimed: false, unprovable: false })
+        );
+        let empty = v1.replace(r#"[[4400,"i:a"],[4900,"i:b"]]"#, "[]");
+        assert_eq!(Checkpoint::decode(empty.as_bytes(), "org-1", "k").unwrap().read_from_ms, 5000);
+    }
+
+    #[test]
+    fn prune_bounds_the_seen_set_and_raises_the_floor() {
         let mut c = sample();
+        c.read_from_ms = 0;
         c.prune(1_700_000_000_000);
         assert_eq!(c.seen.len(), 1);
         assert!(c.seen.contains_key("i:a"));
+        assert_eq!(c.read_from_ms, 1_700_000_000_000);
+        // A lower floor (a larger overlap) never lowers it again.
+        c.prune(1_600_000_000_000);
+        assert_eq!(c.read_from_ms, 1_700_000_000_000);
+    }
+
+    #[test]
+    fn recording_moves_the_cursor_and_keeps_keys_from_the_floor_on() {
+        let mut c = Checkpoint::new("org-1", 1_000);
+        c.seen.insert("i:early".into(), 2_000);
+        let keys = vec![(900, "i:old".into()), (4_000, "i:new".into())];
+        c.record(&Effects { last_ms: Some(5_000), keys, keys_from_ms: 3_000, entries: 2 });
+        assert_eq!(c.cursor_ms, 5_000);
+        assert!(c.seen.contains_key("i:new") && !c.seen.contains_key("i:old"));
+        // The keys were cut at 3 000: the floor follows, and older keys go.
+        assert_eq!(c.read_from_ms, 3_000);
+        assert!(!c.seen.contains_key("i:early"));
+        c.record(&Effects { last_ms: None, keys: vec![], keys_from_ms: 0, entries: 1 });
+        assert_eq!((c.cursor_ms, c.read_from_ms), (5_000, 3_000));
     }
 }

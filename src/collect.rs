@@ -1,30 +1,18 @@
-//! One pass: for each organization, read the window after its checkpoint, write new entries into
-//! gzip NDJSON objects, and advance the checkpoint only past what is written.
+//! One pass: for each organization, read the window after its checkpoint and deliver new entries
+//! ([`crate::delivery`]), reading pages by the plan of [`crate::paging`].
 //!
-//! Order of writes for each object (why it is exactly-once):
-//! 1. compare-and-swap the checkpoint to name the object as `pending` (a concurrent pass loses
-//!    here, before it has written anything);
-//! 2. create the object, create-only;
-//! 3. the next compare-and-swap records the object's entries as seen and moves the cursor.
-//!
-//! A pass killed between 2 and 3 leaves `pending` behind; the next pass reads that object back
-//! and counts its entries as delivered. A pass killed between 1 and 2 leaves a `pending` that
-//! does not exist, which is simply dropped.
+//! Every entry's time is checked against the query that returned it: an API whose entries carry
+//! another time than it filters on must not move the cursor to where no window reads again.
 
 use crate::anypoint::Client;
-use crate::checkpoint::{Checkpoint, Pending};
+use crate::delivery::{Delivery, Entry};
 use crate::entry;
-use crate::gzip::{GzipWriter, gunzip};
-use crate::platform::{Method, ObjectStore, Platform, StoreError};
-use crate::settings::{ErrorKind, Failure, OrgSummary, Paging, Settings};
+use crate::paging::{FetchedPage, Slice, page_request, split};
+use crate::platform::{Method, ObjectStore, Platform};
+use crate::settings::{ErrorKind, Failure, OrgSummary, Settings};
 use crate::window::{self, Window};
 use serde::Deserialize;
-use std::collections::{HashMap, VecDeque};
-
-pub const CONTENT_TYPE_LOGS: &str = "application/gzip";
-pub const CONTENT_TYPE_STATE: &str = "application/json";
-/// Deflate level: 6 is zlib's default balance of size and CPU.
-pub const GZIP_LEVEL: u8 = 6;
+use std::collections::VecDeque;
 
 /// The outcome of a pass over every organization.
 #[derive(Debug, Default)]
@@ -60,7 +48,8 @@ pub fn run_pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, se
                 failure.org_id = Some(org.clone());
                 let stop = failure.kind.stops_the_pass();
                 result.failures.push(failure);
-                if summary.entries_written > 0 {
+                // What it wrote, and what it recovered or claimed (notes the user must see).
+                if !summary.objects.is_empty() {
                     result.completed.push(summary);
                 }
                 if stop {
@@ -76,103 +65,41 @@ pub fn run_pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, se
 /// bounds memory while the slices behind the head keep reading.
 const READ_AHEAD_BYTES: usize = 12 << 20;
 
-/// A checked reply to a query, with what paging needs read out of it.
-struct FetchedPage {
-    raw: Vec<u8>,
-    count: usize,
-    cursor: Option<String>,
-    total: Option<u64>,
-    last_entry_ts: Option<i64>,
-}
-
-/// One time slice of a window, paged on its own.
-struct Slice {
-    from_ms: i64,
-    to_ms: i64,
-    cursor: Option<String>,
-    offset: u64,
-    done: bool,
-    /// Pages read but not yet written (raw replies).
-    pages: VecDeque<Vec<u8>>,
-}
-
-impl Slice {
-    fn new(from_ms: i64, to_ms: i64) -> Self {
-        Self { from_ms, to_ms, cursor: None, offset: 0, done: false, pages: VecDeque::new() }
-    }
-
-    /// Moves past a page of `count` entries.
-    fn advance(&mut self, settings: &Settings, count: usize, cursor: Option<String>) {
-        match settings.paging {
-            Paging::Cursor => match cursor {
-                Some(next) if count > 0 => self.cursor = Some(next),
-                _ => self.done = true,
-            },
-            Paging::Offset => {
-                self.offset += count as u64;
-                self.done = count < settings.page_size as usize;
-            }
-        }
-    }
-}
-
-/// `[from, to]` cut into `parts` consecutive closed slices (fewer if it is too short).
-fn split(from_ms: i64, to_ms: i64, parts: i64) -> Vec<Slice> {
-    let span = to_ms - from_ms + 1;
-    let parts = parts.clamp(1, span.max(1));
-    (0..parts)
-        .map(|k| {
-            let start = from_ms + span * k / parts;
-            let end = if k == parts - 1 { to_ms } else { from_ms + span * (k + 1) / parts - 1 };
-            Slice::new(start, end)
-        })
-        .collect()
-}
-
-/// The query for a slice's next page.
-fn page_request(settings: &Settings, org: &str, slice: &Slice, with_total: bool) -> (String, Vec<u8>) {
-    let mut body = serde_json::json!({
-        "startDate": slice.from_ms,
-        "endDate": slice.to_ms,
-        "limit": settings.page_size,
-        "ascending": true,
-    });
-    let path = match settings.paging {
-        Paging::Cursor => {
-            if let Some(c) = &slice.cursor {
-                body["cursor"] = serde_json::Value::String(c.clone());
-            }
-            let total = if with_total { "&doIncludeTotal=true" } else { "" };
-            format!("/audit/v2/organizations/{org}/query?cursorPagination=true{total}")
-        }
-        Paging::Offset => {
-            body["offset"] = serde_json::Value::from(slice.offset);
-            format!("/audit/v2/organizations/{org}/query")
-        }
-    };
-    (path, body.to_string().into_bytes())
-}
-
 /// Writes a page's new entries (those not already delivered or already in the current object).
+/// The page answered the query for `slice`: an entry whose time lies outside it fails the org.
 fn write_page<S: ObjectStore>(
-    pass: &mut OrgPass<'_, S>,
+    delivery: &mut Delivery<'_, S>,
     raw_page: &[u8],
-    last_ts: &mut i64,
+    slice: (i64, i64),
     summary: &mut OrgSummary,
 ) -> Result<(), Failure> {
     let page = entry::parse_page(raw_page).map_err(|e| Failure::new(ErrorKind::Api, e))?;
+    let (from_ms, to_ms) = slice;
     for raw in &page.data {
-        let meta = entry::meta(raw.get());
-        let ts = meta.timestamp_ms.unwrap_or(*last_ts);
-        *last_ts = ts;
-        let known = pass.checkpoint.seen.contains_key(&meta.key)
-            || pass.builder.as_ref().is_some_and(|b| b.keys.contains_key(&meta.key));
-        if known {
+        let line = entry::ndjson_line(raw.get());
+        let meta = entry::meta(&line);
+        if let Some(t) = meta.timestamp_ms.filter(|t| !(from_ms..=to_ms).contains(t)) {
+            return Err(Failure::new(
+                ErrorKind::Api,
+                format!(
+                    "the API returned an entry timed {} for a query of {}..{}: its `timestamp` is not the time it filters on, so the cursor cannot follow it; nothing past the last object is marked done",
+                    window::rfc3339_ms(t),
+                    window::rfc3339_ms(from_ms),
+                    window::rfc3339_ms(to_ms)
+                ),
+            ));
+        }
+        if delivery.knows(&meta.key) {
             summary.duplicates_skipped += 1;
             continue;
         }
-        let line = entry::ndjson_line(raw.get());
-        pass.add(&line, meta.key, ts, summary)?;
+        let entry = Entry {
+            line: &line,
+            key: meta.key,
+            time_ms: meta.timestamp_ms,
+            keep_ms: meta.timestamp_ms.unwrap_or(to_ms),
+        };
+        delivery.add(entry, summary)?;
     }
     Ok(())
 }
@@ -268,165 +195,6 @@ fn retention_floor<P: Platform>(client: &mut Client<'_, P>, org: &str, now_ms: i
     Ok(now_ms - i64::from(days) * 86_400_000)
 }
 
-fn compress_failure(e: crate::gzip::GzipError) -> Failure {
-    Failure::new(ErrorKind::Storage, format!("compressing: {}", e.0))
-}
-
-fn storage_failure(what: &str, key: &str, e: &StoreError) -> Failure {
-    let kind = match e {
-        StoreError::GenerationMismatch => ErrorKind::Conflict,
-        StoreError::Denied(_) => ErrorKind::Denied,
-        _ => ErrorKind::Storage,
-    };
-    let advice = match e {
-        StoreError::GenerationMismatch => {
-            "another pass for this organization advanced it meanwhile; nothing was lost, the next pass continues"
-        }
-        StoreError::Unavailable(_) => "the next pass retries",
-        StoreError::Denied(_) => {
-            "check that the bucket exists and that the service account may create and read objects in it"
-        }
-        StoreError::AlreadyExists => "another writer uses this prefix; give each collector its own key prefix",
-        StoreError::Other(_) => "see the store's message",
-    };
-    Failure::new(kind, format!("{what} `{key}`: {e}; {advice}"))
-}
-
-/// The object being filled.
-struct Builder {
-    day: (i32, u32, u32),
-    gzip: GzipWriter,
-    /// Dedup keys and times of its entries: recorded as seen only once the object exists.
-    keys: HashMap<String, i64>,
-    last_ms: i64,
-    /// Size of `keys` at which old keys are dropped next.
-    prune_at: usize,
-}
-
-/// Smallest key count at which an object's keys are pruned.
-const KEYS_PRUNE_MIN: usize = 16 * 1024;
-
-struct OrgPass<'s, S: ObjectStore> {
-    store: &'s mut S,
-    settings: &'s Settings,
-    org: String,
-    checkpoint_key: String,
-    checkpoint: Checkpoint,
-    /// Generation of the stored checkpoint; 0 when there is none yet.
-    generation: u64,
-    builder: Option<Builder>,
-}
-
-impl<S: ObjectStore> OrgPass<'_, S> {
-    /// Compare-and-swap of the checkpoint as it is now.
-    fn save(&mut self) -> Result<(), Failure> {
-        let bytes = self.checkpoint.encode();
-        self.generation = self
-            .store
-            .write_if_generation(&self.checkpoint_key, &bytes, CONTENT_TYPE_STATE, self.generation)
-            .map_err(|e| storage_failure("writing checkpoint", &self.checkpoint_key, &e))?;
-        Ok(())
-    }
-
-    /// Adopts the object a killed pass may have created, then clears `pending` in memory.
-    /// Returns whether the stored checkpoint had a `pending` (and so needs saving).
-    fn recover_pending(&mut self, summary: &mut OrgSummary) -> Result<bool, Failure> {
-        let Some(pending) = self.checkpoint.pending.take() else {
-            return Ok(false);
-        };
-        let stored =
-            self.store.read(&pending.key).map_err(|e| storage_failure("reading pending object", &pending.key, &e))?;
-        let Some((bytes, _)) = stored else {
-            return Ok(true);
-        };
-        let plain = gunzip(&bytes).map_err(|e| {
-            Failure::new(
-                ErrorKind::Checkpoint,
-                format!(
-                    "pending object `{}` cannot be read back ({}); inspect it before running again",
-                    pending.key, e.0
-                ),
-            )
-        })?;
-        let mut last_ms = self.checkpoint.cursor_ms;
-        for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let text = std::str::from_utf8(line).map_err(|_| {
-                Failure::new(
-                    ErrorKind::Checkpoint,
-                    format!("pending object `{}` holds a line that is not UTF-8", pending.key),
-                )
-            })?;
-            let meta = entry::meta(text);
-            let ts = meta.timestamp_ms.unwrap_or(last_ms);
-            last_ms = ts;
-            self.checkpoint.seen.insert(meta.key, ts);
-        }
-        self.checkpoint.cursor_ms = self.checkpoint.cursor_ms.max(last_ms);
-        self.checkpoint.next_seq = self.checkpoint.next_seq.max(pending.seq + 1);
-        summary.objects.push(format!("(recovered) {}", pending.key));
-        Ok(true)
-    }
-
-    fn add(&mut self, line: &str, key: String, ts: i64, summary: &mut OrgSummary) -> Result<(), Failure> {
-        let day = window::utc_day(ts);
-        let line_len = line.len() as u64 + 1;
-        if let Some(b) = &self.builder
-            && (b.day != day || b.gzip.uncompressed_len() + line_len > self.settings.object_max_bytes)
-            && !b.keys.is_empty()
-        {
-            self.flush(summary)?;
-        }
-        let builder = self.builder.get_or_insert_with(|| Builder {
-            day,
-            gzip: GzipWriter::new(GZIP_LEVEL),
-            keys: HashMap::new(),
-            last_ms: ts,
-            prune_at: KEYS_PRUNE_MIN,
-        });
-        builder.gzip.write(line.as_bytes()).map_err(compress_failure)?;
-        builder.gzip.write(b"\n").map_err(compress_failure)?;
-        builder.keys.insert(key, ts);
-        builder.last_ms = ts;
-        // Entries are read oldest first: keys older than the overlap before this one cannot come
-        // back, in this pass or (after the checkpoint's pruning) the next, so an object of a
-        // busy day does not hold every key it has written.
-        if builder.keys.len() >= builder.prune_at {
-            let floor = ts - self.settings.overlap_ms;
-            builder.keys.retain(|_, t| *t >= floor);
-            builder.prune_at = (builder.keys.len() * 2).max(KEYS_PRUNE_MIN);
-        }
-        summary.entries_written += 1;
-        Ok(())
-    }
-
-    /// Writes the current object (steps 1 and 2 of the module docs; step 3 is the next save).
-    fn flush(&mut self, summary: &mut OrgSummary) -> Result<(), Failure> {
-        let Some(builder) = self.builder.take() else {
-            return Ok(());
-        };
-        let seq = self.checkpoint.next_seq;
-        let key = window::object_key(&self.settings.key_prefix, builder.day, &self.org, seq);
-        self.checkpoint.pending = Some(Pending { key: key.clone(), seq });
-        self.save()?;
-        let bytes = builder.gzip.finish().map_err(compress_failure)?;
-        self.store
-            .create(&key, &bytes, CONTENT_TYPE_LOGS)
-            .map_err(|e| storage_failure("creating log object", &key, &e))?;
-        summary.objects.push(key);
-        summary.bytes_out += bytes.len() as u64;
-        // Everything before this object's last entry is now delivered.
-        self.checkpoint.cursor_ms = self.checkpoint.cursor_ms.max(builder.last_ms);
-        // Paging runs oldest first, so nothing older than the overlap before the cursor is read
-        // again, by this pass or the next: the seen set stays bounded during a long backfill.
-        let floor = self.checkpoint.cursor_ms - self.settings.overlap_ms;
-        self.checkpoint.seen.extend(builder.keys.into_iter().filter(|(_, t)| *t >= floor));
-        self.checkpoint.prune(floor);
-        self.checkpoint.next_seq = seq + 1;
-        self.checkpoint.pending = None;
-        Ok(())
-    }
-}
-
 fn collect_org<P: Platform, S: ObjectStore>(
     client: &mut Client<'_, P>,
     store: &mut S,
@@ -434,51 +202,38 @@ fn collect_org<P: Platform, S: ObjectStore>(
     org: &str,
     summary: &mut OrgSummary,
 ) -> Result<(), Failure> {
-    let checkpoint_key = window::checkpoint_key(&settings.state_prefix, org);
-    let (checkpoint, generation) =
-        match store.read(&checkpoint_key).map_err(|e| storage_failure("reading checkpoint", &checkpoint_key, &e))? {
-            Some((bytes, generation)) => {
-                let cp = Checkpoint::decode(&bytes, org, &checkpoint_key)
-                    .map_err(|e| Failure::new(ErrorKind::Checkpoint, e.0))?;
-                (cp, generation)
-            }
-            None => {
-                let now = client.platform.now_ms();
-                let floor = match settings.since_ms {
-                    Some(_) => Some(retention_floor(client, org, now)?),
-                    None => None,
-                };
-                (Checkpoint::new(org, window::first_cursor(now, settings.since_ms, settings.lookback_ms, floor)), 0)
-            }
+    let start = || {
+        let now = client.platform.now_ms();
+        let floor = match settings.since_ms {
+            Some(_) => Some(retention_floor(client, org, now)?),
+            None => None,
         };
-    let mut pass =
-        OrgPass { store, settings, org: org.to_string(), checkpoint_key, checkpoint, generation, builder: None };
-    let recovered = pass.recover_pending(summary)?;
+        Ok(window::first_cursor(now, settings.since_ms, settings.lookback_ms, floor))
+    };
+    let mut delivery = Delivery::open(store, settings, org, start)?;
+    delivery.recover(summary)?;
 
     let now = client.platform.now_ms();
+    let checkpoint = &delivery.checkpoint;
     let Some(Window { from_ms, to_ms }) =
-        window::next_window(pass.checkpoint.cursor_ms, now, settings.lag_ms, settings.overlap_ms)
+        window::next_window(checkpoint.cursor_ms, checkpoint.read_from_ms, now, settings.lag_ms, settings.overlap_ms)
     else {
-        summary.window_start = window::rfc3339_ms(pass.checkpoint.cursor_ms);
+        // Nothing to read yet: what is delivered ends just before the cursor.
+        summary.window_start = window::rfc3339_ms(checkpoint.cursor_ms - 1);
         summary.window_end = summary.window_start.clone();
-        return if recovered { pass.save() } else { Ok(()) };
+        return Ok(());
     };
     summary.window_start = window::rfc3339_ms(from_ms);
     summary.window_end = window::rfc3339_ms(to_ms);
-    pass.checkpoint.prune(from_ms);
 
-    // Page 1 covers the whole window. When its total shows much more to read, the rest of the
-    // window is split into time slices paged concurrently; pages are still written strictly in
-    // time order (the head slice first), so the checkpoint's meaning is unchanged.
     let mut slices: VecDeque<Slice> = VecDeque::from([Slice::new(from_ms, to_ms)]);
     let mut split_considered = false;
     let mut in_flight = 1usize;
     let mut pages = 0u32;
-    let mut last_ts = from_ms;
     loop {
         while let Some(head) = slices.front_mut() {
             while let Some(raw) = head.pages.pop_front() {
-                write_page(&mut pass, &raw, &mut last_ts, summary)?;
+                write_page(&mut delivery, &raw, (head.from_ms, head.to_ms), summary)?;
             }
             if head.done {
                 slices.pop_front();
@@ -533,13 +288,17 @@ fn collect_org<P: Platform, S: ObjectStore>(
         for (&i, reply) in chosen.iter().zip(replies) {
             let FetchedPage { raw, count, cursor, total, last_entry_ts } = reply?;
             let slice = &mut slices[i];
-            slice.advance(settings, count, cursor);
+            slice.advance(settings.paging, count, cursor, total);
             if count > 0 {
                 slice.pages.push_back(raw);
             }
             if !split_considered {
                 split_considered = true;
-                if let (Some(total), Some(split_from), false) = (total, last_entry_ts, slices[i].done) {
+                let head = &slices[i];
+                // The split starts at the page's last entry, within the slice whatever the entry
+                // says (an entry outside it fails the org when the page is written).
+                let split_from = last_entry_ts.map(|t| t.clamp(head.from_ms, head.to_ms));
+                if let (Some(total), Some(split_from), false) = (total, split_from, head.done) {
                     let remaining_pages = total.saturating_sub(count as u64) / u64::from(settings.page_size);
                     let useful = client.useful_concurrency(settings.concurrency);
                     // Each slice costs one extra (empty) page at its end: a few slices per request
@@ -556,8 +315,5 @@ fn collect_org<P: Platform, S: ObjectStore>(
             }
         }
     }
-    pass.flush(summary)?;
-    pass.checkpoint.cursor_ms = pass.checkpoint.cursor_ms.max(to_ms + 1);
-    pass.checkpoint.prune(pass.checkpoint.cursor_ms - settings.overlap_ms);
-    pass.save()
+    delivery.finish_window(to_ms, summary)
 }

@@ -4,7 +4,7 @@
 #![allow(unsafe_code)]
 
 use crate::collect;
-use crate::platform::{ObjectStore, StoreError};
+use crate::platform::{ObjectStore, Presence, StoreError};
 use crate::settings::{ErrorKind, Failure, OrgSummary, Paging, Plane, RawConfig, Settings};
 use crate::wasi_platform::WasiPlatform;
 
@@ -54,6 +54,16 @@ impl ObjectStore for HostStore {
         generation: u64,
     ) -> Result<u64, StoreError> {
         wit_store::write_if_generation(key, data, content_type, generation).map_err(from_wit)
+    }
+    fn presence(&mut self, key: &str) -> Result<Presence, StoreError> {
+        wit_store::presence(key)
+            .map(|p| match p {
+                wit_store::ObjectPresence::Present => Presence::Present,
+                wit_store::ObjectPresence::Deleted => Presence::Deleted,
+                wit_store::ObjectPresence::Absent => Presence::Absent,
+                wit_store::ObjectPresence::Unknown => Presence::Unknown,
+            })
+            .map_err(from_wit)
     }
 }
 

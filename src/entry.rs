@@ -2,8 +2,8 @@
 //! them (identity and time) to deduplicate, partition and checkpoint.
 //!
 //! No public schema exists for an entry, so nothing here requires a field: an entry without `id`
-//! is identified by a hash of its bytes, one without `timestamp` inherits the time of the entry
-//! before it (or the window start).
+//! is identified by a hash of its line, and one without a `timestamp` we can read has no time
+//! (it moves no cursor; see [`crate::collect`]).
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -75,16 +75,56 @@ fn scalar_text(raw: &str) -> Option<String> {
     }
 }
 
-/// A timestamp given as epoch ms (number or numeric string) or as RFC 3339 text.
+/// A timestamp in any form an API might use, as Unix ms: epoch seconds, milliseconds,
+/// microseconds or nanoseconds (as a number or numeric text; the magnitude tells them apart for
+/// any date after 1973), RFC 3339, or ISO 8601 with a `+0000` offset, with a space for the `T`, or
+/// with no offset at all (read as UTC).
 fn timestamp_ms(raw: &str) -> Option<i64> {
     match serde_json::from_str::<serde_json::Value>(raw).ok()? {
-        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        serde_json::Value::String(s) => s
-            .parse::<i64>()
-            .ok()
-            .or_else(|| chrono::DateTime::parse_from_rfc3339(&s).ok().map(|d| d.timestamp_millis())),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(whole) => epoch_ms(whole),
+            None => seconds_ms(n.as_f64()?),
+        },
+        serde_json::Value::String(s) => {
+            let s = s.trim();
+            if let Ok(whole) = s.parse::<i64>() {
+                return epoch_ms(whole);
+            }
+            if let Ok(fraction) = s.parse::<f64>() {
+                return seconds_ms(fraction);
+            }
+            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+                return Some(t.timestamp_millis());
+            }
+            let iso = s.replacen(' ', "T", 1);
+            if let Ok(t) = chrono::DateTime::parse_from_str(&iso, "%Y-%m-%dT%H:%M:%S%.f%z") {
+                return Some(t.timestamp_millis());
+            }
+            let naive = iso.trim_end_matches(['Z', 'z']);
+            chrono::NaiveDateTime::parse_from_str(naive, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .map(|t| t.and_utc().timestamp_millis())
+        }
         _ => None,
     }
+}
+
+/// A whole epoch number in ms, its unit told by its magnitude: under 10^11 it is seconds (10^11
+/// ms is 1973, 10^11 s the year 5138), then ms, µs from 10^14 and ns from 10^17; the finer
+/// units are cut down to the millisecond they fall in, as the API files them.
+fn epoch_ms(n: i64) -> Option<i64> {
+    match n {
+        ..0 => None,
+        0..100_000_000_000 => n.checked_mul(1000),
+        100_000_000_000..100_000_000_000_000 => Some(n),
+        100_000_000_000_000..100_000_000_000_000_000 => Some(n / 1000),
+        _ => Some(n / 1_000_000),
+    }
+}
+
+/// Epoch seconds with a fraction (the only unit written with one), to the nearest ms.
+fn seconds_ms(seconds: f64) -> Option<i64> {
+    (seconds.is_finite() && (0.0..1e11).contains(&seconds)).then(|| (seconds * 1e3).round() as i64)
 }
 
 /// The line written for an entry: its bytes exactly as received. JSON strings cannot hold a raw
@@ -149,6 +189,26 @@ mod tests {
         assert_eq!(meta(r#"{"timestamp":"2023-11-14T22:13:20.123Z"}"#).timestamp_ms, Some(1_700_000_000_123));
         let long = "x".repeat(100);
         assert!(meta(&format!(r#"{{"id":"{long}"}}"#)).key.starts_with("h:"));
+    }
+
+    #[test]
+    fn timestamps_in_the_forms_an_api_might_use() {
+        let at = |t: &str| meta(&format!(r#"{{"timestamp":{t}}}"#)).timestamp_ms;
+        let ms = Some(1_700_000_000_123);
+        assert_eq!(at("1700000000123"), ms);
+        assert_eq!(at("1700000000.123"), ms, "epoch seconds with a fraction");
+        assert_eq!(at("1700000000"), Some(1_700_000_000_000), "epoch seconds");
+        assert_eq!(at("1700000000123000"), ms, "microseconds");
+        assert_eq!(at("1700000000123000000"), ms, "nanoseconds");
+        assert_eq!(at(r#""1700000000123""#), ms);
+        assert_eq!(at(r#""2023-11-14T22:13:20.123Z""#), ms);
+        assert_eq!(at(r#""2023-11-14T22:13:20.123+00:00""#), ms);
+        assert_eq!(at(r#""2023-11-14T23:13:20.123+0100""#), ms, "offset without a colon");
+        assert_eq!(at(r#""2023-11-14T22:13:20.123""#), ms, "no offset: UTC");
+        assert_eq!(at(r#""2023-11-14 22:13:20.123""#), ms, "a space for the T");
+        assert_eq!(at(r#""yesterday""#), None);
+        assert_eq!(at("-5"), None);
+        assert_eq!(at("null"), None);
     }
 
     #[test]

@@ -8,13 +8,22 @@
 pub mod anypoint;
 pub mod checkpoint;
 pub mod collect;
+pub mod delivery;
 pub mod entry;
 pub mod gzip;
 pub mod pacer;
+pub mod paging;
 pub mod platform;
 pub mod retry;
 pub mod settings;
 pub mod window;
+
+#[cfg(test)]
+mod doubles;
+#[cfg(test)]
+mod model;
+#[cfg(test)]
+mod scenarios;
 
 #[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;

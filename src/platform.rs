@@ -52,6 +52,20 @@ pub trait Platform {
     fn random(&mut self) -> u64;
 }
 
+/// What a store can tell of an object without reading it (the WIT `presence`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// An object is there.
+    Present,
+    /// One was there and has been deleted since (the SecOps feed's source deletion, seen
+    /// through Cloud Storage's soft delete).
+    Deleted,
+    /// None is there, and none was deleted: no object was ever created under the key.
+    Absent,
+    /// None is there, and whether one was created and deleted since cannot be told.
+    Unknown,
+}
+
 /// The object store (the WIT `object-store` interface).
 pub trait ObjectStore {
     fn create(&mut self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError>;
@@ -63,6 +77,7 @@ pub trait ObjectStore {
         content_type: &str,
         generation: u64,
     ) -> Result<u64, StoreError>;
+    fn presence(&mut self, key: &str) -> Result<Presence, StoreError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

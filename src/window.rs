@@ -24,14 +24,15 @@ pub struct Window {
     pub to_ms: i64,
 }
 
-/// The window after a checkpoint at `cursor_ms`: back `overlap` to catch late entries, up to
-/// `now - lag`. `None` when there is nothing to read yet.
-pub fn next_window(cursor_ms: i64, now_ms: i64, lag_ms: i64, overlap_ms: i64) -> Option<Window> {
+/// The window after a checkpoint at `cursor_ms`: back `overlap` to catch late entries (never
+/// before `read_from_ms`, before which nothing is read again), up to `now - lag`. `None` when
+/// there is nothing to read yet.
+pub fn next_window(cursor_ms: i64, read_from_ms: i64, now_ms: i64, lag_ms: i64, overlap_ms: i64) -> Option<Window> {
     let to_ms = now_ms - lag_ms;
     if to_ms < cursor_ms {
         return None;
     }
-    Some(Window { from_ms: cursor_ms - overlap_ms, to_ms })
+    Some(Window { from_ms: (cursor_ms - overlap_ms).max(read_from_ms).min(cursor_ms), to_ms })
 }
 
 /// Where an organization's first pass starts: an explicit `since`, clamped to the retention floor
@@ -68,11 +69,13 @@ mod tests {
 
     #[test]
     fn windows_overlap_back_and_lag_behind() {
-        let w = next_window(1_000_000, 2_000_000, 60_000, 600_000).unwrap();
+        let w = next_window(1_000_000, 0, 2_000_000, 60_000, 600_000).unwrap();
         assert_eq!(w, Window { from_ms: 400_000, to_ms: 1_940_000 });
-        assert_eq!(next_window(1_000_000, 1_050_000, 60_000, 0), None);
+        assert_eq!(next_window(1_000_000, 0, 1_050_000, 60_000, 0), None);
         // Exactly at the cursor: a one-millisecond window is still read.
-        assert_eq!(next_window(1_000, 61_000, 60_000, 0), Some(Window { from_ms: 1_000, to_ms: 1_000 }));
+        assert_eq!(next_window(1_000, 0, 61_000, 60_000, 0), Some(Window { from_ms: 1_000, to_ms: 1_000 }));
+        // Never back past the read floor (where collection started, or the keys were forgotten).
+        assert_eq!(next_window(1_000_000, 700_000, 2_000_000, 0, 600_000).unwrap().from_ms, 700_000);
     }
 
     #[test]

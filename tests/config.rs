@@ -59,7 +59,7 @@ fn a_wrong_secret_is_one_clear_line_and_never_printed() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("401") && r.stderr.contains("CLIENT_SECRET"), "{}", r.stderr);
     assert!(!r.stdout.contains(wrong) && !r.stderr.contains(wrong), "the secret is never printed");
-    assert!(!dir.path().join("state").exists(), "nothing marked done");
+    assert_nothing_marked_done_in(dir.path());
 }
 
 #[test]
@@ -87,7 +87,7 @@ fn an_org_outside_the_apps_scope_fails_alone() {
         r.stderr
     );
     assert_eq!(r.summary["failures"][0]["kind"], "forbidden");
-    assert!(!dir.path().join("state/org-nope").exists());
+    assert_nothing_marked_done_in(&dir.path().join("state/org-nope"));
     let (from, to) = covered(&[&r.summary], "org-yes");
     assert_exactly_once(&sim, "org-yes", &objects_in_dir(dir.path()), from, to);
 }
@@ -191,10 +191,7 @@ fn api_replies_that_are_not_a_page_fail_clearly() {
         assert_eq!(r.code, 1);
         assert_eq!(r.summary["failures"][0]["kind"], "unavailable");
         assert!(r.stderr.contains(needle) && r.stderr.contains("org-bad"), "{}", r.stderr);
-        assert!(
-            !dir.path().join("logs").exists() && !dir.path().join("state").exists(),
-            "nothing written or marked done"
-        );
+        assert_nothing_marked_done_in(dir.path());
     }
 }
 
@@ -211,5 +208,5 @@ fn a_page_larger_than_the_memory_limit_stops_the_guest_and_nothing_is_marked_don
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert_eq!(r.summary["failures"][0]["kind"], "memory-limit", "{}", r.stdout);
     assert!(sim.stats().query_requests >= 1, "the guest started, read a page, and was stopped by it");
-    assert!(!dir.path().join("state").exists(), "nothing marked done");
+    assert_nothing_marked_done_in(dir.path());
 }

@@ -6,7 +6,7 @@ use anypoint_sim::{Faults, OrgSpec, SimConfig, Simulator};
 use clap::Parser;
 use mulesoft_audit_host::runtime::{Limits, Runtime};
 use mulesoft_audit_host::settings::{CollectArgs, Resolved};
-use mulesoft_audit_host::store::{ObjectStore, StoreError, Stored, file::FileStore};
+use mulesoft_audit_host::store::{ObjectStore, Presence, StoreError, Stored, file::FileStore};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
@@ -70,6 +70,12 @@ impl ObjectStore for DyingStore {
     }
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key)
+    }
+    fn presence(&self, key: &str) -> Result<Presence, StoreError> {
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("process died".into()));
+        }
+        self.inner.presence(key)
     }
     fn describe(&self) -> String {
         "dying".into()
@@ -331,6 +337,9 @@ impl ObjectStore for MeddlingStore {
     }
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key)
+    }
+    fn presence(&self, key: &str) -> Result<Presence, StoreError> {
+        self.inner.presence(key)
     }
     fn describe(&self) -> String {
         "meddling".into()

@@ -195,6 +195,34 @@ pub fn ms_of_first_window() -> i64 {
     anypoint_sim::now_ms() - 25 * 3600 * 1000
 }
 
+/// Nothing marked done among a store's objects (key → bytes): no log object, and every checkpoint
+/// still where it started (a first pass saves its start at once, so that a later pass starts
+/// from the same point).
+pub fn assert_nothing_marked_done(objects: &BTreeMap<String, Vec<u8>>) {
+    for (key, bytes) in objects {
+        assert!(!key.starts_with("logs/"), "a log object was written: {key}");
+        if key.ends_with("checkpoint.json") {
+            let cp: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+            let untouched = cp["cursor_ms"] == cp["read_from_ms"]
+                && cp["next_seq"] == 1
+                && cp["seen"].as_array().is_some_and(Vec::is_empty)
+                && cp["pending"].is_null();
+            assert!(untouched, "checkpoint {key} marks something done: {cp}");
+        }
+    }
+}
+
+/// The same for a directory store (lock and other hidden files aside).
+pub fn assert_nothing_marked_done_in(dir: &Path) {
+    let objects = files_in(dir)
+        .into_iter()
+        .filter(|rel| !rel.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .filter(|rel| rel.extension().is_none_or(|e| e != "lock"))
+        .map(|rel| (rel.to_string_lossy().into_owned(), std::fs::read(dir.join(&rel)).unwrap()))
+        .collect();
+    assert_nothing_marked_done(&objects);
+}
+
 /// Temporary and lock files in a directory store (`*.tmp`, `*.lock`): none may be left behind.
 pub fn temporaries_in(dir: &Path) -> Vec<PathBuf> {
     files_in(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "tmp" || e == "lock")).collect()

@@ -175,7 +175,7 @@ fn the_node_host_reports_bad_settings_and_credentials_in_one_line() {
     let r = run_node(&sim, dir.path(), &[("CLIENT_SECRET_FILE", "/nonexistent/secret")]);
     assert_eq!((r.code, r.summary["failures"][0]["kind"].as_str()), (2, Some("config")), "{}", r.stderr);
     assert!(r.stderr.contains("set only one"), "{}", r.stderr);
-    assert!(files_in(dir.path()).is_empty(), "nothing written: {:?}", files_in(dir.path()));
+    assert_nothing_marked_done_in(dir.path());
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! and any change is seen.
 
 use mulesoft_audit::entry::fnv1a_128;
-use mulesoft_audit::platform::{ObjectStore, StoreError};
+use mulesoft_audit::platform::{ObjectStore, Presence, StoreError};
 use std::fs::{self, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{ErrorKind, Write};
@@ -119,6 +119,15 @@ impl ObjectStore for DirStore {
             Ok(()) => Ok(generation(data)),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(StoreError::AlreadyExists),
             Err(e) => Err(io("linking", &e)),
+        }
+    }
+
+    /// A directory has no feed deleting from it: a missing file was never created.
+    fn presence(&mut self, key: &str) -> Result<Presence, StoreError> {
+        match fs::metadata(self.path(key)?) {
+            Ok(_) => Ok(Presence::Present),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Presence::Absent),
+            Err(e) => Err(io("looking up", &e)),
         }
     }
 

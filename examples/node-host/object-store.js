@@ -142,3 +142,14 @@ export function writeIfGeneration(key, data, _contentType, expected) {
     fs.rmSync(lock, { force: true });
   }
 }
+
+/** A directory has no feed deleting from it: a missing file was never created. */
+export function presence(key) {
+  try {
+    fs.statSync(pathOf(key));
+    return 'present';
+  } catch (e) {
+    if (e.code === 'ENOENT') return 'absent';
+    throw storeError(`looking up ${key}`, e);
+  }
+}

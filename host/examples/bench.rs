@@ -229,7 +229,7 @@ fn compress_path() {
     }
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
     let started = Instant::now();
-    let mut gz = mulesoft_audit::gzip::GzipWriter::new(mulesoft_audit::collect::GZIP_LEVEL);
+    let mut gz = mulesoft_audit::gzip::GzipWriter::new(mulesoft_audit::delivery::GZIP_LEVEL);
     for l in &lines {
         let meta = mulesoft_audit::entry::meta(l);
         std::hint::black_box(&meta);
@@ -240,7 +240,7 @@ fn compress_path() {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "\ncompress-and-write path (native, level {}): {:.0} entries/s, {:.1} MB/s in, ratio {:.1}x",
-        mulesoft_audit::collect::GZIP_LEVEL,
+        mulesoft_audit::delivery::GZIP_LEVEL,
         lines.len() as f64 / secs,
         bytes as f64 / secs / 1e6,
         bytes as f64 / out.len() as f64

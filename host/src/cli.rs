@@ -187,6 +187,21 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
                 "ok: destination {} is writable (probe `{probe}` created, replaced, read and removed)",
                 store.describe()
             );
+            // The removed probe, looked up as recovery looks up a pending object the feed took.
+            match store.presence(&probe) {
+                Ok(store::Presence::Deleted) => println!(
+                    "ok: a deleted object is told from one never created (soft delete): safe with the feed's source deletion"
+                ),
+                Ok(store::Presence::Unknown) => println!(
+                    "warning: destination {} cannot tell a deleted object from one never created (soft delete is off, or storage.buckets.get is not granted); with the SecOps feed's source deletion on, a pass stopped between creating an object and recording it may deliver that object's entries twice: turn soft delete on (gcloud storage buckets update gs://BUCKET --soft-delete-duration=7d) or leave source deletion off",
+                    store.describe()
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("error: destination {}: looking up a removed object: {e}", store.describe());
+                    return Ok(2);
+                }
+            }
             Ok(0)
         }
         Ok(false) => {

@@ -20,6 +20,8 @@ mod bindings {
 
 pub use bindings::exports::mulesoft::audit::collector as wit;
 use bindings::mulesoft::audit::object_store as wit_store;
+/// The WIT `presence`, used by the stores as it is.
+pub use wit_store::ObjectPresence as Presence;
 
 /// The collector component, built from this workspace and embedded at compile time.
 pub static COMPONENT: &[u8] = include_bytes!(env!("MULESOFT_AUDIT_COMPONENT_PATH"));
@@ -154,6 +156,9 @@ impl wit_store::Host for RunState {
         generation: u64,
     ) -> Result<u64, wit_store::StoreError> {
         self.store.write_if_generation(&key, &data, &content_type, generation).map_err(to_wit)
+    }
+    fn presence(&mut self, key: String) -> Result<Presence, wit_store::StoreError> {
+        self.store.presence(&key).map_err(to_wit)
     }
 }
 

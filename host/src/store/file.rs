@@ -6,7 +6,7 @@
 //! increasing per key; compare-and-swap holds an exclusive `flock` on a lock file beside the
 //! object, so two processes cannot both win.
 
-use super::{ObjectStore, StoreError, Stored, check_key};
+use super::{ObjectStore, Presence, StoreError, Stored, check_key};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -171,6 +171,16 @@ impl ObjectStore for FileStore {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_error("deleting", &path, &e)),
+        }
+    }
+
+    /// A directory has no feed deleting from it: a missing file was never created.
+    fn presence(&self, key: &str) -> Result<Presence, StoreError> {
+        let path = self.path(key)?;
+        match fs::metadata(&path) {
+            Ok(_) => Ok(Presence::Present),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Presence::Absent),
+            Err(e) => Err(io_error("looking up", &path, &e)),
         }
     }
 

@@ -1,6 +1,6 @@
 //! An in-memory store, for unit tests of the host and for `memory:` destinations.
 
-use super::{ObjectStore, StoreError, Stored, check_key};
+use super::{ObjectStore, Presence, StoreError, Stored, check_key};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -68,6 +68,12 @@ impl ObjectStore for MemoryStore {
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.lock().objects.remove(key);
         Ok(())
+    }
+
+    /// Nothing deletes from memory but `check`'s probe: a missing object was never created.
+    fn presence(&self, key: &str) -> Result<Presence, StoreError> {
+        check_key(key)?;
+        Ok(if self.lock().objects.contains_key(key) { Presence::Present } else { Presence::Absent })
     }
 
     fn describe(&self) -> String {

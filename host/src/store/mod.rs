@@ -7,6 +7,7 @@ pub mod file;
 pub mod gcs;
 pub mod memory;
 
+pub use crate::runtime::Presence;
 use crate::settings::GcsEndpoint;
 use std::sync::Arc;
 
@@ -44,6 +45,8 @@ pub trait ObjectStore: Send + Sync {
         generation: u64,
     ) -> Result<u64, StoreError>;
     fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Whether an object exists, or existed and was deleted (the WIT `presence`).
+    fn presence(&self, key: &str) -> Result<Presence, StoreError>;
     /// Where it stores, for logs (no credentials in it).
     fn describe(&self) -> String;
     /// Whose credentials it writes with, for `check` (never a token); `None` where none apply.
@@ -118,6 +121,8 @@ pub(crate) mod contract {
         );
         assert_eq!(store.read("state/o/cp").unwrap().unwrap().data, b"v2");
 
+        assert_eq!(store.presence("logs/2024/01/01/x.json.gz").unwrap(), Presence::Present);
+        assert_eq!(store.presence("logs/never").unwrap(), Presence::Absent);
         store.create("logs/p/0", b"x", "application/gzip").unwrap();
         store.delete("logs/p/0").unwrap();
         assert!(store.read("logs/p/0").unwrap().is_none());

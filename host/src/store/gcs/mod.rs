@@ -13,7 +13,7 @@ pub mod auth;
 pub mod request;
 mod upload;
 
-use super::{ObjectStore, StoreError, Stored, check_key};
+use super::{ObjectStore, Presence, StoreError, Stored, check_key};
 use crate::settings::GcsEndpoint;
 use auth::{Auth, Source};
 use request::{Class, ObjectResource, classify, encode_segment};
@@ -56,6 +56,8 @@ pub struct GcsStore {
     resumable_above: usize,
     /// Bytes per resumable chunk.
     chunk: usize,
+    /// Whether the bucket keeps deleted objects, once asked.
+    soft_delete: std::sync::OnceLock<bool>,
 }
 
 /// A reply that is not a transient failure.
@@ -115,6 +117,7 @@ impl GcsStore {
             retry: Retry::default(),
             resumable_above,
             chunk,
+            soft_delete: std::sync::OnceLock::new(),
         })
     }
 
@@ -213,6 +216,25 @@ impl GcsStore {
         }
     }
 
+    /// Whether the bucket keeps deleted objects for a while (soft delete). Reading the policy
+    /// needs `storage.buckets.get`; without it, the answer is no (nothing can be proven).
+    async fn keeps_deleted_objects(&self) -> Result<bool, StoreError> {
+        if let Some(known) = self.soft_delete.get() {
+            return Ok(*known);
+        }
+        let url = format!("{}/storage/v1/b/{}?fields=softDeletePolicy", self.endpoint, self.bucket);
+        let reply = self.send("reading the bucket's soft delete policy", || self.client.get(&url)).await?;
+        let keeps = reply.status == 200
+            && serde_json::from_slice::<serde_json::Value>(&reply.body).ok().is_some_and(|b| {
+                let seconds = &b["softDeletePolicy"]["retentionDurationSeconds"];
+                seconds.as_str().and_then(|s| s.parse::<u64>().ok()).or_else(|| seconds.as_u64()).unwrap_or(0) > 0
+            });
+        if reply.status != 200 {
+            tracing::warn!(status = reply.status, "the bucket's soft delete policy cannot be read");
+        }
+        Ok(*self.soft_delete.get_or_init(|| keeps))
+    }
+
     async fn metadata(&self, name: &str) -> Result<Option<ObjectResource>, StoreError> {
         let url = self.object_url(name);
         let reply = self.send("reading object metadata", || self.client.get(&url)).await?;
@@ -274,6 +296,34 @@ impl ObjectStore for GcsStore {
                 200 | 204 | 404 => Ok(()),
                 s => Err(self.final_error("deleting object", s, &reply.body)),
             }
+        })
+    }
+
+    /// Live, soft-deleted, or neither; "neither" proves absence only where the bucket keeps
+    /// deleted objects (soft delete, on by default for new buckets).
+    fn presence(&self, key: &str) -> Result<Presence, StoreError> {
+        let name = self.name(key)?;
+        self.block_on(async {
+            if self.metadata(&name).await?.is_some() {
+                return Ok(Presence::Present);
+            }
+            let url = format!(
+                "{}/storage/v1/b/{}/o?softDeleted=true&prefix={}&fields=items(name)",
+                self.endpoint,
+                self.bucket,
+                encode_segment(&name)
+            );
+            let reply = self.send("listing soft-deleted objects", || self.client.get(&url)).await?;
+            if reply.status != 200 {
+                tracing::warn!(status = reply.status, "soft-deleted objects cannot be listed");
+                return Ok(Presence::Unknown);
+            }
+            let listed: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+            let items = listed["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+            if items.iter().any(|item| item["name"] == name.as_str()) {
+                return Ok(Presence::Deleted);
+            }
+            Ok(if self.keeps_deleted_objects().await? { Presence::Absent } else { Presence::Unknown })
         })
     }
 

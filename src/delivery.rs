@@ -1,0 +1,337 @@
+//! Delivery of one organization's entries: objects filled in time order, each created and
+//! recorded through the checkpoint, so that every entry is delivered exactly once.
+//!
+//! The order of writes for each object (why it is exactly-once):
+//! 1. compare-and-swap the checkpoint to name the object as `pending`, with the [`Effects`]
+//!    recording it will have (a concurrent pass loses here, before it has written anything);
+//! 2. create the object, create-only;
+//! 3. compare-and-swap the checkpoint again to record it, at once: the time an object exists
+//!    unrecorded is as short as two store calls, because the SecOps feed may ingest and delete it.
+//!
+//! A pass stopped between 1 and 3 leaves `pending` behind, and the next pass asks the store what
+//! became of that object ([`Presence`]):
+//! - **present**, or **deleted** since (the feed took it; Cloud Storage's soft delete remembers):
+//!   it was created, so its recorded effects are applied, without reading it;
+//! - **absent** (never created) or **unknown** (missing, and the store cannot tell whether the
+//!   feed deleted it): the checkpoint marks the name `claimed`, then the name is taken with an
+//!   empty object, create-only, so that a pass still running between its steps 1 and 2 cannot
+//!   create it later; its number is never reused. If the claim finds an object there after all,
+//!   reading it tells another recovering pass's empty claim from the owner's real object, created
+//!   just now, which is then recorded instead. After an `unknown`, its entries are read and
+//!   delivered again: twice rather than never, and said in the summary. So, too, when a pass
+//!   stopped between marking and claiming and the object is deleted by the time another pass
+//!   looks: the owner's deleted object and a deleted claim cannot be told apart.
+
+use crate::checkpoint::{Checkpoint, Effects, Pending};
+use crate::entry;
+use crate::gzip::{GzipError, GzipWriter, gunzip};
+use crate::platform::{ObjectStore, Presence, StoreError};
+use crate::settings::{ErrorKind, Failure, OrgSummary, Settings};
+use crate::window;
+use std::collections::HashMap;
+
+pub const CONTENT_TYPE_LOGS: &str = "application/gzip";
+pub const CONTENT_TYPE_STATE: &str = "application/json";
+/// Deflate level: 6 is zlib's default balance of size and CPU.
+pub const GZIP_LEVEL: u8 = 6;
+
+/// Smallest key count at which an object's keys are pruned.
+const KEYS_PRUNE_MIN: usize = 16 * 1024;
+
+fn compress_failure(e: GzipError) -> Failure {
+    Failure::new(ErrorKind::Storage, format!("compressing: {}", e.0))
+}
+
+/// A store error as the pass's failure, with what to do about it.
+pub fn storage_failure(what: &str, key: &str, e: &StoreError) -> Failure {
+    let kind = match e {
+        StoreError::GenerationMismatch => ErrorKind::Conflict,
+        StoreError::Denied(_) => ErrorKind::Denied,
+        _ => ErrorKind::Storage,
+    };
+    let advice = match e {
+        StoreError::GenerationMismatch => {
+            "another pass for this organization advanced it meanwhile; nothing was lost, the next pass continues"
+        }
+        StoreError::Unavailable(_) => "the next pass retries",
+        StoreError::Denied(_) => {
+            "check that the bucket exists and that the service account may create and read objects in it"
+        }
+        StoreError::AlreadyExists => "another writer uses this prefix; give each collector its own key prefix",
+        StoreError::Other(_) => "see the store's message",
+    };
+    Failure::new(kind, format!("{what} `{key}`: {e}; {advice}"))
+}
+
+/// An entry on its way into an object.
+pub struct Entry<'a> {
+    /// The NDJSON line, without its line break.
+    pub line: &'a str,
+    /// Its dedup key, computed from `line` (so recovery, which reads lines, agrees).
+    pub key: String,
+    /// Its own time, when it has one we can read.
+    pub time_ms: Option<i64>,
+    /// How long its key must be kept: its time, or for an entry without one the end of the query
+    /// window it came from (after which no window reads it again).
+    pub keep_ms: i64,
+}
+
+/// The object being filled.
+struct Builder {
+    day: (i32, u32, u32),
+    gzip: GzipWriter,
+    /// Dedup keys and keep-times of its entries: recorded as seen only once the object exists.
+    keys: HashMap<String, i64>,
+    last_ms: Option<i64>,
+    entries: u64,
+    /// Size of `keys` at which old keys are dropped next.
+    prune_at: usize,
+}
+
+/// One organization's checkpoint and the object being filled.
+pub struct Delivery<'s, S: ObjectStore> {
+    store: &'s mut S,
+    settings: &'s Settings,
+    org: String,
+    checkpoint_key: String,
+    pub checkpoint: Checkpoint,
+    /// Generation of the stored checkpoint; 0 when there is none yet.
+    generation: u64,
+    builder: Option<Builder>,
+}
+
+impl<'s, S: ObjectStore> Delivery<'s, S> {
+    /// The organization's checkpoint as stored, or a first one starting at `start()`, saved at
+    /// once so that a later pass starts from the same point whatever becomes of this one.
+    pub fn open(
+        store: &'s mut S,
+        settings: &'s Settings,
+        org: &str,
+        start: impl FnOnce() -> Result<i64, Failure>,
+    ) -> Result<Self, Failure> {
+        let checkpoint_key = window::checkpoint_key(&settings.state_prefix, org);
+        let stored =
+            store.read(&checkpoint_key).map_err(|e| storage_failure("reading checkpoint", &checkpoint_key, &e))?;
+        let (checkpoint, generation, first) = match stored {
+            Some((bytes, generation)) => {
+                let checkpoint = Checkpoint::decode(&bytes, org, &checkpoint_key)
+                    .map_err(|e| Failure::new(ErrorKind::Checkpoint, e.0))?;
+                (checkpoint, generation, false)
+            }
+            None => (Checkpoint::new(org, start()?), 0, true),
+        };
+        let mut delivery =
+            Self { store, settings, org: org.to_string(), checkpoint_key, checkpoint, generation, builder: None };
+        if first {
+            delivery.save()?;
+        }
+        Ok(delivery)
+    }
+
+    /// Compare-and-swap of the checkpoint as it is now.
+    pub fn save(&mut self) -> Result<(), Failure> {
+        let bytes = self.checkpoint.encode();
+        self.generation = self
+            .store
+            .write_if_generation(&self.checkpoint_key, &bytes, CONTENT_TYPE_STATE, self.generation)
+            .map_err(|e| storage_failure("writing checkpoint", &self.checkpoint_key, &e))?;
+        Ok(())
+    }
+
+    /// Settles a `pending` object a stopped pass left (see the module docs) and saves.
+    pub fn recover(&mut self, summary: &mut OrgSummary) -> Result<(), Failure> {
+        let Some(mut pending) = self.checkpoint.pending.clone() else {
+            return Ok(());
+        };
+        let presence = self
+            .store
+            .presence(&pending.key)
+            .map_err(|e| storage_failure("looking up pending object", &pending.key, &e))?;
+        if pending.claimed {
+            // Marked by a pass that stopped: the owner may have created the object after the
+            // mark, and the feed deleted it since; or it was that pass's claim. A deleted one
+            // cannot be told apart: delivered again rather than lost, and said.
+            pending.unprovable |= matches!(presence, Presence::Deleted | Presence::Unknown);
+        } else if matches!(presence, Presence::Absent | Presence::Unknown) {
+            // The mark goes first: once the name is taken, only the mark tells a claim object
+            // from the owner's.
+            pending.claimed = true;
+            pending.unprovable = presence == Presence::Unknown;
+            self.checkpoint.pending = Some(pending.clone());
+            self.save()?;
+        }
+        let settled = if pending.claimed { self.claim(&pending)? } else { Settled::Created };
+        match settled {
+            Settled::Created => {
+                let effects = match pending.effects.clone() {
+                    Some(effects) => effects,
+                    None => self.read_back(&pending)?,
+                };
+                self.checkpoint.record(&effects);
+                summary.objects.push(format!("(recovered) {}", pending.key));
+            }
+            Settled::Claimed if pending.unprovable => summary.objects.push(format!(
+                "(missing, and the store cannot tell whether the feed deleted it: its entries are read again) {}",
+                pending.key
+            )),
+            Settled::Claimed => summary.objects.push(format!("(claimed) {}", pending.key)),
+        }
+        self.checkpoint.next_seq = self.checkpoint.next_seq.max(pending.seq + 1);
+        self.checkpoint.pending = None;
+        self.checkpoint.prune(self.checkpoint.cursor_ms - self.settings.overlap_ms);
+        self.save()
+    }
+
+    /// Takes a pending object's name with an empty object, create-only. An object already there
+    /// is read: the empty claim of another recovering pass, or the owner's real object, created
+    /// after the store said it was missing.
+    fn claim(&mut self, pending: &Pending) -> Result<Settled, Failure> {
+        let key = &pending.key;
+        let empty = GzipWriter::new(GZIP_LEVEL).finish().map_err(compress_failure)?;
+        match self.store.create(key, &empty, CONTENT_TYPE_LOGS) {
+            Ok(_) => Ok(Settled::Claimed),
+            Err(StoreError::AlreadyExists) => {
+                match self.store.read(key).map_err(|e| storage_failure("reading claimed object", key, &e))? {
+                    Some((bytes, _)) if bytes != empty => Ok(Settled::Created),
+                    // A claim (real objects hold at least one entry), or gone again before it
+                    // could be read: no entry of it is known to be delivered.
+                    _ => Ok(Settled::Claimed),
+                }
+            }
+            Err(e) => Err(storage_failure("claiming pending object", key, &e)),
+        }
+    }
+
+    /// A version 1 pending object carries no effects: read it back to learn them.
+    fn read_back(&mut self, pending: &Pending) -> Result<Effects, Failure> {
+        let unreadable = |why: String| {
+            Failure::new(
+                ErrorKind::Checkpoint,
+                format!(
+                    "pending object `{}` cannot be read back ({why}); inspect it before running again",
+                    pending.key
+                ),
+            )
+        };
+        let stored =
+            self.store.read(&pending.key).map_err(|e| storage_failure("reading pending object", &pending.key, &e))?;
+        let (bytes, _) = stored.ok_or_else(|| unreadable("it is gone".into()))?;
+        let plain = gunzip(&bytes).map_err(|e| unreadable(e.0))?;
+        // Every key is kept: nothing was cut.
+        let mut effects = Effects { last_ms: None, keys: Vec::new(), keys_from_ms: i64::MIN, entries: 0 };
+        for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let text = std::str::from_utf8(line).map_err(|_| unreadable("a line is not UTF-8".into()))?;
+            let meta = entry::meta(text);
+            let keep = meta.timestamp_ms.or(effects.last_ms).unwrap_or(self.checkpoint.cursor_ms);
+            effects.last_ms = meta.timestamp_ms.or(effects.last_ms);
+            effects.keys.push((keep, meta.key));
+            effects.entries += 1;
+        }
+        Ok(effects)
+    }
+
+    /// Whether an entry's key was delivered already, or is in the object being filled.
+    pub fn knows(&self, key: &str) -> bool {
+        self.checkpoint.seen.contains_key(key) || self.builder.as_ref().is_some_and(|b| b.keys.contains_key(key))
+    }
+
+    /// Adds an entry to the object being filled, closing that object first when the entry
+    /// belongs to another day or would take it over the size cap.
+    pub fn add(&mut self, entry: Entry<'_>, summary: &mut OrgSummary) -> Result<(), Failure> {
+        let day = window::utc_day(entry.time_ms.unwrap_or(entry.keep_ms));
+        let line_len = entry.line.len() as u64 + 1;
+        if let Some(b) = &self.builder
+            && ((entry.time_ms.is_some() && b.day != day)
+                || b.gzip.uncompressed_len() + line_len > self.settings.object_max_bytes)
+            && b.entries > 0
+        {
+            self.flush(summary)?;
+        }
+        let builder = self.builder.get_or_insert_with(|| Builder {
+            day,
+            gzip: GzipWriter::new(GZIP_LEVEL),
+            keys: HashMap::new(),
+            last_ms: None,
+            entries: 0,
+            prune_at: KEYS_PRUNE_MIN,
+        });
+        builder.gzip.write(entry.line.as_bytes()).map_err(compress_failure)?;
+        builder.gzip.write(b"\n").map_err(compress_failure)?;
+        builder.keys.insert(entry.key, entry.keep_ms);
+        builder.entries += 1;
+        if let Some(t) = entry.time_ms {
+            builder.last_ms = Some(builder.last_ms.map_or(t, |l| l.max(t)));
+        }
+        // Entries are read oldest first: keys older than the overlap before this one cannot come
+        // back, in this pass or (after the checkpoint's pruning) the next, so an object of a
+        // busy day does not hold every key it has written.
+        if builder.keys.len() >= builder.prune_at {
+            let floor = entry.keep_ms - self.settings.overlap_ms;
+            builder.keys.retain(|_, t| *t >= floor);
+            builder.prune_at = (builder.keys.len() * 2).max(KEYS_PRUNE_MIN);
+        }
+        Ok(())
+    }
+
+    /// Writes the object being filled: the three steps of the module docs.
+    pub fn flush(&mut self, summary: &mut OrgSummary) -> Result<(), Failure> {
+        let Some(builder) = self.builder.take() else {
+            return Ok(());
+        };
+        let seq = self.checkpoint.next_seq;
+        let key = window::object_key(&self.settings.key_prefix, builder.day, &self.org, seq);
+        // What recording it will change: keys that a later window may read again.
+        let cursor_after = builder.last_ms.map_or(self.checkpoint.cursor_ms, |l| l.max(self.checkpoint.cursor_ms));
+        let floor = cursor_after - self.settings.overlap_ms;
+        let mut keys: Vec<(i64, String)> =
+            builder.keys.into_iter().filter(|(_, t)| *t >= floor).map(|(k, t)| (t, k)).collect();
+        keys.sort();
+        let effects = Effects { last_ms: builder.last_ms, keys, keys_from_ms: floor, entries: builder.entries };
+        // 1.
+        self.checkpoint.pending =
+            Some(Pending { key: key.clone(), seq, effects: Some(effects.clone()), claimed: false, unprovable: false });
+        self.save()?;
+        // 2.
+        let bytes = builder.gzip.finish().map_err(compress_failure)?;
+        match self.store.create(&key, &bytes, CONTENT_TYPE_LOGS) {
+            Ok(_) => {}
+            // Our own pending name, taken: another pass found this one's pending object missing
+            // and claimed it. That pass carries on from the checkpoint; this one stops.
+            Err(StoreError::AlreadyExists) => {
+                return Err(Failure::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "creating log object `{key}`: another pass claimed it while this one was writing; nothing was lost, the next pass continues"
+                    ),
+                ));
+            }
+            Err(e) => return Err(storage_failure("creating log object", &key, &e)),
+        }
+        // 3.
+        self.checkpoint.record(&effects);
+        self.checkpoint.next_seq = seq + 1;
+        self.checkpoint.pending = None;
+        self.save()?;
+        summary.objects.push(key);
+        summary.bytes_out += bytes.len() as u64;
+        summary.entries_written += effects.entries;
+        Ok(())
+    }
+
+    /// Closes the window `[.., to_ms]`: its last object is written and the cursor moves past it.
+    pub fn finish_window(&mut self, to_ms: i64, summary: &mut OrgSummary) -> Result<(), Failure> {
+        self.flush(summary)?;
+        self.checkpoint.cursor_ms = self.checkpoint.cursor_ms.max(to_ms + 1);
+        self.checkpoint.prune(self.checkpoint.cursor_ms - self.settings.overlap_ms);
+        self.save()
+    }
+}
+
+/// How a pending object was settled.
+enum Settled {
+    /// It was created (and may since have been deleted by the feed): its entries are delivered.
+    Created,
+    /// Its name is taken by an empty object: no pass can create it any more, and none of its
+    /// entries was delivered.
+    Claimed,
+}

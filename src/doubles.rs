@@ -1,0 +1,290 @@
+//! In-memory doubles of the engine's two edges, for native tests: [`FakeApi`], the Anypoint API
+//! on a manual clock, and [`MemoryStore`], an object store that can stop working after any call
+//! (as a killed pass does) and delete objects as the SecOps feed does.
+
+use crate::platform::{ObjectStore, Platform, Presence, Request, Response, StoreError, TransportError};
+use crate::settings::BaseUrl;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, mpsc};
+
+/// One audit entry as the fake API holds it.
+#[derive(Debug, Clone)]
+pub struct ApiEntry {
+    /// The time the API filters and sorts on (ms).
+    pub api_ms: i64,
+    /// The entry's JSON, exactly as the API returns it.
+    pub json: String,
+    /// The API shows it from this clock time on (a late entry arrives after its own time).
+    pub visible_from_ms: i64,
+}
+
+/// The Anypoint API: token, retention, and the query with cursor and offset paging over entries
+/// sorted by time, on a clock that moves only when told (or when the engine sleeps).
+#[derive(Debug, Default, Clone)]
+pub struct FakeApi {
+    pub now_ms: i64,
+    pub orgs: BTreeMap<String, Vec<ApiEntry>>,
+    /// The most entries a page holds, whatever `limit` asks (an API that caps pages).
+    pub page_cap: Option<usize>,
+    /// Query requests answered.
+    pub queries: u32,
+    /// How long each batch of requests takes (the clock moves on by it).
+    pub latency_ms: i64,
+    seed: u64,
+}
+
+impl FakeApi {
+    pub fn new(now_ms: i64) -> Self {
+        Self { now_ms, seed: 0x9e37_79b9_7f4a_7c15, ..Self::default() }
+    }
+
+    /// Adds an entry, keeping each org's entries in time order (stable for equal times).
+    pub fn add(&mut self, org: &str, entry: ApiEntry) {
+        let entries = self.orgs.entry(org.to_string()).or_default();
+        let at = entries.partition_point(|e| e.api_ms <= entry.api_ms);
+        entries.insert(at, entry);
+    }
+
+    /// Every entry of `org`, visible or not.
+    pub fn entries(&self, org: &str) -> &[ApiEntry] {
+        self.orgs.get(org).map_or(&[], Vec::as_slice)
+    }
+
+    fn reply(status: u16, body: serde_json::Value) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    fn answer(&mut self, request: &Request) -> Response {
+        let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
+        if path == "/accounts/api/v2/oauth2/token" {
+            return Self::reply(200, serde_json::json!({"access_token": "token", "expires_in": 3600}));
+        }
+        let Some(rest) = path.strip_prefix("/audit/v2/organizations/") else {
+            return Self::reply(404, serde_json::json!({"message": "not found"}));
+        };
+        let (org, what) = rest.split_once('/').unwrap_or((rest, ""));
+        match what {
+            "retentionSettings" => Self::reply(200, serde_json::json!({"data": [{"retentionPeriod": 365}]})),
+            "query" => self.query(org, query, &request.body),
+            _ => Self::reply(404, serde_json::json!({"message": "not found"})),
+        }
+    }
+
+    fn query(&mut self, org: &str, query: &str, body: &[u8]) -> Response {
+        self.queries += 1;
+        let Ok(body) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return Self::reply(400, serde_json::json!({"message": "bad body"}));
+        };
+        let number = |field: &str| body.get(field).and_then(serde_json::Value::as_i64);
+        let (Some(start), Some(end)) = (number("startDate"), number("endDate")) else {
+            return Self::reply(400, serde_json::json!({"message": "startDate and endDate required"}));
+        };
+        let limit = number("limit").unwrap_or(200).clamp(1, 200) as usize;
+        let limit = self.page_cap.map_or(limit, |cap| limit.min(cap));
+        let cursor_paging = query.contains("cursorPagination=true");
+        let offset = if cursor_paging {
+            body.get("cursor").and_then(|c| c.as_str()).and_then(|c| c.strip_prefix("c")?.parse().ok()).unwrap_or(0)
+        } else {
+            number("offset").unwrap_or(0).max(0) as usize
+        };
+        let now = self.now_ms;
+        let matching: Vec<&ApiEntry> = self
+            .entries(org)
+            .iter()
+            .filter(|e| e.visible_from_ms <= now && (start..=end).contains(&e.api_ms))
+            .collect();
+        // Entries go out byte for byte, as the real API's do (a `Value` would sort their keys).
+        let page: Vec<&str> = matching.iter().skip(offset).take(limit).map(|e| e.json.as_str()).collect();
+        let mut reply = format!(r#"{{"data":[{}]"#, page.join(","));
+        if !cursor_paging || query.contains("doIncludeTotal=true") {
+            reply.push_str(&format!(r#","total":{}"#, matching.len()));
+        }
+        if cursor_paging && !page.is_empty() {
+            reply.push_str(&format!(r#","cursor":"c{}""#, offset + page.len()));
+        }
+        reply.push('}');
+        Response {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: reply.into_bytes(),
+        }
+    }
+}
+
+impl Platform for FakeApi {
+    fn send_many(&mut self, _base: &BaseUrl, requests: &[Request]) -> Vec<Result<Response, TransportError>> {
+        let replies = requests.iter().map(|r| Ok(self.answer(r))).collect();
+        self.now_ms += self.latency_ms;
+        replies
+    }
+    fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.now_ms += ms as i64;
+    }
+    fn random(&mut self) -> u64 {
+        // xorshift64
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        self.seed
+    }
+}
+
+/// How the store fails from some call on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The call is not carried out (the pass died before it).
+    Before,
+    /// The call is carried out but its reply is lost (the pass died waiting for it).
+    After,
+}
+
+/// An object store in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    pub objects: BTreeMap<String, (Vec<u8>, u64)>,
+    /// Names of deleted objects, which a store with soft delete remembers.
+    pub deleted: BTreeSet<String>,
+    /// Whether deleted objects are remembered (Cloud Storage's soft delete).
+    pub soft_delete: bool,
+    /// Every object ever created under a name, in order (deleted ones too).
+    pub created: Vec<(String, Vec<u8>)>,
+    /// Every call carried out, in order: `create KEY`, `write KEY` (the bytes written), `read
+    /// KEY`, `presence KEY`.
+    pub calls: Vec<(String, Vec<u8>)>,
+    /// Calls left before the store stops working, and how it stops.
+    pub stop: Option<(u32, Stop)>,
+    generation: u64,
+}
+
+impl MemoryStore {
+    /// Whether this call may go ahead, and whether its reply is then lost.
+    fn gate(&mut self) -> Result<bool, StoreError> {
+        match &mut self.stop {
+            None => Ok(false),
+            Some((0, _)) => Err(StoreError::Unavailable("the pass was stopped".into())),
+            Some((left, how)) => {
+                *left -= 1;
+                Ok(*left == 0 && *how == Stop::After)
+            }
+        }
+    }
+
+    fn outcome<T>(lost: bool, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if lost { Err(StoreError::Unavailable("the reply was lost".into())) } else { result }
+    }
+
+    /// Deletes every object under `prefix`, as the feed does after ingesting.
+    pub fn delete_under(&mut self, prefix: &str) {
+        let names: Vec<String> = self.objects.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+        for name in names {
+            self.objects.remove(&name);
+            self.deleted.insert(name);
+        }
+    }
+
+    fn put(&mut self, key: &str, data: &[u8]) -> u64 {
+        self.generation += 1;
+        self.objects.insert(key.to_string(), (data.to_vec(), self.generation));
+        self.generation
+    }
+}
+
+impl ObjectStore for MemoryStore {
+    fn create(&mut self, key: &str, data: &[u8], _content_type: &str) -> Result<u64, StoreError> {
+        let lost = self.gate()?;
+        self.calls.push((format!("create {key}"), Vec::new()));
+        let result = if self.objects.contains_key(key) {
+            Err(StoreError::AlreadyExists)
+        } else {
+            self.created.push((key.to_string(), data.to_vec()));
+            Ok(self.put(key, data))
+        };
+        Self::outcome(lost, result)
+    }
+
+    fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        let lost = self.gate()?;
+        self.calls.push((format!("read {key}"), Vec::new()));
+        Self::outcome(lost, Ok(self.objects.get(key).cloned()))
+    }
+
+    fn write_if_generation(
+        &mut self,
+        key: &str,
+        data: &[u8],
+        _content_type: &str,
+        generation: u64,
+    ) -> Result<u64, StoreError> {
+        let lost = self.gate()?;
+        self.calls.push((format!("write {key}"), data.to_vec()));
+        let current = self.objects.get(key).map_or(0, |(_, g)| *g);
+        let result = if current == generation { Ok(self.put(key, data)) } else { Err(StoreError::GenerationMismatch) };
+        Self::outcome(lost, result)
+    }
+
+    fn presence(&mut self, key: &str) -> Result<Presence, StoreError> {
+        let lost = self.gate()?;
+        self.calls.push((format!("presence {key}"), Vec::new()));
+        let presence = if self.objects.contains_key(key) {
+            Presence::Present
+        } else if !self.soft_delete && !self.deleted.is_empty() {
+            Presence::Unknown
+        } else if self.deleted.contains(key) {
+            Presence::Deleted
+        } else {
+            Presence::Absent
+        };
+        Self::outcome(lost, Ok(presence))
+    }
+}
+
+/// A store two threads share; one of them may pause after a number of calls.
+pub struct Shared {
+    pub store: Arc<Mutex<MemoryStore>>,
+    /// Calls left before pausing, and the channels to say so and to be resumed.
+    pub pause: Option<(u32, mpsc::Sender<()>, mpsc::Receiver<()>)>,
+}
+
+impl Shared {
+    fn call<T>(&mut self, op: impl FnOnce(&mut MemoryStore) -> T) -> T {
+        if let Some((left, paused, resume)) = &mut self.pause {
+            if *left == 0 {
+                let _ = paused.send(());
+                let _ = resume.recv();
+                self.pause = None;
+            } else {
+                *left -= 1;
+            }
+        }
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        op(&mut store)
+    }
+}
+
+impl ObjectStore for Shared {
+    fn create(&mut self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError> {
+        self.call(|s| s.create(key, data, content_type))
+    }
+    fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        self.call(|s| s.read(key))
+    }
+    fn write_if_generation(
+        &mut self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+        generation: u64,
+    ) -> Result<u64, StoreError> {
+        self.call(|s| s.write_if_generation(key, data, content_type, generation))
+    }
+    fn presence(&mut self, key: &str) -> Result<Presence, StoreError> {
+        self.call(|s| s.presence(key))
+    }
+}

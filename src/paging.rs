@@ -1,0 +1,127 @@
+//! The paging plan of one window: time slices, each paged on its own, and when a slice is done.
+//!
+//! Page 1 covers the whole window. When its total shows much more to read, the rest of the window
+//! is split into slices paged concurrently ([`split`]); pages are still written strictly in time
+//! order (the head slice first), so the checkpoint's meaning is unchanged.
+
+use crate::settings::{Paging, Settings};
+use std::collections::VecDeque;
+
+/// A checked reply to a query, with what paging needs read out of it.
+pub struct FetchedPage {
+    pub raw: Vec<u8>,
+    pub count: usize,
+    pub cursor: Option<String>,
+    pub total: Option<u64>,
+    pub last_entry_ts: Option<i64>,
+}
+
+/// One time slice `[from_ms, to_ms]` of a window, paged on its own.
+pub struct Slice {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub cursor: Option<String>,
+    pub offset: u64,
+    pub done: bool,
+    /// Pages read but not yet written (raw replies).
+    pub pages: VecDeque<Vec<u8>>,
+}
+
+impl Slice {
+    pub fn new(from_ms: i64, to_ms: i64) -> Self {
+        Self { from_ms, to_ms, cursor: None, offset: 0, done: false, pages: VecDeque::new() }
+    }
+
+    /// Moves past a page of `count` entries. A slice ends only on a signal that cannot mean
+    /// anything else: an empty page, a missing cursor, or (offset paging) an offset that has
+    /// reached the total. A short page alone proves nothing: an API may cap pages below the
+    /// limit asked for, and stopping there would skip the rest of the window.
+    pub fn advance(&mut self, paging: Paging, count: usize, cursor: Option<String>, total: Option<u64>) {
+        match paging {
+            Paging::Cursor => match cursor {
+                Some(next) if count > 0 => self.cursor = Some(next),
+                _ => self.done = true,
+            },
+            Paging::Offset => {
+                self.offset += count as u64;
+                self.done = count == 0 || total.is_some_and(|t| self.offset >= t);
+            }
+        }
+    }
+}
+
+/// `[from, to]` cut into `parts` consecutive closed slices (fewer if it is too short).
+pub fn split(from_ms: i64, to_ms: i64, parts: i64) -> Vec<Slice> {
+    let span = to_ms - from_ms + 1;
+    let parts = parts.clamp(1, span.max(1));
+    (0..parts)
+        .map(|k| {
+            let start = from_ms + span * k / parts;
+            let end = if k == parts - 1 { to_ms } else { from_ms + span * (k + 1) / parts - 1 };
+            Slice::new(start, end)
+        })
+        .collect()
+}
+
+/// The query for a slice's next page.
+pub fn page_request(settings: &Settings, org: &str, slice: &Slice, with_total: bool) -> (String, Vec<u8>) {
+    let mut body = serde_json::json!({
+        "startDate": slice.from_ms,
+        "endDate": slice.to_ms,
+        "limit": settings.page_size,
+        "ascending": true,
+    });
+    let total = if with_total { "&doIncludeTotal=true" } else { "" };
+    let path = match settings.paging {
+        Paging::Cursor => {
+            if let Some(c) = &slice.cursor {
+                body["cursor"] = serde_json::Value::String(c.clone());
+            }
+            format!("/audit/v2/organizations/{org}/query?cursorPagination=true{total}")
+        }
+        Paging::Offset => {
+            body["offset"] = serde_json::Value::from(slice.offset);
+            format!("/audit/v2/organizations/{org}/query")
+        }
+    };
+    (path, body.to_string().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_cover_the_window_without_gaps_or_overlaps() {
+        let slices = split(100, 199, 4);
+        assert_eq!(slices.len(), 4);
+        assert_eq!((slices[0].from_ms, slices[3].to_ms), (100, 199));
+        for pair in slices.windows(2) {
+            assert_eq!(pair[0].to_ms + 1, pair[1].from_ms);
+        }
+        assert_eq!(split(5, 6, 10).len(), 2, "no more slices than milliseconds");
+    }
+
+    #[test]
+    fn offset_paging_ends_on_an_empty_page_or_the_total_never_on_a_short_page() {
+        let mut slice = Slice::new(0, 10);
+        slice.advance(Paging::Offset, 50, None, None);
+        assert!(!slice.done, "a short page (capped below the limit) is not the end");
+        slice.advance(Paging::Offset, 0, None, None);
+        assert!(slice.done);
+        let mut counted = Slice::new(0, 10);
+        counted.advance(Paging::Offset, 50, None, Some(100));
+        assert!(!counted.done);
+        counted.advance(Paging::Offset, 50, None, Some(100));
+        assert!(counted.done, "the total reached");
+    }
+
+    #[test]
+    fn cursor_paging_ends_without_a_cursor_or_entries() {
+        let mut slice = Slice::new(0, 10);
+        slice.advance(Paging::Cursor, 3, Some("c".into()), None);
+        assert!(!slice.done && slice.cursor.as_deref() == Some("c"));
+        slice.advance(Paging::Cursor, 0, Some("d".into()), None);
+        assert!(slice.done);
+    }
+}
