@@ -59,6 +59,12 @@ pub struct Plan {
     pub lose_next_chunk_reply: u32,
     /// Answer 404 to chunks of this many sessions, as for an expired session.
     pub expire_next_sessions: u32,
+    /// After the next log object is uploaded, answer 503 to everything, as if the pass died
+    /// between creating that object and recording it.
+    pub die_after_next_log_upload: bool,
+    /// Buckets keep deleted objects (soft delete, as new buckets do by default). Off: a deleted
+    /// object leaves no trace.
+    pub no_soft_delete: bool,
 }
 
 /// What the stand-in saw.
@@ -120,6 +126,8 @@ struct Session {
 
 pub struct Front {
     upstream: String,
+    /// Objects deleted by the feed: name → bytes (the oracle's, and soft delete's, memory).
+    pub deleted: Mutex<BTreeMap<String, Vec<u8>>>,
     sessions: Mutex<HashMap<String, Session>>,
     own_url: Mutex<String>,
     pub plan: Mutex<Plan>,
@@ -229,6 +237,18 @@ impl Front {
     }
 }
 
+fn encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 fn form(body: &[u8]) -> HashMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
@@ -325,6 +345,36 @@ async fn handle(
     storage(front, method, uri, headers, body).await
 }
 
+/// What Cloud Storage's soft delete answers and fake-gcs-server cannot: the bucket's policy, and
+/// the listing of soft-deleted objects (those the feed deleted through [`Google::feed_deletes`]).
+fn soft_delete(front: &Front, method: &Method, path: &str, query: &str) -> Option<Response> {
+    if method != Method::GET {
+        return None;
+    }
+    let keeps = !front.plan.lock().unwrap().no_soft_delete;
+    let rest = path.strip_prefix("/storage/v1/b/")?;
+    if !rest.contains('/') && query.contains("softDeletePolicy") {
+        let seconds = if keeps { "604800" } else { "0" };
+        return Some(json_reply(
+            StatusCode::OK,
+            serde_json::json!({"softDeletePolicy": {"retentionDurationSeconds": seconds}}),
+        ));
+    }
+    if rest.ends_with("/o") && query.split('&').any(|kv| kv == "softDeleted=true") {
+        let prefix = query.split('&').find_map(|kv| kv.strip_prefix("prefix=")).unwrap_or("");
+        let prefix = url::form_urlencoded::parse(format!("p={prefix}").as_bytes()).next().map(|(_, v)| v.into_owned());
+        let prefix = prefix.unwrap_or_default();
+        let items: Vec<serde_json::Value> = if keeps {
+            let deleted = front.deleted.lock().unwrap();
+            deleted.keys().filter(|n| n.starts_with(&prefix)).map(|n| serde_json::json!({"name": n})).collect()
+        } else {
+            Vec::new()
+        };
+        return Some(json_reply(StatusCode::OK, serde_json::json!({"kind": "storage#objects", "items": items})));
+    }
+    None
+}
+
 /// Cloud Storage: authorised, faults applied, then fake-gcs-server.
 async fn storage(front: Arc<Front>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let principal = match front.principal(&headers) {
@@ -346,6 +396,9 @@ async fn storage(front: Arc<Front>, method: Method, uri: Uri, headers: HeaderMap
         }
     }
     let query = uri.query().unwrap_or("");
+    if let Some(reply) = soft_delete(&front, &method, uri.path(), query) {
+        return reply;
+    }
     let upload = uri.path().starts_with("/upload/");
     // Multipart uploads are POSTs; a PUT under /upload/ is always a resumable session's chunk.
     let session_chunk = upload && method == Method::PUT;
@@ -416,6 +469,11 @@ async fn storage(front: Arc<Front>, method: Method, uri: Uri, headers: HeaderMap
         } else if is_log_upload && plan.lose_next_log_upload_reply > 0 {
             plan.lose_next_log_upload_reply -= 1;
             Some(Fault::Lose)
+        } else if is_log_upload && plan.die_after_next_log_upload {
+            // This one goes through and its reply arrives; everything after it fails.
+            plan.die_after_next_log_upload = false;
+            plan.fail_next = u32::MAX;
+            None
         } else if session_chunk && !progress_query && plan.expire_next_sessions > 0 {
             plan.expire_next_sessions -= 1;
             Some(Fault::Expire)
@@ -436,6 +494,7 @@ async fn storage(front: Arc<Front>, method: Method, uri: Uri, headers: HeaderMap
         _ => {}
     }
     let url = format!("{}{}", front.upstream, uri.path_and_query().map_or("", |pq| pq.as_str()));
+    let method_is_delete = method == Method::DELETE;
     let mut request = front.client.request(method, url).body(body);
     for (k, v) in &headers {
         if k != "host" && k != "content-length" && k != "authorization" {
@@ -456,6 +515,12 @@ async fn storage(front: Arc<Front>, method: Method, uri: Uri, headers: HeaderMap
         } else if status.is_success() {
             session.completed = Some((status, bytes.clone()));
         }
+    }
+    // Every deletion is soft: the name is remembered, as Cloud Storage's soft delete does.
+    if method_is_delete && status.is_success() {
+        let name = uri.path().rsplit_once("/o/").map(|(_, n)| n).unwrap_or_default();
+        let name = url::form_urlencoded::parse(format!("n={name}").as_bytes()).next().map(|(_, v)| v.into_owned());
+        front.deleted.lock().unwrap().entry(name.unwrap_or_default()).or_default();
     }
     if matches!(fault, Some(Fault::Lose)) {
         front.seen.lock().unwrap().lost_replies += 1;
@@ -489,6 +554,7 @@ impl Google {
                 .unwrap();
         let state = Arc::new(Front {
             upstream: gcs.endpoint(),
+            deleted: Mutex::new(BTreeMap::new()),
             sessions: Mutex::new(HashMap::new()),
             own_url: Mutex::new(String::new()),
             plan: Mutex::new(plan),
@@ -568,5 +634,28 @@ impl Google {
     /// The log objects under `prefix` in fake-gcs-server, as key → lines.
     pub fn log_objects(&self, bucket: &str, prefix: &str) -> BTreeMap<String, Vec<String>> {
         gcs_log_objects(&self.gcs, bucket, prefix)
+    }
+
+    /// The SecOps feed with source deletion: every object under `prefix` is ingested (kept here
+    /// for the oracle) and deleted.
+    pub fn feed_deletes(&self, bucket: &str, prefix: &str) {
+        for (name, (_, _, bytes)) in self.gcs.objects(bucket, prefix) {
+            let url = format!("{}/storage/v1/b/{bucket}/o/{}", self.gcs.endpoint(), encode(&name));
+            let (status, _, _) = http_request("DELETE", &url, &[], b"").unwrap();
+            assert!(status == 204 || status == 200, "deleting {name}: {status}");
+            self.state.deleted.lock().unwrap().insert(name, bytes);
+        }
+    }
+
+    /// Every log object ever created under `prefix`, deleted ones too, as key → lines.
+    pub fn log_objects_ever(&self, bucket: &str, prefix: &str) -> BTreeMap<String, Vec<String>> {
+        let mut objects = self.log_objects(bucket, prefix);
+        let deleted = self.state.deleted.lock().unwrap();
+        for (name, bytes) in deleted.iter().filter(|(n, b)| n.starts_with(prefix) && !b.is_empty()) {
+            // A name can come back (a claim after a deletion): both count.
+            let key = if objects.contains_key(name) { format!("{name} (deleted)") } else { name.clone() };
+            objects.insert(key, lines(&gunzip(bytes)));
+        }
+        objects
     }
 }

@@ -178,3 +178,66 @@ fn sessions_that_always_expire_fail_the_pass_as_unavailable_and_the_next_complet
     assert_eq!(r2.code, 0, "{}", r2.stderr);
     check_bucket(&sim, &google, "org-expiring", &[&r.summary, &r2.summary]);
 }
+
+/// What the feed ingested, deleted ones included, keyed as the harness expects.
+fn ever(google: &Google) -> std::collections::BTreeMap<String, Vec<String>> {
+    google
+        .log_objects_ever("faulty", "base/logs/")
+        .into_iter()
+        .map(|(k, v)| (k.trim_start_matches("base/").to_string(), v))
+        .collect()
+}
+
+#[test]
+fn an_object_the_feed_deleted_before_it_was_recorded_is_not_delivered_again() {
+    // The pass dies right after creating an object; the feed (source deletion on) ingests and
+    // deletes it; the next pass finds it among the soft-deleted objects and counts it delivered.
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-feed", 1500)]));
+    let google = Google::start("faulty", Plan { die_after_next_log_upload: true, ..Plan::default() });
+    let died = run_through(&sim, &google, &[("MULESOFT_AUDIT_GCS_TIMEOUT_SECS", "1")]);
+    assert_eq!(died.code, 1, "{}\n{}", died.stdout, died.stderr);
+    assert_eq!(google.log_objects("faulty", "base/logs/").len(), 1, "one object created, not recorded");
+    google.state.plan.lock().unwrap().fail_next = 0;
+    google.feed_deletes("faulty", "base/logs/");
+    let next = run_through(&sim, &google, &[]);
+    assert_eq!(next.code, 0, "{}", next.stderr);
+    assert!(next.stdout.contains("(recovered)"), "{}", next.stdout);
+    let (from, to) = covered(&[&next.summary], "org-feed");
+    assert_exactly_once(&sim, "org-feed", &ever(&google), ms_of_first_window().min(from), to);
+}
+
+#[test]
+fn without_soft_delete_check_warns_and_a_deleted_unrecorded_object_comes_again_not_never() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-nosoft", 1500)]));
+    let google = Google::start("faulty", Plan { no_soft_delete: true, ..Plan::default() });
+    let mut cmd = through(&sim, &google, &[]);
+    cmd.arg("check");
+    let checked = finish(cmd.output().unwrap());
+    assert_eq!(checked.code, 0, "{}\n{}", checked.stdout, checked.stderr);
+    assert!(checked.stdout.contains("warning:") && checked.stdout.contains("soft delete"), "{}", checked.stdout);
+    google.state.plan.lock().unwrap().die_after_next_log_upload = true;
+    let died = run_through(&sim, &google, &[("MULESOFT_AUDIT_GCS_TIMEOUT_SECS", "1")]);
+    assert_eq!(died.code, 1, "{}", died.stderr);
+    google.state.plan.lock().unwrap().fail_next = 0;
+    google.feed_deletes("faulty", "base/logs/");
+    let next = run_through(&sim, &google, &[]);
+    assert_eq!(next.code, 0, "{}", next.stderr);
+    assert!(next.stdout.contains("cannot tell"), "the summary says so: {}", next.stdout);
+    let delivered: std::collections::BTreeSet<String> = ever(&google).into_values().flatten().collect();
+    let (_, to) = covered(&[&next.summary], "org-nosoft");
+    let missing =
+        sim.entries_in("org-nosoft", ms_of_first_window(), to).into_iter().filter(|e| !delivered.contains(e)).count();
+    assert_eq!(missing, 0, "nothing lost");
+}
+
+#[test]
+fn check_says_deleted_objects_are_told_apart_where_the_bucket_keeps_them() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-softcheck", 10)]));
+    let google = Google::start("faulty", Plan::default());
+    let mut cmd = through(&sim, &google, &[]);
+    cmd.arg("check");
+    let checked = finish(cmd.output().unwrap());
+    assert_eq!(checked.code, 0, "{}\n{}", checked.stdout, checked.stderr);
+    assert!(checked.stdout.contains("safe with the feed's source deletion"), "{}", checked.stdout);
+    assert!(!checked.stdout.contains("warning:"), "{}", checked.stdout);
+}
