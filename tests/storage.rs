@@ -241,3 +241,29 @@ fn check_says_deleted_objects_are_told_apart_where_the_bucket_keeps_them() {
     assert!(checked.stdout.contains("safe with the feed's source deletion"), "{}", checked.stdout);
     assert!(!checked.stdout.contains("warning:"), "{}", checked.stdout);
 }
+
+#[test]
+fn a_log_bucket_that_refuses_replacing_works_with_checkpoints_elsewhere() {
+    // A retention policy or a bucket lock: objects can be created, never replaced or deleted.
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-locked", 1200)]));
+    let google = Google::start("faulty", Plan { deny_replacing: true, ..Plan::default() });
+    let state = tempfile::tempdir().unwrap();
+    let state_dest = format!("file://{}", state.path().display());
+    let mut cmd = through(&sim, &google, &[("MULESOFT_AUDIT_STATE_DEST", &state_dest)]);
+    cmd.arg("check");
+    let checked = finish(cmd.output().unwrap());
+    assert_eq!(checked.code, 0, "{}\n{}", checked.stdout, checked.stderr);
+    assert!(checked.stdout.contains("log destination takes new objects"), "{}", checked.stdout);
+    let first = run_through(&sim, &google, &[("MULESOFT_AUDIT_STATE_DEST", &state_dest)]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let now = anypoint_sim::now_ms();
+    sim.add_entries("org-locked", 30, now - 30_000, now - 2_000);
+    let second = run_through(&sim, &google, &[("MULESOFT_AUDIT_STATE_DEST", &state_dest)]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    check_bucket(&sim, &google, "org-locked", &[&first.summary, &second.summary]);
+    assert!(
+        state.path().join("state/org-locked/checkpoint.json").exists(),
+        "the checkpoint is in the state destination"
+    );
+    assert!(google.gcs.objects("faulty", "base/state/").is_empty(), "and not in the log bucket");
+}

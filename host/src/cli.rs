@@ -104,13 +104,23 @@ pub fn collector(
     let settings = args.resolve()?;
     // A store that cannot be opened is a configuration problem, unless it was only unavailable
     // (a metadata server slow to answer): then the next run may well succeed.
-    let store = store::open(&settings.dest, &settings.gcs, handle).map_err(|e| {
-        if matches!(e.downcast_ref::<store::StoreError>(), Some(store::StoreError::Unavailable(_))) {
-            e.context("destination")
-        } else {
-            ConfigError(format!("destination: {e:#}")).into()
+    let open = |dest: &str, what: &'static str| {
+        store::open(dest, &settings.gcs, handle.clone()).map_err(|e| {
+            if matches!(e.downcast_ref::<store::StoreError>(), Some(store::StoreError::Unavailable(_))) {
+                e.context(what)
+            } else {
+                anyhow::Error::from(ConfigError(format!("{what}: {e:#}")))
+            }
+        })
+    };
+    let logs = open(&settings.dest, "destination")?;
+    let store = match &settings.state_dest {
+        Some(state_dest) => {
+            let state = open(state_dest, "state destination")?;
+            Arc::new(store::Split { logs, state, state_prefix: settings.config.state_prefix.clone() })
         }
-    })?;
+        None => logs,
+    };
     let runtime = Arc::new(Runtime::new(cache_dir)?);
     Ok(Collector { runtime, store, settings })
 }
@@ -181,6 +191,28 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
         store.delete(&probe)?;
         Ok::<_, store::StoreError>(back.is_some_and(|o| o.data == b"mulesoft-audit check, replaced"))
     })();
+    // With checkpoints elsewhere, the log destination needs only to take new objects: a probe
+    // outside the log prefix, removed where the bucket allows it (a retention policy does not).
+    if s.state_dest.is_some() {
+        let log_probe = format!("check-probe-{}-{}", std::process::id(), chrono::Utc::now().timestamp_millis());
+        match store.create(&log_probe, b"mulesoft-audit check", "text/plain") {
+            Ok(_) => {
+                let removed = store.delete(&log_probe).is_ok();
+                println!(
+                    "ok: log destination takes new objects (probe `{log_probe}` {})",
+                    if removed {
+                        "created and removed"
+                    } else {
+                        "created; left behind, as the bucket does not allow deleting"
+                    }
+                );
+            }
+            Err(e) => {
+                eprintln!("error: log destination: {e}");
+                return Ok(2);
+            }
+        }
+    }
     match proof {
         Ok(true) => {
             println!(
@@ -230,6 +262,7 @@ fn demo(args: &DemoArgs, cache_dir: Option<&std::path::Path>, rt: &tokio::runtim
         client_secret_file: None,
         dest: Some(format!("file://{}", out.display())),
         bucket: None,
+        state_dest: None,
         gcs_endpoint: None,
         since: None,
         lookback: "24h".into(),

@@ -74,6 +74,11 @@ pub struct CollectArgs {
     /// GCS bucket (--dest wins).
     #[arg(long, env = "GCS_BUCKET")]
     pub bucket: Option<String>,
+    /// Where checkpoints go, when not beside the logs: gs://bucket[/prefix], file:///dir or a
+    /// directory. For a log bucket with a retention policy or a lock, where objects cannot be
+    /// replaced.
+    #[arg(long, env = "MULESOFT_AUDIT_STATE_DEST")]
+    pub state_dest: Option<String>,
     /// Cloud Storage endpoint for gs:// destinations, with Google credentials (default
     /// https://storage.googleapis.com): a Private Service Connect or restricted VPC-SC endpoint.
     /// http:// only to loopback.
@@ -193,6 +198,8 @@ pub struct Resolved {
     pub config: wit::Config,
     pub origin: Origin,
     pub dest: String,
+    /// Where checkpoints go, when not beside the logs.
+    pub state_dest: Option<String>,
     /// Where gs:// requests go, and whether they carry Google credentials.
     pub gcs: GcsEndpoint,
     pub limits: Limits,
@@ -330,7 +337,9 @@ impl CollectArgs {
             run_time,
             http: Timeouts { first_byte, ..Timeouts::default() },
         };
-        Ok(Resolved { config, origin, dest, gcs, limits, secret: client_secret })
+        let state_dest =
+            self.state_dest.as_deref().map(str::trim).filter(|d| !d.is_empty() && *d != dest).map(str::to_string);
+        Ok(Resolved { config, origin, dest, state_dest, gcs, limits, secret: client_secret })
     }
 }
 

@@ -55,6 +55,51 @@ pub trait ObjectStore: Send + Sync {
     }
 }
 
+/// Log objects in one store and checkpoints in another (`--state-dest`): a log bucket with a
+/// retention policy or a lock, where objects cannot be replaced, then holds only log objects,
+/// which are only ever created. Keys under the state prefix go to `state`, all others to `logs`.
+pub struct Split {
+    pub logs: Arc<dyn ObjectStore>,
+    pub state: Arc<dyn ObjectStore>,
+    pub state_prefix: String,
+}
+
+impl Split {
+    fn route(&self, key: &str) -> &dyn ObjectStore {
+        if key.starts_with(&self.state_prefix) { self.state.as_ref() } else { self.logs.as_ref() }
+    }
+}
+
+impl ObjectStore for Split {
+    fn create(&self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError> {
+        self.route(key).create(key, data, content_type)
+    }
+    fn read(&self, key: &str) -> Result<Option<Stored>, StoreError> {
+        self.route(key).read(key)
+    }
+    fn write_if_generation(
+        &self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+        generation: u64,
+    ) -> Result<u64, StoreError> {
+        self.route(key).write_if_generation(key, data, content_type, generation)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.route(key).delete(key)
+    }
+    fn presence(&self, key: &str) -> Result<Presence, StoreError> {
+        self.route(key).presence(key)
+    }
+    fn describe(&self) -> String {
+        format!("{} (checkpoints in {})", self.logs.describe(), self.state.describe())
+    }
+    fn credentials(&self) -> Option<String> {
+        self.logs.credentials().or_else(|| self.state.credentials())
+    }
+}
+
 /// Keys are relative, `/`-separated, without empty, `.` or `..` segments.
 pub fn check_key(key: &str) -> Result<(), StoreError> {
     if key.is_empty()
@@ -127,5 +172,21 @@ pub(crate) mod contract {
         store.delete("logs/p/0").unwrap();
         assert!(store.read("logs/p/0").unwrap().is_none());
         assert!(store.create("../escape", b"x", "text/plain").is_err());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_split_store_meets_the_contract_and_keeps_checkpoints_apart() {
+        let logs = Arc::new(memory::MemoryStore::default());
+        let state = Arc::new(memory::MemoryStore::default());
+        let split = Split { logs: logs.clone(), state: state.clone(), state_prefix: "state/".into() };
+        contract::check(&split);
+        assert!(logs.snapshot().keys().all(|k| !k.starts_with("state/")), "{:?}", logs.snapshot().keys());
+        assert!(state.snapshot().keys().all(|k| k.starts_with("state/")), "{:?}", state.snapshot().keys());
+        assert!(state.snapshot().contains_key("state/o/cp"));
     }
 }
