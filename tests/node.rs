@@ -235,3 +235,39 @@ fn the_javascript_store_waits_for_a_held_checkpoint_lock() {
     assert!(r["released"]["ok"].is_string(), "the swap waits for the release: {r}");
     assert_eq!((r["content"].as_str(), r["lockLeft"].as_bool()), (Some("two"), Some(false)), "{r}");
 }
+
+#[test]
+fn the_javascript_store_breaks_only_the_stale_lock_and_releases_only_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+        import * as fs from 'node:fs';
+        import { breakStale, releaseLock } from './object-store.js';
+        const lock = `${process.env.STORE_DIR}/cp.lock`, out = {};
+        // Judged stale with token "old", but by now another writer holds it with "fresh".
+        fs.writeFileSync(lock, 'fresh');
+        out.brokeFresh = breakStale(lock, 'old');
+        out.afterWrongBreak = fs.readFileSync(lock, 'utf8');
+        out.brokeStale = breakStale(lock, 'fresh');
+        out.lockAfterBreak = fs.existsSync(lock);
+        // A writer whose lock was broken and taken by another does not release theirs.
+        fs.writeFileSync(lock, 'another');
+        releaseLock(lock, 'mine');
+        out.afterForeignRelease = fs.readFileSync(lock, 'utf8');
+        releaseLock(lock, 'another');
+        out.lockAfterOwnRelease = fs.existsSync(lock);
+        out.leftovers = fs.readdirSync(process.env.STORE_DIR);
+        console.log(JSON.stringify(out));
+    "#;
+    let out = with_node(&node_bin())
+        .args(["--input-type=module", "-e", script])
+        .env("STORE_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((r["brokeFresh"].as_bool(), r["afterWrongBreak"].as_str()), (Some(false), Some("fresh")), "{r}");
+    assert_eq!((r["brokeStale"].as_bool(), r["lockAfterBreak"].as_bool()), (Some(true), Some(false)), "{r}");
+    assert_eq!(r["afterForeignRelease"], "another", "{r}");
+    assert_eq!(r["lockAfterOwnRelease"], false, "{r}");
+    assert_eq!(r["leftovers"], serde_json::json!([]), "{r}");
+}

@@ -1,7 +1,7 @@
 //! The object store on a preopened WASI directory: create-only through a hard link (which fails
 //! if the name is taken, atomically, even between processes), atomic replacement through a
-//! temporary file and rename, and compare-and-swap under a lock file made with `create_new` (WASI
-//! has no `flock`). A generation is a hash of the object's bytes, so equal states compare equal
+//! temporary file and rename, and compare-and-swap under a lock file made with `create_new` and
+//! holding its owner's token (WASI has no `flock`). A generation is a hash of the object's bytes, so equal states compare equal
 //! and any change is seen.
 
 use mulesoft_audit::entry::fnv1a_128;
@@ -77,23 +77,26 @@ impl DirStore {
 
     /// Takes the lock file beside an object, waiting while another process holds it. A held lock
     /// is not a changed object: reporting it as a mismatch would fail a writer whose swap would
-    /// have succeeded.
-    fn lock(&self, lock: &Path) -> Result<(), StoreError> {
+    /// have succeeded. The lock file holds its owner's token, so that only the owner releases it
+    /// and breaking a stale lock can tell it from a fresh one. Returns the token.
+    fn lock(&self, lock: &Path) -> Result<String, StoreError> {
+        let token = format!("{:016x}", unique_suffix());
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
             match OpenOptions::new().write(true).create_new(true).open(lock) {
-                Ok(_) => return Ok(()),
+                Ok(mut file) => {
+                    file.write_all(token.as_bytes()).map_err(|e| io("locking", &e))?;
+                    return Ok(token);
+                }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io("locking", &e)),
             }
-            let stale = fs::metadata(lock)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > STALE_LOCK);
-            if stale {
-                let _ = fs::remove_file(lock);
+            let age = fs::metadata(lock).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|age| age > STALE_LOCK) {
+                if let Ok(stale) = fs::read_to_string(lock) {
+                    Self::break_stale(lock, &stale);
+                }
                 continue;
             }
             if started.elapsed() >= self.lock_wait {
@@ -105,6 +108,31 @@ impl DirStore {
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Removes the lock whose token is `stale`, and no other. The lock is first moved aside
+    /// (only one process can move it); if what was moved is not the stale lock (another process
+    /// broke it and took a fresh one meanwhile), it is put back, create-only.
+    fn break_stale(lock: &Path, stale: &str) -> bool {
+        let aside = lock.with_extension(format!("{:016x}.broken", unique_suffix()));
+        if fs::rename(lock, &aside).is_err() {
+            return false;
+        }
+        let moved = fs::read_to_string(&aside).unwrap_or_default();
+        let broken = moved == stale;
+        if !broken {
+            let _ = fs::hard_link(&aside, lock);
+        }
+        let _ = fs::remove_file(&aside);
+        broken
+    }
+
+    /// Releases a lock this writer holds: only if it still holds its token (a lock broken as
+    /// stale and taken by another writer is theirs).
+    fn unlock(lock: &Path, token: &str) {
+        if fs::read_to_string(lock).is_ok_and(|held| held == token) {
+            let _ = fs::remove_file(lock);
         }
     }
 }
@@ -154,7 +182,7 @@ impl ObjectStore for DirStore {
         if let Some(dir) = lock.parent() {
             fs::create_dir_all(dir).map_err(|e| io("creating", &e))?;
         }
-        self.lock(&lock)?;
+        let token = self.lock(&lock)?;
         let result = (|| {
             let current = match fs::read(&path) {
                 Ok(d) => generation(&d),
@@ -171,7 +199,7 @@ impl ObjectStore for DirStore {
             })?;
             Ok(generation(data))
         })();
-        let _ = fs::remove_file(&lock);
+        Self::unlock(&lock, &token);
         result
     }
 }
@@ -244,6 +272,35 @@ mod tests {
         held.set_modified(std::time::SystemTime::now() - Duration::from_secs(120)).unwrap();
         assert_eq!(s.write_if_generation("state/cp", b"one", "x", 0), Ok(generation(b"one")));
         assert!(!lock.exists(), "the lock is released after the swap");
+    }
+
+    #[test]
+    fn breaking_a_stale_lock_never_removes_a_fresh_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("cp.lock");
+        // Judged stale with token "old", but by now another writer holds it with "fresh".
+        fs::write(&lock, "fresh").unwrap();
+        assert!(!DirStore::break_stale(&lock, "old"));
+        assert_eq!(fs::read_to_string(&lock).unwrap(), "fresh", "the fresh lock is back in place");
+        assert!(DirStore::break_stale(&lock, "fresh"));
+        assert!(!lock.exists());
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert!(leftovers.is_empty(), "nothing moved aside is left");
+    }
+
+    #[test]
+    fn a_writer_releases_only_its_own_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let lock = dir.path().join("cp.lock");
+        let token = s.lock(&lock).unwrap();
+        assert_eq!(fs::read_to_string(&lock).unwrap(), token);
+        // Its lock was broken as stale and another writer took it.
+        fs::write(&lock, "another").unwrap();
+        DirStore::unlock(&lock, &token);
+        assert_eq!(fs::read_to_string(&lock).unwrap(), "another", "not released by a writer that lost it");
+        DirStore::unlock(&lock, "another");
+        assert!(!lock.exists());
     }
 
     #[test]

@@ -90,23 +90,32 @@ const pause = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 
 
 // Takes the lock file beside an object with O_EXCL, waiting while another process holds it (the
 // component calls imports synchronously, hence the blocking pause). A held lock is not a changed
-// object: reporting it as a mismatch would fail a writer whose swap would have succeeded.
+// object: reporting it as a mismatch would fail a writer whose swap would have succeeded. The lock
+// holds its owner's token, so that only the owner releases it and breaking a stale lock can tell
+// it from a fresh one. Returns the token.
 function takeLock(key, lock) {
+  const token = randomBytes(8).toString('hex');
   const started = Date.now();
   for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
     try {
-      fs.closeSync(fs.openSync(lock, 'wx'));
-      return;
+      const fd = fs.openSync(lock, 'wx');
+      try {
+        fs.writeSync(fd, token);
+      } finally {
+        fs.closeSync(fd);
+      }
+      return token;
     } catch (e) {
       if (e.code !== 'EEXIST') throw storeError(`locking ${key}`, e);
     }
     try {
       const held = fs.statSync(lock, { throwIfNoEntry: false });
       if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) {
-        fs.rmSync(lock, { force: true });
+        breakStale(lock, fs.readFileSync(lock, 'utf8'));
         continue;
       }
     } catch (e) {
+      if (e.code === 'ENOENT') continue;
       throw storeError(`locking ${key}`, e);
     }
     if (Date.now() - started >= lockWaitMs) {
@@ -114,6 +123,37 @@ function takeLock(key, lock) {
       throw { tag: 'unavailable', val };
     }
     pause(wait);
+  }
+}
+
+// Removes the lock whose token is `stale`, and no other: the lock is moved aside (only one process
+// can move it); if what was moved is another, fresh lock, it is put back, create-only.
+export function breakStale(lock, stale) {
+  const aside = `${lock}.${randomBytes(6).toString('hex')}.broken`;
+  try {
+    fs.renameSync(lock, aside);
+  } catch {
+    return false;
+  }
+  const broken = fs.readFileSync(aside, 'utf8') === stale;
+  if (!broken) {
+    try {
+      fs.linkSync(aside, lock);
+    } catch {
+      // Another lock took its place meanwhile: that one stands.
+    }
+  }
+  fs.rmSync(aside, { force: true });
+  return broken;
+}
+
+// Releases a lock only while it still holds this writer's token (a lock broken as stale and taken
+// by another writer is theirs).
+export function releaseLock(lock, token) {
+  try {
+    if (fs.readFileSync(lock, 'utf8') === token) fs.rmSync(lock, { force: true });
+  } catch {
+    // Already gone.
   }
 }
 
@@ -126,7 +166,7 @@ export function writeIfGeneration(key, data, _contentType, expected) {
   } catch (e) {
     throw storeError(`creating the folder of ${key}`, e);
   }
-  takeLock(key, lock);
+  const token = takeLock(key, lock);
   try {
     const current = read(key);
     if ((current?.generation ?? 0n) !== expected) throw { tag: 'generation-mismatch' };
@@ -139,7 +179,7 @@ export function writeIfGeneration(key, data, _contentType, expected) {
     }
     return generationOf(data);
   } finally {
-    fs.rmSync(lock, { force: true });
+    releaseLock(lock, token);
   }
 }
 
