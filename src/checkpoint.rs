@@ -44,6 +44,10 @@ pub struct Effects {
 pub struct Pending {
     pub key: String,
     pub seq: u64,
+    /// When it was named (the pass's clock): the earliest it can have been created. Absent in
+    /// version 1 checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub named_ms: Option<i64>,
     /// Absent only in version 1 checkpoints: such an object is read back to learn them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effects: Option<Effects>,
@@ -146,8 +150,9 @@ impl Checkpoint {
     /// silently starting over from the lookback) would lose or duplicate data.
     pub fn decode(bytes: &[u8], org_id: &str, key: &str) -> Result<Self, CheckpointError> {
         let advice = format!(
-            "inspect it; if it is damaged, restore it from a backup or delete `{key}` and set \
-             --since to the time of the first entry not yet delivered"
+            "inspect it; if it is damaged, restore it from a backup, or delete `{key}` and run with \
+             --since set to the time of the first entry not yet delivered and a new --key-prefix \
+             (object names start again)"
         );
         let wire: Wire = serde_json::from_slice(bytes)
             .map_err(|e| CheckpointError(format!("checkpoint `{key}` is not a valid checkpoint ({e}); {advice}")))?;
@@ -195,6 +200,7 @@ mod tests {
         c.pending = Some(Pending {
             key: "2023/11/14/x.json.gz".into(),
             seq: 7,
+            named_ms: Some(1_700_000_000_600),
             effects: Some(Effects {
                 last_ms: Some(1_700_000_000_500),
                 keys: vec![(1_700_000_000_400, "i:z".into())],
@@ -239,7 +245,14 @@ mod tests {
         assert_eq!((c.cursor_ms, c.read_from_ms, c.next_seq), (5000, 4400, 4));
         assert_eq!(
             c.pending,
-            Some(Pending { key: "logs/a".into(), seq: 4, effects: None, claimed: false, unprovable: false })
+            Some(Pending {
+                key: "logs/a".into(),
+                seq: 4,
+                named_ms: None,
+                effects: None,
+                claimed: false,
+                unprovable: false
+            })
         );
         let empty = v1.replace(r#"[[4400,"i:a"],[4900,"i:b"]]"#, "[]");
         assert_eq!(Checkpoint::decode(empty.as_bytes(), "org-1", "k").unwrap().read_from_ms, 5000);

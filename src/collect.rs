@@ -78,7 +78,9 @@ fn write_page<S: ObjectStore>(
     for raw in &page.data {
         let line = entry::ndjson_line(raw.get());
         let meta = entry::meta(&line);
-        if let Some(t) = meta.timestamp_ms.filter(|t| !(from_ms..=to_ms).contains(t)) {
+        // A time given in whole seconds spans a thousand ms: any of them in the query will do.
+        let span_end = |t: i64| t.saturating_add(meta.precision_ms - 1);
+        if let Some(t) = meta.timestamp_ms.filter(|t| span_end(*t) < from_ms || *t > to_ms) {
             return Err(Failure::new(
                 ErrorKind::Api,
                 format!(
@@ -97,7 +99,7 @@ fn write_page<S: ObjectStore>(
             line: &line,
             key: meta.key,
             time_ms: meta.timestamp_ms,
-            keep_ms: meta.timestamp_ms.unwrap_or(to_ms),
+            keep_ms: meta.timestamp_ms.map_or(to_ms, span_end),
         };
         delivery.add(entry, summary)?;
     }
@@ -211,9 +213,10 @@ fn collect_org<P: Platform, S: ObjectStore>(
         Ok(window::first_cursor(now, settings.since_ms, settings.lookback_ms, floor))
     };
     let mut delivery = Delivery::open(store, settings, org, start)?;
+    let now = client.platform.now_ms();
+    delivery.now_ms = now;
     delivery.recover(summary)?;
 
-    let now = client.platform.now_ms();
     let checkpoint = &delivery.checkpoint;
     let Some(Window { from_ms, to_ms }) =
         window::next_window(checkpoint.cursor_ms, checkpoint.read_from_ms, now, settings.lag_ms, settings.overlap_ms)
@@ -256,6 +259,9 @@ fn collect_org<P: Platform, S: ObjectStore>(
             }
         }
         if pages.saturating_add(chosen.len() as u32) > settings.max_pages {
+            // What was read so far is written: the next pass goes on from there instead of
+            // meeting the same cap in the same window for ever.
+            delivery.flush(summary)?;
             return Err(Failure::new(
                 ErrorKind::PageCap,
                 format!(
@@ -288,7 +294,7 @@ fn collect_org<P: Platform, S: ObjectStore>(
         for (&i, reply) in chosen.iter().zip(replies) {
             let FetchedPage { raw, count, cursor, total, last_entry_ts } = reply?;
             let slice = &mut slices[i];
-            slice.advance(settings.paging, count, cursor, total);
+            slice.advance(settings.paging, count, cursor);
             if count > 0 {
                 slice.pages.push_back(raw);
             }

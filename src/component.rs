@@ -55,8 +55,8 @@ impl ObjectStore for HostStore {
     ) -> Result<u64, StoreError> {
         wit_store::write_if_generation(key, data, content_type, generation).map_err(from_wit)
     }
-    fn presence(&mut self, key: &str) -> Result<Presence, StoreError> {
-        wit_store::presence(key)
+    fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
+        wit_store::presence(key, since_ms)
             .map(|p| match p {
                 wit_store::ObjectPresence::Present => Presence::Present,
                 wit_store::ObjectPresence::Deleted => Presence::Deleted,

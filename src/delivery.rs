@@ -98,6 +98,8 @@ pub struct Delivery<'s, S: ObjectStore> {
     /// Generation of the stored checkpoint; 0 when there is none yet.
     generation: u64,
     builder: Option<Builder>,
+    /// The pass's clock, when it began reading (pending objects are named with it).
+    pub now_ms: i64,
 }
 
 impl<'s, S: ObjectStore> Delivery<'s, S> {
@@ -120,8 +122,16 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             }
             None => (Checkpoint::new(org, start()?), 0, true),
         };
-        let mut delivery =
-            Self { store, settings, org: org.to_string(), checkpoint_key, checkpoint, generation, builder: None };
+        let mut delivery = Self {
+            store,
+            settings,
+            org: org.to_string(),
+            checkpoint_key,
+            checkpoint,
+            generation,
+            builder: None,
+            now_ms: 0,
+        };
         if first {
             delivery.save()?;
         }
@@ -143,9 +153,11 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         let Some(mut pending) = self.checkpoint.pending.clone() else {
             return Ok(());
         };
+        // Since when it may exist: a store whose memory of deletions is shorter cannot prove
+        // that it never did.
         let presence = self
             .store
-            .presence(&pending.key)
+            .presence(&pending.key, pending.named_ms)
             .map_err(|e| storage_failure("looking up pending object", &pending.key, &e))?;
         if pending.claimed {
             // Marked by a pass that stopped: the owner may have created the object after the
@@ -160,22 +172,33 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             self.checkpoint.pending = Some(pending.clone());
             self.save()?;
         }
-        let settled = if pending.claimed { self.claim(&pending)? } else { Settled::Created };
-        match settled {
-            Settled::Created => {
-                let effects = match pending.effects.clone() {
-                    Some(effects) => effects,
-                    None => self.read_back(&pending)?,
-                };
+        let mut settled = if pending.claimed { self.claim(&pending)? } else { Settled::Created };
+        if settled == Settled::Gone {
+            pending.unprovable = true;
+        }
+        // A version 1 pending object carries no effects: read it back to learn them.
+        let effects = match (&settled, pending.effects.clone()) {
+            (Settled::Created, Some(effects)) => Some(effects),
+            (Settled::Created, None) => self.read_back(&pending)?,
+            _ => None,
+        };
+        if settled == Settled::Created && effects.is_none() {
+            // Created, but gone or unreadable now, with nothing recorded of it.
+            pending.unprovable = true;
+            settled = Settled::Gone;
+        }
+        match effects {
+            Some(effects) => {
                 self.checkpoint.record(&effects);
                 summary.objects.push(format!("(recovered) {}", pending.key));
             }
-            Settled::Claimed if pending.unprovable => summary.objects.push(format!(
+            None if pending.unprovable => summary.objects.push(format!(
                 "(missing, and the store cannot tell whether the feed deleted it: its entries are read again) {}",
                 pending.key
             )),
-            Settled::Claimed => summary.objects.push(format!("(claimed) {}", pending.key)),
+            None => summary.objects.push(format!("(claimed) {}", pending.key)),
         }
+        let _ = settled;
         self.checkpoint.next_seq = self.checkpoint.next_seq.max(pending.seq + 1);
         self.checkpoint.pending = None;
         self.checkpoint.prune(self.checkpoint.cursor_ms - self.settings.overlap_ms);
@@ -192,42 +215,39 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             Ok(_) => Ok(Settled::Claimed),
             Err(StoreError::AlreadyExists) => {
                 match self.store.read(key).map_err(|e| storage_failure("reading claimed object", key, &e))? {
-                    Some((bytes, _)) if bytes != empty => Ok(Settled::Created),
-                    // A claim (real objects hold at least one entry), or gone again before it
-                    // could be read: no entry of it is known to be delivered.
-                    _ => Ok(Settled::Claimed),
+                    // A claim holds no entry (real objects hold at least one), whichever build
+                    // compressed it.
+                    Some((bytes, _)) if gunzip(&bytes).is_ok_and(|plain| plain.is_empty()) => Ok(Settled::Claimed),
+                    Some(_) => Ok(Settled::Created),
+                    // There a moment ago, gone now: the owner's, or a claim, taken by the feed.
+                    None => Ok(Settled::Gone),
                 }
             }
             Err(e) => Err(storage_failure("claiming pending object", key, &e)),
         }
     }
 
-    /// A version 1 pending object carries no effects: read it back to learn them.
-    fn read_back(&mut self, pending: &Pending) -> Result<Effects, Failure> {
-        let unreadable = |why: String| {
-            Failure::new(
-                ErrorKind::Checkpoint,
-                format!(
-                    "pending object `{}` cannot be read back ({why}); inspect it before running again",
-                    pending.key
-                ),
-            )
-        };
+    /// Reads a version 1 pending object back to learn its effects; `None` when it is gone or
+    /// cannot be read (its entries are then read again).
+    fn read_back(&mut self, pending: &Pending) -> Result<Option<Effects>, Failure> {
         let stored =
             self.store.read(&pending.key).map_err(|e| storage_failure("reading pending object", &pending.key, &e))?;
-        let (bytes, _) = stored.ok_or_else(|| unreadable("it is gone".into()))?;
-        let plain = gunzip(&bytes).map_err(|e| unreadable(e.0))?;
+        let Some(plain) = stored.and_then(|(bytes, _)| gunzip(&bytes).ok()) else {
+            return Ok(None);
+        };
         // Every key is kept: nothing was cut.
         let mut effects = Effects { last_ms: None, keys: Vec::new(), keys_from_ms: i64::MIN, entries: 0 };
         for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let text = std::str::from_utf8(line).map_err(|_| unreadable("a line is not UTF-8".into()))?;
+            let Ok(text) = std::str::from_utf8(line) else {
+                return Ok(None);
+            };
             let meta = entry::meta(text);
             let keep = meta.timestamp_ms.or(effects.last_ms).unwrap_or(self.checkpoint.cursor_ms);
             effects.last_ms = meta.timestamp_ms.or(effects.last_ms);
             effects.keys.push((keep, meta.key));
             effects.entries += 1;
         }
-        Ok(effects)
+        Ok(Some(effects))
     }
 
     /// Whether an entry's key was delivered already, or is in the object being filled.
@@ -265,8 +285,10 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         // Entries are read oldest first: keys older than the overlap before this one cannot come
         // back, in this pass or (after the checkpoint's pruning) the next, so an object of a
         // busy day does not hold every key it has written.
-        if builder.keys.len() >= builder.prune_at {
-            let floor = entry.keep_ms - self.settings.overlap_ms;
+        if let (true, Some(last)) = (builder.keys.len() >= builder.prune_at, builder.last_ms) {
+            // From the newest entry *time*: an entry without one keeps its key to its window's
+            // end, which is no measure of what earlier entries may come back.
+            let floor = last - self.settings.overlap_ms;
             builder.keys.retain(|_, t| *t >= floor);
             builder.prune_at = (builder.keys.len() * 2).max(KEYS_PRUNE_MIN);
         }
@@ -288,8 +310,14 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         keys.sort();
         let effects = Effects { last_ms: builder.last_ms, keys, keys_from_ms: floor, entries: builder.entries };
         // 1.
-        self.checkpoint.pending =
-            Some(Pending { key: key.clone(), seq, effects: Some(effects.clone()), claimed: false, unprovable: false });
+        self.checkpoint.pending = Some(Pending {
+            key: key.clone(),
+            seq,
+            named_ms: Some(self.now_ms),
+            effects: Some(effects.clone()),
+            claimed: false,
+            unprovable: false,
+        });
         self.save()?;
         // 2.
         let bytes = builder.gzip.finish().map_err(compress_failure)?;
@@ -328,10 +356,13 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
 }
 
 /// How a pending object was settled.
+#[derive(Debug, PartialEq, Eq)]
 enum Settled {
     /// It was created (and may since have been deleted by the feed): its entries are delivered.
     Created,
     /// Its name is taken by an empty object: no pass can create it any more, and none of its
     /// entries was delivered.
     Claimed,
+    /// Something was under its name and is gone: whether it held entries cannot be told.
+    Gone,
 }

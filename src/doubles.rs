@@ -4,7 +4,7 @@
 
 use crate::platform::{ObjectStore, Platform, Presence, Request, Response, StoreError, TransportError};
 use crate::settings::BaseUrl;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, mpsc};
 
 /// One audit entry as the fake API holds it.
@@ -149,10 +149,14 @@ pub enum Stop {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     pub objects: BTreeMap<String, (Vec<u8>, u64)>,
-    /// Names of deleted objects, which a store with soft delete remembers.
-    pub deleted: BTreeSet<String>,
+    /// Names of deleted objects and when they were deleted, which a store with soft delete
+    /// remembers for `remembers_ms`.
+    pub deleted: BTreeMap<String, i64>,
     /// Whether deleted objects are remembered (Cloud Storage's soft delete).
     pub soft_delete: bool,
+    pub remembers_ms: i64,
+    /// The store's clock, for soft delete's memory.
+    pub now_ms: i64,
     /// Every object ever created under a name, in order (deleted ones too).
     pub created: Vec<(String, Vec<u8>)>,
     /// Every call carried out, in order: `create KEY`, `write KEY` (the bytes written), `read
@@ -185,7 +189,7 @@ impl MemoryStore {
         let names: Vec<String> = self.objects.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
         for name in names {
             self.objects.remove(&name);
-            self.deleted.insert(name);
+            self.deleted.insert(name, self.now_ms);
         }
     }
 
@@ -229,17 +233,21 @@ impl ObjectStore for MemoryStore {
         Self::outcome(lost, result)
     }
 
-    fn presence(&mut self, key: &str) -> Result<Presence, StoreError> {
+    fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
         let lost = self.gate()?;
         self.calls.push((format!("presence {key}"), Vec::new()));
+        // Deleted objects are remembered for `remembers_ms`; absence is proven only that far.
+        let remembered = since_ms.is_some_and(|since| self.now_ms - since <= self.remembers_ms);
         let presence = if self.objects.contains_key(key) {
             Presence::Present
         } else if !self.soft_delete && !self.deleted.is_empty() {
             Presence::Unknown
-        } else if self.deleted.contains(key) {
+        } else if self.deleted.get(key).is_some_and(|at| self.now_ms - at <= self.remembers_ms) {
             Presence::Deleted
-        } else {
+        } else if self.deleted.is_empty() || remembered {
             Presence::Absent
+        } else {
+            Presence::Unknown
         };
         Self::outcome(lost, Ok(presence))
     }
@@ -284,7 +292,7 @@ impl ObjectStore for Shared {
     ) -> Result<u64, StoreError> {
         self.call(|s| s.write_if_generation(key, data, content_type, generation))
     }
-    fn presence(&mut self, key: &str) -> Result<Presence, StoreError> {
-        self.call(|s| s.presence(key))
+    fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
+        self.call(|s| s.presence(key, since_ms))
     }
 }

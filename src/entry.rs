@@ -39,8 +39,10 @@ pub struct EntryMeta {
     /// The dedup key: `i:<id>` (ids up to 64 bytes), `h:<hash of id>` (longer ids) or
     /// `b:<hash of the entry's bytes>` (no id).
     pub key: String,
-    /// `timestamp` in Unix ms, when the entry has a usable one.
+    /// `timestamp` in Unix ms, when the entry has a usable one: the start of the span it gives.
     pub timestamp_ms: Option<i64>,
+    /// How many ms that span covers: 1, or 1000 for a time given in whole seconds.
+    pub precision_ms: i64,
 }
 
 #[derive(Deserialize)]
@@ -57,13 +59,13 @@ pub fn meta(raw: &str) -> EntryMeta {
     let wire: Option<MetaWire<'_>> =
         if raw.trim_start().starts_with('{') { serde_json::from_str(raw).ok() } else { None };
     let id = wire.as_ref().and_then(|w| w.id).and_then(|v| scalar_text(v.get()));
-    let timestamp_ms = wire.as_ref().and_then(|w| w.timestamp).and_then(|v| timestamp_ms(v.get()));
+    let time = wire.as_ref().and_then(|w| w.timestamp).and_then(|v| timestamp(v.get()));
     let key = match id {
         Some(id) if id.len() <= 64 => format!("i:{id}"),
         Some(id) => format!("h:{:032x}", fnv1a_128(id.as_bytes())),
         None => format!("b:{:032x}", fnv1a_128(raw.as_bytes())),
     };
-    EntryMeta { key, timestamp_ms }
+    EntryMeta { key, timestamp_ms: time.map(|(ms, _)| ms), precision_ms: time.map_or(1, |(_, p)| p) }
 }
 
 /// A JSON string or number as text; anything else (null, object) is no usable id.
@@ -75,56 +77,73 @@ fn scalar_text(raw: &str) -> Option<String> {
     }
 }
 
-/// A timestamp in any form an API might use, as Unix ms: epoch seconds, milliseconds,
-/// microseconds or nanoseconds (as a number or numeric text; the magnitude tells them apart for
-/// any date after 1973), RFC 3339, or ISO 8601 with a `+0000` offset, with a space for the `T`, or
-/// with no offset at all (read as UTC).
-fn timestamp_ms(raw: &str) -> Option<i64> {
+/// A timestamp in any form an API might use, as Unix ms and the precision it was given with:
+/// epoch seconds, milliseconds, microseconds or nanoseconds (as a number or numeric text; the
+/// magnitude tells them apart for any date after 1973), RFC 3339, or ISO 8601 with a `+0000`
+/// offset, with a space for the `T`, or with no offset at all (read as UTC). Finer units are cut
+/// down to the millisecond they fall in, as the API files them; a whole second stands for the
+/// thousand milliseconds it spans.
+fn timestamp(raw: &str) -> Option<(i64, i64)> {
     match serde_json::from_str::<serde_json::Value>(raw).ok()? {
         serde_json::Value::Number(n) => match n.as_i64() {
             Some(whole) => epoch_ms(whole),
-            None => seconds_ms(n.as_f64()?),
+            None => seconds_with_fraction(raw.trim()),
         },
         serde_json::Value::String(s) => {
             let s = s.trim();
             if let Ok(whole) = s.parse::<i64>() {
                 return epoch_ms(whole);
             }
-            if let Ok(fraction) = s.parse::<f64>() {
-                return seconds_ms(fraction);
-            }
-            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-                return Some(t.timestamp_millis());
+            if let Some(time) = seconds_with_fraction(s) {
+                return Some(time);
             }
             let iso = s.replacen(' ', "T", 1);
-            if let Ok(t) = chrono::DateTime::parse_from_str(&iso, "%Y-%m-%dT%H:%M:%S%.f%z") {
-                return Some(t.timestamp_millis());
-            }
-            let naive = iso.trim_end_matches(['Z', 'z']);
-            chrono::NaiveDateTime::parse_from_str(naive, "%Y-%m-%dT%H:%M:%S%.f")
+            let ms = chrono::DateTime::parse_from_rfc3339(&iso)
+                .or_else(|_| chrono::DateTime::parse_from_str(&iso, "%Y-%m-%dT%H:%M:%S%.f%z"))
+                .map(|t| t.timestamp_millis())
                 .ok()
-                .map(|t| t.and_utc().timestamp_millis())
+                .or_else(|| {
+                    let naive = iso.trim_end_matches(['Z', 'z']);
+                    chrono::NaiveDateTime::parse_from_str(naive, "%Y-%m-%dT%H:%M:%S%.f")
+                        .ok()
+                        .map(|t| t.and_utc().timestamp_millis())
+                })?;
+            // The digits after the seconds' point, if any, say how precise it is.
+            let fraction =
+                iso.split_once('.').map_or(0, |(_, rest)| rest.bytes().take_while(u8::is_ascii_digit).count());
+            Some((ms, precision(fraction)))
         }
         _ => None,
     }
 }
 
-/// A whole epoch number in ms, its unit told by its magnitude: under 10^11 it is seconds (10^11
-/// ms is 1973, 10^11 s the year 5138), then ms, µs from 10^14 and ns from 10^17; the finer
-/// units are cut down to the millisecond they fall in, as the API files them.
-fn epoch_ms(n: i64) -> Option<i64> {
+/// How many ms a time given with `digits` digits of fractional seconds spans.
+fn precision(digits: usize) -> i64 {
+    10_i64.pow(3_u32.saturating_sub(u32::try_from(digits).unwrap_or(3)))
+}
+
+/// A whole epoch number: under 10^11 it is seconds (10^11 ms is 1973, 10^11 s the year 5138),
+/// then ms, µs from 10^14 and ns from 10^17.
+fn epoch_ms(n: i64) -> Option<(i64, i64)> {
     match n {
         ..0 => None,
-        0..100_000_000_000 => n.checked_mul(1000),
-        100_000_000_000..100_000_000_000_000 => Some(n),
-        100_000_000_000_000..100_000_000_000_000_000 => Some(n / 1000),
-        _ => Some(n / 1_000_000),
+        0..100_000_000_000 => Some((n.checked_mul(1000)?, 1000)),
+        100_000_000_000..100_000_000_000_000 => Some((n, 1)),
+        100_000_000_000_000..100_000_000_000_000_000 => Some((n / 1000, 1)),
+        _ => Some((n / 1_000_000, 1)),
     }
 }
 
-/// Epoch seconds with a fraction (the only unit written with one), to the nearest ms.
-fn seconds_ms(seconds: f64) -> Option<i64> {
-    (seconds.is_finite() && (0.0..1e11).contains(&seconds)).then(|| (seconds * 1e3).round() as i64)
+/// Epoch seconds with a fraction (the only unit written with one), read from its digits: no
+/// floating point to round a millisecond away.
+fn seconds_with_fraction(text: &str) -> Option<(i64, i64)> {
+    let (whole, fraction) = text.split_once('.')?;
+    let seconds: i64 = whole.parse().ok().filter(|s| (0..100_000_000_000).contains(s))?;
+    if fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let ms: i64 = format!("{:0<3}", &fraction[..fraction.len().min(3)]).parse().ok()?;
+    Some((seconds.checked_mul(1000)? + ms, precision(fraction.len())))
 }
 
 /// The line written for an entry: its bytes exactly as received. JSON strings cannot hold a raw
@@ -198,6 +217,13 @@ mod tests {
         assert_eq!(at("1700000000123"), ms);
         assert_eq!(at("1700000000.123"), ms, "epoch seconds with a fraction");
         assert_eq!(at("1700000000"), Some(1_700_000_000_000), "epoch seconds");
+        let precision = |t: &str| meta(&format!(r#"{{"timestamp":{t}}}"#)).precision_ms;
+        assert_eq!(precision("1700000000"), 1000, "a whole second spans a thousand ms");
+        assert_eq!(precision(r#""2023-11-14T22:13:20Z""#), 1000);
+        assert_eq!(precision("1700000000.5"), 100);
+        assert_eq!(precision("1700000000123"), 1);
+        assert_eq!(precision(r#""2023-11-14T22:13:20.123456Z""#), 1);
+        assert_eq!(at("1700000000.9999"), Some(1_700_000_000_999), "cut, not rounded past the ms");
         assert_eq!(at("1700000000123000"), ms, "microseconds");
         assert_eq!(at("1700000000123000000"), ms, "nanoseconds");
         assert_eq!(at(r#""1700000000123""#), ms);

@@ -2,8 +2,8 @@
 //!
 //! Built for `wasm32-wasip2` this crate is a WebAssembly component exporting
 //! `mulesoft:audit/collector` (see `wit/audit.wit`). The logic lives in plain modules over plain
-//! types and traits (`platform`), unit-tested natively; the WASI edges are `wasi_platform` and
-//! `host_store`.
+//! types and traits ([`platform`]), unit-tested natively against in-memory doubles; the WASI
+//! edges are `wasi_platform` and `component`.
 
 pub mod anypoint;
 pub mod checkpoint;

@@ -57,6 +57,7 @@ struct Knobs {
     page_size: u32,
     paging: Paging,
     concurrency: u32,
+    max_pages: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -74,19 +75,34 @@ enum Step {
 }
 
 fn knobs() -> impl Strategy<Value = Knobs> {
-    (
+    let timing = (
         prop_oneof![Just(0u64), Just(5), Just(60)],
         prop_oneof![Just(30u64), Just(120), Just(600)],
         prop_oneof![Just(0u64), Just(600), Just(3600)],
         proptest::option::weighted(0.2, 0u64..1800),
+    );
+    let sizes = (
         prop_oneof![Just(1024u64), Just(3000), Just(1 << 20)],
         prop_oneof![Just(1u32), Just(3), Just(7), Just(50)],
         prop_oneof![Just(Paging::Cursor), Just(Paging::Offset)],
         prop_oneof![Just(1u32), Just(4)],
+        prop_oneof![4 => Just(100_000u32), 1 => Just(3u32)],
+    );
+    (timing, sizes).prop_map(
+        |((lag_s, overlap_s, lookback_s, since_back_s), (object_bytes, page_size, paging, concurrency, max_pages))| {
+            Knobs {
+                lag_s,
+                overlap_s,
+                lookback_s,
+                since_back_s,
+                object_bytes,
+                page_size,
+                paging,
+                concurrency,
+                max_pages,
+            }
+        },
     )
-        .prop_map(|(lag_s, overlap_s, lookback_s, since_back_s, object_bytes, page_size, paging, concurrency)| {
-            Knobs { lag_s, overlap_s, lookback_s, since_back_s, object_bytes, page_size, paging, concurrency }
-        })
 }
 
 fn arrival() -> impl Strategy<Value = Arrival> {
@@ -112,6 +128,8 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         5 => (0i64..600_000, proptest::collection::vec(arrival(), 0..12))
             .prop_map(|(advance_ms, arrivals)| Step::Arrive { advance_ms, arrivals }),
+        // The collector stopped for over a week: soft delete has forgotten what it deleted.
+        1 => Just(Step::Arrive { advance_ms: 8 * 86_400_000, arrivals: Vec::new() }),
         4 => (knobs(), stop(), proptest::bool::weighted(0.3))
             .prop_map(|(knobs, stop, feed_first)| Step::Pass { knobs, stop, feed_first }),
         1 => (knobs(), 1u32..12, stop()).prop_map(|(knobs, pause_after, second_stop)| Step::Race {
@@ -123,9 +141,14 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-/// A schedule, and whether the bucket keeps deleted objects (soft delete).
-fn schedule() -> impl Strategy<Value = (bool, Vec<Step>)> {
-    (proptest::bool::weighted(0.7), proptest::collection::vec(step(), 1..24))
+/// A schedule, whether the bucket keeps deleted objects (soft delete), and whether the API caps
+/// its pages below the limit asked for.
+fn schedule() -> impl Strategy<Value = (bool, Option<usize>, Vec<Step>)> {
+    (
+        proptest::bool::weighted(0.7),
+        proptest::option::weighted(0.2, 1usize..4),
+        proptest::collection::vec(step(), 1..24),
+    )
 }
 
 /// The settings of one pass.
@@ -141,7 +164,7 @@ fn raw(knobs: &Knobs, since_ms: Option<i64>) -> RawConfig {
     raw.paging = knobs.paging;
     raw.concurrency = knobs.concurrency;
     raw.requests_per_minute = Some(600_000);
-    raw.max_pages = 100_000;
+    raw.max_pages = knobs.max_pages;
     raw
 }
 
@@ -210,19 +233,23 @@ fn pass(api: &FakeApi, store: Shared, settings: &Settings, record: &Mutex<Record
     api.now_ms
 }
 
-fn run_schedule(soft_delete: bool, steps: &[Step]) -> Result<(), TestCaseError> {
+fn run_schedule(soft_delete: bool, page_cap: Option<usize>, steps: &[Step]) -> Result<(), TestCaseError> {
     let mut api = FakeApi::new(T0);
+    api.page_cap = page_cap;
     // Each batch of requests takes a quarter second, so windows with many pages are split into
     // slices read concurrently.
     api.latency_ms = 250;
     let mut memory = MemoryStore::default();
     memory.soft_delete = soft_delete;
+    // Cloud Storage's shortest soft delete retention.
+    memory.remembers_ms = 7 * 86_400_000;
     let store = Arc::new(Mutex::new(memory));
     let record = Mutex::new(Record::default());
     let mut n = 0u64;
     let first_since = |knobs: &Knobs, now: i64| knobs.since_back_s.map(|s| now - s as i64 * 1000);
     let shared = |pause| Shared { store: store.clone(), pause };
     for step in steps {
+        store.lock().unwrap_or_else(|p| p.into_inner()).now_ms = api.now_ms;
         let had_checkpoint = checkpoint_exists(&store);
         let completed_before = record.lock().unwrap_or_else(|p| p.into_inner()).passes_completed;
         let began = api.now_ms;
@@ -329,10 +356,10 @@ fn check(api: &FakeApi, store: &MemoryStore, record: &Record) -> Result<(), Test
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, max_shrink_iters: 4096, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 3000, max_shrink_iters: 4096, ..ProptestConfig::default() })]
 
     #[test]
-    fn every_schedule_delivers_each_entry_exactly_once((soft_delete, steps) in schedule()) {
-        run_schedule(soft_delete, &steps)?;
+    fn every_schedule_delivers_each_entry_exactly_once((soft_delete, page_cap, steps) in schedule()) {
+        run_schedule(soft_delete, page_cap, &steps)?;
     }
 }

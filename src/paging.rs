@@ -33,10 +33,10 @@ impl Slice {
     }
 
     /// Moves past a page of `count` entries. A slice ends only on a signal that cannot mean
-    /// anything else: an empty page, a missing cursor, or (offset paging) an offset that has
-    /// reached the total. A short page alone proves nothing: an API may cap pages below the
-    /// limit asked for, and stopping there would skip the rest of the window.
-    pub fn advance(&mut self, paging: Paging, count: usize, cursor: Option<String>, total: Option<u64>) {
+    /// anything else: an empty page, or no cursor. A short page proves nothing (an API may cap
+    /// pages below the limit asked for), and neither does a total (it may be capped or an
+    /// estimate): stopping on either would skip the rest of the window.
+    pub fn advance(&mut self, paging: Paging, count: usize, cursor: Option<String>) {
         match paging {
             Paging::Cursor => match cursor {
                 Some(next) if count > 0 => self.cursor = Some(next),
@@ -44,7 +44,7 @@ impl Slice {
             },
             Paging::Offset => {
                 self.offset += count as u64;
-                self.done = count == 0 || total.is_some_and(|t| self.offset >= t);
+                self.done = count == 0;
             }
         }
     }
@@ -103,25 +103,20 @@ mod tests {
     }
 
     #[test]
-    fn offset_paging_ends_on_an_empty_page_or_the_total_never_on_a_short_page() {
+    fn offset_paging_ends_on_an_empty_page_never_on_a_short_page() {
         let mut slice = Slice::new(0, 10);
-        slice.advance(Paging::Offset, 50, None, None);
+        slice.advance(Paging::Offset, 50, None);
         assert!(!slice.done, "a short page (capped below the limit) is not the end");
-        slice.advance(Paging::Offset, 0, None, None);
+        slice.advance(Paging::Offset, 0, None);
         assert!(slice.done);
-        let mut counted = Slice::new(0, 10);
-        counted.advance(Paging::Offset, 50, None, Some(100));
-        assert!(!counted.done);
-        counted.advance(Paging::Offset, 50, None, Some(100));
-        assert!(counted.done, "the total reached");
     }
 
     #[test]
     fn cursor_paging_ends_without_a_cursor_or_entries() {
         let mut slice = Slice::new(0, 10);
-        slice.advance(Paging::Cursor, 3, Some("c".into()), None);
+        slice.advance(Paging::Cursor, 3, Some("c".into()));
         assert!(!slice.done && slice.cursor.as_deref() == Some("c"));
-        slice.advance(Paging::Cursor, 0, Some("d".into()), None);
+        slice.advance(Paging::Cursor, 0, Some("d".into()));
         assert!(slice.done);
     }
 }

@@ -77,7 +77,9 @@ pub trait ObjectStore {
         content_type: &str,
         generation: u64,
     ) -> Result<u64, StoreError>;
-    fn presence(&mut self, key: &str) -> Result<Presence, StoreError>;
+    /// What became of an object that may have been created from `since_ms` on (`None`: at any
+    /// time).
+    fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

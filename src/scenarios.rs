@@ -370,3 +370,87 @@ fn a_claim_left_by_a_stopped_pass_is_not_taken_for_the_owners_object() {
     assert!(a.failures.is_empty(), "A completes: {:?}", a.failures);
     w.assert_exactly_once(T0 - 60 * MINUTE, T0);
 }
+
+#[test]
+fn a_window_over_the_page_cap_still_moves_on_with_every_pass() {
+    // Too small a --max-pages for the backlog: each pass writes what it read before stopping,
+    // so the next one starts further on instead of meeting the same cap in the same window.
+    let mut w = World::new();
+    w.raw.max_pages = 3;
+    w.raw.page_size = 5;
+    w.raw.overlap_seconds = 60;
+    w.raw.object_max_bytes = 1 << 20;
+    w.add_spread(60, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
+    let mut capped = 0;
+    while !w.pass().failures.is_empty() {
+        capped += 1;
+        assert!(capped < 30, "no progress under the page cap");
+    }
+    assert!(capped >= 3, "the cap was met: {capped}");
+    w.assert_exactly_once(T0 - 60 * MINUTE, T0);
+}
+
+#[test]
+fn whole_second_timestamps_at_the_window_start_are_accepted() {
+    // The API files entries by the ms but shows whole seconds: an entry early in the window's
+    // first second shows a time just before the window.
+    let mut w = World::new();
+    let since = T0 - 30 * MINUTE + 400;
+    w.raw.since_ms = Some(since);
+    for k in 0..10 {
+        let ms = since + 200 + k * MINUTE;
+        w.add_json(ms, format!(r#"{{"id":"s{k}","timestamp":{}}}"#, ms / 1000));
+    }
+    w.pass_ok();
+    w.assert_exactly_once(since, T0);
+}
+
+#[test]
+fn a_version_1_pending_object_the_feed_deleted_is_delivered_again_not_stuck() {
+    let mut w = World::new();
+    w.store.soft_delete = true;
+    w.add_spread(20, T0 - 20 * MINUTE, T0 - 2 * MINUTE);
+    w.raw.lookback_seconds = 1800;
+    w.store.stop = Some((4, Stop::After));
+    assert!(!w.pass().failures.is_empty());
+    w.store.stop = None;
+    // What a version 1 build left: a pending object without its effects, since deleted.
+    let key = format!("state/{ORG}/checkpoint.json");
+    let (bytes, generation) = w.store.objects[&key].clone();
+    let mut stored: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    stored["version"] = 1.into();
+    stored.as_object_mut().map(|o| o.remove("read_from_ms"));
+    stored["pending"].as_object_mut().map(|p| p.remove("effects"));
+    w.store.objects.insert(key, (stored.to_string().into_bytes(), generation));
+    w.store.delete_under("logs/");
+    let result = w.pass_ok();
+    assert!(
+        result.completed[0].objects.iter().any(|o| o.contains("cannot tell")),
+        "said: {:?}",
+        result.completed[0].objects
+    );
+    let delivered = w.delivered();
+    assert!(w.api.entries(ORG).iter().all(|e| delivered.contains_key(&e.json)), "nothing lost");
+}
+
+#[test]
+fn a_pending_object_older_than_soft_deletes_memory_is_not_taken_for_never_created() {
+    // The pass died after creating an object, the feed deleted it, and the collector was down
+    // for longer than soft delete keeps deleted objects: absence can no longer be proven.
+    let mut w = World::new();
+    w.store.soft_delete = true;
+    w.store.remembers_ms = 7 * 24 * 60 * MINUTE;
+    w.add_spread(60, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
+    w.store.stop = Some((4, Stop::After));
+    assert!(!w.pass().failures.is_empty());
+    w.store.stop = None;
+    w.store.delete_under("logs/");
+    w.api.now_ms = T0 + 8 * 24 * 60 * MINUTE;
+    w.store.now_ms = w.api.now_ms;
+    let result = w.pass_ok();
+    assert!(
+        result.completed[0].objects.iter().any(|o| o.contains("cannot tell")),
+        "said: {:?}",
+        result.completed[0].objects
+    );
+}

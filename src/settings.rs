@@ -198,6 +198,12 @@ impl Settings {
                 raw.state_prefix, raw.key_prefix
             ));
         }
+        if raw.key_prefix.starts_with(&raw.state_prefix) {
+            return Err(format!(
+                "log prefix `{}` lies under the state prefix `{}`: log objects would be taken for state (and go to the state destination); use separate prefixes such as `logs/` and `state/`",
+                raw.key_prefix, raw.state_prefix
+            ));
+        }
         let seconds = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
         let mut org_ids = raw.org_ids;
         org_ids.dedup();

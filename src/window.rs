@@ -44,7 +44,8 @@ pub fn first_cursor(now_ms: i64, since_ms: Option<i64>, lookback_ms: i64, retent
     }
 }
 
-/// `{prefix}YYYY/MM/DD/mulesoft-audit-{org}-{seq}.json.gz`: the seed's layout, the day of the
+/// `{prefix}YYYY/MM/DD/mulesoft-audit-{org}-{seq}.json.gz`: the layout of Google's published
+/// function (which SecOps users already know), the day of the
 /// object's first entry, and the org's object sequence number, so that the name depends only on
 /// the checkpoint and a re-run reproduces it (no random UUIDs).
 pub fn object_key(prefix: &str, day: (i32, u32, u32), org_id: &str, seq: u64) -> String {

@@ -71,11 +71,11 @@ impl ObjectStore for DyingStore {
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key)
     }
-    fn presence(&self, key: &str) -> Result<Presence, StoreError> {
+    fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
         if self.dead.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("process died".into()));
         }
-        self.inner.presence(key)
+        self.inner.presence(key, since_ms)
     }
     fn describe(&self) -> String {
         "dying".into()
@@ -338,8 +338,8 @@ impl ObjectStore for MeddlingStore {
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.inner.delete(key)
     }
-    fn presence(&self, key: &str) -> Result<Presence, StoreError> {
-        self.inner.presence(key)
+    fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
+        self.inner.presence(key, since_ms)
     }
     fn describe(&self) -> String {
         "meddling".into()

@@ -151,7 +151,7 @@ impl ObjectStore for DirStore {
     }
 
     /// A directory has no feed deleting from it: a missing file was never created.
-    fn presence(&mut self, key: &str) -> Result<Presence, StoreError> {
+    fn presence(&mut self, key: &str, _since_ms: Option<i64>) -> Result<Presence, StoreError> {
         match fs::metadata(self.path(key)?) {
             Ok(_) => Ok(Presence::Present),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(Presence::Absent),

@@ -117,7 +117,12 @@ pub fn collector(
     let store = match &settings.state_dest {
         Some(state_dest) => {
             let state = open(state_dest, "state destination")?;
-            Arc::new(store::Split { logs, state, state_prefix: settings.config.state_prefix.clone() })
+            Arc::new(store::Split {
+                logs,
+                state,
+                key_prefix: settings.config.key_prefix.clone(),
+                state_prefix: settings.config.state_prefix.clone(),
+            })
         }
         None => logs,
     };
@@ -220,7 +225,7 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
                 store.describe()
             );
             // The removed probe, looked up as recovery looks up a pending object the feed took.
-            match store.presence(&probe) {
+            match store.presence(&probe, Some(chrono::Utc::now().timestamp_millis() - 60_000)) {
                 Ok(store::Presence::Deleted) => println!(
                     "ok: a deleted object is told from one never created (soft delete): safe with the feed's source deletion"
                 ),

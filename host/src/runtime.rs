@@ -157,8 +157,8 @@ impl wit_store::Host for RunState {
     ) -> Result<u64, wit_store::StoreError> {
         self.store.write_if_generation(&key, &data, &content_type, generation).map_err(to_wit)
     }
-    fn presence(&mut self, key: String) -> Result<Presence, wit_store::StoreError> {
-        self.store.presence(&key).map_err(to_wit)
+    fn presence(&mut self, key: String, since_ms: Option<i64>) -> Result<Presence, wit_store::StoreError> {
+        self.store.presence(&key, since_ms).map_err(to_wit)
     }
 }
 

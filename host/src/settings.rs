@@ -294,6 +294,11 @@ impl CollectArgs {
                 "state prefix `{state_prefix}` lies under the log prefix `{key_prefix}`: the SecOps feed would ingest (and may delete) the checkpoints; use separate prefixes (defaults: logs/ and state/)"
             )));
         }
+        if key_prefix.starts_with(&state_prefix) {
+            return Err(bad(format!(
+                "log prefix `{key_prefix}` lies under the state prefix `{state_prefix}`: log objects would be taken for state (and go to the state destination); use separate prefixes (defaults: logs/ and state/)"
+            )));
+        }
         let shard_index = self.shard_index.or(self.cloud_run_task_index).or(self.job_completion_index).unwrap_or(0);
         let shard_count = match self.shard_count.or(self.cloud_run_task_count) {
             Some(n) => n,

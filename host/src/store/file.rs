@@ -175,7 +175,7 @@ impl ObjectStore for FileStore {
     }
 
     /// A directory has no feed deleting from it: a missing file was never created.
-    fn presence(&self, key: &str) -> Result<Presence, StoreError> {
+    fn presence(&self, key: &str, _since_ms: Option<i64>) -> Result<Presence, StoreError> {
         let path = self.path(key)?;
         match fs::metadata(&path) {
             Ok(_) => Ok(Presence::Present),

@@ -71,7 +71,7 @@ impl ObjectStore for MemoryStore {
     }
 
     /// Nothing deletes from memory but `check`'s probe: a missing object was never created.
-    fn presence(&self, key: &str) -> Result<Presence, StoreError> {
+    fn presence(&self, key: &str, _since_ms: Option<i64>) -> Result<Presence, StoreError> {
         check_key(key)?;
         Ok(if self.lock().objects.contains_key(key) { Presence::Present } else { Presence::Absent })
     }

@@ -45,8 +45,9 @@ pub trait ObjectStore: Send + Sync {
         generation: u64,
     ) -> Result<u64, StoreError>;
     fn delete(&self, key: &str) -> Result<(), StoreError>;
-    /// Whether an object exists, or existed and was deleted (the WIT `presence`).
-    fn presence(&self, key: &str) -> Result<Presence, StoreError>;
+    /// Whether an object exists, or existed from `since_ms` on and was deleted (the WIT
+    /// `presence`).
+    fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError>;
     /// Where it stores, for logs (no credentials in it).
     fn describe(&self) -> String;
     /// Whose credentials it writes with, for `check` (never a token); `None` where none apply.
@@ -61,12 +62,20 @@ pub trait ObjectStore: Send + Sync {
 pub struct Split {
     pub logs: Arc<dyn ObjectStore>,
     pub state: Arc<dyn ObjectStore>,
+    pub key_prefix: String,
     pub state_prefix: String,
 }
 
 impl Split {
+    /// Log objects (and their claims) always to `logs`, whatever the prefixes: settings refuse
+    /// prefixes under one another, and a log object in the state destination would never reach
+    /// the feed.
     fn route(&self, key: &str) -> &dyn ObjectStore {
-        if key.starts_with(&self.state_prefix) { self.state.as_ref() } else { self.logs.as_ref() }
+        if key.starts_with(&self.state_prefix) && !key.starts_with(&self.key_prefix) {
+            self.state.as_ref()
+        } else {
+            self.logs.as_ref()
+        }
     }
 }
 
@@ -89,8 +98,8 @@ impl ObjectStore for Split {
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.route(key).delete(key)
     }
-    fn presence(&self, key: &str) -> Result<Presence, StoreError> {
-        self.route(key).presence(key)
+    fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
+        self.route(key).presence(key, since_ms)
     }
     fn describe(&self) -> String {
         format!("{} (checkpoints in {})", self.logs.describe(), self.state.describe())
@@ -166,8 +175,8 @@ pub(crate) mod contract {
         );
         assert_eq!(store.read("state/o/cp").unwrap().unwrap().data, b"v2");
 
-        assert_eq!(store.presence("logs/2024/01/01/x.json.gz").unwrap(), Presence::Present);
-        assert_eq!(store.presence("logs/never").unwrap(), Presence::Absent);
+        assert_eq!(store.presence("logs/2024/01/01/x.json.gz", None).unwrap(), Presence::Present);
+        assert_eq!(store.presence("logs/never", Some(0)).unwrap(), Presence::Absent);
         store.create("logs/p/0", b"x", "application/gzip").unwrap();
         store.delete("logs/p/0").unwrap();
         assert!(store.read("logs/p/0").unwrap().is_none());
@@ -183,7 +192,12 @@ mod tests {
     fn a_split_store_meets_the_contract_and_keeps_checkpoints_apart() {
         let logs = Arc::new(memory::MemoryStore::default());
         let state = Arc::new(memory::MemoryStore::default());
-        let split = Split { logs: logs.clone(), state: state.clone(), state_prefix: "state/".into() };
+        let split = Split {
+            logs: logs.clone(),
+            state: state.clone(),
+            key_prefix: "logs/".into(),
+            state_prefix: "state/".into(),
+        };
         contract::check(&split);
         assert!(logs.snapshot().keys().all(|k| !k.starts_with("state/")), "{:?}", logs.snapshot().keys());
         assert!(state.snapshot().keys().all(|k| k.starts_with("state/")), "{:?}", state.snapshot().keys());

@@ -56,8 +56,6 @@ pub struct GcsStore {
     resumable_above: usize,
     /// Bytes per resumable chunk.
     chunk: usize,
-    /// Whether the bucket keeps deleted objects, once asked.
-    soft_delete: std::sync::OnceLock<bool>,
 }
 
 /// A reply that is not a transient failure.
@@ -117,7 +115,6 @@ impl GcsStore {
             retry: Retry::default(),
             resumable_above,
             chunk,
-            soft_delete: std::sync::OnceLock::new(),
         })
     }
 
@@ -216,23 +213,19 @@ impl GcsStore {
         }
     }
 
-    /// Whether the bucket keeps deleted objects for a while (soft delete). Reading the policy
-    /// needs `storage.buckets.get`; without it, the answer is no (nothing can be proven).
-    async fn keeps_deleted_objects(&self) -> Result<bool, StoreError> {
-        if let Some(known) = self.soft_delete.get() {
-            return Ok(*known);
-        }
+    /// How long the bucket keeps deleted objects (soft delete), in seconds; 0 when it does not,
+    /// or when the policy cannot be read (it needs `storage.buckets.get`): then nothing can be
+    /// proven. Asked each time, as a policy can change while `serve` runs.
+    async fn soft_delete_seconds(&self) -> Result<u64, StoreError> {
         let url = format!("{}/storage/v1/b/{}?fields=softDeletePolicy", self.endpoint, self.bucket);
         let reply = self.send("reading the bucket's soft delete policy", || self.client.get(&url)).await?;
-        let keeps = reply.status == 200
-            && serde_json::from_slice::<serde_json::Value>(&reply.body).ok().is_some_and(|b| {
-                let seconds = &b["softDeletePolicy"]["retentionDurationSeconds"];
-                seconds.as_str().and_then(|s| s.parse::<u64>().ok()).or_else(|| seconds.as_u64()).unwrap_or(0) > 0
-            });
         if reply.status != 200 {
             tracing::warn!(status = reply.status, "the bucket's soft delete policy cannot be read");
+            return Ok(0);
         }
-        Ok(*self.soft_delete.get_or_init(|| keeps))
+        let policy: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+        let seconds = &policy["softDeletePolicy"]["retentionDurationSeconds"];
+        Ok(seconds.as_str().and_then(|s| s.parse::<u64>().ok()).or_else(|| seconds.as_u64()).unwrap_or(0))
     }
 
     async fn metadata(&self, name: &str) -> Result<Option<ObjectResource>, StoreError> {
@@ -301,7 +294,7 @@ impl ObjectStore for GcsStore {
 
     /// Live, soft-deleted, or neither; "neither" proves absence only where the bucket keeps
     /// deleted objects (soft delete, on by default for new buckets).
-    fn presence(&self, key: &str) -> Result<Presence, StoreError> {
+    fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
         let name = self.name(key)?;
         self.block_on(async {
             if self.metadata(&name).await?.is_some() {
@@ -323,7 +316,11 @@ impl ObjectStore for GcsStore {
             if items.iter().any(|item| item["name"] == name.as_str()) {
                 return Ok(Presence::Deleted);
             }
-            Ok(if self.keeps_deleted_objects().await? { Presence::Absent } else { Presence::Unknown })
+            // Absent is proven only as far back as the bucket keeps deleted objects.
+            let kept_ms = i64::try_from(self.soft_delete_seconds().await?.saturating_mul(1000)).unwrap_or(i64::MAX);
+            let now = chrono::Utc::now().timestamp_millis();
+            let remembered = since_ms.is_some_and(|since| now.saturating_sub(since) < kept_ms);
+            Ok(if remembered { Presence::Absent } else { Presence::Unknown })
         })
     }
 
