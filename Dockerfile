@@ -6,7 +6,8 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 RUN rustup target add wasm32-wasip2
 COPY . .
-RUN cargo build --release --locked -p mulesoft-audit-host \
+# Without the `demo` feature: the shipped binary carries no simulator.
+RUN cargo build --release --locked -p mulesoft-audit-host --no-default-features \
     && strip target/release/mulesoft-audit \
     && mkdir -p /cache \
     && MULESOFT_AUDIT_CACHE_DIR=/cache target/release/mulesoft-audit precompile

@@ -43,11 +43,13 @@ enum Command {
     /// Validates settings, credentials, retention access and write access; changes nothing.
     Check(CollectArgs),
     /// Runs against the built-in Anypoint simulator into a local folder: nothing to set up.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Compiles the embedded component into the cache directory (for container images).
     Precompile,
 }
 
+#[cfg(feature = "demo")]
 #[derive(clap::Args)]
 struct DemoArgs {
     /// Where the objects go.
@@ -151,6 +153,7 @@ fn dispatch(command: Command, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> 
             rt.block_on(async move { tokio::task::spawn_blocking(move || check(&collector)).await })?
         }
         Command::Serve(args) => rt.block_on(crate::serve::serve(args, cache_dir)).map(|()| 0),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo(&args, cache_dir.as_deref(), &rt),
         Command::Precompile => {
             let dir =
@@ -252,6 +255,7 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
     }
 }
 
+#[cfg(feature = "demo")]
 fn demo(args: &DemoArgs, cache_dir: Option<&std::path::Path>, rt: &tokio::runtime::Runtime) -> anyhow::Result<u8> {
     let sim = anypoint_sim::Simulator::spawn(anypoint_sim::SimConfig::demo(args.entries))
         .context("starting the built-in Anypoint simulator")?;
