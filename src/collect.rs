@@ -21,8 +21,16 @@ pub struct PassResult {
     pub failures: Vec<Failure>,
 }
 
-/// Runs one pass.
+/// Runs one pass. Failure messages leave it scrubbed of the secret.
 pub fn run_pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: &Settings) -> PassResult {
+    let mut result = pass(platform, store, settings);
+    for failure in &mut result.failures {
+        failure.message = crate::settings::scrub(&failure.message, &settings.client_secret);
+    }
+    result
+}
+
+fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: &Settings) -> PassResult {
     let mut result = PassResult::default();
     let mut client = Client::new(platform, settings);
     let mut orgs = match organizations(&mut client, settings) {
@@ -108,6 +116,13 @@ fn write_page<S: ObjectStore>(
 
 /// Verifies credentials and access without writing anything (see the WIT `check`).
 pub fn check<P: Platform>(platform: &mut P, settings: &Settings) -> Result<Vec<String>, Failure> {
+    verify_access(platform, settings).map_err(|mut failure| {
+        failure.message = crate::settings::scrub(&failure.message, &settings.client_secret);
+        failure
+    })
+}
+
+fn verify_access<P: Platform>(platform: &mut P, settings: &Settings) -> Result<Vec<String>, Failure> {
     let mut client = Client::new(platform, settings);
     let mut lines = Vec::new();
     let orgs = organizations(&mut client, settings)?;

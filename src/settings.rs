@@ -253,6 +253,40 @@ impl ErrorKind {
     pub fn stops_the_pass(self) -> bool {
         matches!(self, Self::Config | Self::Unauthorized | Self::Denied)
     }
+
+    /// Failures a person must fix in the configuration (a setting, a secret, a grant); the others
+    /// a later pass gets past by itself.
+    pub fn needs_a_person(self) -> bool {
+        matches!(self, Self::Config | Self::Unauthorized | Self::Forbidden | Self::Denied)
+    }
+
+    /// The WIT name, as reports print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::Api => "api",
+            Self::Unavailable => "unavailable",
+            Self::Denied => "denied",
+            Self::Storage => "storage",
+            Self::Conflict => "conflict",
+            Self::Checkpoint => "checkpoint",
+            Self::PageCap => "page-cap",
+        }
+    }
+}
+
+/// A pass's exit code from the kinds of its failures: 0 none, 2 when any needs a person (a
+/// setting, a secret, a grant), else 1 (the next pass continues).
+pub fn exit_code(kinds: impl IntoIterator<Item = ErrorKind>) -> u8 {
+    kinds.into_iter().fold(0, |code, kind| code.max(if kind.needs_a_person() { 2 } else { 1 }))
+}
+
+/// Removes the secret from text that leaves the engine: the engine never writes it into a
+/// message, but a reply body it quotes could hold it.
+pub fn scrub(text: &str, secret: &str) -> String {
+    if secret.len() >= 4 { text.replace(secret, "<redacted>") } else { text.to_string() }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,6 +345,16 @@ pub(crate) mod tests {
             shard_count: 1,
             concurrency: 4,
         }
+    }
+
+    #[test]
+    fn exit_codes_follow_who_must_act() {
+        use ErrorKind::*;
+        assert_eq!(exit_code([]), 0);
+        assert_eq!(exit_code([Storage, Conflict]), 1);
+        assert_eq!(exit_code([Storage, Forbidden]), 2);
+        assert_eq!(scrub("token s3cret-value leaked", "s3cret-value"), "token <redacted> leaked");
+        assert_eq!(scrub("abc", "ab"), "abc", "too short to scrub safely");
     }
 
     #[test]

@@ -124,7 +124,7 @@ mod run {
             Err(message) => return config_error(&message),
         };
         let result = collect::run_pass(&mut platform(), &mut store, &settings);
-        let scrub = |m: &str| if secret.len() >= 4 { m.replace(&secret, "<redacted>") } else { m.to_string() };
+        let scrub = |m: &str| mulesoft_audit::settings::scrub(m, &secret);
         for f in &result.failures {
             eprintln!(
                 "error: {}{}",

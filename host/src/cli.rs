@@ -174,7 +174,7 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
                 eprintln!(
                     "error: {}{}",
                     f.org_id.map(|o| format!("organization {o}: ")).unwrap_or_default(),
-                    crate::pass::scrub(&f.message, &s.secret)
+                    f.message
                 );
             }
             return Ok(2);

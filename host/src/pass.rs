@@ -3,6 +3,7 @@
 use crate::runtime::{Runtime, Trap, wit};
 use crate::settings::Resolved;
 use crate::store::ObjectStore;
+use mulesoft_audit::settings::{ErrorKind, exit_code};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -46,29 +47,6 @@ pub struct FailureReport {
     pub message: String,
 }
 
-fn kind_name(k: wit::ErrorKind) -> &'static str {
-    match k {
-        wit::ErrorKind::Config => "config",
-        wit::ErrorKind::Unauthorized => "unauthorized",
-        wit::ErrorKind::Forbidden => "forbidden",
-        wit::ErrorKind::Api => "api",
-        wit::ErrorKind::Unavailable => "unavailable",
-        wit::ErrorKind::Denied => "denied",
-        wit::ErrorKind::Storage => "storage",
-        wit::ErrorKind::Conflict => "conflict",
-        wit::ErrorKind::Checkpoint => "checkpoint",
-        wit::ErrorKind::PageCap => "page-cap",
-    }
-}
-
-/// Failures a person must fix in the configuration exit 2; the rest 1.
-fn is_configuration(k: wit::ErrorKind) -> bool {
-    matches!(
-        k,
-        wit::ErrorKind::Config | wit::ErrorKind::Unauthorized | wit::ErrorKind::Forbidden | wit::ErrorKind::Denied
-    )
-}
-
 fn org_report(s: wit::OrgSummary) -> OrgReport {
     OrgReport {
         org_id: s.org_id,
@@ -86,11 +64,8 @@ fn org_report(s: wit::OrgSummary) -> OrgReport {
     }
 }
 
-/// Removes the secret from text that leaves the process (belt and braces: the guest never
-/// echoes it, but a reply body could).
-pub fn scrub(text: &str, secret: &str) -> String {
-    if secret.len() >= 4 { text.replace(secret, "<redacted>") } else { text.to_string() }
-}
+/// Removes the secret from text the host itself makes (the engine's messages come scrubbed).
+pub use mulesoft_audit::settings::scrub;
 
 impl Collector {
     /// Runs one pass to completion (blocking).
@@ -107,7 +82,7 @@ impl Collector {
                 exit_code: 0,
             },
             Ok(Err(error)) => {
-                let exit_code = if error.failures.iter().any(|f| is_configuration(f.kind)) { 2 } else { 1 };
+                let exit_code = exit_code(error.failures.iter().map(|f| ErrorKind::from(f.kind)));
                 Report {
                     status: "failed",
                     orgs: error.completed.into_iter().map(org_report).collect(),
@@ -116,8 +91,8 @@ impl Collector {
                         .into_iter()
                         .map(|f| FailureReport {
                             org_id: f.org_id,
-                            kind: kind_name(f.kind),
-                            message: scrub(&f.message, &s.secret),
+                            kind: ErrorKind::from(f.kind).name(),
+                            message: f.message,
                         })
                         .collect(),
                     exit_code,

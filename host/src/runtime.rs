@@ -122,6 +122,25 @@ impl WasiHttpView for RunState {
     }
 }
 
+/// The engine's kind for the guest's: the engine owns names and the exit-code policy.
+impl From<wit::ErrorKind> for mulesoft_audit::settings::ErrorKind {
+    fn from(kind: wit::ErrorKind) -> Self {
+        use mulesoft_audit::settings::ErrorKind as Kind;
+        match kind {
+            wit::ErrorKind::Config => Kind::Config,
+            wit::ErrorKind::Unauthorized => Kind::Unauthorized,
+            wit::ErrorKind::Forbidden => Kind::Forbidden,
+            wit::ErrorKind::Api => Kind::Api,
+            wit::ErrorKind::Unavailable => Kind::Unavailable,
+            wit::ErrorKind::Denied => Kind::Denied,
+            wit::ErrorKind::Storage => Kind::Storage,
+            wit::ErrorKind::Conflict => Kind::Conflict,
+            wit::ErrorKind::Checkpoint => Kind::Checkpoint,
+            wit::ErrorKind::PageCap => Kind::PageCap,
+        }
+    }
+}
+
 fn to_wit(e: StoreError) -> wit_store::StoreError {
     match e {
         StoreError::AlreadyExists => wit_store::StoreError::AlreadyExists,
