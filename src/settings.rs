@@ -32,6 +32,54 @@ impl BaseUrl {
     }
 }
 
+/// Defaults every host uses, for flags, variables and the demo alike.
+pub mod defaults {
+    pub const LOOKBACK: &str = "24h";
+    pub const LAG: &str = "60s";
+    pub const OVERLAP: &str = "10m";
+    pub const PAGE_SIZE: u32 = 200;
+    pub const MAX_PAGES: u32 = 100_000;
+    pub const OBJECT_KIB: u64 = 32 * 1024;
+    pub const KEY_PREFIX: &str = "logs/";
+    pub const STATE_PREFIX: &str = "state/";
+    pub const MAX_ATTEMPTS: u32 = 6;
+    pub const CONCURRENCY: u32 = 4;
+}
+
+/// `90s`, `10m`, `24h`, `7d`, `250ms`, or plain seconds. `setting` names it in the error.
+pub fn parse_duration(setting: &str, text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 =
+        number.parse().map_err(|_| format!("{setting} `{text}` is not a duration: use e.g. 90s, 10m, 24h, 7d"))?;
+    let seconds_per = match unit {
+        "ms" => return Ok(std::time::Duration::from_millis(n)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{setting} `{text}` has unknown unit `{unit}`: use s, m, h or d")),
+    };
+    n.checked_mul(seconds_per)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{setting} `{text}` is too long"))
+}
+
+/// RFC 3339, `YYYY-MM-DD` (UTC midnight) or epoch milliseconds. `setting` names it in the error.
+pub fn parse_since(setting: &str, text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis()).unwrap_or_default());
+    }
+    Err(format!("{setting} `{text}` is not a date: use RFC 3339 (2024-05-01T00:00:00Z), YYYY-MM-DD or epoch ms"))
+}
+
 /// A control plane's base URL and published query limit per minute.
 pub fn plane(name: Plane) -> (&'static str, u32) {
     match name {
@@ -345,6 +393,27 @@ pub(crate) mod tests {
             shard_count: 1,
             concurrency: 4,
         }
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("x", "90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("x", "10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("x", "7d"), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("x", "15"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("x", "250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("--lag", "soon").unwrap_err().contains("--lag"));
+        assert!(parse_duration("x", "5y").is_err());
+        assert!(parse_duration("x", "99999999999999999d").unwrap_err().contains("too long"));
+    }
+
+    #[test]
+    fn since_formats() {
+        assert_eq!(parse_since("x", "2023-11-14T22:13:20.123Z"), Ok(1_700_000_000_123));
+        assert_eq!(parse_since("x", "1970-01-02"), Ok(86_400_000));
+        assert_eq!(parse_since("x", "1700000000123"), Ok(1_700_000_000_123));
+        assert!(parse_since("--since", "yesterday").unwrap_err().contains("--since"));
     }
 
     #[test]

@@ -58,7 +58,8 @@ fn wasmtime_command(sim: &Simulator, dir: &Path, extra: &[(&str, &str)]) -> Comm
         ("MULE_BASE_URL".to_string(), sim.url()),
         ("CLIENT_ID".to_string(), anypoint_sim::DEMO_CLIENT_ID.to_string()),
         ("CLIENT_SECRET".to_string(), anypoint_sim::DEMO_CLIENT_SECRET.to_string()),
-        ("MULESOFT_AUDIT_LAG_SECONDS".to_string(), "1".to_string()),
+        // The host's names and forms, parsed by the engine.
+        ("MULESOFT_AUDIT_LAG".to_string(), "1s".to_string()),
         ("MULESOFT_AUDIT_RPM".to_string(), "100000".to_string()),
     ];
     for (k, v) in extra {
@@ -93,7 +94,8 @@ fn the_command_collects_exactly_once_under_wasmtime_run() {
     assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
     let now = anypoint_sim::now_ms();
     sim.add_entries("org-wt", 50, now - 60_000, now - 2_000);
-    let second = wasmtime_run(&sim, dir.path(), &[]);
+    // The command's older names still work.
+    let second = wasmtime_run(&sim, dir.path(), &[("MULESOFT_AUDIT_LAG", ""), ("MULESOFT_AUDIT_LAG_SECONDS", "1")]);
     assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
     let (from, to) = covered(&[&first.summary, &second.summary], "org-wt");
     assert_exactly_once(&sim, "org-wt", &objects_in_dir(dir.path()), from, to);
@@ -137,6 +139,10 @@ fn the_command_reports_bad_settings_and_credentials() {
     let r = wasmtime_run(&sim, dir.path(), &[("CLIENT_SECRET", ""), ("CLIENT_SECRET_FILE", "/elsewhere/secret")]);
     assert_eq!(r.summary["failures"][0]["kind"], "config", "{}", r.stderr);
     assert!(r.stderr.contains("CLIENT_SECRET_FILE") && r.stderr.contains("--dir"), "{}", r.stderr);
+    // A duration in the host's form that is not one: named, as the host names it.
+    let r = wasmtime_run(&sim, dir.path(), &[("MULESOFT_AUDIT_LAG", "soon")]);
+    assert_eq!(r.summary["failures"][0]["kind"], "config", "{}", r.stderr);
+    assert!(r.stderr.contains("MULESOFT_AUDIT_LAG `soon` is not a duration"), "{}", r.stderr);
     // Both sources at once: refused rather than one silently winning.
     let r = wasmtime_run(&sim, dir.path(), &[("CLIENT_SECRET_FILE", "/data/secret")]);
     assert_eq!(r.summary["failures"][0]["kind"], "config", "{}", r.stderr);

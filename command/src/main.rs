@@ -23,7 +23,7 @@ fn main() -> std::process::ExitCode {
 
 mod run {
     use mulesoft_audit::collect;
-    use mulesoft_audit::settings::{Paging, Plane, RawConfig, Settings};
+    use mulesoft_audit::settings::{Paging, Plane, RawConfig, Settings, defaults, parse_duration, parse_since};
     /// On wasm32: `wasi:http`. Natively (the benchmark's comparison build): plain sockets.
     #[cfg(target_arch = "wasm32")]
     fn platform() -> mulesoft_audit::wasi_platform::WasiPlatform {
@@ -42,6 +42,17 @@ mod run {
         match env(name) {
             None => Ok(default),
             Some(v) => v.parse().map_err(|_| format!("{name} `{v}` is not a number")),
+        }
+    }
+
+    /// A duration in seconds, by the host's name and forms (`MULESOFT_AUDIT_LAG=60s`, through the
+    /// engine's parser), or by this command's older `…_SECONDS` name.
+    fn seconds(name: &str, default: &str) -> Result<u64, String> {
+        let older = format!("{name}_SECONDS");
+        match (env(name), env(&older)) {
+            (Some(text), _) => Ok(parse_duration(name, &text)?.as_secs()),
+            (None, Some(text)) => text.parse().map_err(|_| format!("{older} `{text}` is not a number of seconds")),
+            (None, None) => Ok(parse_duration(name, default)?.as_secs()),
         }
     }
 
@@ -78,28 +89,30 @@ mod run {
             base_url: env("MULE_BASE_URL"),
             client_id: env("CLIENT_ID").unwrap_or_default(),
             client_secret: client_secret()?,
-            lookback_seconds: number("MULESOFT_AUDIT_LOOKBACK_SECONDS", 86_400)?,
-            since_ms: env("MULESOFT_AUDIT_SINCE_MS")
-                .map(|v| v.parse().map_err(|_| "MULESOFT_AUDIT_SINCE_MS is not epoch ms".to_string()))
-                .transpose()?,
-            lag_seconds: number("MULESOFT_AUDIT_LAG_SECONDS", 60)?,
-            overlap_seconds: number("MULESOFT_AUDIT_OVERLAP_SECONDS", 600)?,
-            page_size: number("MULESOFT_AUDIT_PAGE_SIZE", 200)?,
-            max_pages: number("MULESOFT_AUDIT_MAX_PAGES", 100_000)?,
-            object_max_bytes: number::<u64>("MULESOFT_AUDIT_OBJECT_KIB", 32 * 1024)? * 1024,
-            key_prefix: env("MULESOFT_AUDIT_KEY_PREFIX").unwrap_or_else(|| "logs/".into()),
-            state_prefix: env("MULESOFT_AUDIT_STATE_PREFIX").unwrap_or_else(|| "state/".into()),
+            lookback_seconds: seconds("MULESOFT_AUDIT_LOOKBACK", defaults::LOOKBACK)?,
+            since_ms: match (env("MULESOFT_AUDIT_SINCE"), env("MULESOFT_AUDIT_SINCE_MS")) {
+                (Some(since), _) => Some(parse_since("MULESOFT_AUDIT_SINCE", &since)?),
+                (None, Some(ms)) => Some(parse_since("MULESOFT_AUDIT_SINCE_MS", &ms)?),
+                (None, None) => None,
+            },
+            lag_seconds: seconds("MULESOFT_AUDIT_LAG", defaults::LAG)?,
+            overlap_seconds: seconds("MULESOFT_AUDIT_OVERLAP", defaults::OVERLAP)?,
+            page_size: number("MULESOFT_AUDIT_PAGE_SIZE", defaults::PAGE_SIZE)?,
+            max_pages: number("MULESOFT_AUDIT_MAX_PAGES", defaults::MAX_PAGES)?,
+            object_max_bytes: number::<u64>("MULESOFT_AUDIT_OBJECT_KIB", defaults::OBJECT_KIB)?.saturating_mul(1024),
+            key_prefix: env("MULESOFT_AUDIT_KEY_PREFIX").unwrap_or_else(|| defaults::KEY_PREFIX.into()),
+            state_prefix: env("MULESOFT_AUDIT_STATE_PREFIX").unwrap_or_else(|| defaults::STATE_PREFIX.into()),
             requests_per_minute: env("MULESOFT_AUDIT_RPM")
                 .map(|v| v.parse().map_err(|_| "MULESOFT_AUDIT_RPM is not a number".to_string()))
                 .transpose()?,
-            max_attempts: number("MULESOFT_AUDIT_MAX_ATTEMPTS", 6)?,
+            max_attempts: number("MULESOFT_AUDIT_MAX_ATTEMPTS", defaults::MAX_ATTEMPTS)?,
             paging: match env("MULESOFT_AUDIT_PAGING").as_deref() {
                 Some("offset") => Paging::Offset,
                 _ => Paging::Cursor,
             },
             shard_index: number("MULESOFT_AUDIT_SHARD_INDEX", 0)?,
             shard_count: number("MULESOFT_AUDIT_SHARD_COUNT", 1)?,
-            concurrency: number("MULESOFT_AUDIT_CONCURRENCY", 4)?,
+            concurrency: number("MULESOFT_AUDIT_CONCURRENCY", defaults::CONCURRENCY)?,
         };
         let secret = raw.client_secret.clone();
         Ok((Settings::from_raw(raw)?, secret))

@@ -257,6 +257,7 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
 
 #[cfg(feature = "demo")]
 fn demo(args: &DemoArgs, cache_dir: Option<&std::path::Path>, rt: &tokio::runtime::Runtime) -> anyhow::Result<u8> {
+    use mulesoft_audit::settings::defaults;
     let sim = anypoint_sim::Simulator::spawn(anypoint_sim::SimConfig::demo(args.entries))
         .context("starting the built-in Anypoint simulator")?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
@@ -274,21 +275,22 @@ fn demo(args: &DemoArgs, cache_dir: Option<&std::path::Path>, rt: &tokio::runtim
         state_dest: None,
         gcs_endpoint: None,
         since: None,
-        lookback: "24h".into(),
+        lookback: defaults::LOOKBACK.into(),
+        // The simulator's entries settle at once: no need to wait the usual lag.
         lag: "1s".into(),
-        overlap: "10m".into(),
-        page_size: 200,
-        max_pages: 100_000,
-        object_kib: 32 * 1024,
-        key_prefix: "logs/".into(),
-        state_prefix: "state/".into(),
+        overlap: defaults::OVERLAP.into(),
+        page_size: defaults::PAGE_SIZE,
+        max_pages: defaults::MAX_PAGES,
+        object_kib: defaults::OBJECT_KIB,
+        key_prefix: defaults::KEY_PREFIX.into(),
+        state_prefix: defaults::STATE_PREFIX.into(),
         requests_per_minute: Some(6000),
-        max_attempts: 6,
+        max_attempts: defaults::MAX_ATTEMPTS,
         paging: crate::settings::PagingArg::Cursor,
         memory_mib: 256,
         max_run_time: "10m".into(),
         http_timeout: "60s".into(),
-        concurrency: 4,
+        concurrency: defaults::CONCURRENCY,
         shard_index: None,
         shard_count: None,
         cloud_run_task_index: None,

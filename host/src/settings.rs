@@ -4,6 +4,7 @@
 use crate::runtime::{Limits, wit};
 use crate::sandbox::{Origin, Timeouts};
 use clap::{Args, ValueEnum};
+use mulesoft_audit::settings::{Plane, defaults};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,17 +18,23 @@ pub enum Region {
 }
 
 impl Region {
-    pub fn base_url(self) -> &'static str {
+    /// The engine's control plane of that name.
+    fn plane(self) -> Plane {
         match self {
-            Self::Us => "https://anypoint.mulesoft.com",
-            Self::Eu => "https://eu1.anypoint.mulesoft.com",
-            Self::Gov => "https://gov.anypoint.mulesoft.com",
-            Self::Ca => "https://ca1.platform.mulesoft.com",
-            Self::Jp => "https://jp1.platform.mulesoft.com",
+            Self::Us => Plane::Us,
+            Self::Eu => Plane::Eu,
+            Self::Gov => Plane::Gov,
+            Self::Ca => Plane::Ca,
+            Self::Jp => Plane::Jp,
         }
     }
 
-    fn plane(self) -> wit::ControlPlane {
+    /// Its base URL, from the engine's table of control planes.
+    pub fn base_url(self) -> &'static str {
+        mulesoft_audit::settings::plane(self.plane()).0
+    }
+
+    fn wit(self) -> wit::ControlPlane {
         match self {
             Self::Us => wit::ControlPlane::Us,
             Self::Eu => wit::ControlPlane::Eu,
@@ -88,34 +95,34 @@ pub struct CollectArgs {
     #[arg(long, env = "MULESOFT_AUDIT_SINCE")]
     pub since: Option<String>,
     /// First run without --since: how far back (e.g. 24h, 7d).
-    #[arg(long, env = "MULESOFT_AUDIT_LOOKBACK", default_value = "24h")]
+    #[arg(long, env = "MULESOFT_AUDIT_LOOKBACK", default_value = defaults::LOOKBACK)]
     pub lookback: String,
     /// How far behind now a window ends, so that entries settle.
-    #[arg(long, env = "MULESOFT_AUDIT_LAG", default_value = "60s")]
+    #[arg(long, env = "MULESOFT_AUDIT_LAG", default_value = defaults::LAG)]
     pub lag: String,
     /// How much before the checkpoint each pass re-reads, for late entries.
-    #[arg(long, env = "MULESOFT_AUDIT_OVERLAP", default_value = "10m")]
+    #[arg(long, env = "MULESOFT_AUDIT_OVERLAP", default_value = defaults::OVERLAP)]
     pub overlap: String,
     /// Entries per query (1..200).
-    #[arg(long, env = "MULESOFT_AUDIT_PAGE_SIZE", default_value_t = 200)]
+    #[arg(long, env = "MULESOFT_AUDIT_PAGE_SIZE", default_value_t = defaults::PAGE_SIZE)]
     pub page_size: u32,
     /// Hard cap of pages per org per pass.
-    #[arg(long, env = "MULESOFT_AUDIT_MAX_PAGES", default_value_t = 100_000)]
+    #[arg(long, env = "MULESOFT_AUDIT_MAX_PAGES", default_value_t = defaults::MAX_PAGES)]
     pub max_pages: u32,
     /// Close an object at this uncompressed size (KiB; default 32 MiB).
-    #[arg(long, env = "MULESOFT_AUDIT_OBJECT_KIB", default_value_t = 32 * 1024)]
+    #[arg(long, env = "MULESOFT_AUDIT_OBJECT_KIB", default_value_t = defaults::OBJECT_KIB)]
     pub object_kib: u64,
     /// Key prefix of log objects: point the SecOps feed here.
-    #[arg(long, env = "MULESOFT_AUDIT_KEY_PREFIX", default_value = "logs/")]
+    #[arg(long, env = "MULESOFT_AUDIT_KEY_PREFIX", default_value = defaults::KEY_PREFIX)]
     pub key_prefix: String,
     /// Key prefix of checkpoints (outside the log prefix).
-    #[arg(long, env = "MULESOFT_AUDIT_STATE_PREFIX", default_value = "state/")]
+    #[arg(long, env = "MULESOFT_AUDIT_STATE_PREFIX", default_value = defaults::STATE_PREFIX)]
     pub state_prefix: String,
     /// Query requests per minute (default: the plane's published limit; 40 for a base URL).
     #[arg(long, env = "MULESOFT_AUDIT_RPM")]
     pub requests_per_minute: Option<u32>,
     /// Attempts per request on transient faults.
-    #[arg(long, env = "MULESOFT_AUDIT_MAX_ATTEMPTS", default_value_t = 6)]
+    #[arg(long, env = "MULESOFT_AUDIT_MAX_ATTEMPTS", default_value_t = defaults::MAX_ATTEMPTS)]
     pub max_attempts: u32,
     /// Paging of the query endpoint.
     #[arg(long, env = "MULESOFT_AUDIT_PAGING", value_enum, default_value = "cursor")]
@@ -127,7 +134,7 @@ pub struct CollectArgs {
     #[arg(long, env = "MULESOFT_AUDIT_MAX_RUN_TIME", default_value = "55m")]
     pub max_run_time: String,
     /// Query requests in flight at once when a window holds many pages (1..16).
-    #[arg(long, env = "MULESOFT_AUDIT_CONCURRENCY", default_value_t = 4)]
+    #[arg(long, env = "MULESOFT_AUDIT_CONCURRENCY", default_value_t = defaults::CONCURRENCY)]
     pub concurrency: u32,
     /// This task's index among --shard-count tasks splitting the orgs.
     #[arg(long, env = "MULESOFT_AUDIT_SHARD_INDEX")]
@@ -158,38 +165,9 @@ fn bad(message: impl Into<String>) -> ConfigError {
     ConfigError(message.into())
 }
 
-/// `90s`, `10m`, `24h`, `7d`, or plain seconds.
+/// A duration setting, through the engine's parser.
 pub fn parse_duration(setting: &str, text: &str) -> Result<Duration, ConfigError> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 =
-        number.parse().map_err(|_| bad(format!("{setting} `{text}` is not a duration: use e.g. 90s, 10m, 24h, 7d")))?;
-    let seconds = match unit {
-        "" | "s" => n,
-        "ms" => return Ok(Duration::from_millis(n)),
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => {
-            return Err(bad(format!("{setting} `{text}` has unknown unit `{unit}`: use s, m, h or d")));
-        }
-    };
-    Ok(Duration::from_secs(seconds))
-}
-
-/// RFC 3339, `YYYY-MM-DD` (UTC midnight) or epoch milliseconds.
-pub fn parse_since(text: &str) -> Result<i64, ConfigError> {
-    let text = text.trim();
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
-    }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.timestamp_millis());
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis()).unwrap_or_default());
-    }
-    Err(bad(format!("--since `{text}` is not a date: use RFC 3339 (2024-05-01T00:00:00Z), YYYY-MM-DD or epoch ms")))
+    mulesoft_audit::settings::parse_duration(setting, text).map_err(ConfigError)
 }
 
 /// Everything one pass needs, validated.
@@ -243,7 +221,7 @@ impl CollectArgs {
             }
             (None, region) => {
                 let region = region.unwrap_or(Region::Us);
-                (region.base_url().to_string(), wit::Endpoint::Plane(region.plane()))
+                (region.base_url().to_string(), wit::Endpoint::Plane(region.wit()))
             }
         };
         let origin = Origin::from_base_url(&base_url).map_err(|e| bad(format!("MULE_BASE_URL: {e}")))?;
@@ -278,7 +256,11 @@ impl CollectArgs {
         };
         let gcs =
             GcsEndpoint::resolve(self.gcs_endpoint.as_deref(), std::env::var("STORAGE_EMULATOR_HOST").ok().as_deref())?;
-        let since_ms = self.since.as_deref().map(parse_since).transpose()?;
+        let since_ms = self
+            .since
+            .as_deref()
+            .map(|since| mulesoft_audit::settings::parse_since("--since", since).map_err(ConfigError))
+            .transpose()?;
         let lookback = parse_duration("--lookback", &self.lookback)?;
         let lag = parse_duration("--lag", &self.lag)?;
         let overlap = parse_duration("--overlap", &self.overlap)?;
@@ -394,16 +376,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("x", "90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("x", "10m").unwrap(), Duration::from_secs(600));
-        assert_eq!(parse_duration("x", "7d").unwrap(), Duration::from_secs(604_800));
-        assert_eq!(parse_duration("x", "15").unwrap(), Duration::from_secs(15));
-        assert!(parse_duration("--lag", "soon").unwrap_err().0.contains("--lag"));
-        assert!(parse_duration("x", "5y").is_err());
-    }
-
-    #[test]
     fn gcs_endpoints() {
         let google = |url: &str| GcsEndpoint::Google(url.to_string());
         assert_eq!(GcsEndpoint::resolve(None, None).unwrap(), google(GCS_DEFAULT_ENDPOINT));
@@ -422,13 +394,5 @@ mod tests {
         assert!(
             GcsEndpoint::resolve(Some("https://a.example"), Some("localhost:1")).unwrap_err().0.contains("only one")
         );
-    }
-
-    #[test]
-    fn since_formats() {
-        assert_eq!(parse_since("2023-11-14T22:13:20.123Z").unwrap(), 1_700_000_000_123);
-        assert_eq!(parse_since("1970-01-02").unwrap(), 86_400_000);
-        assert_eq!(parse_since("1700000000123").unwrap(), 1_700_000_000_123);
-        assert!(parse_since("yesterday").is_err());
     }
 }
