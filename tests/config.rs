@@ -20,7 +20,7 @@ fn missing_and_malformed_settings() {
     let dest = format!("file://{}", dir.path().display());
     let cases: Vec<(&str, Option<&str>, &str)> = vec![
         ("MULE_ORG_ID", None, "MULE_ORG_ID is not set"),
-        ("MULE_ORG_ID", Some("not an/org"), "is not an organization id"),
+        ("MULE_ORG_ID", Some("not an/org"), "is malformed"),
         ("CLIENT_ID", None, "CLIENT_ID is not set"),
         ("CLIENT_SECRET", None, "CLIENT_SECRET is not set"),
         ("MULE_BASE_URL", Some("not a url"), "is not a URL"),
@@ -28,6 +28,7 @@ fn missing_and_malformed_settings() {
         ("MULESOFT_AUDIT_DEST", None, "no destination"),
         ("MULESOFT_AUDIT_LAG", Some("soon"), "--lag"),
         ("MULESOFT_AUDIT_PAGE_SIZE", Some("500"), "1..200"),
+        ("MULESOFT_AUDIT_CONCURRENCY", Some("99"), "concurrency 99 is out of range"),
         ("MULESOFT_AUDIT_STATE_PREFIX", Some("logs/state"), "under the log prefix"),
         ("MULESOFT_AUDIT_DEST", Some("/nonexistent/dir"), "create it first"),
         ("MULESOFT_AUDIT_DEST", Some("s3://bucket"), "not supported"),

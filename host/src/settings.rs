@@ -4,7 +4,7 @@
 use crate::runtime::{Limits, wit};
 use crate::sandbox::{Origin, Timeouts};
 use clap::{Args, ValueEnum};
-use mulesoft_audit::settings::{Plane, defaults};
+use mulesoft_audit::settings::{Paging, Plane, RawConfig, Settings, defaults};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,16 +32,6 @@ impl Region {
     /// Its base URL, from the engine's table of control planes.
     pub fn base_url(self) -> &'static str {
         mulesoft_audit::settings::plane(self.plane()).0
-    }
-
-    fn wit(self) -> wit::ControlPlane {
-        match self {
-            Self::Us => wit::ControlPlane::Us,
-            Self::Eu => wit::ControlPlane::Eu,
-            Self::Gov => wit::ControlPlane::Gov,
-            Self::Ca => wit::ControlPlane::Ca,
-            Self::Jp => wit::ControlPlane::Jp,
-        }
     }
 }
 
@@ -204,24 +194,17 @@ impl CollectArgs {
                 "MULE_ORG_ID is not set: give the organization (business group) id with MULE_ORG_ID or --org (comma-separated for several)",
             ));
         }
-        for id in &org_ids {
-            if !(id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
-                return Err(bad(format!(
-                    "MULE_ORG_ID: `{id}` is not an organization id (letters, digits and - only; copy it from Access Management)"
-                )));
-            }
-        }
-        let (base_url, endpoint) = match (&self.base_url, self.region) {
+        let (base_url, plane, url) = match (&self.base_url, self.region) {
             (Some(_), Some(_)) => {
                 return Err(bad("both MULE_BASE_URL and MULE_REGION are set: set only one"));
             }
             (Some(url), None) => {
                 let url = url.trim().trim_end_matches('/').to_string();
-                (url.clone(), wit::Endpoint::BaseUrl(url))
+                (url.clone(), None, Some(url))
             }
             (None, region) => {
                 let region = region.unwrap_or(Region::Us);
-                (region.base_url().to_string(), wit::Endpoint::Plane(region.wit()))
+                (region.base_url().to_string(), Some(region.plane()), None)
             }
         };
         let origin = Origin::from_base_url(&base_url).map_err(|e| bad(format!("MULE_BASE_URL: {e}")))?;
@@ -266,21 +249,8 @@ impl CollectArgs {
         let overlap = parse_duration("--overlap", &self.overlap)?;
         let run_time = parse_duration("--max-run-time", &self.max_run_time)?;
         let first_byte = parse_duration("--http-timeout", &self.http_timeout)?;
-        if !(1..=200).contains(&self.page_size) {
-            return Err(bad(format!("--page-size {} is out of range: the API takes 1..200", self.page_size)));
-        }
         let key_prefix = normalise_prefix(&self.key_prefix);
         let state_prefix = normalise_prefix(&self.state_prefix);
-        if state_prefix.is_empty() || state_prefix.starts_with(&key_prefix) {
-            return Err(bad(format!(
-                "state prefix `{state_prefix}` lies under the log prefix `{key_prefix}`: the SecOps feed would ingest (and may delete) the checkpoints; use separate prefixes (defaults: logs/ and state/)"
-            )));
-        }
-        if key_prefix.starts_with(&state_prefix) {
-            return Err(bad(format!(
-                "log prefix `{key_prefix}` lies under the state prefix `{state_prefix}`: log objects would be taken for state (and go to the state destination); use separate prefixes (defaults: logs/ and state/)"
-            )));
-        }
         let shard_index = self.shard_index.or(self.cloud_run_task_index).or(self.job_completion_index).unwrap_or(0);
         let shard_count = match self.shard_count.or(self.cloud_run_task_count) {
             Some(n) => n,
@@ -291,13 +261,11 @@ impl CollectArgs {
             }
             None => 1,
         };
-        if shard_count == 0 || shard_index >= shard_count {
-            return Err(bad(format!("shard index {shard_index} is not below the shard count {shard_count}")));
-        }
-        let config = wit::Config {
+        let raw = RawConfig {
             org_ids,
             discover_children: self.discover_children,
-            endpoint,
+            plane,
+            base_url: url,
             client_id,
             client_secret: client_secret.clone(),
             lookback_seconds: lookback.as_secs(),
@@ -312,13 +280,17 @@ impl CollectArgs {
             requests_per_minute: self.requests_per_minute,
             max_attempts: self.max_attempts,
             paging: match self.paging {
-                PagingArg::Cursor => wit::Paging::Cursor,
-                PagingArg::Offset => wit::Paging::Offset,
+                PagingArg::Cursor => Paging::Cursor,
+                PagingArg::Offset => Paging::Offset,
             },
             shard_index,
             shard_count,
             concurrency: self.concurrency,
         };
+        // The engine's own validation, before a component is compiled or a request is made: the
+        // same rules, and the same words, as inside the guest.
+        Settings::from_raw(raw.clone()).map_err(ConfigError)?;
+        let config = wit::Config::from(raw);
         let limits = Limits {
             memory_bytes: self.memory_mib << 20,
             run_time,
