@@ -27,6 +27,7 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p mulesoft-audit --target wasm32-wasip2 -- -D warnings
     cargo clippy -p mulesoft-audit-command --target wasm32-wasip2 --target-dir target/command -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --document-private-items
 
 # Collect from the built-in Anypoint simulator into ./mulesoft-audit-demo.
 demo:

@@ -77,7 +77,7 @@ pub struct CollectArgs {
     #[arg(long, env = "MULESOFT_AUDIT_STATE_DEST")]
     pub state_dest: Option<String>,
     /// Cloud Storage endpoint for gs:// destinations, with Google credentials (default
-    /// https://storage.googleapis.com): a Private Service Connect or restricted VPC-SC endpoint.
+    /// `https://storage.googleapis.com`): a Private Service Connect or restricted VPC-SC endpoint.
     /// http:// only to loopback.
     #[arg(long, env = "MULESOFT_AUDIT_GCS_ENDPOINT")]
     pub gcs_endpoint: Option<String>,
