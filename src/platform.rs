@@ -97,8 +97,10 @@ impl std::fmt::Display for StoreError {
             Self::AlreadyExists => write!(f, "object already exists"),
             Self::GenerationMismatch => write!(f, "generation changed (another writer)"),
             Self::Unavailable(m) => write!(f, "store unavailable: {m}"),
-            Self::Denied(m) => write!(f, "store denied access: {m}"),
+            Self::Denied(m) => write!(f, "access denied: {m}"),
             Self::Other(m) => write!(f, "store error: {m}"),
         }
     }
 }
+
+impl std::error::Error for StoreError {}

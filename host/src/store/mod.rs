@@ -11,20 +11,9 @@ pub use crate::runtime::Presence;
 use crate::settings::GcsEndpoint;
 use std::sync::Arc;
 
-/// Why a store call failed; mirrors the WIT `store-error` (see its docs for what is retryable).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    #[error("an object already exists under that key")]
-    AlreadyExists,
-    #[error("the object's generation changed")]
-    GenerationMismatch,
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    #[error("access denied: {0}")]
-    Denied(String),
-    #[error("{0}")]
-    Other(String),
-}
+/// Why a store call failed: the engine's type (the WIT `store-error` says what is retryable),
+/// so the host's stores and the guest's view of them speak one language.
+pub use mulesoft_audit::platform::StoreError;
 
 /// An object as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
