@@ -9,7 +9,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -97,41 +96,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
-/// Builds the collector for a set of arguments: settings, store, compiled component.
-pub fn collector(
-    args: &CollectArgs,
-    cache_dir: Option<&std::path::Path>,
-    handle: tokio::runtime::Handle,
-) -> anyhow::Result<Collector> {
-    let settings = args.resolve()?;
-    // A store that cannot be opened is a configuration problem, unless it was only unavailable
-    // (a metadata server slow to answer): then the next run may well succeed.
-    let open = |dest: &str, what: &'static str| {
-        store::open(dest, &settings.gcs, handle.clone()).map_err(|e| {
-            if matches!(e.downcast_ref::<store::StoreError>(), Some(store::StoreError::Unavailable(_))) {
-                e.context(what)
-            } else {
-                anyhow::Error::from(ConfigError(format!("{what}: {e:#}")))
-            }
-        })
-    };
-    let logs = open(&settings.dest, "destination")?;
-    let store = match &settings.state_dest {
-        Some(state_dest) => {
-            let state = open(state_dest, "state destination")?;
-            Arc::new(store::Split {
-                logs,
-                state,
-                key_prefix: settings.config.key_prefix.clone(),
-                state_prefix: settings.config.state_prefix.clone(),
-            })
-        }
-        None => logs,
-    };
-    let runtime = Arc::new(Runtime::new(cache_dir)?);
-    Ok(Collector { runtime, store, settings })
-}
-
 fn print_report(report: &Report) -> u8 {
     match serde_json::to_string(report) {
         Ok(json) => println!("{json}"),
@@ -144,12 +108,12 @@ fn dispatch(command: Command, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> 
     let rt = runtime()?;
     match command {
         Command::Run(args) => {
-            let collector = collector(&args, cache_dir.as_deref(), rt.handle().clone())?;
+            let collector = Collector::open(&args, cache_dir.as_deref(), rt.handle().clone())?;
             let report = rt.block_on(async move { tokio::task::spawn_blocking(move || collector.pass()).await })?;
             Ok(print_report(&report))
         }
         Command::Check(args) => {
-            let collector = collector(&args, cache_dir.as_deref(), rt.handle().clone())?;
+            let collector = Collector::open(&args, cache_dir.as_deref(), rt.handle().clone())?;
             rt.block_on(async move { tokio::task::spawn_blocking(move || check(&collector)).await })?
         }
         Command::Serve(args) => rt.block_on(crate::serve::serve(args, cache_dir)).map(|()| 0),
@@ -298,7 +262,7 @@ fn demo(args: &DemoArgs, cache_dir: Option<&std::path::Path>, rt: &tokio::runtim
         job_completion_index: None,
     };
     eprintln!("demo: simulator on {} with {} entries; collecting into {}", sim.url(), args.entries, out.display());
-    let collector = collector(&collect, cache_dir, rt.handle().clone())?;
+    let collector = Collector::open(&collect, cache_dir, rt.handle().clone())?;
     let report = rt.block_on(async move { tokio::task::spawn_blocking(move || collector.pass()).await })?;
     let code = print_report(&report);
     eprintln!("demo: objects under {}/logs/, checkpoints under {}/state/", out.display(), out.display());

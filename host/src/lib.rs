@@ -2,6 +2,7 @@
 //! gives it an object store (GCS, a directory, memory), and triggers it from the command line,
 //! Pub/Sub push, CloudEvents or a schedule.
 
+pub mod bindings;
 pub mod cli;
 pub mod logging;
 pub mod pass;

@@ -3,7 +3,7 @@
 //! errors: the first are `Err` of [`Runtime::run`], the second its `Ok(Err(_))`.
 
 use crate::sandbox::{Origin, SandboxHooks, Timeouts};
-use crate::store::{ObjectStore, StoreError};
+use crate::store::ObjectStore;
 use anyhow::Context as _;
 use sha2::Digest as _;
 use std::path::{Path, PathBuf};
@@ -14,14 +14,8 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-mod bindings {
-    wasmtime::component::bindgen!({ world: "collector-core", path: "../wit" });
-}
-
-pub use bindings::exports::mulesoft::audit::collector as wit;
-use bindings::mulesoft::audit::object_store as wit_store;
-/// The WIT `presence`, used by the stores as it is.
-pub use wit_store::ObjectPresence as Presence;
+use crate::bindings::{CollectorCore, CollectorCorePre, wit_store};
+pub use crate::bindings::{Presence, wit};
 
 /// The collector component, built from this workspace and embedded at compile time.
 pub static COMPONENT: &[u8] = include_bytes!(env!("MULESOFT_AUDIT_COMPONENT_PATH"));
@@ -122,77 +116,6 @@ impl WasiHttpView for RunState {
     }
 }
 
-/// The engine's settings as the guest's `config` record (the guest maps it back the same way).
-impl From<mulesoft_audit::settings::RawConfig> for wit::Config {
-    fn from(raw: mulesoft_audit::settings::RawConfig) -> Self {
-        use mulesoft_audit::settings::{Paging, Plane};
-        let endpoint = match (raw.base_url, raw.plane) {
-            (Some(url), _) => wit::Endpoint::BaseUrl(url),
-            (None, plane) => wit::Endpoint::Plane(match plane.unwrap_or(Plane::Us) {
-                Plane::Us => wit::ControlPlane::Us,
-                Plane::Eu => wit::ControlPlane::Eu,
-                Plane::Gov => wit::ControlPlane::Gov,
-                Plane::Ca => wit::ControlPlane::Ca,
-                Plane::Jp => wit::ControlPlane::Jp,
-            }),
-        };
-        Self {
-            org_ids: raw.org_ids,
-            discover_children: raw.discover_children,
-            endpoint,
-            client_id: raw.client_id,
-            client_secret: raw.client_secret,
-            lookback_seconds: raw.lookback_seconds,
-            since_ms: raw.since_ms,
-            lag_seconds: raw.lag_seconds,
-            overlap_seconds: raw.overlap_seconds,
-            page_size: raw.page_size,
-            max_pages: raw.max_pages,
-            object_max_bytes: raw.object_max_bytes,
-            key_prefix: raw.key_prefix,
-            state_prefix: raw.state_prefix,
-            requests_per_minute: raw.requests_per_minute,
-            max_attempts: raw.max_attempts,
-            paging: match raw.paging {
-                Paging::Cursor => wit::Paging::Cursor,
-                Paging::Offset => wit::Paging::Offset,
-            },
-            shard_index: raw.shard_index,
-            shard_count: raw.shard_count,
-            concurrency: raw.concurrency,
-        }
-    }
-}
-
-/// The engine's kind for the guest's: the engine owns names and the exit-code policy.
-impl From<wit::ErrorKind> for mulesoft_audit::settings::ErrorKind {
-    fn from(kind: wit::ErrorKind) -> Self {
-        use mulesoft_audit::settings::ErrorKind as Kind;
-        match kind {
-            wit::ErrorKind::Config => Kind::Config,
-            wit::ErrorKind::Unauthorized => Kind::Unauthorized,
-            wit::ErrorKind::Forbidden => Kind::Forbidden,
-            wit::ErrorKind::Api => Kind::Api,
-            wit::ErrorKind::Unavailable => Kind::Unavailable,
-            wit::ErrorKind::Denied => Kind::Denied,
-            wit::ErrorKind::Storage => Kind::Storage,
-            wit::ErrorKind::Conflict => Kind::Conflict,
-            wit::ErrorKind::Checkpoint => Kind::Checkpoint,
-            wit::ErrorKind::PageCap => Kind::PageCap,
-        }
-    }
-}
-
-fn to_wit(e: StoreError) -> wit_store::StoreError {
-    match e {
-        StoreError::AlreadyExists => wit_store::StoreError::AlreadyExists,
-        StoreError::GenerationMismatch => wit_store::StoreError::GenerationMismatch,
-        StoreError::Unavailable(m) => wit_store::StoreError::Unavailable(m),
-        StoreError::Denied(m) => wit_store::StoreError::Denied(m),
-        StoreError::Other(m) => wit_store::StoreError::Other(m),
-    }
-}
-
 impl wit_store::Host for RunState {
     fn create(&mut self, key: String, data: Vec<u8>, content_type: String) -> Result<u64, wit_store::StoreError> {
         let result = self.store.create(&key, &data, &content_type);
@@ -201,13 +124,13 @@ impl wit_store::Host for RunState {
             Ok(_) => tracing::info!(key, bytes = data.len(), "object written"),
             Err(e) => tracing::warn!(key, error = %e, "object not written"),
         }
-        result.map_err(to_wit)
+        result.map_err(wit_store::StoreError::from)
     }
     fn read(&mut self, key: String) -> Result<Option<wit_store::StoredObject>, wit_store::StoreError> {
         self.store
             .read(&key)
             .map(|o| o.map(|o| wit_store::StoredObject { data: o.data, generation: o.generation }))
-            .map_err(to_wit)
+            .map_err(wit_store::StoreError::from)
     }
     fn write_if_generation(
         &mut self,
@@ -216,17 +139,17 @@ impl wit_store::Host for RunState {
         content_type: String,
         generation: u64,
     ) -> Result<u64, wit_store::StoreError> {
-        self.store.write_if_generation(&key, &data, &content_type, generation).map_err(to_wit)
+        self.store.write_if_generation(&key, &data, &content_type, generation).map_err(wit_store::StoreError::from)
     }
     fn presence(&mut self, key: String, since_ms: Option<i64>) -> Result<Presence, wit_store::StoreError> {
-        self.store.presence(&key, since_ms).map_err(to_wit)
+        self.store.presence(&key, since_ms).map_err(wit_store::StoreError::from)
     }
 }
 
 /// A compiled, pre-linked collector, ready for any number of runs.
 pub struct Runtime {
     engine: Engine,
-    pre: bindings::CollectorCorePre<RunState>,
+    pre: CollectorCorePre<RunState>,
 }
 
 impl Runtime {
@@ -241,7 +164,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
         wit_store::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)?;
-        let pre = bindings::CollectorCorePre::new(linker.instantiate_pre(&component)?)?;
+        let pre = CollectorCorePre::new(linker.instantiate_pre(&component)?)?;
 
         let ticker = engine.weak();
         std::thread::Builder::new().name("epoch".into()).spawn(move || {
@@ -286,7 +209,7 @@ impl Runtime {
         limits: &Limits,
         origin: Origin,
         store: Arc<dyn ObjectStore>,
-    ) -> Result<(Store<RunState>, bindings::CollectorCore), Trap> {
+    ) -> Result<(Store<RunState>, CollectorCore), Trap> {
         // No environment, no arguments, no preopened directories, no sockets: stderr only, so
         // that a guest panic message is not lost.
         let wasi =

@@ -3,7 +3,6 @@
 //! Triggers that arrive while a pass runs join it instead of starting a second one. An optional
 //! cron schedule triggers passes too, for hosts without Cloud Scheduler.
 
-use crate::cli::collector;
 use crate::pass::Collector;
 use crate::settings::{CollectArgs, ConfigError};
 use axum::Router;
@@ -284,7 +283,8 @@ pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Resul
     let verifier = verifier(&args)?.map(Mutex::new);
     let handle = tokio::runtime::Handle::current();
     let collect = args.collect.clone();
-    let collector = tokio::task::spawn_blocking(move || collector(&collect, cache_dir.as_deref(), handle)).await??;
+    let collector =
+        tokio::task::spawn_blocking(move || Collector::open(&collect, cache_dir.as_deref(), handle)).await??;
     let app = Arc::new(App { collector: Arc::new(collector), inflight: Mutex::new(None), verifier });
 
     if let Some(cron) = schedule {
