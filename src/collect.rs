@@ -4,14 +4,13 @@
 //! Every entry's time is checked against the query that returned it: an API whose entries carry
 //! another time than it filters on must not move the cursor to where no window reads again.
 
-use crate::anypoint::Client;
+use crate::anypoint::{Client, organizations, retention_floor};
 use crate::delivery::{Delivery, Entry};
 use crate::entry;
 use crate::paging::{FetchedPage, Slice, page_request, split};
 use crate::platform::{Method, ObjectStore, Platform};
 use crate::settings::{ErrorKind, Failure, OrgSummary, Settings};
 use crate::window::{self, Window};
-use serde::Deserialize;
 use std::collections::VecDeque;
 
 /// The outcome of a pass over every organization.
@@ -148,68 +147,6 @@ fn verify_access<P: Platform>(platform: &mut P, settings: &Settings) -> Result<V
     }
     lines.insert(0, format!("token: issued for client `{}`", settings.client_id));
     Ok(lines)
-}
-
-#[derive(Deserialize)]
-struct OrgNode {
-    id: String,
-    #[serde(default, rename = "subOrganizations")]
-    sub_organizations: Vec<OrgNode>,
-}
-
-/// The configured organizations, or with `discover_children` every group under them.
-fn organizations<P: Platform>(client: &mut Client<'_, P>, settings: &Settings) -> Result<Vec<String>, Failure> {
-    if settings.discover_children { discover(client, &settings.org_ids) } else { Ok(settings.org_ids.clone()) }
-}
-
-fn discover<P: Platform>(client: &mut Client<'_, P>, roots: &[String]) -> Result<Vec<String>, Failure> {
-    let mut ids = Vec::new();
-    for root in roots {
-        let tree: OrgNode = client.call(
-            Method::Get,
-            format!("/accounts/api/organizations/{root}/hierarchy"),
-            Vec::new(),
-            &format!("hierarchy request for organization {root}"),
-            |b| serde_json::from_slice(b).map_err(|e| format!("hierarchy reply has the wrong shape ({e})")),
-        )?;
-        let mut stack = vec![tree];
-        while let Some(node) = stack.pop() {
-            if !crate::settings::valid_org_id(&node.id) {
-                return Err(Failure::new(ErrorKind::Api, format!("hierarchy of {root} lists a malformed id")));
-            }
-            if !ids.contains(&node.id) {
-                ids.push(node.id);
-            }
-            stack.extend(node.sub_organizations.into_iter().rev());
-        }
-    }
-    Ok(ids)
-}
-
-#[derive(Deserialize)]
-struct Retention {
-    data: Vec<RetentionItem>,
-}
-#[derive(Deserialize)]
-struct RetentionItem {
-    #[serde(rename = "retentionPeriod")]
-    retention_period: u32,
-}
-
-/// The oldest time still retained for `org` (365 days when the API will not say).
-fn retention_floor<P: Platform>(client: &mut Client<'_, P>, org: &str, now_ms: i64) -> Result<i64, Failure> {
-    let days = match client.call(
-        Method::Get,
-        format!("/audit/v2/organizations/{org}/retentionSettings"),
-        Vec::new(),
-        &format!("retention request for organization {org}"),
-        |b| serde_json::from_slice::<Retention>(b).map_err(|e| format!("retention reply has the wrong shape ({e})")),
-    ) {
-        Ok(r) => r.data.first().map(|i| i.retention_period).unwrap_or(365),
-        Err(f) if f.kind == ErrorKind::Forbidden => 365,
-        Err(f) => return Err(f),
-    };
-    Ok(now_ms - i64::from(days) * 86_400_000)
 }
 
 fn collect_org<P: Platform, S: ObjectStore>(
