@@ -321,20 +321,21 @@ fn note_start(record: &Mutex<Record>, had_checkpoint: bool, has_checkpoint: bool
 /// The oracle.
 fn check(api: &FakeApi, store: &MemoryStore, record: &Record) -> Result<(), TestCaseError> {
     let mut delivered: BTreeMap<String, usize> = BTreeMap::new();
-    let mut in_unknown: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    // Copies in objects a pass said it could not account for (a bucket without soft delete):
+    // each such object may have been delivered and its entries read again once.
+    let mut in_unknown: BTreeMap<String, usize> = BTreeMap::new();
     for (key, bytes) in store.created.iter().filter(|(k, _)| k.starts_with("logs/")) {
         let plain = gunzip(bytes).map_err(|e| TestCaseError::fail(format!("{key} is not gzip: {}", e.0)))?;
         for line in String::from_utf8_lossy(&plain).lines() {
             *delivered.entry(line.to_string()).or_default() += 1;
             if record.unknown.contains(key) {
-                in_unknown.insert(line.to_string());
+                *in_unknown.entry(line.to_string()).or_default() += 1;
             }
         }
     }
     let entries: BTreeMap<&str, &ApiEntry> = api.entries(ORG).iter().map(|e| (e.json.as_str(), e)).collect();
     for (line, copies) in &delivered {
-        // Twice only where a pass said it could not tell (a bucket without soft delete).
-        let allowed = if in_unknown.contains(line) { 2 } else { 1 };
+        let allowed = 1 + in_unknown.get(line).copied().unwrap_or(0);
         prop_assert!(*copies <= allowed, "delivered {} times: {}", copies, line);
         let entry = entries.get(line.as_str());
         prop_assert!(entry.is_some(), "not an API entry: {}", line);
@@ -355,8 +356,21 @@ fn check(api: &FakeApi, store: &MemoryStore, record: &Record) -> Result<(), Test
     Ok(())
 }
 
+/// The same 3000 schedules on every run by default, so that CI judges a change and not a draw;
+/// `PROPTEST_RNG_SEED=<n>` (with `PROPTEST_CASES=<n>`) explores others.
+const SEED: u64 = 20_261_129;
+
+fn config() -> ProptestConfig {
+    let config = ProptestConfig { cases: 3000, max_shrink_iters: 4096, ..ProptestConfig::default() };
+    if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
+        config
+    } else {
+        ProptestConfig { rng_seed: proptest::test_runner::RngSeed::Fixed(SEED), ..config }
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, max_shrink_iters: 4096, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
 
     #[test]
     fn every_schedule_delivers_each_entry_exactly_once((soft_delete, page_cap, steps) in schedule()) {
