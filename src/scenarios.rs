@@ -110,6 +110,18 @@ impl World {
         );
     }
 
+    /// Rewrites the stored checkpoint as a version 1 build left it: no read floor, and a pending
+    /// object without its effects.
+    pub fn as_left_by_version_1(&mut self) {
+        let key = format!("state/{ORG}/checkpoint.json");
+        let (bytes, generation) = self.store.objects[&key].clone();
+        let mut stored: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        stored["version"] = 1.into();
+        stored.as_object_mut().map(|o| o.remove("read_from_ms"));
+        stored["pending"].as_object_mut().map(|p| p.remove("effects"));
+        self.store.objects.insert(key, (stored.to_string().into_bytes(), generation));
+    }
+
     /// The stored checkpoint's cursor.
     pub fn cursor(&self) -> i64 {
         let (bytes, _) = &self.store.objects[&format!("state/{ORG}/checkpoint.json")];
@@ -248,13 +260,7 @@ fn an_id_less_pretty_printed_entry_read_back_after_a_stop_is_not_delivered_twice
     assert!(!w.pass().failures.is_empty());
     w.store.stop = None;
     // What a version 1 build left: the pending object without its effects.
-    let key = format!("state/{ORG}/checkpoint.json");
-    let (bytes, generation) = w.store.objects[&key].clone();
-    let mut stored: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    stored["version"] = 1.into();
-    stored.as_object_mut().map(|o| o.remove("read_from_ms"));
-    stored["pending"].as_object_mut().map(|p| p.remove("effects"));
-    w.store.objects.insert(key, (stored.to_string().into_bytes(), generation));
+    w.as_left_by_version_1();
     w.pass_ok();
     let delivered = w.delivered();
     assert_eq!(delivered.len(), 5, "{delivered:?}");
@@ -415,13 +421,7 @@ fn a_version_1_pending_object_the_feed_deleted_is_delivered_again_not_stuck() {
     assert!(!w.pass().failures.is_empty());
     w.store.stop = None;
     // What a version 1 build left: a pending object without its effects, since deleted.
-    let key = format!("state/{ORG}/checkpoint.json");
-    let (bytes, generation) = w.store.objects[&key].clone();
-    let mut stored: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    stored["version"] = 1.into();
-    stored.as_object_mut().map(|o| o.remove("read_from_ms"));
-    stored["pending"].as_object_mut().map(|p| p.remove("effects"));
-    w.store.objects.insert(key, (stored.to_string().into_bytes(), generation));
+    w.as_left_by_version_1();
     w.store.delete_under("logs/");
     let result = w.pass_ok();
     assert!(

@@ -221,13 +221,7 @@ fn the_javascript_store_waits_for_a_held_checkpoint_lock() {
         out.lockLeft = fs.existsSync(lock);
         console.log(JSON.stringify(out));
     "#;
-    let out = with_node(&node_bin())
-        .args(["--input-type=module", "-e", script])
-        .env("STORE_DIR", dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = store_script(script, dir.path());
     assert_eq!(r["held"]["err"], "unavailable", "a lock held past the wait: {r}");
     assert!(r["held"]["val"].as_str().unwrap().contains("cp.lock"), "{r}");
     assert_eq!(r["writtenWhileHeld"], false, "{r}");
@@ -258,16 +252,19 @@ fn the_javascript_store_breaks_only_the_stale_lock_and_releases_only_its_own() {
         out.leftovers = fs.readdirSync(process.env.STORE_DIR);
         console.log(JSON.stringify(out));
     "#;
-    let out = with_node(&node_bin())
-        .args(["--input-type=module", "-e", script])
-        .env("STORE_DIR", dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = store_script(script, dir.path());
     assert_eq!((r["brokeFresh"].as_bool(), r["afterWrongBreak"].as_str()), (Some(false), Some("fresh")), "{r}");
     assert_eq!((r["brokeStale"].as_bool(), r["lockAfterBreak"].as_bool()), (Some(true), Some(false)), "{r}");
     assert_eq!(r["afterForeignRelease"], "another", "{r}");
     assert_eq!(r["lockAfterOwnRelease"], false, "{r}");
     assert_eq!(r["leftovers"], serde_json::json!([]), "{r}");
+}
+
+/// Runs an ES module against object-store.js, with `STORE_DIR` set to `dir`; returns the JSON it
+/// prints.
+fn store_script(script: &str, dir: &Path) -> serde_json::Value {
+    let out =
+        with_node(&node_bin()).args(["--input-type=module", "-e", script]).env("STORE_DIR", dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
