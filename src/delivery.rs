@@ -172,20 +172,16 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             self.checkpoint.pending = Some(pending.clone());
             self.save()?;
         }
-        let mut settled = if pending.claimed { self.claim(&pending)? } else { Settled::Created };
-        if settled == Settled::Gone {
-            pending.unprovable = true;
-        }
+        let settled = if pending.claimed { self.claim(&pending)? } else { Settled::Created };
         // A version 1 pending object carries no effects: read it back to learn them.
-        let effects = match (&settled, pending.effects.clone()) {
+        let effects = match (settled, pending.effects.clone()) {
             (Settled::Created, Some(effects)) => Some(effects),
             (Settled::Created, None) => self.read_back(&pending)?,
             _ => None,
         };
-        if settled == Settled::Created && effects.is_none() {
-            // Created, but gone or unreadable now, with nothing recorded of it.
+        // Something was under its name and is gone, or unreadable with nothing recorded of it.
+        if settled == Settled::Gone || (settled == Settled::Created && effects.is_none()) {
             pending.unprovable = true;
-            settled = Settled::Gone;
         }
         match effects {
             Some(effects) => {
@@ -198,7 +194,6 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             )),
             None => summary.objects.push(format!("(claimed) {}", pending.key)),
         }
-        let _ = settled;
         self.checkpoint.next_seq = self.checkpoint.next_seq.max(pending.seq + 1);
         self.checkpoint.pending = None;
         self.checkpoint.prune(self.checkpoint.cursor_ms - self.settings.overlap_ms);
@@ -356,7 +351,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
 }
 
 /// How a pending object was settled.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Settled {
     /// It was created (and may since have been deleted by the feed): its entries are delivered.
     Created,
