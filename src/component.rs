@@ -3,9 +3,11 @@
 // The generated bindings and the export macro are the only unsafe code; none is written by hand.
 #![allow(unsafe_code)]
 
-use crate::collect;
+use crate::collect::{self, PassResult};
 use crate::platform::{ObjectStore, Presence, StoreError};
-use crate::settings::{ErrorKind, Failure, OrgSummary, Paging, Plane, RawConfig, Settings};
+use crate::report::Report;
+use crate::settings::{ErrorKind, Failure, Settings};
+use crate::variables::{self, Values};
 use crate::wasi_platform::WasiPlatform;
 
 mod bindings {
@@ -29,18 +31,6 @@ use bindings::mulesoft::audit::object_store as wit_store;
 /// The object store the host gives us.
 struct HostStore;
 
-impl From<wit_store::StoreError> for StoreError {
-    fn from(e: wit_store::StoreError) -> Self {
-        match e {
-            wit_store::StoreError::AlreadyExists => StoreError::AlreadyExists,
-            wit_store::StoreError::GenerationMismatch => StoreError::GenerationMismatch,
-            wit_store::StoreError::Unavailable(m) => StoreError::Unavailable(m),
-            wit_store::StoreError::Denied(m) => StoreError::Denied(m),
-            wit_store::StoreError::Other(m) => StoreError::Other(m),
-        }
-    }
-}
-
 impl ObjectStore for HostStore {
     fn create(&mut self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError> {
         wit_store::create(key, data, content_type).map_err(StoreError::from)
@@ -58,101 +48,14 @@ impl ObjectStore for HostStore {
         wit_store::write_if_generation(key, data, content_type, generation).map_err(StoreError::from)
     }
     fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
-        wit_store::presence(key, since_ms)
-            .map(|p| match p {
-                wit_store::ObjectPresence::Present => Presence::Present,
-                wit_store::ObjectPresence::Deleted => Presence::Deleted,
-                wit_store::ObjectPresence::Absent => Presence::Absent,
-                wit_store::ObjectPresence::Unknown => Presence::Unknown,
-            })
-            .map_err(StoreError::from)
+        wit_store::presence(key, since_ms).map(Presence::from).map_err(StoreError::from)
     }
 }
 
-impl From<wit::Config> for RawConfig {
-    fn from(c: wit::Config) -> Self {
-        let (plane, base_url) = match c.endpoint {
-            wit::Endpoint::Plane(p) => (
-                Some(match p {
-                    wit::ControlPlane::Us => Plane::Us,
-                    wit::ControlPlane::Eu => Plane::Eu,
-                    wit::ControlPlane::Gov => Plane::Gov,
-                    wit::ControlPlane::Ca => Plane::Ca,
-                    wit::ControlPlane::Jp => Plane::Jp,
-                }),
-                None,
-            ),
-            wit::Endpoint::BaseUrl(u) => (None, Some(u)),
-        };
-        RawConfig {
-            org_ids: c.org_ids,
-            discover_children: c.discover_children,
-            plane,
-            base_url,
-            client_id: c.client_id,
-            client_secret: c.client_secret,
-            lookback_seconds: c.lookback_seconds,
-            since_ms: c.since_ms,
-            lag_seconds: c.lag_seconds,
-            overlap_seconds: c.overlap_seconds,
-            page_size: c.page_size,
-            max_pages: c.max_pages,
-            object_max_bytes: c.object_max_bytes,
-            key_prefix: c.key_prefix,
-            state_prefix: c.state_prefix,
-            requests_per_minute: c.requests_per_minute,
-            max_attempts: c.max_attempts,
-            paging: match c.paging {
-                wit::Paging::Cursor => Paging::Cursor,
-                wit::Paging::Offset => Paging::Offset,
-            },
-            shard_index: c.shard_index,
-            shard_count: c.shard_count,
-            concurrency: c.concurrency,
-        }
-    }
-}
-
-impl From<ErrorKind> for wit::ErrorKind {
-    fn from(k: ErrorKind) -> Self {
-        match k {
-            ErrorKind::Config => wit::ErrorKind::Config,
-            ErrorKind::Unauthorized => wit::ErrorKind::Unauthorized,
-            ErrorKind::Forbidden => wit::ErrorKind::Forbidden,
-            ErrorKind::Api => wit::ErrorKind::Api,
-            ErrorKind::Unavailable => wit::ErrorKind::Unavailable,
-            ErrorKind::Denied => wit::ErrorKind::Denied,
-            ErrorKind::Storage => wit::ErrorKind::Storage,
-            ErrorKind::Conflict => wit::ErrorKind::Conflict,
-            ErrorKind::Checkpoint => wit::ErrorKind::Checkpoint,
-            ErrorKind::PageCap => wit::ErrorKind::PageCap,
-        }
-    }
-}
-
-impl From<OrgSummary> for wit::OrgSummary {
-    fn from(s: OrgSummary) -> Self {
-        wit::OrgSummary {
-            org_id: s.org_id,
-            window_start: s.window_start,
-            window_end: s.window_end,
-            entries_written: s.entries_written,
-            duplicates_skipped: s.duplicates_skipped,
-            objects: s.objects,
-            requests: s.requests,
-            retries: s.retries,
-            throttled_waits: s.throttled_waits,
-            bytes_in: s.bytes_in,
-            bytes_out: s.bytes_out,
-        }
-    }
-}
-
-impl From<Failure> for wit::Failure {
-    fn from(f: Failure) -> Self {
-        Self { org_id: f.org_id, kind: f.kind.into(), message: f.message }
-    }
-}
+crate::wit_conversions!(
+    collector = bindings::exports::mulesoft::audit::collector,
+    store = bindings::mulesoft::audit::object_store
+);
 
 struct Component;
 
@@ -172,6 +75,23 @@ impl wit::Guest for Component {
         let settings = Self::settings(config)?;
         collect::check(&mut WasiPlatform, &settings)
             .map_err(|f| wit::RunError { failures: vec![f.into()], completed: Vec::new() })
+    }
+
+    fn configure(
+        vars: Vec<(String, String)>,
+        secret_file: Option<Result<String, String>>,
+    ) -> Result<wit::Environment, wit::Failure> {
+        let read = |_: &str| secret_file.unwrap_or_else(|| Err("the host read no file".into()));
+        let configured = variables::configure(&Values::from_env(vars), read)
+            .map_err(|message| wit::Failure::from(Failure::new(ErrorKind::Config, message)))?;
+        Ok(wit::Environment {
+            config: configured.raw.into(),
+            http_timeout_ms: u64::try_from(configured.http_timeout.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    fn report_of(outcome: Result<wit::RunSummary, wit::RunError>) -> wit::Report {
+        Report::from(outcome.map_or_else(PassResult::from, PassResult::from)).into()
     }
 }
 

@@ -8,14 +8,17 @@
 pub mod anypoint;
 pub mod checkpoint;
 pub mod collect;
+mod conversions;
 pub mod delivery;
 pub mod entry;
 pub mod gzip;
 pub mod pacer;
 pub mod paging;
 pub mod platform;
+pub mod report;
 pub mod retry;
 pub mod settings;
+pub mod variables;
 pub mod window;
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //!
 //! These mirror the WIT records but are plain Rust, so the engine is testable without wasm.
 
+use crate::variables::{BASE_URL, CLIENT_ID, CLIENT_SECRET, CLIENT_SECRET_FILE, ORG_ID};
+
 /// A parsed base URL: `scheme://authority` with no path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrl {
@@ -30,20 +32,6 @@ impl BaseUrl {
         let scheme = if self.https { "https" } else { "http" };
         format!("{scheme}://{}{path_and_query}", self.authority)
     }
-}
-
-/// Defaults every host uses, for flags, variables and the demo alike.
-pub mod defaults {
-    pub const LOOKBACK: &str = "24h";
-    pub const LAG: &str = "60s";
-    pub const OVERLAP: &str = "10m";
-    pub const PAGE_SIZE: u32 = 200;
-    pub const MAX_PAGES: u32 = 100_000;
-    pub const OBJECT_KIB: u64 = 32 * 1024;
-    pub const KEY_PREFIX: &str = "logs/";
-    pub const STATE_PREFIX: &str = "state/";
-    pub const MAX_ATTEMPTS: u32 = 6;
-    pub const CONCURRENCY: u32 = 4;
 }
 
 /// `90s`, `10m`, `24h`, `7d`, `250ms`, or plain seconds. `setting` names it in the error.
@@ -188,9 +176,9 @@ impl Settings {
     /// Validates; every message names the setting and what to do.
     pub fn from_raw(raw: RawConfig) -> Result<Self, String> {
         if raw.org_ids.is_empty() {
-            return Err(
-                "no organization id given: set MULE_ORG_ID (or --org) to one id or a comma-separated list".into()
-            );
+            return Err(format!(
+                "{ORG_ID} is not set: give the organization (business group) id with {ORG_ID} or --org (comma-separated for several)"
+            ));
         }
         for id in &raw.org_ids {
             if !valid_org_id(id) {
@@ -200,13 +188,17 @@ impl Settings {
             }
         }
         if raw.client_id.trim().is_empty() {
-            return Err("client id is empty: set CLIENT_ID to the connected app's id".into());
+            return Err(format!(
+                "{CLIENT_ID} is not set: give the connected app's client id with {CLIENT_ID} or --client-id"
+            ));
         }
         if raw.client_secret.is_empty() {
-            return Err("client secret is empty: set CLIENT_SECRET or CLIENT_SECRET_FILE".into());
+            return Err(format!(
+                "{CLIENT_SECRET} is not set: give the connected app's secret with {CLIENT_SECRET_FILE} (preferred) or {CLIENT_SECRET}"
+            ));
         }
         let (base, default_rpm) = match (&raw.base_url, raw.plane) {
-            (Some(url), _) => (BaseUrl::parse(url)?, 40),
+            (Some(url), _) => (BaseUrl::parse(url).map_err(|e| format!("{BASE_URL}: {e}"))?, 40),
             (None, Some(p)) => {
                 let (url, rpm) = plane(p);
                 (BaseUrl::parse(url)?, rpm)
@@ -485,7 +477,7 @@ pub(crate) mod tests {
     fn rejects_bad_settings_with_a_reason() {
         type Mutation = fn(&mut RawConfig);
         let cases: Vec<(Mutation, &str)> = vec![
-            (|r| r.org_ids.clear(), "no organization"),
+            (|r| r.org_ids.clear(), "MULE_ORG_ID is not set"),
             (|r| r.org_ids = vec!["a/b".into()], "malformed"),
             (|r| r.client_secret.clear(), "CLIENT_SECRET"),
             (|r| r.base_url = Some("ftp://x".into()), "https://"),

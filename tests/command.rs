@@ -125,7 +125,7 @@ fn the_command_reports_bad_settings_and_credentials() {
     let r = wasmtime_run(&sim, dir.path(), &[("MULE_ORG_ID", "")]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert_eq!(r.summary["failures"][0]["kind"], "config");
-    assert!(r.stderr.contains("organization id"), "{}", r.stderr);
+    assert!(r.stderr.contains("MULE_ORG_ID is not set"), "{}", r.stderr);
     let r = wasmtime_run(&sim, dir.path(), &[("CLIENT_SECRET", "wrong-secret-9999")]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert_eq!(r.summary["failures"][0]["kind"], "unauthorized");

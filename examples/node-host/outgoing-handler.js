@@ -4,7 +4,9 @@
 
 import { outgoingHandler, types } from '@bytecodealliance/preview2-shim/http';
 
-let firstByteCeilingNs = 60_000_000_000n;
+// Set from the component's `configure` (MULESOFT_AUDIT_HTTP_TIMEOUT, and its default) before
+// the first request.
+let firstByteCeilingNs;
 
 /** Sets the ceiling, in nanoseconds, on every request's wait for the reply's first byte. */
 export function limitFirstByteWait(ns) {
@@ -15,6 +17,7 @@ export function handle(request, options) {
   const opts = options ?? new types.RequestOptions();
   const asked = opts.firstByteTimeout();
   const firstByte = asked === undefined || asked > firstByteCeilingNs ? firstByteCeilingNs : asked;
+  if (firstByte === undefined) return outgoingHandler.handle(request, opts);
   opts.setFirstByteTimeout(firstByte);
   // preview2-shim 0.26 applies `connect-timeout` as the socket's idle timeout until the reply's
   // head arrives, and `first-byte-timeout` only to the body after it. Left as asked, the 10 s

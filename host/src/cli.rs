@@ -1,12 +1,14 @@
 //! The command line: `run`, `serve`, `check`, `demo`. `main` returns an exit code and prints the
 //! error chain: 0 success, 1 the run failed, 2 a configuration error.
 
-use crate::pass::{Collector, Report};
+use crate::pass::Collector;
 use crate::runtime::{Runtime, default_cache_dir};
 use crate::settings::{CollectArgs, ConfigError};
 use crate::store;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use mulesoft_audit::collect::PassResult;
+use mulesoft_audit::report::Report;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -96,11 +98,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
+/// The summary on stdout (the engine's error lines went to the log as the pass ended).
 fn print_report(report: &Report) -> u8 {
-    match serde_json::to_string(report) {
-        Ok(json) => println!("{json}"),
-        Err(e) => eprintln!("error: cannot print the summary: {e}"),
-    }
+    println!("{}", report.json());
     report.exit_code
 }
 
@@ -134,14 +134,9 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
     match collector.runtime.check(&s.limits, s.origin.clone(), &s.config)? {
         Ok(lines) => lines.iter().for_each(|l| println!("ok: {l}")),
         Err(error) => {
-            for f in error.failures {
-                eprintln!(
-                    "error: {}{}",
-                    f.org_id.map(|o| format!("organization {o}: ")).unwrap_or_default(),
-                    f.message
-                );
-            }
-            return Ok(2);
+            let report = Report::from(PassResult::from(error));
+            report.error_lines().for_each(|line| eprintln!("{line}"));
+            return Ok(report.exit_code);
         }
     }
     if let Some(credentials) = collector.store.credentials() {
@@ -221,45 +216,32 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
 
 #[cfg(feature = "demo")]
 fn demo(args: &DemoArgs, cache_dir: Option<&std::path::Path>, rt: &tokio::runtime::Runtime) -> anyhow::Result<u8> {
-    use mulesoft_audit::settings::defaults;
+    use crate::settings::EngineArgs;
+    use mulesoft_audit::variables::{self, Values};
     let sim = anypoint_sim::Simulator::spawn(anypoint_sim::SimConfig::demo(args.entries))
         .context("starting the built-in Anypoint simulator")?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let out = std::fs::canonicalize(&args.out)?;
+    let mut values = Values::default();
+    for (name, value) in [
+        (variables::ORG_ID, sim.org_ids().join(",")),
+        (variables::BASE_URL, sim.url()),
+        (variables::CLIENT_ID, anypoint_sim::DEMO_CLIENT_ID.into()),
+        (variables::CLIENT_SECRET, anypoint_sim::DEMO_CLIENT_SECRET.into()),
+        // The simulator's entries settle at once, and it takes more than a real plane's budget.
+        (variables::LAG, "1s".into()),
+        (variables::RPM, "6000".into()),
+    ] {
+        values.set(name, value, name);
+    }
     let collect = CollectArgs {
-        org_ids: sim.org_ids(),
-        discover_children: false,
-        region: None,
-        base_url: Some(sim.url()),
-        client_id: Some(anypoint_sim::DEMO_CLIENT_ID.into()),
-        client_secret: Some(anypoint_sim::DEMO_CLIENT_SECRET.into()),
-        client_secret_file: None,
+        engine: EngineArgs(values),
         dest: Some(format!("file://{}", out.display())),
         bucket: None,
         state_dest: None,
         gcs_endpoint: None,
-        since: None,
-        lookback: defaults::LOOKBACK.into(),
-        // The simulator's entries settle at once: no need to wait the usual lag.
-        lag: "1s".into(),
-        overlap: defaults::OVERLAP.into(),
-        page_size: defaults::PAGE_SIZE,
-        max_pages: defaults::MAX_PAGES,
-        object_kib: defaults::OBJECT_KIB,
-        key_prefix: defaults::KEY_PREFIX.into(),
-        state_prefix: defaults::STATE_PREFIX.into(),
-        requests_per_minute: Some(6000),
-        max_attempts: defaults::MAX_ATTEMPTS,
-        paging: crate::settings::PagingArg::Cursor,
         memory_mib: 256,
         max_run_time: "10m".into(),
-        http_timeout: "60s".into(),
-        concurrency: defaults::CONCURRENCY,
-        shard_index: None,
-        shard_count: None,
-        cloud_run_task_index: None,
-        cloud_run_task_count: None,
-        job_completion_index: None,
     };
     eprintln!("demo: simulator on {} with {} entries; collecting into {}", sim.url(), args.entries, out.display());
     let collector = Collector::open(&collect, cache_dir, rt.handle().clone())?;

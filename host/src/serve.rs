@@ -199,9 +199,7 @@ impl App {
                         let collector = app.collector.clone();
                         let code = match tokio::task::spawn_blocking(move || collector.pass()).await {
                             Ok(report) => {
-                                if let Ok(json) = serde_json::to_string(&report) {
-                                    println!("{json}");
-                                }
+                                println!("{}", report.json());
                                 report.exit_code
                             }
                             Err(e) => {

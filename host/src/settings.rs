@@ -3,68 +3,71 @@
 
 use crate::runtime::{Limits, wit};
 use crate::sandbox::{Origin, Timeouts};
-use clap::{Args, ValueEnum};
-use mulesoft_audit::settings::{Paging, Plane, RawConfig, Settings, defaults};
-use std::path::PathBuf;
+use clap::builder::BoolishValueParser;
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Args};
+use mulesoft_audit::variables::{self, Shape, Values};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Region {
-    Us,
-    Eu,
-    Gov,
-    Ca,
-    Jp,
-}
+/// The engine's settings as flags: each one's flag, variable, help and default come from the
+/// engine's table ([`variables::SETTINGS`]), and their values go to the engine's parser as text,
+/// labelled with the flag or the variable they came from, so that its messages name what the
+/// user typed.
+#[derive(Clone, Debug, Default)]
+pub struct EngineArgs(pub Values);
 
-impl Region {
-    /// The engine's control plane of that name.
-    fn plane(self) -> Plane {
-        match self {
-            Self::Us => Plane::Us,
-            Self::Eu => Plane::Eu,
-            Self::Gov => Plane::Gov,
-            Self::Ca => Plane::Ca,
-            Self::Jp => Plane::Jp,
+impl clap::FromArgMatches for EngineArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = Self::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        for setting in variables::SETTINGS {
+            // A default stays the engine's to apply: only what the user gave is passed on.
+            let label = match matches.value_source(setting.flag) {
+                Some(ValueSource::CommandLine) => format!("--{}", setting.flag),
+                Some(ValueSource::EnvVariable) => setting.name.to_string(),
+                _ => continue,
+            };
+            if let Ok(Some(raw)) = matches.try_get_raw(setting.flag) {
+                let text: Vec<_> = raw.map(|v| v.to_string_lossy().into_owned()).collect();
+                self.0.set(setting.name, text.join(","), label);
+            }
         }
-    }
-
-    /// Its base URL, from the engine's table of control planes.
-    pub fn base_url(self) -> &'static str {
-        mulesoft_audit::settings::plane(self.plane()).0
+        Ok(())
     }
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PagingArg {
-    Cursor,
-    Offset,
+impl clap::Args for EngineArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.args(variables::SETTINGS.iter().map(|setting| {
+            let arg = Arg::new(setting.flag).long(setting.flag).env(setting.name).help(setting.help);
+            let arg = match setting.default {
+                Some(default) => arg.default_value(default),
+                None => arg,
+            };
+            match setting.shape {
+                Shape::Value => arg,
+                Shape::Secret => arg.hide_env_values(true),
+                Shape::List => arg.action(ArgAction::Append),
+                Shape::Switch => arg.action(ArgAction::SetTrue).value_parser(BoolishValueParser::new()),
+                Shape::Platform => arg.hide(true),
+            }
+        }))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 /// What to collect, from where, into where.
 #[derive(Args, Clone)]
 pub struct CollectArgs {
-    /// Organization (business group) ids, comma-separated.
-    #[arg(long = "org", env = "MULE_ORG_ID", value_delimiter = ',')]
-    pub org_ids: Vec<String>,
-    /// Also collect every child business group of the given ids.
-    #[arg(long, env = "MULE_DISCOVER_CHILDREN")]
-    pub discover_children: bool,
-    /// Control plane: us, eu, gov, ca, jp (default us).
-    #[arg(long, env = "MULE_REGION", ignore_case = true)]
-    pub region: Option<Region>,
-    /// Any base URL instead of a region (https://, or http:// to loopback only).
-    #[arg(long, env = "MULE_BASE_URL")]
-    pub base_url: Option<String>,
-    /// Connected app client id.
-    #[arg(long, env = "CLIENT_ID")]
-    pub client_id: Option<String>,
-    /// Connected app client secret (prefer CLIENT_SECRET_FILE).
-    #[arg(long, env = "CLIENT_SECRET", hide_env_values = true)]
-    pub client_secret: Option<String>,
-    /// File holding the client secret (e.g. a mounted Secret Manager secret).
-    #[arg(long, env = "CLIENT_SECRET_FILE")]
-    pub client_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Destination: gs://bucket[/prefix], file:///dir or a directory (default gs://$GCS_BUCKET).
     #[arg(long, env = "MULESOFT_AUDIT_DEST")]
     pub dest: Option<String>,
@@ -81,69 +84,12 @@ pub struct CollectArgs {
     /// http:// only to loopback.
     #[arg(long, env = "MULESOFT_AUDIT_GCS_ENDPOINT")]
     pub gcs_endpoint: Option<String>,
-    /// Backfill start for orgs without a checkpoint: RFC 3339, YYYY-MM-DD or epoch ms.
-    #[arg(long, env = "MULESOFT_AUDIT_SINCE")]
-    pub since: Option<String>,
-    /// First run without --since: how far back (e.g. 24h, 7d).
-    #[arg(long, env = "MULESOFT_AUDIT_LOOKBACK", default_value = defaults::LOOKBACK)]
-    pub lookback: String,
-    /// How far behind now a window ends, so that entries settle.
-    #[arg(long, env = "MULESOFT_AUDIT_LAG", default_value = defaults::LAG)]
-    pub lag: String,
-    /// How much before the checkpoint each pass re-reads, for late entries.
-    #[arg(long, env = "MULESOFT_AUDIT_OVERLAP", default_value = defaults::OVERLAP)]
-    pub overlap: String,
-    /// Entries per query (1..200).
-    #[arg(long, env = "MULESOFT_AUDIT_PAGE_SIZE", default_value_t = defaults::PAGE_SIZE)]
-    pub page_size: u32,
-    /// Hard cap of pages per org per pass.
-    #[arg(long, env = "MULESOFT_AUDIT_MAX_PAGES", default_value_t = defaults::MAX_PAGES)]
-    pub max_pages: u32,
-    /// Close an object at this uncompressed size (KiB; default 32 MiB).
-    #[arg(long, env = "MULESOFT_AUDIT_OBJECT_KIB", default_value_t = defaults::OBJECT_KIB)]
-    pub object_kib: u64,
-    /// Key prefix of log objects: point the SecOps feed here.
-    #[arg(long, env = "MULESOFT_AUDIT_KEY_PREFIX", default_value = defaults::KEY_PREFIX)]
-    pub key_prefix: String,
-    /// Key prefix of checkpoints (outside the log prefix).
-    #[arg(long, env = "MULESOFT_AUDIT_STATE_PREFIX", default_value = defaults::STATE_PREFIX)]
-    pub state_prefix: String,
-    /// Query requests per minute (default: the plane's published limit; 40 for a base URL).
-    #[arg(long, env = "MULESOFT_AUDIT_RPM")]
-    pub requests_per_minute: Option<u32>,
-    /// Attempts per request on transient faults.
-    #[arg(long, env = "MULESOFT_AUDIT_MAX_ATTEMPTS", default_value_t = defaults::MAX_ATTEMPTS)]
-    pub max_attempts: u32,
-    /// Paging of the query endpoint.
-    #[arg(long, env = "MULESOFT_AUDIT_PAGING", value_enum, default_value = "cursor")]
-    pub paging: PagingArg,
     /// Memory limit of the component (MiB).
     #[arg(long, env = "MULESOFT_AUDIT_MEMORY_MIB", default_value_t = 256)]
     pub memory_mib: usize,
     /// Wall-clock limit of one pass.
     #[arg(long, env = "MULESOFT_AUDIT_MAX_RUN_TIME", default_value = "55m")]
     pub max_run_time: String,
-    /// Query requests in flight at once when a window holds many pages (1..16).
-    #[arg(long, env = "MULESOFT_AUDIT_CONCURRENCY", default_value_t = defaults::CONCURRENCY)]
-    pub concurrency: u32,
-    /// This task's index among --shard-count tasks splitting the orgs.
-    #[arg(long, env = "MULESOFT_AUDIT_SHARD_INDEX")]
-    pub shard_index: Option<u32>,
-    /// How many tasks split the orgs (Cloud Run jobs set CLOUD_RUN_TASK_COUNT).
-    #[arg(long, env = "MULESOFT_AUDIT_SHARD_COUNT")]
-    pub shard_count: Option<u32>,
-    /// Set by Cloud Run jobs.
-    #[arg(long, env = "CLOUD_RUN_TASK_INDEX", hide = true)]
-    pub cloud_run_task_index: Option<u32>,
-    /// Set by Cloud Run jobs.
-    #[arg(long, env = "CLOUD_RUN_TASK_COUNT", hide = true)]
-    pub cloud_run_task_count: Option<u32>,
-    /// Set by Kubernetes indexed jobs.
-    #[arg(long, env = "JOB_COMPLETION_INDEX", hide = true)]
-    pub job_completion_index: Option<u32>,
-    /// Ceiling of the wait for a reply's first byte.
-    #[arg(long, env = "MULESOFT_AUDIT_HTTP_TIMEOUT", default_value = "60s")]
-    pub http_timeout: String,
 }
 
 /// A configuration error: exit 2.
@@ -187,49 +133,12 @@ impl std::fmt::Debug for Resolved {
 
 impl CollectArgs {
     pub fn resolve(&self) -> Result<Resolved, ConfigError> {
-        let org_ids: Vec<String> =
-            self.org_ids.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-        if org_ids.is_empty() {
-            return Err(bad(
-                "MULE_ORG_ID is not set: give the organization (business group) id with MULE_ORG_ID or --org (comma-separated for several)",
-            ));
-        }
-        let (base_url, plane, url) = match (&self.base_url, self.region) {
-            (Some(_), Some(_)) => {
-                return Err(bad("both MULE_BASE_URL and MULE_REGION are set: set only one"));
-            }
-            (Some(url), None) => {
-                let url = url.trim().trim_end_matches('/').to_string();
-                (url.clone(), None, Some(url))
-            }
-            (None, region) => {
-                let region = region.unwrap_or(Region::Us);
-                (region.base_url().to_string(), Some(region.plane()), None)
-            }
-        };
-        let origin = Origin::from_base_url(&base_url).map_err(|e| bad(format!("MULE_BASE_URL: {e}")))?;
-        let client_id =
-            self.client_id.clone().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).ok_or_else(|| {
-                bad("CLIENT_ID is not set: give the connected app's client id with CLIENT_ID or --client-id")
-            })?;
-        let client_secret = match (&self.client_secret, &self.client_secret_file) {
-            (Some(_), Some(_)) => {
-                return Err(bad("both CLIENT_SECRET and CLIENT_SECRET_FILE are set: set only one"));
-            }
-            (Some(s), None) => s.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|e| bad(format!("CLIENT_SECRET_FILE `{}` cannot be read ({e})", path.display())))?
-                .trim_end_matches(['\r', '\n'])
-                .to_string(),
-            (None, None) => {
-                return Err(bad(
-                    "CLIENT_SECRET is not set: give the connected app's secret with CLIENT_SECRET_FILE (preferred) or CLIENT_SECRET",
-                ));
-            }
-        };
-        if client_secret.is_empty() {
-            return Err(bad("the client secret is empty: check CLIENT_SECRET / CLIENT_SECRET_FILE"));
-        }
+        let values = &self.engine.0;
+        let configured = variables::configure(values, |path| std::fs::read_to_string(path).map_err(|e| e.to_string()))
+            .map_err(ConfigError)?;
+        // The sandbox lets the component reach this origin only (plain http only on loopback).
+        let origin = Origin::from_base_url(&configured.settings.base.url(""))
+            .map_err(|e| bad(format!("{}: {e}", values.label(variables::BASE_URL))))?;
         let dest = match (&self.dest, &self.bucket) {
             (Some(d), _) if !d.trim().is_empty() => d.trim().to_string(),
             (_, Some(b)) if !b.trim().is_empty() => format!("gs://{}", b.trim()),
@@ -239,66 +148,16 @@ impl CollectArgs {
         };
         let gcs =
             GcsEndpoint::resolve(self.gcs_endpoint.as_deref(), std::env::var("STORAGE_EMULATOR_HOST").ok().as_deref())?;
-        let since_ms = self
-            .since
-            .as_deref()
-            .map(|since| mulesoft_audit::settings::parse_since("--since", since).map_err(ConfigError))
-            .transpose()?;
-        let lookback = parse_duration("--lookback", &self.lookback)?;
-        let lag = parse_duration("--lag", &self.lag)?;
-        let overlap = parse_duration("--overlap", &self.overlap)?;
         let run_time = parse_duration("--max-run-time", &self.max_run_time)?;
-        let first_byte = parse_duration("--http-timeout", &self.http_timeout)?;
-        let key_prefix = normalise_prefix(&self.key_prefix);
-        let state_prefix = normalise_prefix(&self.state_prefix);
-        let shard_index = self.shard_index.or(self.cloud_run_task_index).or(self.job_completion_index).unwrap_or(0);
-        let shard_count = match self.shard_count.or(self.cloud_run_task_count) {
-            Some(n) => n,
-            None if self.job_completion_index.is_some() => {
-                return Err(bad(
-                    "JOB_COMPLETION_INDEX is set but not the number of tasks: set MULESOFT_AUDIT_SHARD_COUNT to the job's completions",
-                ));
-            }
-            None => 1,
-        };
-        let raw = RawConfig {
-            org_ids,
-            discover_children: self.discover_children,
-            plane,
-            base_url: url,
-            client_id,
-            client_secret: client_secret.clone(),
-            lookback_seconds: lookback.as_secs(),
-            since_ms,
-            lag_seconds: lag.as_secs(),
-            overlap_seconds: overlap.as_secs(),
-            page_size: self.page_size,
-            max_pages: self.max_pages,
-            object_max_bytes: self.object_kib.saturating_mul(1 << 10),
-            key_prefix,
-            state_prefix,
-            requests_per_minute: self.requests_per_minute,
-            max_attempts: self.max_attempts,
-            paging: match self.paging {
-                PagingArg::Cursor => Paging::Cursor,
-                PagingArg::Offset => Paging::Offset,
-            },
-            shard_index,
-            shard_count,
-            concurrency: self.concurrency,
-        };
-        // The engine's own validation, before a component is compiled or a request is made: the
-        // same rules, and the same words, as inside the guest.
-        Settings::from_raw(raw.clone()).map_err(ConfigError)?;
-        let config = wit::Config::from(raw);
         let limits = Limits {
             memory_bytes: self.memory_mib << 20,
             run_time,
-            http: Timeouts { first_byte, ..Timeouts::default() },
+            http: Timeouts { first_byte: configured.http_timeout, ..Timeouts::default() },
         };
         let state_dest =
             self.state_dest.as_deref().map(str::trim).filter(|d| !d.is_empty() && *d != dest).map(str::to_string);
-        Ok(Resolved { config, origin, dest, state_dest, gcs, limits, secret: client_secret })
+        let secret = configured.raw.client_secret.clone();
+        Ok(Resolved { config: configured.raw.into(), origin, dest, state_dest, gcs, limits, secret })
     }
 }
 
@@ -336,11 +195,6 @@ impl GcsEndpoint {
             (None, None) => Ok(Self::Google(GCS_DEFAULT_ENDPOINT.to_string())),
         }
     }
-}
-
-fn normalise_prefix(p: &str) -> String {
-    let p = p.trim().trim_matches('/');
-    if p.is_empty() { String::new() } else { format!("{p}/") }
 }
 
 #[cfg(test)]

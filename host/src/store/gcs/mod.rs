@@ -20,26 +20,23 @@ use request::{Class, ObjectResource, classify, encode_segment};
 use std::time::Duration;
 use upload::OnPrecondition;
 
-/// Retry policy for transient failures: truncated exponential backoff with full jitter.
+/// Retry policy for transient failures: the engine's backoff (the same curve as the collector's
+/// API requests), over this many attempts.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
-    pub first_ms: u64,
-    pub max_ms: u64,
     pub attempts: u32,
 }
 
 impl Default for Retry {
     fn default() -> Self {
-        Self { first_ms: 1000, max_ms: 32_000, attempts: 7 }
+        Self { attempts: 7 }
     }
 }
 
 impl Retry {
-    /// The wait before attempt `attempt + 1`: up to `first_ms · 2^(attempt−1)`, capped, at
-    /// least half of that.
+    /// The wait before attempt `attempt + 1`.
     fn pause(&self, attempt: u32) -> Duration {
-        let ceiling = self.first_ms.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(self.max_ms);
-        Duration::from_millis(ceiling / 2 + fastrand::u64(0..=ceiling / 2))
+        Duration::from_millis(mulesoft_audit::retry::backoff_ms(attempt, fastrand::u64(..)))
     }
 }
 

@@ -1,0 +1,190 @@
+//! Every conversion between the WIT types and the engine's, written once for both sides of the
+//! line. The component's bindings (wit-bindgen) and a wasmtime host's (`bindgen!`) generate the
+//! same records under different paths, so [`wit_conversions!`](crate::wit_conversions) is expanded in each side's one
+//! conversion module (`component.rs`, the host's `bindings.rs`) with that side's paths. A change
+//! to a WIT record then fails to compile on both sides at once, instead of drifting on one.
+
+/// Expands the `From` impls between the WIT types under `collector = …` / `store = …` (the
+/// generated modules of the `collector` and `object-store` interfaces) and the engine's types.
+#[macro_export]
+macro_rules! wit_conversions {
+    (collector = $($c:ident)::+, store = $($s:ident)::+) => {
+        impl From<$crate::settings::RawConfig> for $($c)::+::Config {
+            fn from(raw: $crate::settings::RawConfig) -> Self {
+                use $($c)::+ as wit;
+                use $crate::settings::Plane;
+                let endpoint = match (raw.base_url, raw.plane) {
+                    (Some(url), _) => wit::Endpoint::BaseUrl(url),
+                    (None, plane) => wit::Endpoint::Plane(match plane.unwrap_or(Plane::Us) {
+                        Plane::Us => wit::ControlPlane::Us,
+                        Plane::Eu => wit::ControlPlane::Eu,
+                        Plane::Gov => wit::ControlPlane::Gov,
+                        Plane::Ca => wit::ControlPlane::Ca,
+                        Plane::Jp => wit::ControlPlane::Jp,
+                    }),
+                };
+                $crate::wit_conversions!(@same raw { endpoint, paging: raw.paging.into() })
+            }
+        }
+
+        impl From<$($c)::+::Config> for $crate::settings::RawConfig {
+            fn from(config: $($c)::+::Config) -> Self {
+                use $($c)::+ as wit;
+                use $crate::settings::Plane;
+                let (plane, base_url) = match config.endpoint {
+                    wit::Endpoint::Plane(p) => (
+                        Some(match p {
+                            wit::ControlPlane::Us => Plane::Us,
+                            wit::ControlPlane::Eu => Plane::Eu,
+                            wit::ControlPlane::Gov => Plane::Gov,
+                            wit::ControlPlane::Ca => Plane::Ca,
+                            wit::ControlPlane::Jp => Plane::Jp,
+                        }),
+                        None,
+                    ),
+                    wit::Endpoint::BaseUrl(url) => (None, Some(url)),
+                };
+                $crate::wit_conversions!(@same config { plane, base_url, paging: config.paging.into() })
+            }
+        }
+
+        impl From<$crate::settings::Paging> for $($c)::+::Paging {
+            fn from(paging: $crate::settings::Paging) -> Self {
+                match paging {
+                    $crate::settings::Paging::Cursor => Self::Cursor,
+                    $crate::settings::Paging::Offset => Self::Offset,
+                }
+            }
+        }
+
+        impl From<$($c)::+::Paging> for $crate::settings::Paging {
+            fn from(paging: $($c)::+::Paging) -> Self {
+                match paging {
+                    $($c)::+::Paging::Cursor => Self::Cursor,
+                    $($c)::+::Paging::Offset => Self::Offset,
+                }
+            }
+        }
+
+        $crate::wit_conversions!(@enum $($c)::+::ErrorKind, $crate::settings::ErrorKind {
+            Config, Unauthorized, Forbidden, Api, Unavailable, Denied, Storage, Conflict, Checkpoint, PageCap
+        });
+
+        impl From<$crate::settings::OrgSummary> for $($c)::+::OrgSummary {
+            fn from(s: $crate::settings::OrgSummary) -> Self {
+                $crate::wit_conversions!(@summary s)
+            }
+        }
+
+        impl From<$($c)::+::OrgSummary> for $crate::settings::OrgSummary {
+            fn from(s: $($c)::+::OrgSummary) -> Self {
+                $crate::wit_conversions!(@summary s)
+            }
+        }
+
+        impl From<$crate::settings::Failure> for $($c)::+::Failure {
+            fn from(f: $crate::settings::Failure) -> Self {
+                Self { org_id: f.org_id, kind: f.kind.into(), message: f.message }
+            }
+        }
+
+        impl From<$($c)::+::Failure> for $crate::settings::Failure {
+            fn from(f: $($c)::+::Failure) -> Self {
+                Self { org_id: f.org_id, kind: f.kind.into(), message: f.message }
+            }
+        }
+
+        /// A pass that completed, for the engine's report.
+        impl From<$($c)::+::RunSummary> for $crate::collect::PassResult {
+            fn from(summary: $($c)::+::RunSummary) -> Self {
+                Self { completed: summary.orgs.into_iter().map(Into::into).collect(), failures: Vec::new() }
+            }
+        }
+
+        /// A pass that failed, for the engine's report.
+        impl From<$($c)::+::RunError> for $crate::collect::PassResult {
+            fn from(error: $($c)::+::RunError) -> Self {
+                Self {
+                    completed: error.completed.into_iter().map(Into::into).collect(),
+                    failures: error.failures.into_iter().map(Into::into).collect(),
+                }
+            }
+        }
+
+        impl From<$crate::report::Report> for $($c)::+::Report {
+            fn from(report: $crate::report::Report) -> Self {
+                Self { json: report.json(), errors: report.error_lines().collect(), exit_code: report.exit_code }
+            }
+        }
+
+        $crate::wit_conversions!(@enum $($s)::+::StoreError, $crate::platform::StoreError {
+            AlreadyExists, GenerationMismatch, Unavailable(message), Denied(message), Other(message)
+        });
+
+        $crate::wit_conversions!(@enum $($s)::+::ObjectPresence, $crate::platform::Presence {
+            Present, Deleted, Absent, Unknown
+        });
+    };
+
+    // The fields a WIT record and the engine's type share, moved across by name.
+    (@same $from:ident { $($field:ident $(: $value:expr)?),* $(,)? }) => {
+        Self {
+            $($field $(: $value)?,)*
+            org_ids: $from.org_ids,
+            discover_children: $from.discover_children,
+            client_id: $from.client_id,
+            client_secret: $from.client_secret,
+            lookback_seconds: $from.lookback_seconds,
+            since_ms: $from.since_ms,
+            lag_seconds: $from.lag_seconds,
+            overlap_seconds: $from.overlap_seconds,
+            page_size: $from.page_size,
+            max_pages: $from.max_pages,
+            object_max_bytes: $from.object_max_bytes,
+            key_prefix: $from.key_prefix,
+            state_prefix: $from.state_prefix,
+            requests_per_minute: $from.requests_per_minute,
+            max_attempts: $from.max_attempts,
+            shard_index: $from.shard_index,
+            shard_count: $from.shard_count,
+            concurrency: $from.concurrency,
+        }
+    };
+
+    (@summary $from:ident) => {
+        Self {
+            org_id: $from.org_id,
+            window_start: $from.window_start,
+            window_end: $from.window_end,
+            entries_written: $from.entries_written,
+            duplicates_skipped: $from.duplicates_skipped,
+            objects: $from.objects,
+            requests: $from.requests,
+            retries: $from.retries,
+            throttled_waits: $from.throttled_waits,
+            bytes_in: $from.bytes_in,
+            bytes_out: $from.bytes_out,
+        }
+    };
+
+    // A WIT enum or variant and the engine's, case for case, both ways.
+    (@enum $wit:ty, $engine:ty { $($case:ident $(($payload:ident))?),* $(,)? }) => {
+        impl From<$wit> for $engine {
+            fn from(value: $wit) -> Self {
+                type Wit = $wit;
+                match value {
+                    $(Wit::$case $(($payload))? => Self::$case $(($payload))?,)*
+                }
+            }
+        }
+
+        impl From<$engine> for $wit {
+            fn from(value: $engine) -> Self {
+                type Engine = $engine;
+                match value {
+                    $(Engine::$case $(($payload))? => Self::$case $(($payload))?,)*
+                }
+            }
+        }
+    };
+}

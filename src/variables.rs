@@ -1,0 +1,499 @@
+//! The settings by name: one table from which every host takes its environment variables, its
+//! flags (the wasmtime host builds its command line from [`SETTINGS`]), their help and their
+//! defaults, and one parser ([`configure`]) that turns the values into a validated
+//! [`Settings`]. The WASI command reads the table from its environment; the Node example hands
+//! its environment to the component's `configure` export, which calls the same parser.
+
+use crate::settings::{Paging, Plane, RawConfig, Settings, parse_duration, parse_since};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How a setting takes its value on a command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `--flag VALUE`.
+    Value,
+    /// `--flag VALUE`, never printed (help shows no value from the environment).
+    Secret,
+    /// `--flag A,B` or the flag repeated: a comma-separated list.
+    List,
+    /// `--flag` alone: `true` (`1`, `yes`) or `false` (`0`, `no`) in the environment.
+    Switch,
+    /// Set by a platform, not by a person: no flag, not in help.
+    Platform,
+}
+
+/// One setting: its variable, its flag, what it does, its default.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// The environment variable.
+    pub name: &'static str,
+    /// The long flag, without `--`.
+    pub flag: &'static str,
+    pub shape: Shape,
+    /// One line for `--help`.
+    pub help: &'static str,
+    /// The value when unset, as text in the variable's own form.
+    pub default: Option<&'static str>,
+}
+
+pub const ORG_ID: &str = "MULE_ORG_ID";
+pub const DISCOVER_CHILDREN: &str = "MULE_DISCOVER_CHILDREN";
+pub const REGION: &str = "MULE_REGION";
+pub const BASE_URL: &str = "MULE_BASE_URL";
+pub const CLIENT_ID: &str = "CLIENT_ID";
+pub const CLIENT_SECRET: &str = "CLIENT_SECRET";
+pub const CLIENT_SECRET_FILE: &str = "CLIENT_SECRET_FILE";
+pub const SINCE: &str = "MULESOFT_AUDIT_SINCE";
+pub const LOOKBACK: &str = "MULESOFT_AUDIT_LOOKBACK";
+pub const LAG: &str = "MULESOFT_AUDIT_LAG";
+pub const OVERLAP: &str = "MULESOFT_AUDIT_OVERLAP";
+pub const PAGE_SIZE: &str = "MULESOFT_AUDIT_PAGE_SIZE";
+pub const MAX_PAGES: &str = "MULESOFT_AUDIT_MAX_PAGES";
+pub const OBJECT_KIB: &str = "MULESOFT_AUDIT_OBJECT_KIB";
+pub const KEY_PREFIX: &str = "MULESOFT_AUDIT_KEY_PREFIX";
+pub const STATE_PREFIX: &str = "MULESOFT_AUDIT_STATE_PREFIX";
+pub const RPM: &str = "MULESOFT_AUDIT_RPM";
+pub const MAX_ATTEMPTS: &str = "MULESOFT_AUDIT_MAX_ATTEMPTS";
+pub const PAGING: &str = "MULESOFT_AUDIT_PAGING";
+pub const CONCURRENCY: &str = "MULESOFT_AUDIT_CONCURRENCY";
+pub const SHARD_INDEX: &str = "MULESOFT_AUDIT_SHARD_INDEX";
+pub const SHARD_COUNT: &str = "MULESOFT_AUDIT_SHARD_COUNT";
+pub const HTTP_TIMEOUT: &str = "MULESOFT_AUDIT_HTTP_TIMEOUT";
+/// Cloud Run jobs number their tasks with these; Kubernetes indexed jobs with the third.
+pub const CLOUD_RUN_TASK_INDEX: &str = "CLOUD_RUN_TASK_INDEX";
+pub const CLOUD_RUN_TASK_COUNT: &str = "CLOUD_RUN_TASK_COUNT";
+pub const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+/// Names the WASI command took before it read the host's forms (`…_LAG=60s`): still read,
+/// after the current names, so that an existing deployment keeps its settings.
+const OLDER_SECONDS: &str = "_SECONDS";
+const OLDER_SINCE_MS: &str = "MULESOFT_AUDIT_SINCE_MS";
+
+const fn setting(
+    name: &'static str,
+    flag: &'static str,
+    shape: Shape,
+    help: &'static str,
+    default: Option<&'static str>,
+) -> Setting {
+    Setting { name, flag, shape, help, default }
+}
+
+/// Every setting of a pass, in the order `--help` lists them.
+pub const SETTINGS: &[Setting] = &[
+    setting(ORG_ID, "org", Shape::List, "Organization (business group) ids, comma-separated", None),
+    setting(
+        DISCOVER_CHILDREN,
+        "discover-children",
+        Shape::Switch,
+        "Also collect every child business group of the given ids",
+        None,
+    ),
+    setting(REGION, "region", Shape::Value, "Control plane: us, eu, gov, ca or jp", Some("us")),
+    setting(
+        BASE_URL,
+        "base-url",
+        Shape::Value,
+        "Any base URL instead of a control plane (https://, or http:// to loopback only)",
+        None,
+    ),
+    setting(CLIENT_ID, "client-id", Shape::Value, "Connected app client id (scope: Audit Log Viewer)", None),
+    setting(
+        CLIENT_SECRET,
+        "client-secret",
+        Shape::Secret,
+        "Connected app client secret (prefer CLIENT_SECRET_FILE)",
+        None,
+    ),
+    setting(
+        CLIENT_SECRET_FILE,
+        "client-secret-file",
+        Shape::Value,
+        "File holding the client secret (e.g. a mounted Secret Manager secret)",
+        None,
+    ),
+    setting(
+        SINCE,
+        "since",
+        Shape::Value,
+        "Backfill start for organizations without a checkpoint: RFC 3339, YYYY-MM-DD or epoch ms",
+        None,
+    ),
+    setting(LOOKBACK, "lookback", Shape::Value, "First pass without --since: how far back (e.g. 24h, 7d)", Some("24h")),
+    setting(LAG, "lag", Shape::Value, "How far behind now a window ends, so that entries settle", Some("60s")),
+    setting(
+        OVERLAP,
+        "overlap",
+        Shape::Value,
+        "How much before the checkpoint each pass reads again, for late entries",
+        Some("10m"),
+    ),
+    setting(PAGE_SIZE, "page-size", Shape::Value, "Entries per query (1..200)", Some("200")),
+    setting(MAX_PAGES, "max-pages", Shape::Value, "Hard cap of query pages per organization per pass", Some("100000")),
+    setting(OBJECT_KIB, "object-kib", Shape::Value, "Close an object at this uncompressed size, in KiB", Some("32768")),
+    setting(
+        KEY_PREFIX,
+        "key-prefix",
+        Shape::Value,
+        "Key prefix of log objects: point the SecOps feed here",
+        Some("logs/"),
+    ),
+    setting(
+        STATE_PREFIX,
+        "state-prefix",
+        Shape::Value,
+        "Key prefix of checkpoints (outside the log prefix)",
+        Some("state/"),
+    ),
+    setting(
+        RPM,
+        "requests-per-minute",
+        Shape::Value,
+        "Query requests a minute (default: the control plane's published limit; 40 for a base URL)",
+        None,
+    ),
+    setting(MAX_ATTEMPTS, "max-attempts", Shape::Value, "Attempts per request on transient faults", Some("6")),
+    setting(PAGING, "paging", Shape::Value, "Paging of the query endpoint: cursor or offset", Some("cursor")),
+    setting(
+        CONCURRENCY,
+        "concurrency",
+        Shape::Value,
+        "Query requests in flight at once when a window holds many pages (1..16)",
+        Some("4"),
+    ),
+    setting(
+        SHARD_INDEX,
+        "shard-index",
+        Shape::Value,
+        "This task's index among --shard-count tasks splitting the organizations",
+        None,
+    ),
+    setting(
+        SHARD_COUNT,
+        "shard-count",
+        Shape::Value,
+        "How many tasks split the organizations (Cloud Run jobs set CLOUD_RUN_TASK_COUNT)",
+        None,
+    ),
+    setting(HTTP_TIMEOUT, "http-timeout", Shape::Value, "Ceiling of the wait for a reply's first byte", Some("60s")),
+    setting(CLOUD_RUN_TASK_INDEX, "cloud-run-task-index", Shape::Platform, "Set by Cloud Run jobs", None),
+    setting(CLOUD_RUN_TASK_COUNT, "cloud-run-task-count", Shape::Platform, "Set by Cloud Run jobs", None),
+    setting(JOB_COMPLETION_INDEX, "job-completion-index", Shape::Platform, "Set by Kubernetes indexed jobs", None),
+];
+
+/// Setting values by variable name, each with the label messages call it by: the variable, or
+/// the flag when it came from the command line. Empty values count as unset.
+#[derive(Clone, Default)]
+pub struct Values {
+    values: BTreeMap<String, (String, String)>,
+}
+
+impl std::fmt::Debug for Values {
+    // Names only: a value may be the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.values.keys()).finish()
+    }
+}
+
+impl Values {
+    /// Values from an environment (the variables not in [`SETTINGS`] are ignored by [`configure`]).
+    pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut values = Self::default();
+        for (name, value) in vars {
+            let label = name.clone();
+            values.set(&name, value, label);
+        }
+        values
+    }
+
+    /// Sets `name`, called `label` in messages; an empty value unsets it.
+    pub fn set(&mut self, name: &str, value: impl Into<String>, label: impl Into<String>) {
+        let value = value.into().trim().to_string();
+        if value.is_empty() {
+            self.values.remove(name);
+        } else {
+            self.values.insert(name.to_string(), (value, label.into()));
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(|(v, _)| v.as_str())
+    }
+
+    /// What messages call `name`: the flag it came from, else the variable.
+    pub fn label<'a>(&'a self, name: &'a str) -> &'a str {
+        self.values.get(name).map_or(name, |(_, label)| label.as_str())
+    }
+
+    /// The value, else the table's default; `None` when neither.
+    fn text(&self, name: &str) -> Option<&str> {
+        self.get(name).or_else(|| SETTINGS.iter().find(|s| s.name == name).and_then(|s| s.default))
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, String> {
+        match self.text(name) {
+            None => Ok(None),
+            Some(text) => {
+                text.parse().map(Some).map_err(|_| format!("{} `{text}` is not a whole number", self.label(name)))
+            }
+        }
+    }
+
+    /// A number with a default in [`SETTINGS`].
+    fn required<T: std::str::FromStr + Default>(&self, name: &str) -> Result<T, String> {
+        self.number(name).map(Option::unwrap_or_default)
+    }
+
+    /// A duration in whole seconds, in the current form (`60s`) or the older `…_SECONDS` name.
+    fn seconds(&self, name: &str) -> Result<u64, String> {
+        let older = format!("{name}{OLDER_SECONDS}");
+        match (self.get(name), self.get(&older)) {
+            (None, Some(text)) => text.parse().map_err(|_| format!("{older} `{text}` is not a number of seconds")),
+            _ => Ok(self.duration(name)?.as_secs()),
+        }
+    }
+
+    fn duration(&self, name: &str) -> Result<Duration, String> {
+        parse_duration(self.label(name), self.text(name).unwrap_or_default())
+    }
+
+    fn switch(&self, name: &str) -> Result<bool, String> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false" | "0" | "no") => Ok(false),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some(other) => Err(format!("{} `{other}` is neither true nor false", self.label(name))),
+        }
+    }
+}
+
+/// A pass's settings read from [`Values`], with what a host needs besides.
+#[derive(Debug, Clone)]
+pub struct Configured {
+    /// As the WIT `config` record carries them, for hosts that hand them to the component.
+    pub raw: RawConfig,
+    /// Validated.
+    pub settings: Settings,
+    /// The ceiling of the wait for a reply's first byte ([`HTTP_TIMEOUT`]), which the host's
+    /// HTTP client enforces.
+    pub http_timeout: Duration,
+}
+
+/// Reads and validates every setting. `read_file` reads the file [`CLIENT_SECRET_FILE`] names
+/// (the caller's file system, or a reason it cannot). Each message names the setting as the user
+/// gave it and says what to do.
+pub fn configure(
+    values: &Values,
+    read_file: impl FnOnce(&str) -> Result<String, String>,
+) -> Result<Configured, String> {
+    let plane = match values.get(REGION).map(str::to_ascii_lowercase).as_deref() {
+        None => None,
+        Some("us") => Some(Plane::Us),
+        Some("eu") => Some(Plane::Eu),
+        Some("gov") => Some(Plane::Gov),
+        Some("ca") => Some(Plane::Ca),
+        Some("jp") => Some(Plane::Jp),
+        Some(other) => {
+            return Err(format!("{} `{other}` is not one of us, eu, gov, ca, jp", values.label(REGION)));
+        }
+    };
+    let base_url = values.get(BASE_URL).map(|u| u.trim_end_matches('/').to_string());
+    if base_url.is_some() && plane.is_some() {
+        return Err(format!("both {} and {} are set: set only one", values.label(BASE_URL), values.label(REGION)));
+    }
+    let client_secret = match (values.get(CLIENT_SECRET), values.get(CLIENT_SECRET_FILE)) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "both {} and {} are set: set only one",
+                values.label(CLIENT_SECRET),
+                values.label(CLIENT_SECRET_FILE)
+            ));
+        }
+        (Some(secret), None) => secret.to_string(),
+        (None, Some(path)) => read_file(path)
+            .map_err(|why| format!("{} `{path}` cannot be read ({why})", values.label(CLIENT_SECRET_FILE)))?
+            .trim_end_matches(['\r', '\n'])
+            .to_string(),
+        (None, None) => String::new(),
+    };
+    let since_ms = match (values.get(SINCE), values.get(OLDER_SINCE_MS)) {
+        (Some(text), _) => Some(parse_since(values.label(SINCE), text)?),
+        (None, Some(text)) => Some(parse_since(OLDER_SINCE_MS, text)?),
+        (None, None) => None,
+    };
+    let shard_index: Option<u32> = values.number(SHARD_INDEX)?;
+    let shard_count: Option<u32> = values.number(SHARD_COUNT)?;
+    let task_index: Option<u32> = values.number(CLOUD_RUN_TASK_INDEX)?;
+    let task_count: Option<u32> = values.number(CLOUD_RUN_TASK_COUNT)?;
+    let completion_index: Option<u32> = values.number(JOB_COMPLETION_INDEX)?;
+    let shard_count = match shard_count.or(task_count) {
+        Some(n) => n,
+        None if completion_index.is_some() => {
+            return Err(format!(
+                "{JOB_COMPLETION_INDEX} is set but not the number of tasks: set {SHARD_COUNT} to the job's completions"
+            ));
+        }
+        None => 1,
+    };
+    let raw = RawConfig {
+        org_ids: values
+            .get(ORG_ID)
+            .map(|ids| ids.split(',').map(str::trim).filter(|id| !id.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default(),
+        discover_children: values.switch(DISCOVER_CHILDREN)?,
+        plane,
+        base_url,
+        client_id: values.get(CLIENT_ID).unwrap_or_default().to_string(),
+        client_secret,
+        lookback_seconds: values.seconds(LOOKBACK)?,
+        since_ms,
+        lag_seconds: values.seconds(LAG)?,
+        overlap_seconds: values.seconds(OVERLAP)?,
+        page_size: values.required(PAGE_SIZE)?,
+        max_pages: values.required(MAX_PAGES)?,
+        object_max_bytes: values.required::<u64>(OBJECT_KIB)?.saturating_mul(1024),
+        key_prefix: prefix(values.text(KEY_PREFIX)),
+        state_prefix: prefix(values.text(STATE_PREFIX)),
+        requests_per_minute: values.number(RPM)?,
+        max_attempts: values.required(MAX_ATTEMPTS)?,
+        paging: match values.text(PAGING).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("cursor") => Paging::Cursor,
+            Some("offset") => Paging::Offset,
+            Some(other) => return Err(format!("{} `{other}` is not cursor or offset", values.label(PAGING))),
+        },
+        shard_index: shard_index.or(task_index).or(completion_index).unwrap_or(0),
+        shard_count,
+        concurrency: values.required(CONCURRENCY)?,
+    };
+    let http_timeout = values.duration(HTTP_TIMEOUT)?;
+    if http_timeout.is_zero() {
+        return Err(format!("{} must be longer than 0s", values.label(HTTP_TIMEOUT)));
+    }
+    let settings = Settings::from_raw(raw.clone())?;
+    Ok(Configured { raw, settings, http_timeout })
+}
+
+/// `logs`, `/logs/` and `logs/` are one prefix; empty is the root.
+fn prefix(text: Option<&str>) -> String {
+    let p = text.unwrap_or_default().trim().trim_matches('/');
+    if p.is_empty() { String::new() } else { format!("{p}/") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(pairs: &[(&str, &str)]) -> Values {
+        let base = [(ORG_ID, "org-1"), (CLIENT_ID, "id"), (CLIENT_SECRET, "s3cret")];
+        Values::from_env(base.iter().chain(pairs).map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    fn no_file(_: &str) -> Result<String, String> {
+        Err("no file system".into())
+    }
+
+    #[test]
+    fn defaults_come_from_the_table() {
+        let c = configure(&values(&[]), no_file).unwrap();
+        assert_eq!(c.raw.lag_seconds, 60);
+        assert_eq!(c.raw.overlap_seconds, 600);
+        assert_eq!(c.raw.lookback_seconds, 86_400);
+        assert_eq!(c.raw.page_size, 200);
+        assert_eq!(c.raw.object_max_bytes, 32 << 20);
+        assert_eq!((c.raw.key_prefix.as_str(), c.raw.state_prefix.as_str()), ("logs/", "state/"));
+        assert_eq!(c.settings.requests_per_minute, 700, "the US plane's published limit");
+        assert_eq!(c.http_timeout, Duration::from_secs(60));
+        assert_eq!((c.raw.shard_index, c.raw.shard_count), (0, 1));
+    }
+
+    #[test]
+    fn host_forms_and_older_names() {
+        let c = configure(
+            &values(&[(LAG, "2m"), ("MULESOFT_AUDIT_OVERLAP_SECONDS", "30"), (REGION, "EU"), (KEY_PREFIX, "/a/b")]),
+            no_file,
+        )
+        .unwrap();
+        assert_eq!((c.raw.lag_seconds, c.raw.overlap_seconds), (120, 30));
+        assert_eq!(c.raw.plane, Some(Plane::Eu));
+        assert_eq!(c.settings.requests_per_minute, 40);
+        assert_eq!(c.raw.key_prefix, "a/b/");
+        let since = configure(&values(&[(OLDER_SINCE_MS, "1714521600000")]), no_file).unwrap();
+        assert_eq!(since.raw.since_ms, Some(1_714_521_600_000));
+        let both = configure(&values(&[(SINCE, "2024-05-02"), (OLDER_SINCE_MS, "1")]), no_file).unwrap();
+        assert_eq!(both.raw.since_ms, Some(1_714_608_000_000), "the current name wins");
+    }
+
+    #[test]
+    fn platform_task_numbers_shard_the_organizations() {
+        let c = configure(&values(&[(CLOUD_RUN_TASK_INDEX, "2"), (CLOUD_RUN_TASK_COUNT, "3")]), no_file).unwrap();
+        assert_eq!((c.raw.shard_index, c.raw.shard_count), (2, 3));
+        let mine = configure(&values(&[(SHARD_INDEX, "0"), (SHARD_COUNT, "2"), (CLOUD_RUN_TASK_COUNT, "3")]), no_file);
+        assert_eq!(mine.map(|c| (c.raw.shard_index, c.raw.shard_count)), Ok((0, 2)), "explicit settings win");
+        let k8s = configure(&values(&[(JOB_COMPLETION_INDEX, "1")]), no_file).unwrap_err();
+        assert!(k8s.contains(SHARD_COUNT), "{k8s}");
+    }
+
+    #[test]
+    fn messages_name_the_setting_as_given() {
+        let mut v = values(&[]);
+        v.set(LAG, "soon", "--lag");
+        assert_eq!(configure(&v, no_file).unwrap_err(), "--lag `soon` is not a duration: use e.g. 90s, 10m, 24h, 7d");
+        let env = configure(&values(&[(LAG, "soon")]), no_file).unwrap_err();
+        assert!(env.starts_with("MULESOFT_AUDIT_LAG `soon`"), "{env}");
+        for (pairs, needle) in [
+            (&[(REGION, "mars")][..], "MULE_REGION `mars` is not one of"),
+            (&[(REGION, "eu"), (BASE_URL, "http://127.0.0.1:1")], "both MULE_BASE_URL and MULE_REGION"),
+            (&[(PAGE_SIZE, "many")], "MULESOFT_AUDIT_PAGE_SIZE `many` is not a whole number"),
+            (&[(PAGING, "pages")], "is not cursor or offset"),
+            (&[(DISCOVER_CHILDREN, "maybe")], "neither true nor false"),
+            (&[(HTTP_TIMEOUT, "0s")], "longer than 0s"),
+            (&[(CLIENT_SECRET_FILE, "/run/secret")], "both CLIENT_SECRET and CLIENT_SECRET_FILE"),
+        ] {
+            let message = configure(&values(pairs), no_file).unwrap_err();
+            assert!(message.contains(needle), "{message} should contain {needle}");
+        }
+    }
+
+    #[test]
+    fn the_secret_file_is_read_through_the_caller() {
+        let mut v = Values::from_env([(ORG_ID.to_string(), "org-1".to_string()), (CLIENT_ID.into(), "id".into())]);
+        v.set(CLIENT_SECRET_FILE, "/run/secret", CLIENT_SECRET_FILE);
+        let c = configure(&v, |path| {
+            assert_eq!(path, "/run/secret");
+            Ok("from-file\r\n".into())
+        })
+        .unwrap();
+        assert_eq!(c.raw.client_secret, "from-file");
+        let unread = configure(&v, no_file).unwrap_err();
+        assert_eq!(unread, "CLIENT_SECRET_FILE `/run/secret` cannot be read (no file system)");
+        v.set(CLIENT_SECRET_FILE, "", CLIENT_SECRET_FILE);
+        assert!(configure(&v, no_file).unwrap_err().contains("CLIENT_SECRET is not set"));
+    }
+
+    #[test]
+    fn the_readme_lists_every_setting_as_the_table_defines_it() {
+        let readme = include_str!("../README.md");
+        for setting in SETTINGS.iter().filter(|s| s.shape != Shape::Platform) {
+            let row = readme.lines().find(|l| l.contains(&format!("| `{}` |", setting.name)));
+            let row = row.unwrap_or_else(|| panic!("README's configuration table has no row for {}", setting.name));
+            assert!(row.contains(&format!("| `--{}` |", setting.flag)), "{row}");
+            if let Some(default) = setting.default {
+                assert!(row.contains(&format!("| `{default}` |")), "README's default for {}: {row}", setting.name);
+            }
+            assert_eq!(row.ends_with("| **yes** |"), setting.shape == Shape::Secret, "{row}");
+        }
+    }
+
+    #[test]
+    fn every_setting_is_named_once() {
+        let mut names: Vec<_> = SETTINGS.iter().map(|s| s.name).collect();
+        let mut flags: Vec<_> = SETTINGS.iter().map(|s| s.flag).collect();
+        names.sort_unstable();
+        flags.sort_unstable();
+        names.dedup();
+        flags.dedup();
+        assert_eq!((names.len(), flags.len()), (SETTINGS.len(), SETTINGS.len()));
+        assert!(
+            format!("{:?}", values(&[])).contains(CLIENT_SECRET) && !format!("{:?}", values(&[])).contains("s3cret")
+        );
+    }
+}
