@@ -12,15 +12,15 @@ macro_rules! wit_conversions {
         impl From<$crate::settings::RawConfig> for $($c)::+::Config {
             fn from(raw: $crate::settings::RawConfig) -> Self {
                 use $($c)::+ as wit;
-                use $crate::settings::Plane;
+                use $crate::settings::ControlPlane;
                 let endpoint = match (raw.base_url, raw.plane) {
                     (Some(url), _) => wit::Endpoint::BaseUrl(url),
-                    (None, plane) => wit::Endpoint::Plane(match plane.unwrap_or(Plane::Us) {
-                        Plane::Us => wit::ControlPlane::Us,
-                        Plane::Eu => wit::ControlPlane::Eu,
-                        Plane::Gov => wit::ControlPlane::Gov,
-                        Plane::Ca => wit::ControlPlane::Ca,
-                        Plane::Jp => wit::ControlPlane::Jp,
+                    (None, plane) => wit::Endpoint::Plane(match plane.unwrap_or(ControlPlane::Us) {
+                        ControlPlane::Us => wit::ControlPlane::Us,
+                        ControlPlane::Eu => wit::ControlPlane::Eu,
+                        ControlPlane::Gov => wit::ControlPlane::Gov,
+                        ControlPlane::Ca => wit::ControlPlane::Ca,
+                        ControlPlane::Jp => wit::ControlPlane::Jp,
                     }),
                 };
                 $crate::wit_conversions!(@same raw { endpoint, paging: raw.paging.into() })
@@ -30,15 +30,15 @@ macro_rules! wit_conversions {
         impl From<$($c)::+::Config> for $crate::settings::RawConfig {
             fn from(config: $($c)::+::Config) -> Self {
                 use $($c)::+ as wit;
-                use $crate::settings::Plane;
+                use $crate::settings::ControlPlane;
                 let (plane, base_url) = match config.endpoint {
                     wit::Endpoint::Plane(p) => (
                         Some(match p {
-                            wit::ControlPlane::Us => Plane::Us,
-                            wit::ControlPlane::Eu => Plane::Eu,
-                            wit::ControlPlane::Gov => Plane::Gov,
-                            wit::ControlPlane::Ca => Plane::Ca,
-                            wit::ControlPlane::Jp => Plane::Jp,
+                            wit::ControlPlane::Us => ControlPlane::Us,
+                            wit::ControlPlane::Eu => ControlPlane::Eu,
+                            wit::ControlPlane::Gov => ControlPlane::Gov,
+                            wit::ControlPlane::Ca => ControlPlane::Ca,
+                            wit::ControlPlane::Jp => ControlPlane::Jp,
                         }),
                         None,
                     ),

@@ -2,7 +2,39 @@
 //!
 //! These mirror the WIT records but are plain Rust, so the engine is testable without wasm.
 
-use crate::variables::{BASE_URL, CLIENT_ID, CLIENT_SECRET, CLIENT_SECRET_FILE, ORG_ID};
+use names::{BASE_URL, CLIENT_ID, CLIENT_SECRET, CLIENT_SECRET_FILE, ORG_ID};
+
+/// Every setting's variable name, which messages use to say what to set. The table of what
+/// each one is lives in [`crate::variables`].
+pub mod names {
+    pub const ORG_ID: &str = "MULE_ORG_ID";
+    pub const DISCOVER_CHILDREN: &str = "MULE_DISCOVER_CHILDREN";
+    pub const REGION: &str = "MULE_REGION";
+    pub const BASE_URL: &str = "MULE_BASE_URL";
+    pub const CLIENT_ID: &str = "CLIENT_ID";
+    pub const CLIENT_SECRET: &str = "CLIENT_SECRET";
+    pub const CLIENT_SECRET_FILE: &str = "CLIENT_SECRET_FILE";
+    pub const SINCE: &str = "MULESOFT_AUDIT_SINCE";
+    pub const LOOKBACK: &str = "MULESOFT_AUDIT_LOOKBACK";
+    pub const LAG: &str = "MULESOFT_AUDIT_LAG";
+    pub const OVERLAP: &str = "MULESOFT_AUDIT_OVERLAP";
+    pub const PAGE_SIZE: &str = "MULESOFT_AUDIT_PAGE_SIZE";
+    pub const MAX_PAGES: &str = "MULESOFT_AUDIT_MAX_PAGES";
+    pub const OBJECT_KIB: &str = "MULESOFT_AUDIT_OBJECT_KIB";
+    pub const KEY_PREFIX: &str = "MULESOFT_AUDIT_KEY_PREFIX";
+    pub const STATE_PREFIX: &str = "MULESOFT_AUDIT_STATE_PREFIX";
+    pub const RPM: &str = "MULESOFT_AUDIT_RPM";
+    pub const MAX_ATTEMPTS: &str = "MULESOFT_AUDIT_MAX_ATTEMPTS";
+    pub const PAGING: &str = "MULESOFT_AUDIT_PAGING";
+    pub const CONCURRENCY: &str = "MULESOFT_AUDIT_CONCURRENCY";
+    pub const SHARD_INDEX: &str = "MULESOFT_AUDIT_SHARD_INDEX";
+    pub const SHARD_COUNT: &str = "MULESOFT_AUDIT_SHARD_COUNT";
+    pub const HTTP_TIMEOUT: &str = "MULESOFT_AUDIT_HTTP_TIMEOUT";
+    /// Cloud Run jobs number their tasks with these; Kubernetes indexed jobs with the third.
+    pub const CLOUD_RUN_TASK_INDEX: &str = "CLOUD_RUN_TASK_INDEX";
+    pub const CLOUD_RUN_TASK_COUNT: &str = "CLOUD_RUN_TASK_COUNT";
+    pub const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+}
 
 /// A parsed base URL: `scheme://authority` with no path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,18 +101,18 @@ pub fn parse_since(setting: &str, text: &str) -> Result<i64, String> {
 }
 
 /// A control plane's base URL and published query limit per minute.
-pub fn plane(name: Plane) -> (&'static str, u32) {
+pub fn plane(name: ControlPlane) -> (&'static str, u32) {
     match name {
-        Plane::Us => ("https://anypoint.mulesoft.com", 700),
-        Plane::Eu => ("https://eu1.anypoint.mulesoft.com", 40),
-        Plane::Gov => ("https://gov.anypoint.mulesoft.com", 40),
-        Plane::Ca => ("https://ca1.platform.mulesoft.com", 40),
-        Plane::Jp => ("https://jp1.platform.mulesoft.com", 40),
+        ControlPlane::Us => ("https://anypoint.mulesoft.com", 700),
+        ControlPlane::Eu => ("https://eu1.anypoint.mulesoft.com", 40),
+        ControlPlane::Gov => ("https://gov.anypoint.mulesoft.com", 40),
+        ControlPlane::Ca => ("https://ca1.platform.mulesoft.com", 40),
+        ControlPlane::Jp => ("https://jp1.platform.mulesoft.com", 40),
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Plane {
+pub enum ControlPlane {
     Us,
     Eu,
     Gov,
@@ -136,7 +168,7 @@ impl std::fmt::Debug for Settings {
 pub struct RawConfig {
     pub org_ids: Vec<String>,
     pub discover_children: bool,
-    pub plane: Option<Plane>,
+    pub plane: Option<ControlPlane>,
     pub base_url: Option<String>,
     pub client_id: String,
     pub client_secret: String,
@@ -204,7 +236,7 @@ impl Settings {
                 (BaseUrl::parse(url)?, rpm)
             }
             (None, None) => {
-                let (url, rpm) = plane(Plane::Us);
+                let (url, rpm) = plane(ControlPlane::Us);
                 (BaseUrl::parse(url)?, rpm)
             }
         };
@@ -464,7 +496,7 @@ pub(crate) mod tests {
     fn planes_by_name() {
         let mut r = raw();
         r.base_url = None;
-        r.plane = Some(Plane::Eu);
+        r.plane = Some(ControlPlane::Eu);
         let s = Settings::from_raw(r).unwrap();
         assert_eq!(s.base.url(""), "https://eu1.anypoint.mulesoft.com");
         assert_eq!(s.requests_per_minute, 40);

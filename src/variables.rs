@@ -4,7 +4,7 @@
 //! [`Settings`]. The WASI command reads the table from its environment; the Node example hands
 //! its environment to the component's `configure` export, which calls the same parser.
 
-use crate::settings::{Paging, Plane, RawConfig, Settings, parse_duration, parse_since};
+use crate::settings::{ControlPlane, Paging, RawConfig, Settings, parse_duration, parse_since};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -37,33 +37,8 @@ pub struct Setting {
     pub default: Option<&'static str>,
 }
 
-pub const ORG_ID: &str = "MULE_ORG_ID";
-pub const DISCOVER_CHILDREN: &str = "MULE_DISCOVER_CHILDREN";
-pub const REGION: &str = "MULE_REGION";
-pub const BASE_URL: &str = "MULE_BASE_URL";
-pub const CLIENT_ID: &str = "CLIENT_ID";
-pub const CLIENT_SECRET: &str = "CLIENT_SECRET";
-pub const CLIENT_SECRET_FILE: &str = "CLIENT_SECRET_FILE";
-pub const SINCE: &str = "MULESOFT_AUDIT_SINCE";
-pub const LOOKBACK: &str = "MULESOFT_AUDIT_LOOKBACK";
-pub const LAG: &str = "MULESOFT_AUDIT_LAG";
-pub const OVERLAP: &str = "MULESOFT_AUDIT_OVERLAP";
-pub const PAGE_SIZE: &str = "MULESOFT_AUDIT_PAGE_SIZE";
-pub const MAX_PAGES: &str = "MULESOFT_AUDIT_MAX_PAGES";
-pub const OBJECT_KIB: &str = "MULESOFT_AUDIT_OBJECT_KIB";
-pub const KEY_PREFIX: &str = "MULESOFT_AUDIT_KEY_PREFIX";
-pub const STATE_PREFIX: &str = "MULESOFT_AUDIT_STATE_PREFIX";
-pub const RPM: &str = "MULESOFT_AUDIT_RPM";
-pub const MAX_ATTEMPTS: &str = "MULESOFT_AUDIT_MAX_ATTEMPTS";
-pub const PAGING: &str = "MULESOFT_AUDIT_PAGING";
-pub const CONCURRENCY: &str = "MULESOFT_AUDIT_CONCURRENCY";
-pub const SHARD_INDEX: &str = "MULESOFT_AUDIT_SHARD_INDEX";
-pub const SHARD_COUNT: &str = "MULESOFT_AUDIT_SHARD_COUNT";
-pub const HTTP_TIMEOUT: &str = "MULESOFT_AUDIT_HTTP_TIMEOUT";
-/// Cloud Run jobs number their tasks with these; Kubernetes indexed jobs with the third.
-pub const CLOUD_RUN_TASK_INDEX: &str = "CLOUD_RUN_TASK_INDEX";
-pub const CLOUD_RUN_TASK_COUNT: &str = "CLOUD_RUN_TASK_COUNT";
-pub const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+pub use crate::settings::names::*;
+
 /// Names the WASI command took before it read the host's forms (`…_LAG=60s`): still read,
 /// after the current names, so that an existing deployment keeps its settings.
 const OLDER_SECONDS: &str = "_SECONDS";
@@ -287,11 +262,11 @@ pub fn configure(
 ) -> Result<Configured, String> {
     let plane = match values.get(REGION).map(str::to_ascii_lowercase).as_deref() {
         None => None,
-        Some("us") => Some(Plane::Us),
-        Some("eu") => Some(Plane::Eu),
-        Some("gov") => Some(Plane::Gov),
-        Some("ca") => Some(Plane::Ca),
-        Some("jp") => Some(Plane::Jp),
+        Some("us") => Some(ControlPlane::Us),
+        Some("eu") => Some(ControlPlane::Eu),
+        Some("gov") => Some(ControlPlane::Gov),
+        Some("ca") => Some(ControlPlane::Ca),
+        Some("jp") => Some(ControlPlane::Jp),
         Some(other) => {
             return Err(format!("{} `{other}` is not one of us, eu, gov, ca, jp", values.label(REGION)));
         }
@@ -413,7 +388,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.raw.lag_seconds, c.raw.overlap_seconds), (120, 30));
-        assert_eq!(c.raw.plane, Some(Plane::Eu));
+        assert_eq!(c.raw.plane, Some(ControlPlane::Eu));
         assert_eq!(c.settings.requests_per_minute, 40);
         assert_eq!(c.raw.key_prefix, "a/b/");
         let since = configure(&values(&[(OLDER_SINCE_MS, "1714521600000")]), no_file).unwrap();

@@ -1,13 +1,13 @@
 //! Object stores behind the WIT `object-store` interface: GCS, a local directory, and memory.
 //!
 //! Each implements [`ObjectStore`] over plain Rust types, so each is testable without wasm; the
-//! bridge to the generated WIT bindings is in `crate::runtime`.
+//! bridge to the generated WIT bindings is in [`crate::runtime`].
 
 pub mod file;
 pub mod gcs;
 pub mod memory;
 
-pub use crate::runtime::Presence;
+pub use crate::bindings::Presence;
 use crate::settings::GcsEndpoint;
 use std::sync::Arc;
 
