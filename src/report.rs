@@ -26,6 +26,16 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    /// As the JSON summary, logs and metrics print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// One organization's summary, with the count of objects this pass created.
 #[derive(Debug, Clone, Serialize)]
 pub struct OrgReport {
@@ -121,6 +131,7 @@ mod tests {
         assert_eq!(ok.exit_code, 0);
         let json: serde_json::Value = serde_json::from_str(&ok.json()).unwrap();
         assert_eq!(json["status"], "ok");
+        assert_eq!(ok.status.name(), "ok");
         assert_eq!(json["orgs"][0]["org_id"], "org-1");
         assert_eq!(json["orgs"][0]["entries_written"], 3);
         assert_eq!(json["orgs"][0]["objects_written"], 1, "the recovered object was written before");

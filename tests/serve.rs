@@ -78,6 +78,24 @@ fn each_trigger_shape_runs_a_pass() {
     let objects = objects_in_dir(dir.path());
     let now = anypoint_sim::now_ms();
     assert_exactly_once(&sim, "org-srv", &objects, now - 25 * 3_600_000, now - 5_000);
+    // The metrics count what the destination holds, and what the simulator saw asked of it.
+    let delivered: usize = objects.values().map(Vec::len).sum();
+    assert!(delivered > 0);
+    assert_eq!(metric(&server, r#"mulesoft_audit_entries_written_total{org="org-srv"}"#), Some(delivered as f64));
+    assert_eq!(metric(&server, r#"mulesoft_audit_objects_written_total{org="org-srv"}"#), Some(objects.len() as f64));
+    assert_eq!(metric(&server, r#"mulesoft_audit_passes_total{status="ok"}"#), Some(3.0));
+    assert_eq!(metric(&server, "mulesoft_audit_failed_passes_in_a_row"), Some(0.0));
+    assert_eq!(metric(&server, "mulesoft_audit_pass_duration_seconds_count"), Some(3.0));
+    let lag = metric(&server, r#"mulesoft_audit_lag_seconds{org="org-srv"}"#).expect("a lag for the org");
+    assert!((0.0..120.0).contains(&lag), "the window ends a lag (1 s here) before the last pass: {lag}");
+}
+
+/// A sample's value in `GET /metrics`, by its name and labels as printed.
+fn metric(server: &Server, sample: &str) -> Option<f64> {
+    let (status, _, body) = http_get(&format!("http://127.0.0.1:{}/metrics", server.port)).expect("serve answers");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[test]
@@ -118,6 +136,10 @@ fn a_failed_pass_answers_500_so_pubsub_redelivers() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(&sim, &format!("file://{}", dir.path().display()));
     assert_eq!(post(&server, &[("content-type", "application/json")], PUSH), 500);
+    assert_eq!(post(&server, &[("content-type", "application/json")], PUSH), 500);
+    assert_eq!(metric(&server, r#"mulesoft_audit_failures_total{kind="forbidden"}"#), Some(2.0));
+    assert_eq!(metric(&server, r#"mulesoft_audit_passes_total{status="failed"}"#), Some(2.0));
+    assert_eq!(metric(&server, "mulesoft_audit_failed_passes_in_a_row"), Some(2.0));
 }
 
 /// Serves the test key's public half, as Google serves its signing keys.

@@ -5,6 +5,7 @@
 pub mod bindings;
 pub mod cli;
 pub mod logging;
+pub mod metrics;
 pub mod pass;
 pub mod runtime;
 pub mod sandbox;

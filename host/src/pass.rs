@@ -73,7 +73,7 @@ impl Collector {
             }
         };
         tracing::info!(
-            status = ?report.status,
+            status = report.status.name(),
             entries = report.entries_written(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "pass finished"

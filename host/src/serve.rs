@@ -127,6 +127,8 @@ struct App {
     /// One verification at a time: google-cloud-auth's key cache is taken with `try_write`
     /// (while fetching the keys too), so concurrent calls would fail instead of waiting.
     verifier: Option<Mutex<Verifier>>,
+    /// What the passes did, for `GET /metrics`.
+    metrics: crate::metrics::Metrics,
 }
 
 /// How long verifying a push token may take, fetching Google's signing keys included (the
@@ -197,9 +199,11 @@ impl App {
                     let app = self.clone();
                     tokio::spawn(async move {
                         let collector = app.collector.clone();
+                        let started = std::time::Instant::now();
                         let code = match tokio::task::spawn_blocking(move || collector.pass()).await {
                             Ok(report) => {
                                 println!("{}", report.json());
+                                app.metrics.record(&report, started.elapsed());
                                 report.exit_code
                             }
                             Err(e) => {
@@ -268,6 +272,11 @@ async fn handle_trigger(State(app): State<Arc<App>>, headers: HeaderMap, body: B
     }
 }
 
+async fn metrics(State(app): State<Arc<App>>) -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
+    let text = app.metrics.render(chrono::Utc::now().timestamp_millis());
+    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text)
+}
+
 pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let schedule = args
         .schedule
@@ -283,7 +292,12 @@ pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Resul
     let collect = args.collect.clone();
     let collector =
         tokio::task::spawn_blocking(move || Collector::open(&collect, cache_dir.as_deref(), handle)).await??;
-    let app = Arc::new(App { collector: Arc::new(collector), inflight: Mutex::new(None), verifier });
+    let app = Arc::new(App {
+        collector: Arc::new(collector),
+        inflight: Mutex::new(None),
+        verifier,
+        metrics: crate::metrics::Metrics::new(),
+    });
 
     if let Some(cron) = schedule {
         let app = app.clone();
@@ -302,8 +316,11 @@ pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Resul
         });
     }
 
-    let router =
-        Router::new().route("/", post(handle_trigger)).route("/healthz", get(|| async { "ok" })).with_state(app);
+    let router = Router::new()
+        .route("/", post(handle_trigger))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .with_state(app);
     let addr = SocketAddr::new(args.listen, args.port);
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| ConfigError(format!("cannot listen on {addr}: {e}")))?;
