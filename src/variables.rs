@@ -4,7 +4,7 @@
 //! [`Settings`]. The WASI command reads the table from its environment; the Node example hands
 //! its environment to the component's `configure` export, which calls the same parser.
 
-use crate::settings::{ControlPlane, Paging, RawConfig, Settings, parse_duration, parse_since};
+use crate::settings::{BaseUrl, ControlPlane, Paging, RawConfig, Settings, parse_duration, parse_since};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -233,16 +233,18 @@ impl Values {
     }
 
     fn switch(&self, name: &str) -> Result<bool, String> {
+        // The forms clap's boolish parser takes, so that a flag's and a variable's agree.
         match self.get(name).map(str::to_ascii_lowercase).as_deref() {
-            None | Some("false" | "0" | "no") => Ok(false),
-            Some("true" | "1" | "yes") => Ok(true),
+            None | Some("false" | "0" | "no" | "n" | "f" | "off") => Ok(false),
+            Some("true" | "1" | "yes" | "y" | "t" | "on") => Ok(true),
             Some(other) => Err(format!("{} `{other}` is neither true nor false", self.label(name))),
         }
     }
 }
 
-/// A pass's settings read from [`Values`], with what a host needs besides.
-#[derive(Debug, Clone)]
+/// A pass's settings read from [`Values`], with what a host needs besides. No `Debug`: it
+/// holds the secret.
+#[derive(Clone)]
 pub struct Configured {
     /// As the WIT `config` record carries them, for hosts that hand them to the component.
     pub raw: RawConfig,
@@ -272,6 +274,9 @@ pub fn configure(
         }
     };
     let base_url = values.get(BASE_URL).map(|u| u.trim_end_matches('/').to_string());
+    if let Some(url) = &base_url {
+        BaseUrl::parse(url).map_err(|e| format!("{}: {e}", values.label(BASE_URL)))?;
+    }
     if base_url.is_some() && plane.is_some() {
         return Err(format!("both {} and {} are set: set only one", values.label(BASE_URL), values.label(REGION)));
     }
@@ -284,10 +289,15 @@ pub fn configure(
             ));
         }
         (Some(secret), None) => secret.to_string(),
-        (None, Some(path)) => read_file(path)
-            .map_err(|why| format!("{} `{path}` cannot be read ({why})", values.label(CLIENT_SECRET_FILE)))?
-            .trim_end_matches(['\r', '\n'])
-            .to_string(),
+        (None, Some(path)) => {
+            let label = values.label(CLIENT_SECRET_FILE);
+            let secret = read_file(path).map_err(|why| format!("{label} `{path}` cannot be read ({why})"))?;
+            let secret = secret.trim_end_matches(['\r', '\n']);
+            if secret.is_empty() {
+                return Err(format!("{label} `{path}` is empty: it should hold the connected app's secret"));
+            }
+            secret.to_string()
+        }
         (None, None) => String::new(),
     };
     let since_ms = match (values.get(SINCE), values.get(OLDER_SINCE_MS)) {
@@ -398,12 +408,22 @@ mod tests {
     }
 
     #[test]
+    fn switches_take_the_forms_clap_takes() {
+        for (text, on) in [("on", true), ("Y", true), ("1", true), ("off", false), ("no", false), ("F", false)] {
+            assert_eq!(
+                configure(&values(&[(DISCOVER_CHILDREN, text)]), no_file).map(|c| c.raw.discover_children),
+                Ok(on)
+            );
+        }
+    }
+
+    #[test]
     fn platform_task_numbers_shard_the_organizations() {
         let c = configure(&values(&[(CLOUD_RUN_TASK_INDEX, "2"), (CLOUD_RUN_TASK_COUNT, "3")]), no_file).unwrap();
         assert_eq!((c.raw.shard_index, c.raw.shard_count), (2, 3));
         let mine = configure(&values(&[(SHARD_INDEX, "0"), (SHARD_COUNT, "2"), (CLOUD_RUN_TASK_COUNT, "3")]), no_file);
         assert_eq!(mine.map(|c| (c.raw.shard_index, c.raw.shard_count)), Ok((0, 2)), "explicit settings win");
-        let k8s = configure(&values(&[(JOB_COMPLETION_INDEX, "1")]), no_file).unwrap_err();
+        let k8s = configure(&values(&[(JOB_COMPLETION_INDEX, "1")]), no_file).err().unwrap_or_default();
         assert!(k8s.contains(SHARD_COUNT), "{k8s}");
     }
 
@@ -411,8 +431,11 @@ mod tests {
     fn messages_name_the_setting_as_given() {
         let mut v = values(&[]);
         v.set(LAG, "soon", "--lag");
-        assert_eq!(configure(&v, no_file).unwrap_err(), "--lag `soon` is not a duration: use e.g. 90s, 10m, 24h, 7d");
-        let env = configure(&values(&[(LAG, "soon")]), no_file).unwrap_err();
+        assert_eq!(
+            configure(&v, no_file).err().unwrap_or_default(),
+            "--lag `soon` is not a duration: use e.g. 90s, 10m, 24h, 7d"
+        );
+        let env = configure(&values(&[(LAG, "soon")]), no_file).err().unwrap_or_default();
         assert!(env.starts_with("MULESOFT_AUDIT_LAG `soon`"), "{env}");
         for (pairs, needle) in [
             (&[(REGION, "mars")][..], "MULE_REGION `mars` is not one of"),
@@ -423,7 +446,7 @@ mod tests {
             (&[(HTTP_TIMEOUT, "0s")], "longer than 0s"),
             (&[(CLIENT_SECRET_FILE, "/run/secret")], "both CLIENT_SECRET and CLIENT_SECRET_FILE"),
         ] {
-            let message = configure(&values(pairs), no_file).unwrap_err();
+            let message = configure(&values(pairs), no_file).err().unwrap_or_default();
             assert!(message.contains(needle), "{message} should contain {needle}");
         }
     }
@@ -438,10 +461,12 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.raw.client_secret, "from-file");
-        let unread = configure(&v, no_file).unwrap_err();
+        let empty = configure(&v, |_| Ok("\n".into())).err().unwrap_or_default();
+        assert_eq!(empty, "CLIENT_SECRET_FILE `/run/secret` is empty: it should hold the connected app's secret");
+        let unread = configure(&v, no_file).err().unwrap_or_default();
         assert_eq!(unread, "CLIENT_SECRET_FILE `/run/secret` cannot be read (no file system)");
         v.set(CLIENT_SECRET_FILE, "", CLIENT_SECRET_FILE);
-        assert!(configure(&v, no_file).unwrap_err().contains("CLIENT_SECRET is not set"));
+        assert!(configure(&v, no_file).err().unwrap_or_default().contains("CLIENT_SECRET is not set"));
     }
 
     #[test]

@@ -58,7 +58,13 @@ function main() {
   if (configured.tag === 'err') return print(collector.reportOf(failed(configured.val)));
   const { config, httpTimeoutMs } = configured.val;
   limitFirstByteWait(httpTimeoutMs * 1_000_000n);
-  useDirectory(process.env.MULESOFT_AUDIT_DIR?.trim() || './mulesoft-audit-data');
+  const dir = process.env.MULESOFT_AUDIT_DIR?.trim() || './mulesoft-audit-data';
+  try {
+    useDirectory(dir);
+  } catch (e) {
+    const message = `MULESOFT_AUDIT_DIR \`${dir}\` cannot be used (${e.code ?? e.message}): create it, or point to a writable directory`;
+    return print(collector.reportOf(failed({ kind: 'config', message })));
+  }
   if (command === 'check') {
     const checked = outcome(() => collector.check(config));
     if (checked.tag === 'err') return print(collector.reportOf(checked));

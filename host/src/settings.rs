@@ -200,6 +200,24 @@ impl GcsEndpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        engine: EngineArgs,
+    }
+
+    #[test]
+    fn flags_reach_the_engine_as_given() {
+        let flags = ["test", "--org", "org-a", "--org", "org-b,org-c", "--lag", "soon", "--discover-children"];
+        let values = Flags::try_parse_from(flags).unwrap().engine.0;
+        assert_eq!(values.get(variables::ORG_ID), Some("org-a,org-b,org-c"));
+        assert_eq!(values.get(variables::DISCOVER_CHILDREN), Some("true"));
+        assert_eq!(values.get(variables::OVERLAP), None, "a default is the engine's to apply");
+        let message = variables::configure(&values, |_| Err("no file".into())).err().unwrap_or_default();
+        assert!(message.starts_with("--lag `soon` is not a duration"), "{message}");
+    }
 
     #[test]
     fn gcs_endpoints() {
