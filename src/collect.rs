@@ -9,7 +9,8 @@ use crate::delivery::{Delivery, Entry};
 use crate::entry;
 use crate::paging::{FetchedPage, Slice, page_request, split};
 use crate::platform::{Method, ObjectStore, Platform};
-use crate::settings::{ErrorKind, Failure, OrgSummary, Settings};
+use crate::settings::{ErrorKind, Failure, OrgSummary, Settings, shard_of};
+use crate::status;
 use crate::window::{self, Window};
 use std::collections::VecDeque;
 
@@ -18,6 +19,11 @@ use std::collections::VecDeque;
 pub struct PassResult {
     pub completed: Vec<OrgSummary>,
     pub failures: Vec<Failure>,
+}
+
+/// The failure as it may be kept: without the secret.
+fn scrubbed(failure: &Failure, settings: &Settings) -> Failure {
+    Failure { message: crate::settings::scrub(&failure.message, &settings.client_secret), ..failure.clone() }
 }
 
 /// Runs one pass. Failure messages leave it scrubbed of the secret.
@@ -35,11 +41,15 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
     let mut orgs = match organizations(&mut client, settings) {
         Ok(orgs) => orgs,
         Err(f) => {
+            let now = client.platform.now_ms();
+            for org in settings.org_ids.iter().filter(|o| shard_of(o, settings.shard_count) == settings.shard_index) {
+                status::record(store, &settings.state_prefix, org, now, None, Some(&scrubbed(&f, settings)));
+            }
             result.failures.push(f);
             return result;
         }
     };
-    orgs.retain(|org| crate::settings::shard_of(org, settings.shard_count) == settings.shard_index);
+    orgs.retain(|org| shard_of(org, settings.shard_count) == settings.shard_index);
     for org in &orgs {
         let before = client.stats;
         let mut summary = OrgSummary { org_id: org.clone(), ..OrgSummary::default() };
@@ -49,6 +59,8 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
         summary.retries = after.retries - before.retries;
         summary.throttled_waits = after.throttled_waits - before.throttled_waits;
         summary.bytes_in = after.bytes_in - before.bytes_in;
+        let failure = outcome.as_ref().err().map(|f| scrubbed(f, settings));
+        status::record(store, &settings.state_prefix, org, client.platform.now_ms(), Some(&summary), failure.as_ref());
         match outcome {
             Ok(()) => result.completed.push(summary),
             Err(mut failure) => {

@@ -18,6 +18,7 @@ pub mod platform;
 pub mod report;
 pub mod retry;
 pub mod settings;
+pub mod status;
 pub mod variables;
 pub mod window;
 

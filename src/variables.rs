@@ -336,8 +336,8 @@ pub fn configure(
         page_size: values.required(PAGE_SIZE)?,
         max_pages: values.required(MAX_PAGES)?,
         object_max_bytes: values.required::<u64>(OBJECT_KIB)?.saturating_mul(1024),
-        key_prefix: prefix(values.text(KEY_PREFIX)),
-        state_prefix: prefix(values.text(STATE_PREFIX)),
+        key_prefix: prefixes(values).0,
+        state_prefix: prefixes(values).1,
         requests_per_minute: values.number(RPM)?,
         max_attempts: values.required(MAX_ATTEMPTS)?,
         paging: match values.text(PAGING).map(str::to_ascii_lowercase).as_deref() {
@@ -355,6 +355,11 @@ pub fn configure(
     }
     let settings = Settings::from_raw(raw.clone())?;
     Ok(Configured { raw, settings, http_timeout })
+}
+
+/// The key prefixes of log objects and of checkpoints, as a pass uses them.
+pub fn prefixes(values: &Values) -> (String, String) {
+    (prefix(values.text(KEY_PREFIX)), prefix(values.text(STATE_PREFIX)))
 }
 
 /// `logs`, `/logs/` and `logs/` are one prefix; empty is the root.

@@ -77,6 +77,9 @@ impl ObjectStore for DyingStore {
         }
         self.inner.presence(key, since_ms)
     }
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list(prefix)
+    }
     fn describe(&self) -> String {
         "dying".into()
     }
@@ -340,6 +343,9 @@ impl ObjectStore for MeddlingStore {
     }
     fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
         self.inner.presence(key, since_ms)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list(prefix)
     }
     fn describe(&self) -> String {
         "meddling".into()

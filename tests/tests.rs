@@ -17,6 +17,7 @@
 //!   credentials; the smoke matrix of every subcommand.
 //! - `storage`: GCS faults through a fault-injecting proxy, missing bucket, checkpoint conflicts.
 //! - `serve`: the HTTP trigger (Pub/Sub push, CloudEvents, bad bodies, concurrent triggers).
+//! - `status`: the state's account of each organization, `--max-lag`, on a directory and a bucket.
 
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -32,4 +33,5 @@ mod node;
 mod sandbox;
 mod serve;
 mod simulator;
+mod status;
 mod storage;

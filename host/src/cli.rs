@@ -43,11 +43,27 @@ enum Command {
     Serve(crate::serve::ServeArgs),
     /// Validates settings, credentials, retention access and write access; changes nothing.
     Check(CollectArgs),
+    /// Per organization, from the state alone (no API call, no Anypoint credentials): how far
+    /// delivery got, how far behind now, the last success and the last failure.
+    Status(StatusArgs),
     /// Runs against the built-in Anypoint simulator into a local folder: nothing to set up.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Compiles the embedded component into the cache directory (for container images).
     Precompile,
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    collect: CollectArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Exit 1 when an organization is further behind now than this (e.g. 2h), or was never
+    /// collected: for a cron or uptime check.
+    #[arg(long)]
+    max_lag: Option<String>,
 }
 
 #[cfg(feature = "demo")]
@@ -116,6 +132,7 @@ fn dispatch(command: Command, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> 
             let collector = Collector::open(&args, cache_dir.as_deref(), rt.handle().clone())?;
             rt.block_on(async move { tokio::task::spawn_blocking(move || check(&collector)).await })?
         }
+        Command::Status(args) => status(&args, &rt),
         Command::Serve(args) => rt.block_on(crate::serve::serve(args, cache_dir)).map(|()| 0),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo(&args, cache_dir.as_deref(), &rt),
@@ -160,7 +177,7 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
     })();
     // With checkpoints elsewhere, the log destination needs only to take new objects: a probe
     // outside the log prefix, removed where the bucket allows it (a retention policy does not).
-    if s.state_dest.is_some() {
+    if s.destination.state_dest.is_some() {
         let log_probe = format!("check-probe-{}-{}", std::process::id(), chrono::Utc::now().timestamp_millis());
         match store.create(&log_probe, b"mulesoft-audit check", "text/plain") {
             Ok(_) => {
@@ -212,6 +229,61 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
             Ok(2)
         }
     }
+}
+
+/// `status`: the engine's rows, from each organization's checkpoint and status object.
+fn status(args: &StatusArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<u8> {
+    use mulesoft_audit::checkpoint::Checkpoint;
+    use mulesoft_audit::status::{self, OrgStatus};
+    let destination = args.collect.destination()?;
+    let max_lag = args
+        .max_lag
+        .as_deref()
+        .map(|text| crate::settings::parse_duration("--max-lag", text))
+        .transpose()?
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let store = store::open_destination(&destination, rt.handle().clone())?;
+    let prefix = &destination.state_prefix;
+    let stored = |e: store::StoreError| match e {
+        store::StoreError::Denied(m) => anyhow::Error::from(ConfigError(format!("state {}: {m}", store.describe()))),
+        e => anyhow::anyhow!("state {}: {e}", store.describe()),
+    };
+    // Every organization with state, and the configured ones, which may have none yet.
+    let mut orgs = std::collections::BTreeSet::new();
+    for key in store.list(prefix).map_err(stored)? {
+        let rest = key.strip_prefix(prefix.as_str()).unwrap_or(&key);
+        if let Some(org) = rest.strip_suffix("/checkpoint.json").or_else(|| rest.strip_suffix("/status.json")) {
+            orgs.insert(org.to_string());
+        }
+    }
+    let configured = args.collect.engine.0.get(mulesoft_audit::variables::ORG_ID).unwrap_or_default();
+    orgs.extend(configured.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_string));
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut rows = Vec::new();
+    for org in &orgs {
+        let key = mulesoft_audit::window::checkpoint_key(prefix, org);
+        let checkpoint = match store.read(&key).map_err(stored)? {
+            Some(object) => Some(Checkpoint::decode(&object.data, org, &key).map_err(|e| anyhow::anyhow!("{}", e.0))?),
+            None => None,
+        };
+        let status = store.read(&status::status_key(prefix, org)).map_err(stored)?;
+        rows.push(status::row(
+            org,
+            checkpoint.map(|c| (c.cursor_ms, c.pending.is_some())),
+            status.and_then(|s| OrgStatus::decode(&s.data)).as_ref(),
+            now,
+        ));
+    }
+    if args.json {
+        println!("{}", status::json(&rows));
+    } else {
+        print!("{}", status::table(&rows));
+    }
+    let code = status::exit_code(&rows, max_lag);
+    if code != 0 {
+        eprintln!("error: an organization is further behind than --max-lag, or was never collected");
+    }
+    Ok(code)
 }
 
 #[cfg(feature = "demo")]

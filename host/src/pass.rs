@@ -1,8 +1,8 @@
 //! One pass, the single entry point every trigger (`run`, `serve`, the schedule, `demo`) calls.
 
 use crate::runtime::{Runtime, Trap};
+use crate::settings::CollectArgs;
 use crate::settings::Resolved;
-use crate::settings::{CollectArgs, ConfigError};
 use crate::store;
 use crate::store::ObjectStore;
 use mulesoft_audit::collect::PassResult;
@@ -27,30 +27,7 @@ impl Collector {
         handle: tokio::runtime::Handle,
     ) -> anyhow::Result<Self> {
         let settings = args.resolve()?;
-        // A store that cannot be opened is a configuration problem, unless it was only unavailable
-        // (a metadata server slow to answer): then the next run may well succeed.
-        let open = |dest: &str, what: &'static str| {
-            store::open(dest, &settings.gcs, handle.clone()).map_err(|e| {
-                if matches!(e.downcast_ref::<store::StoreError>(), Some(store::StoreError::Unavailable(_))) {
-                    e.context(what)
-                } else {
-                    anyhow::Error::from(ConfigError(format!("{what}: {e:#}")))
-                }
-            })
-        };
-        let logs = open(&settings.dest, "destination")?;
-        let store = match &settings.state_dest {
-            Some(state_dest) => {
-                let state = open(state_dest, "state destination")?;
-                Arc::new(store::Split {
-                    logs,
-                    state,
-                    key_prefix: settings.config.key_prefix.clone(),
-                    state_prefix: settings.config.state_prefix.clone(),
-                })
-            }
-            None => logs,
-        };
+        let store = store::open_destination(&settings.destination, handle)?;
         let runtime = Arc::new(Runtime::new(cache_dir)?);
         Ok(Self { runtime, store, settings })
     }

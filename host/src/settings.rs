@@ -106,16 +106,24 @@ pub fn parse_duration(setting: &str, text: &str) -> Result<Duration, ConfigError
     mulesoft_audit::settings::parse_duration(setting, text).map_err(ConfigError)
 }
 
-/// Everything one pass needs, validated.
-#[derive(Clone)]
-pub struct Resolved {
-    pub config: wit::Config,
-    pub origin: Origin,
+/// Where log objects and checkpoints are: all that `status` needs, and part of what a pass does.
+#[derive(Clone, Debug)]
+pub struct Destination {
     pub dest: String,
     /// Where checkpoints go, when not beside the logs.
     pub state_dest: Option<String>,
     /// Where gs:// requests go, and whether they carry Google credentials.
     pub gcs: GcsEndpoint,
+    pub key_prefix: String,
+    pub state_prefix: String,
+}
+
+/// Everything one pass needs, validated.
+#[derive(Clone)]
+pub struct Resolved {
+    pub config: wit::Config,
+    pub origin: Origin,
+    pub destination: Destination,
     pub limits: Limits,
     /// The secret, kept to scrub it from any text we print.
     pub secret: String,
@@ -126,7 +134,7 @@ impl std::fmt::Debug for Resolved {
         f.debug_struct("Resolved")
             .field("orgs", &self.config.org_ids)
             .field("origin", &self.origin)
-            .field("dest", &self.dest)
+            .field("destination", &self.destination)
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +147,20 @@ impl CollectArgs {
         // The sandbox lets the component reach this origin only (plain http only on loopback).
         let origin = Origin::from_base_url(&configured.settings.base.url(""))
             .map_err(|e| bad(format!("{}: {e}", values.label(variables::BASE_URL))))?;
+        let destination = self.destination()?;
+        let run_time = parse_duration("--max-run-time", &self.max_run_time)?;
+        let limits = Limits {
+            memory_bytes: self.memory_mib << 20,
+            run_time,
+            http: Timeouts { first_byte: configured.http_timeout, ..Timeouts::default() },
+        };
+        let secret = configured.raw.client_secret.clone();
+        Ok(Resolved { config: configured.raw.into(), origin, destination, limits, secret })
+    }
+
+    /// Where objects and checkpoints are, without the settings a pass needs besides (no API
+    /// credentials): for `status`.
+    pub fn destination(&self) -> Result<Destination, ConfigError> {
         let dest = match (&self.dest, &self.bucket) {
             (Some(d), _) if !d.trim().is_empty() => d.trim().to_string(),
             (_, Some(b)) if !b.trim().is_empty() => format!("gs://{}", b.trim()),
@@ -148,16 +170,10 @@ impl CollectArgs {
         };
         let gcs =
             GcsEndpoint::resolve(self.gcs_endpoint.as_deref(), std::env::var("STORAGE_EMULATOR_HOST").ok().as_deref())?;
-        let run_time = parse_duration("--max-run-time", &self.max_run_time)?;
-        let limits = Limits {
-            memory_bytes: self.memory_mib << 20,
-            run_time,
-            http: Timeouts { first_byte: configured.http_timeout, ..Timeouts::default() },
-        };
         let state_dest =
             self.state_dest.as_deref().map(str::trim).filter(|d| !d.is_empty() && *d != dest).map(str::to_string);
-        let secret = configured.raw.client_secret.clone();
-        Ok(Resolved { config: configured.raw.into(), origin, dest, state_dest, gcs, limits, secret })
+        let (key_prefix, state_prefix) = variables::prefixes(&self.engine.0);
+        Ok(Destination { dest, state_dest, gcs, key_prefix, state_prefix })
     }
 }
 

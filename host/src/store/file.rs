@@ -184,6 +184,42 @@ impl ObjectStore for FileStore {
         }
     }
 
+    /// Walks the directories the prefix can lie in; hidden files (temporaries, locks) are not
+    /// objects.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let start = match prefix.rfind('/') {
+            Some(i) => self.root.join(&prefix[..i]),
+            None => self.root.clone(),
+        };
+        let mut keys = Vec::new();
+        let mut dirs = vec![start];
+        while let Some(dir) = dirs.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error("listing", &dir, &e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| io_error("listing", &dir, &e))?;
+                if entry.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                let path = entry.path();
+                let kind = entry.file_type().map_err(|e| io_error("listing", &path, &e))?;
+                if kind.is_dir() {
+                    dirs.push(path);
+                } else if let Ok(relative) = path.strip_prefix(&self.root) {
+                    let key = relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+                    if key.starts_with(prefix) {
+                        keys.push(key);
+                    }
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     fn describe(&self) -> String {
         format!("file://{}", self.root.display())
     }

@@ -76,6 +76,10 @@ impl ObjectStore for MemoryStore {
         Ok(if self.lock().objects.contains_key(key) { Presence::Present } else { Presence::Absent })
     }
 
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.lock().objects.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+    }
+
     fn describe(&self) -> String {
         "memory:".into()
     }

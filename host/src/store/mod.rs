@@ -8,7 +8,7 @@ pub mod gcs;
 pub mod memory;
 
 pub use crate::bindings::Presence;
-use crate::settings::GcsEndpoint;
+use crate::settings::{ConfigError, Destination, GcsEndpoint};
 use std::sync::Arc;
 
 /// Why a store call failed: the engine's type (the WIT `store-error` says what is retryable),
@@ -37,6 +37,9 @@ pub trait ObjectStore: Send + Sync {
     /// Whether an object exists, or existed from `since_ms` on and was deleted (the WIT
     /// `presence`).
     fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError>;
+    /// The keys of the objects under `prefix` (a key prefix, e.g. `state/`), sorted. For
+    /// `status` and `verify`, which read what passes left; the collector itself never lists.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Where it stores, for logs (no credentials in it).
     fn describe(&self) -> String;
     /// Whose credentials it writes with, for `check` (never a token); `None` where none apply.
@@ -90,6 +93,18 @@ impl ObjectStore for Split {
     fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
         self.route(key).presence(key, since_ms)
     }
+    /// Under the state prefix from the state destination, anything else from the logs'.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        if prefix.starts_with(&self.state_prefix) && !prefix.starts_with(&self.key_prefix) {
+            return self.state.list(prefix);
+        }
+        let mut keys = self.logs.list(prefix)?;
+        if self.state_prefix.starts_with(prefix) {
+            keys.extend(self.state.list(&self.state_prefix)?);
+            keys.sort();
+        }
+        Ok(keys)
+    }
     fn describe(&self) -> String {
         format!("{} (checkpoints in {})", self.logs.describe(), self.state.describe())
     }
@@ -109,6 +124,34 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
         return Err(StoreError::Other(format!("invalid key `{key}`")));
     }
     Ok(())
+}
+
+/// Opens the store of a destination: the logs' store, or with `--state-dest` a [`Split`] of
+/// the two. A store that cannot be opened is a configuration problem, unless it was only
+/// unavailable (a metadata server slow to answer): then the next run may well succeed.
+pub fn open_destination(
+    destination: &Destination,
+    handle: tokio::runtime::Handle,
+) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    let open_one = |dest: &str, what: &'static str| {
+        open(dest, &destination.gcs, handle.clone()).map_err(|e| {
+            if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Unavailable(_))) {
+                e.context(what)
+            } else {
+                anyhow::Error::from(ConfigError(format!("{what}: {e:#}")))
+            }
+        })
+    };
+    let logs = open_one(&destination.dest, "destination")?;
+    Ok(match &destination.state_dest {
+        Some(state_dest) => Arc::new(Split {
+            logs,
+            state: open_one(state_dest, "state destination")?,
+            key_prefix: destination.key_prefix.clone(),
+            state_prefix: destination.state_prefix.clone(),
+        }),
+        None => logs,
+    })
 }
 
 /// Opens the store a destination URL names: `gs://bucket[/prefix]`, `file:///dir`, a plain path,
@@ -170,6 +213,11 @@ pub(crate) mod contract {
         store.delete("logs/p/0").unwrap();
         assert!(store.read("logs/p/0").unwrap().is_none());
         assert!(store.create("../escape", b"x", "text/plain").is_err());
+
+        assert_eq!(store.list("logs/").unwrap(), ["logs/2024/01/01/x.json.gz"], "sorted, deleted ones gone");
+        assert_eq!(store.list("state/").unwrap(), ["state/o/cp"], "no temporaries or locks");
+        assert_eq!(store.list("logs/2024/01/0").unwrap(), ["logs/2024/01/01/x.json.gz"], "a prefix inside a name");
+        assert!(store.list("nothing/").unwrap().is_empty());
     }
 }
 

@@ -321,6 +321,44 @@ impl ObjectStore for GcsStore {
         })
     }
 
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let full = format!("{}{prefix}", self.prefix);
+        self.block_on(async {
+            let mut keys = Vec::new();
+            let mut page_token: Option<String> = None;
+            loop {
+                let mut url = format!(
+                    "{}/storage/v1/b/{}/o?prefix={}&fields=items(name),nextPageToken&maxResults=1000",
+                    self.endpoint,
+                    self.bucket,
+                    encode_segment(&full)
+                );
+                if let Some(token) = &page_token {
+                    url.push_str(&format!("&pageToken={}", encode_segment(token)));
+                }
+                let reply = self.send("listing objects", || self.client.get(&url)).await?;
+                if reply.status != 200 {
+                    return Err(self.final_error("listing objects", reply.status, &reply.body));
+                }
+                let page: serde_json::Value = serde_json::from_slice(&reply.body)
+                    .map_err(|e| StoreError::Other(format!("listing objects: {e}")))?;
+                let names = page["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+                keys.extend(
+                    names
+                        .iter()
+                        .filter_map(|item| item["name"].as_str()?.strip_prefix(&self.prefix))
+                        .map(str::to_string),
+                );
+                match page["nextPageToken"].as_str() {
+                    Some(token) if !token.is_empty() => page_token = Some(token.to_string()),
+                    _ => break,
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        })
+    }
+
     fn describe(&self) -> String {
         format!("gs://{}/{}", self.bucket, self.prefix)
     }

@@ -1,0 +1,250 @@
+//! What each organization's passes did, kept beside its checkpoint so that `status` can answer
+//! from the state alone: the last success, the last failure, failures in a row, totals.
+//!
+//! It is a separate object (`<state prefix><org>/status.json`), not part of the checkpoint: the
+//! checkpoint's compare-and-swap protocol stays exactly as it is, and a status that cannot be
+//! written (a conflict with another pass, an outage) costs a line of history, never an entry.
+
+use crate::platform::ObjectStore;
+use crate::settings::{Failure, OrgSummary};
+use serde::{Deserialize, Serialize};
+
+/// Identifies our status objects.
+pub const FORMAT: &str = "mulesoft-audit/status";
+
+/// The status object's key for an organization.
+pub fn status_key(state_prefix: &str, org_id: &str) -> String {
+    format!("{state_prefix}{org_id}/status.json")
+}
+
+/// One organization's pass history, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgStatus {
+    pub format: String,
+    pub org_id: String,
+    /// When the last pass that succeeded for it ended (Unix ms).
+    pub last_success_ms: Option<i64>,
+    /// The last failure, whenever it was.
+    pub last_failure: Option<LastFailure>,
+    /// Passes failed since the last success.
+    pub failed_in_a_row: u32,
+    /// Entries and objects delivered by every pass that recorded its status.
+    pub entries_written: u64,
+    pub objects_written: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastFailure {
+    pub at_ms: i64,
+    /// The report's kind name.
+    pub kind: String,
+    pub message: String,
+}
+
+impl OrgStatus {
+    /// Adds a pass's outcome for this organization: what it wrote (also when it then failed),
+    /// and whether it failed.
+    pub fn add(&mut self, now_ms: i64, summary: Option<&OrgSummary>, failure: Option<&Failure>) {
+        if let Some(summary) = summary {
+            self.entries_written += summary.entries_written;
+            self.objects_written += summary.objects.iter().filter(|o| !o.starts_with('(')).count() as u64;
+        }
+        match failure {
+            None => {
+                self.last_success_ms = Some(now_ms);
+                self.failed_in_a_row = 0;
+            }
+            Some(f) => {
+                self.failed_in_a_row += 1;
+                self.last_failure =
+                    Some(LastFailure { at_ms: now_ms, kind: f.kind.name().to_string(), message: f.message.clone() });
+            }
+        }
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice::<Self>(bytes).ok().filter(|s| s.format == FORMAT)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Records a pass's outcome for `org` in its status object, by compare-and-swap so that two
+/// passes do not lose each other's counts. Best effort: see the module docs.
+pub fn record<S: ObjectStore>(
+    store: &mut S,
+    state_prefix: &str,
+    org: &str,
+    now_ms: i64,
+    summary: Option<&OrgSummary>,
+    failure: Option<&Failure>,
+) {
+    let key = status_key(state_prefix, org);
+    for _ in 0..3 {
+        let (mut status, generation) = match store.read(&key) {
+            Ok(Some((bytes, generation))) => (OrgStatus::decode(&bytes).unwrap_or_default(), generation),
+            Ok(None) => (OrgStatus::default(), 0),
+            Err(_) => return,
+        };
+        status.format = FORMAT.to_string();
+        status.org_id = org.to_string();
+        status.add(now_ms, summary, failure);
+        match store.write_if_generation(&key, &status.encode(), crate::delivery::CONTENT_TYPE_STATE, generation) {
+            Err(crate::platform::StoreError::GenerationMismatch) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// One organization as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Row {
+    pub org_id: String,
+    /// Every entry before this time is delivered (RFC 3339); `None` without a checkpoint.
+    pub cursor: Option<String>,
+    /// How far the cursor is behind now, in seconds.
+    pub lag_seconds: Option<i64>,
+    pub last_success: Option<String>,
+    pub last_failure: Option<RowFailure>,
+    pub failed_in_a_row: u32,
+    pub entries_written: u64,
+    pub objects_written: u64,
+    /// A pass stopped between creating an object and recording it; the next pass settles it.
+    pub pending: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowFailure {
+    pub at: String,
+    pub kind: String,
+    pub message: String,
+}
+
+/// The row for an organization from its checkpoint (`cursor_ms`, whether a pending object
+/// waits) and its status object, at `now_ms`.
+pub fn row(org_id: &str, checkpoint: Option<(i64, bool)>, status: Option<&OrgStatus>, now_ms: i64) -> Row {
+    let time = crate::window::rfc3339_ms;
+    let status = status.cloned().unwrap_or_default();
+    Row {
+        org_id: org_id.to_string(),
+        cursor: checkpoint.map(|(cursor, _)| time(cursor)),
+        lag_seconds: checkpoint.map(|(cursor, _)| now_ms.saturating_sub(cursor) / 1000),
+        last_success: status.last_success_ms.map(time),
+        last_failure: status.last_failure.map(|f| RowFailure { at: time(f.at_ms), kind: f.kind, message: f.message }),
+        failed_in_a_row: status.failed_in_a_row,
+        entries_written: status.entries_written,
+        objects_written: status.objects_written,
+        pending: checkpoint.is_some_and(|(_, pending)| pending),
+    }
+}
+
+/// `status`'s exit code: 1 when an organization is further behind than `max_lag_seconds` (or has
+/// no checkpoint at all), else 0.
+pub fn exit_code(rows: &[Row], max_lag_seconds: Option<i64>) -> u8 {
+    let behind = |r: &Row| r.lag_seconds.is_none_or(|lag| max_lag_seconds.is_some_and(|max| lag > max));
+    u8::from(max_lag_seconds.is_some() && rows.iter().any(behind))
+}
+
+/// `status --json`: `{"orgs": [rows]}`.
+pub fn json(rows: &[Row]) -> String {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        orgs: &'a [Row],
+    }
+    serde_json::to_string(&Out { orgs: rows }).unwrap_or_default()
+}
+
+/// `status` as a table for a person.
+pub fn table(rows: &[Row]) -> String {
+    let mut out = format!(
+        "{:<38} {:<24} {:>10} {:<24} {:>12} {}\n",
+        "ORGANIZATION", "DELIVERED UP TO", "LAG", "LAST SUCCESS", "ENTRIES", "LAST FAILURE"
+    );
+    for r in rows {
+        let lag = r.lag_seconds.map_or("-".to_string(), human_seconds);
+        let failure = match &r.last_failure {
+            Some(f) => {
+                let streak =
+                    if r.failed_in_a_row > 0 { format!(" ({} in a row)", r.failed_in_a_row) } else { String::new() };
+                format!("{} {}{streak}: {}", f.at, f.kind, f.message)
+            }
+            None => "-".to_string(),
+        };
+        out.push_str(&format!(
+            "{:<38} {:<24} {:>10} {:<24} {:>12} {}{}\n",
+            r.org_id,
+            r.cursor.as_deref().unwrap_or("(no checkpoint)"),
+            lag,
+            r.last_success.as_deref().unwrap_or("-"),
+            r.entries_written,
+            failure,
+            if r.pending { " [an object awaits recovery]" } else { "" }
+        ));
+    }
+    out
+}
+
+/// `95s`, `12m`, `3h10m`, `2d4h`.
+fn human_seconds(s: i64) -> String {
+    match s {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doubles::MemoryStore;
+    use crate::settings::ErrorKind;
+
+    fn summary(entries: u64) -> OrgSummary {
+        OrgSummary {
+            org_id: "org-1".into(),
+            entries_written: entries,
+            objects: vec!["logs/a".into(), "(claimed) logs/b".into()],
+            ..OrgSummary::default()
+        }
+    }
+
+    #[test]
+    fn passes_add_up_and_a_success_ends_a_streak() {
+        let mut store = MemoryStore::default();
+        let failure = Failure::new(ErrorKind::Unavailable, "HTTP 503 for 6 attempts");
+        record(&mut store, "state/", "org-1", 1_000, Some(&summary(10)), None);
+        record(&mut store, "state/", "org-1", 2_000, Some(&summary(5)), Some(&failure));
+        record(&mut store, "state/", "org-1", 3_000, None, Some(&failure));
+        let (bytes, _) = store.read("state/org-1/status.json").unwrap().unwrap();
+        let status = OrgStatus::decode(&bytes).unwrap();
+        assert_eq!((status.entries_written, status.objects_written), (15, 2));
+        assert_eq!((status.last_success_ms, status.failed_in_a_row), (Some(1_000), 2));
+        assert_eq!(status.last_failure.as_ref().map(|f| (f.at_ms, f.kind.as_str())), Some((3_000, "unavailable")));
+        record(&mut store, "state/", "org-1", 4_000, Some(&summary(0)), None);
+        let (bytes, _) = store.read("state/org-1/status.json").unwrap().unwrap();
+        let status = OrgStatus::decode(&bytes).unwrap();
+        assert_eq!((status.last_success_ms, status.failed_in_a_row), (Some(4_000), 0));
+        assert!(status.last_failure.is_some(), "the last failure stays on record");
+    }
+
+    #[test]
+    fn rows_lag_and_the_exit_code() {
+        let hour = 3_600_000;
+        let status = OrgStatus { failed_in_a_row: 3, ..OrgStatus::default() };
+        let fresh = row("org-1", Some((10 * hour, false)), Some(&status), 10 * hour + 95_000);
+        assert_eq!(fresh.lag_seconds, Some(95));
+        let stale = row("org-2", Some((7 * hour, true)), None, 10 * hour);
+        assert_eq!(stale.lag_seconds, Some(3 * 3600));
+        let never = row("org-3", None, None, 10 * hour);
+        assert_eq!(exit_code(std::slice::from_ref(&fresh), Some(7200)), 0);
+        assert_eq!(exit_code(&[fresh.clone(), stale.clone()], Some(7200)), 1);
+        assert_eq!(exit_code(&[fresh.clone(), stale.clone()], None), 0, "no threshold, no verdict");
+        assert_eq!(exit_code(&[fresh.clone(), never.clone()], Some(7200)), 1, "never collected is behind");
+        let table = table(&[fresh, stale, never]);
+        assert!(table.contains("95s") && table.contains("3h0m") && table.contains("(no checkpoint)"), "{table}");
+        assert!(table.contains("[an object awaits recovery]"), "{table}");
+    }
+}
