@@ -90,6 +90,21 @@ impl wit::Guest for Component {
         })
     }
 
+    fn verify(
+        config: wit::Config,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+        repair: bool,
+        log_objects: Vec<String>,
+    ) -> wit::Report {
+        let settings = match Self::settings(config) {
+            Ok(settings) => settings,
+            Err(error) => return Report::from(PassResult::from(error)).into(),
+        };
+        let request = crate::verify::Request { since_ms, until_ms, repair };
+        crate::verify::verify(&mut WasiPlatform, &mut HostStore, &settings, request, &log_objects).into()
+    }
+
     fn report_of(outcome: Result<wit::RunSummary, wit::RunError>) -> wit::Report {
         Report::from(outcome.map_or_else(PassResult::from, PassResult::from)).into()
     }

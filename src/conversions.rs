@@ -113,7 +113,13 @@ macro_rules! wit_conversions {
 
         impl From<$crate::report::Report> for $($c)::+::Report {
             fn from(report: $crate::report::Report) -> Self {
-                Self { json: report.json(), errors: report.error_lines().collect(), exit_code: report.exit_code }
+                Self { json: report.json(), lines: report.error_lines().collect(), exit_code: report.exit_code }
+            }
+        }
+
+        impl From<$crate::verify::VerifyReport> for $($c)::+::Report {
+            fn from(report: $crate::verify::VerifyReport) -> Self {
+                Self { json: report.json(), lines: report.lines(), exit_code: report.exit_code() }
             }
         }
 

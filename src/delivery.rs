@@ -88,11 +88,22 @@ struct Builder {
     prune_at: usize,
 }
 
+/// Whose objects a delivery writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A pass's: the organization's checkpoint, objects named by the organization.
+    Collect,
+    /// `verify --repair`'s: a checkpoint and object names of its own (`<org>-repair`), so that
+    /// its sequence never meets the pass's, through the same write order and recovery.
+    Repair,
+}
+
 /// One organization's checkpoint and the object being filled.
 pub struct Delivery<'s, S: ObjectStore> {
     store: &'s mut S,
     settings: &'s Settings,
-    org: String,
+    /// The organization's part of object names.
+    name: String,
     checkpoint_key: String,
     pub checkpoint: Checkpoint,
     /// Generation of the stored checkpoint; 0 when there is none yet.
@@ -111,7 +122,21 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         org: &str,
         start: impl FnOnce() -> Result<i64, Failure>,
     ) -> Result<Self, Failure> {
-        let checkpoint_key = window::checkpoint_key(&settings.state_prefix, org);
+        Self::open_as(store, settings, org, Role::Collect, start)
+    }
+
+    /// [`Delivery::open`] for a [`Role`].
+    pub fn open_as(
+        store: &'s mut S,
+        settings: &'s Settings,
+        org: &str,
+        role: Role,
+        start: impl FnOnce() -> Result<i64, Failure>,
+    ) -> Result<Self, Failure> {
+        let (checkpoint_key, name) = match role {
+            Role::Collect => (window::checkpoint_key(&settings.state_prefix, org), org.to_string()),
+            Role::Repair => (window::repair_checkpoint_key(&settings.state_prefix, org), format!("{org}-repair")),
+        };
         let stored =
             store.read(&checkpoint_key).map_err(|e| storage_failure("reading checkpoint", &checkpoint_key, &e))?;
         let (checkpoint, generation, first) = match stored {
@@ -122,16 +147,8 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             }
             None => (Checkpoint::new(org, start()?), 0, true),
         };
-        let mut delivery = Self {
-            store,
-            settings,
-            org: org.to_string(),
-            checkpoint_key,
-            checkpoint,
-            generation,
-            builder: None,
-            now_ms: 0,
-        };
+        let mut delivery =
+            Self { store, settings, name, checkpoint_key, checkpoint, generation, builder: None, now_ms: 0 };
         if first {
             delivery.save()?;
         }
@@ -296,7 +313,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             return Ok(());
         };
         let seq = self.checkpoint.next_seq;
-        let key = window::object_key(&self.settings.key_prefix, builder.day, &self.org, seq);
+        let key = window::object_key(&self.settings.key_prefix, builder.day, &self.name, seq);
         // What recording it will change: keys that a later window may read again.
         let cursor_after = builder.last_ms.map_or(self.checkpoint.cursor_ms, |l| l.max(self.checkpoint.cursor_ms));
         let floor = cursor_after - self.settings.overlap_ms;

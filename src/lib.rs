@@ -20,6 +20,7 @@ pub mod retry;
 pub mod settings;
 pub mod status;
 pub mod variables;
+pub mod verify;
 pub mod window;
 
 #[cfg(test)]

@@ -19,9 +19,13 @@ pub fn status_key(state_prefix: &str, org_id: &str) -> String {
 
 /// One organization's pass history, as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OrgStatus {
     pub format: String,
     pub org_id: String,
+    /// Where the first pass that recorded a status began reading (Unix ms): `verify` checks
+    /// nothing earlier unless asked to.
+    pub started_ms: Option<i64>,
     /// When the last pass that succeeded for it ended (Unix ms).
     pub last_success_ms: Option<i64>,
     /// The last failure, whenever it was.
@@ -46,6 +50,10 @@ impl OrgStatus {
     /// and whether it failed.
     pub fn add(&mut self, now_ms: i64, summary: Option<&OrgSummary>, failure: Option<&Failure>) {
         if let Some(summary) = summary {
+            if self.started_ms.is_none() {
+                self.started_ms =
+                    chrono::DateTime::parse_from_rfc3339(&summary.window_start).ok().map(|t| t.timestamp_millis());
+            }
             self.entries_written += summary.entries_written;
             self.objects_written += summary.objects.iter().filter(|o| !o.starts_with('(')).count() as u64;
         }

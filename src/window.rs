@@ -53,6 +53,11 @@ pub fn object_key(prefix: &str, day: (i32, u32, u32), org_id: &str, seq: u64) ->
     format!("{prefix}{y:04}/{m:02}/{d:02}/mulesoft-audit-{org_id}-{seq:010}.json.gz")
 }
 
+/// `{state_prefix}{org}/repair.json`: the checkpoint of `verify --repair`'s objects.
+pub fn repair_checkpoint_key(state_prefix: &str, org_id: &str) -> String {
+    format!("{state_prefix}{org_id}/repair.json")
+}
+
 /// `{state_prefix}{org}/checkpoint.json`.
 pub fn checkpoint_key(state_prefix: &str, org_id: &str) -> String {
     format!("{state_prefix}{org_id}/checkpoint.json")

@@ -18,6 +18,7 @@
 //! - `storage`: GCS faults through a fault-injecting proxy, missing bucket, checkpoint conflicts.
 //! - `serve`: the HTTP trigger (Pub/Sub push, CloudEvents, bad bodies, concurrent triggers).
 //! - `status`: the state's account of each organization, `--max-lag`, on a directory and a bucket.
+//! - `verify`: missing and doubled entries counted against the API, `--repair`, its cost.
 
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -35,3 +36,4 @@ mod serve;
 mod simulator;
 mod status;
 mod storage;
+mod verify;

@@ -44,7 +44,7 @@ function outcome(call) {
 const failed = (failure) => ({ tag: 'err', val: { failures: [failure], completed: [] } });
 
 function print(report) {
-  for (const line of report.errors) console.error(line);
+  for (const line of report.lines) console.error(line);
   console.log(report.json);
   return report.exitCode;
 }

@@ -43,6 +43,9 @@ enum Command {
     Serve(crate::serve::ServeArgs),
     /// Validates settings, credentials, retention access and write access; changes nothing.
     Check(CollectArgs),
+    /// Proves delivery: per organization, the API's entries in a window against the delivered
+    /// objects (missing, duplicated); `--repair` delivers what is missing, exactly once.
+    Verify(VerifyArgs),
     /// Per organization, from the state alone (no API call, no Anypoint credentials): how far
     /// delivery got, how far behind now, the last success and the last failure.
     Status(StatusArgs),
@@ -51,6 +54,20 @@ enum Command {
     Demo(DemoArgs),
     /// Compiles the embedded component into the cache directory (for container images).
     Precompile,
+}
+
+#[derive(clap::Args)]
+struct VerifyArgs {
+    /// The settings of the passes that delivered (`--since` given on the command line is the
+    /// start of the window verified; the variable, a backfill setting, is not).
+    #[command(flatten)]
+    collect: CollectArgs,
+    /// The end of the window (default: up to what the collector will not read again).
+    #[arg(long)]
+    until: Option<String>,
+    /// Deliver the missing entries in new objects, then verify again.
+    #[arg(long)]
+    repair: bool,
 }
 
 #[derive(clap::Args)]
@@ -133,6 +150,11 @@ fn dispatch(command: Command, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> 
             rt.block_on(async move { tokio::task::spawn_blocking(move || check(&collector)).await })?
         }
         Command::Status(args) => status(&args, &rt),
+        Command::Verify(args) => {
+            let request = args.request()?;
+            let collector = Collector::open(&args.collect, cache_dir.as_deref(), rt.handle().clone())?;
+            rt.block_on(async move { tokio::task::spawn_blocking(move || verify(&collector, request)).await })?
+        }
         Command::Serve(args) => rt.block_on(crate::serve::serve(args, cache_dir)).map(|()| 0),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo(&args, cache_dir.as_deref(), &rt),
@@ -229,6 +251,54 @@ fn check(collector: &Collector) -> anyhow::Result<u8> {
             Ok(2)
         }
     }
+}
+
+impl VerifyArgs {
+    /// What is asked: the window (`--since` from the command line only, `--until`), repair.
+    fn request(&self) -> Result<mulesoft_audit::verify::Request, ConfigError> {
+        use mulesoft_audit::settings::parse_since;
+        use mulesoft_audit::variables::SINCE;
+        let values = &self.collect.engine.0;
+        let since = match values.get(SINCE) {
+            Some(text) if values.label(SINCE) == "--since" => Some(parse_since("--since", text).map_err(ConfigError)?),
+            _ => None,
+        };
+        let until = self.until.as_deref().map(|t| parse_since("--until", t)).transpose().map_err(ConfigError)?;
+        if let (Some(since), Some(until)) = (since, until)
+            && since > until
+        {
+            return Err(ConfigError("--since is after --until: nothing to verify".into()));
+        }
+        Ok(mulesoft_audit::verify::Request { since_ms: since, until_ms: until, repair: self.repair })
+    }
+}
+
+/// `verify`: the component's verdict over the objects the host lists.
+fn verify(collector: &Collector, request: mulesoft_audit::verify::Request) -> anyhow::Result<u8> {
+    let s = &collector.settings;
+    let log_objects = collector.store.list(&s.destination.key_prefix).map_err(|e| match e {
+        store::StoreError::Denied(m) => anyhow::Error::from(ConfigError(format!("listing log objects: {m}"))),
+        e => anyhow::anyhow!("listing log objects in {}: {e}", collector.store.describe()),
+    })?;
+    tracing::info!(objects = log_objects.len(), repair = request.repair, "verifying");
+    let report = collector.runtime.verify(
+        &s.limits,
+        s.origin.clone(),
+        collector.store.clone(),
+        &s.config,
+        request,
+        &log_objects,
+    );
+    let (json, lines, code) = match report {
+        Ok(report) => (report.json, report.lines, report.exit_code),
+        Err(trap) => {
+            let report = Report::stopped(trap.kind(), crate::pass::scrub(&format!("{trap}"), &s.secret));
+            (report.json(), report.error_lines().collect(), report.exit_code)
+        }
+    };
+    lines.iter().for_each(|line| eprintln!("{line}"));
+    println!("{json}");
+    Ok(code)
 }
 
 /// `status`: the engine's rows, from each organization's checkpoint and status object.

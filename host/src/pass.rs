@@ -1,6 +1,6 @@
 //! One pass, the single entry point every trigger (`run`, `serve`, the schedule, `demo`) calls.
 
-use crate::runtime::{Runtime, Trap};
+use crate::runtime::Runtime;
 use crate::settings::CollectArgs;
 use crate::settings::Resolved;
 use crate::store;
@@ -40,14 +40,7 @@ impl Collector {
         let outcome = self.runtime.run(&s.limits, s.origin.clone(), self.store.clone(), &s.config);
         let report = match outcome {
             Ok(outcome) => Report::from(outcome.map_or_else(PassResult::from, PassResult::from)),
-            Err(trap) => {
-                let kind = match trap {
-                    Trap::TimeLimit(_) => "time-limit",
-                    Trap::MemoryLimit(_) => "memory-limit",
-                    Trap::Other(_) => "trap",
-                };
-                Report::stopped(kind, scrub(&format!("{trap}"), &s.secret))
-            }
+            Err(trap) => Report::stopped(trap.kind(), scrub(&format!("{trap}"), &s.secret)),
         };
         tracing::info!(
             status = report.status.name(),

@@ -54,6 +54,17 @@ pub enum Trap {
     Other(anyhow::Error),
 }
 
+impl Trap {
+    /// The report's failure kind for it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::TimeLimit(_) => "time-limit",
+            Self::MemoryLimit(_) => "memory-limit",
+            Self::Other(_) => "trap",
+        }
+    }
+}
+
 struct RunState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
@@ -202,6 +213,24 @@ impl Runtime {
         let (mut wasm_store, instance) =
             self.instantiate(limits, origin, Arc::new(crate::store::memory::MemoryStore::default()))?;
         instance.mulesoft_audit_collector().call_check(&mut wasm_store, config).map_err(|e| classify_trap(e, limits))
+    }
+
+    /// The component's `verify` over the objects `log_objects` names.
+    pub fn verify(
+        &self,
+        limits: &Limits,
+        origin: Origin,
+        store: Arc<dyn ObjectStore>,
+        config: &wit::Config,
+        request: mulesoft_audit::verify::Request,
+        log_objects: &[String],
+    ) -> Result<wit::Report, Trap> {
+        let (mut wasm_store, instance) = self.instantiate(limits, origin, store)?;
+        let mulesoft_audit::verify::Request { since_ms, until_ms, repair } = request;
+        instance
+            .mulesoft_audit_collector()
+            .call_verify(&mut wasm_store, config, since_ms, until_ms, repair, log_objects)
+            .map_err(|e| classify_trap(e, limits))
     }
 
     fn instantiate(

@@ -1,0 +1,474 @@
+//! `verify`: proves, per organization and window, that every entry the API shows was delivered
+//! exactly once, by comparing the API's entries (identity and time only) with the entries of the
+//! delivered objects. With `repair`, entries found missing are delivered in new objects through
+//! the same write order and recovery as a pass ([`Role::Repair`]), and the objects are read again.
+//!
+//! The window ends, at the latest, just before the checkpoint's read floor: entries the collector
+//! will never read again. Later ones may still be delivered by the next pass's overlap (entries
+//! that became visible late), so neither verifying nor repairing them could be right yet.
+
+use crate::anypoint::Client;
+use crate::checkpoint::Checkpoint;
+use crate::delivery::{Delivery, Entry, Role, storage_failure};
+use crate::entry;
+use crate::gzip::gunzip;
+use crate::paging::{Slice, page_request};
+use crate::platform::{Method, ObjectStore, Platform};
+use crate::settings::{ErrorKind, Failure, OrgSummary, Settings, exit_code};
+use crate::status::{OrgStatus, status_key};
+use crate::window;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+
+/// The window verified when none is given: the last day before the read floor.
+const DEFAULT_SPAN_MS: i64 = 86_400_000;
+/// Missing entries named in the report, oldest first.
+const NAMED_MISSING: usize = 10;
+
+/// What was asked: the window's bounds (Unix ms, inclusive), when given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub repair: bool,
+}
+
+/// One organization's verdict.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OrgVerdict {
+    pub org_id: String,
+    pub window_start: String,
+    pub window_end: String,
+    /// Entries the API shows in the window.
+    pub expected: u64,
+    /// Entries of the window found in delivered objects (each copy counted).
+    pub delivered: u64,
+    /// Expected entries in no delivered object.
+    pub missing: u64,
+    /// Extra copies of delivered entries.
+    pub duplicates: u64,
+    /// Delivered entries of the window that the API does not show (deleted at the source, or
+    /// past its retention).
+    pub unexpected: u64,
+    /// Entries of the objects read that lie outside the window (verified by another window).
+    pub outside_window: u64,
+    /// Objects read.
+    pub objects_read: u64,
+    /// Objects the checkpoint says were written that are not in the store: the SecOps feed's
+    /// source deletion removes what it ingested, so their entries show as missing here.
+    pub objects_not_found: u64,
+    /// The first missing entries (after a repair: those still missing).
+    pub first_missing: Vec<MissingEntry>,
+    /// Entries delivered by this repair.
+    pub repaired: u64,
+    /// API requests this verification sent.
+    pub requests: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MissingEntry {
+    /// The entry's dedup key: `i:<id>`, or a hash where it has no short id.
+    pub key: String,
+    pub timestamp: Option<String>,
+}
+
+/// Every organization's verdict, and what stopped some.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub orgs: Vec<OrgVerdict>,
+    pub failures: Vec<Failure>,
+}
+
+impl VerifyReport {
+    /// Complete: nothing missing, nothing twice, nothing failed.
+    pub fn complete(&self) -> bool {
+        self.failures.is_empty() && self.orgs.iter().all(|o| o.missing == 0 && o.duplicates == 0)
+    }
+
+    /// 0 complete, 1 incomplete (or a failure a later run can get past), 2 a setting to fix.
+    pub fn exit_code(&self) -> u8 {
+        exit_code(self.failures.iter().map(|f| f.kind)).max(u8::from(!self.complete()))
+    }
+
+    /// The JSON report: `status` (`complete`, `incomplete`), `orgs`, `failures`.
+    pub fn json(&self) -> String {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            status: &'static str,
+            orgs: &'a [OrgVerdict],
+            failures: Vec<crate::report::FailureReport>,
+        }
+        let out = Out {
+            status: if self.complete() { "complete" } else { "incomplete" },
+            orgs: &self.orgs,
+            failures: self.failures.iter().cloned().map(Into::into).collect(),
+        };
+        serde_json::to_string(&out).unwrap_or_default()
+    }
+
+    /// Lines for a person, on stderr.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for o in &self.orgs {
+            lines.push(format!(
+                "organization {}: {} .. {}: expected {}, delivered {}, missing {}, duplicates {}{}",
+                o.org_id,
+                o.window_start,
+                o.window_end,
+                o.expected,
+                o.delivered,
+                o.missing,
+                o.duplicates,
+                if o.repaired > 0 { format!(", repaired {}", o.repaired) } else { String::new() }
+            ));
+            for m in &o.first_missing {
+                lines.push(format!("  missing {} ({})", m.key, m.timestamp.as_deref().unwrap_or("no time")));
+            }
+            if o.objects_not_found > 0 {
+                lines.push(format!(
+                    "  {} objects the checkpoint records are not in the store (the SecOps feed's source deletion removes ingested objects): their entries cannot be checked here",
+                    o.objects_not_found
+                ));
+            }
+            if o.unexpected > 0 {
+                lines.push(format!(
+                    "  {} delivered entries the API no longer shows (deleted at the source or past retention)",
+                    o.unexpected
+                ));
+            }
+        }
+        for f in &self.failures {
+            lines.push(match &f.org_id {
+                Some(org) => format!("error: organization {org}: {}", f.message),
+                None => format!("error: {}", f.message),
+            });
+        }
+        lines
+    }
+}
+
+/// Verifies (and with `request.repair`, repairs) every configured organization. `log_objects`
+/// are the keys under the log prefix, listed by the host.
+pub fn verify<P: Platform, S: ObjectStore>(
+    platform: &mut P,
+    store: &mut S,
+    settings: &Settings,
+    request: Request,
+    log_objects: &[String],
+) -> VerifyReport {
+    let mut report = VerifyReport::default();
+    let mut client = Client::new(platform, settings);
+    let orgs = match crate::anypoint::organizations(&mut client, settings) {
+        Ok(orgs) => orgs,
+        Err(f) => {
+            report.failures.push(f);
+            return report;
+        }
+    };
+    for org in orgs.iter().filter(|o| crate::settings::shard_of(o, settings.shard_count) == settings.shard_index) {
+        let before = client.stats.requests;
+        match verify_org(&mut client, store, settings, request, log_objects, org) {
+            Ok(mut verdict) => {
+                verdict.requests = client.stats.requests - before;
+                report.orgs.push(verdict);
+            }
+            Err(mut failure) => {
+                failure.org_id = Some(org.clone());
+                failure.message = crate::settings::scrub(&failure.message, &settings.client_secret);
+                let stop = failure.kind.stops_the_pass();
+                report.failures.push(failure);
+                if stop {
+                    break;
+                }
+            }
+        }
+    }
+    report
+}
+
+/// What the delivered objects hold of a window.
+#[derive(Default)]
+struct Delivered {
+    /// Key → copies.
+    copies: HashMap<String, u64>,
+    outside: u64,
+    objects: u64,
+}
+
+fn verify_org<P: Platform, S: ObjectStore>(
+    client: &mut Client<'_, P>,
+    store: &mut S,
+    settings: &Settings,
+    request: Request,
+    log_objects: &[String],
+    org: &str,
+) -> Result<OrgVerdict, Failure> {
+    let key = window::checkpoint_key(&settings.state_prefix, org);
+    let Some((bytes, _)) = store.read(&key).map_err(|e| storage_failure("reading checkpoint", &key, &e))? else {
+        return Err(Failure::new(
+            ErrorKind::Checkpoint,
+            format!("no checkpoint `{key}`: this organization was never collected into this destination"),
+        ));
+    };
+    let checkpoint = Checkpoint::decode(&bytes, org, &key).map_err(|e| Failure::new(ErrorKind::Checkpoint, e.0))?;
+    // Where collection began, when the status remembers it: nothing earlier was meant to arrive.
+    let started = match store.read(&status_key(&settings.state_prefix, org)) {
+        Ok(Some((bytes, _))) => OrgStatus::decode(&bytes).and_then(|s| s.started_ms),
+        _ => None,
+    };
+    let until = request.until_ms.map_or(checkpoint.read_from_ms - 1, |u| u.min(checkpoint.read_from_ms - 1));
+    let since = request.since_ms.unwrap_or_else(|| (until - DEFAULT_SPAN_MS + 1).max(started.unwrap_or(i64::MIN)));
+    let mut verdict = OrgVerdict {
+        org_id: org.to_string(),
+        window_start: window::rfc3339_ms(since),
+        window_end: window::rfc3339_ms(until),
+        ..OrgVerdict::default()
+    };
+    let own = objects_of(settings, org, log_objects);
+    verdict.objects_not_found =
+        (1..checkpoint.next_seq).filter(|seq| !own.iter().any(|(s, _, _)| s == seq)).count() as u64;
+    if since > until {
+        return Ok(verdict);
+    }
+    let in_days =
+        |day: (i32, u32, u32)| day >= window::utc_day(since - DEFAULT_SPAN_MS) && day <= window::utc_day(until);
+    let keys: Vec<&str> = own.iter().filter(|(_, day, _)| in_days(*day)).map(|(_, _, k)| k.as_str()).collect();
+    let delivered = read_objects(store, &keys, since, until)?;
+
+    let mut repair = if request.repair {
+        let mut delivery = Delivery::open_as(store, settings, org, Role::Repair, || Ok(since))?;
+        delivery.now_ms = client.platform.now_ms();
+        delivery.recover(&mut OrgSummary::default())?;
+        Some(delivery)
+    } else {
+        None
+    };
+    let mut summary = OrgSummary::default();
+    let mut expected: HashMap<String, Option<i64>> = HashMap::new();
+    let mut slice = Slice::new(since, until);
+    let mut pages = 0u32;
+    while !slice.done {
+        if pages >= settings.max_pages {
+            return Err(Failure::new(
+                ErrorKind::PageCap,
+                format!(
+                    "reached the cap of {} pages; raise --max-pages or verify a shorter window",
+                    settings.max_pages
+                ),
+            ));
+        }
+        pages += 1;
+        let (path, body) = page_request(settings, org, &slice, false);
+        let raw = client.call(
+            Method::Post,
+            path,
+            body,
+            &format!("audit query for organization {org} (page {pages})"),
+            |b| entry::parse_page(b).map(|_| b.to_vec()),
+        )?;
+        let page = entry::parse_page(&raw).map_err(|e| Failure::new(ErrorKind::Api, e))?;
+        for raw_entry in &page.data {
+            let line = entry::ndjson_line(raw_entry.get());
+            let meta = entry::meta(&line);
+            if expected.insert(meta.key.clone(), meta.timestamp_ms).is_some() {
+                continue;
+            }
+            if let Some(delivery) = repair.as_mut().filter(|_| !delivered.copies.contains_key(&meta.key)) {
+                let entry = Entry {
+                    line: &line,
+                    key: meta.key,
+                    time_ms: meta.timestamp_ms,
+                    keep_ms: meta.timestamp_ms.unwrap_or(until),
+                };
+                delivery.add(entry, &mut summary)?;
+            }
+        }
+        slice.advance(settings.paging, page.data.len(), page.cursor.clone());
+    }
+    let delivered = match repair.take() {
+        Some(mut delivery) => {
+            delivery.flush(&mut summary)?;
+            drop(delivery);
+            verdict.repaired = summary.entries_written;
+            // Verified again from the store, with the repair's new objects.
+            let mut keys: Vec<&str> = keys.clone();
+            keys.extend(summary.objects.iter().filter(|o| !o.starts_with('(')).map(String::as_str));
+            read_objects(store, &keys, since, until)?
+        }
+        None => delivered,
+    };
+    verdict.objects_read = delivered.objects;
+    verdict.outside_window = delivered.outside;
+    verdict.expected = expected.len() as u64;
+    verdict.delivered = delivered.copies.values().sum();
+    verdict.duplicates = delivered.copies.values().map(|c| c - 1).sum();
+    verdict.unexpected = delivered.copies.keys().filter(|k| !expected.contains_key(*k)).count() as u64;
+    let mut missing: Vec<(Option<i64>, &String)> =
+        expected.iter().filter(|(k, _)| !delivered.copies.contains_key(*k)).map(|(k, t)| (*t, k)).collect();
+    verdict.missing = missing.len() as u64;
+    missing.sort();
+    verdict.first_missing = missing
+        .into_iter()
+        .take(NAMED_MISSING)
+        .map(|(t, k)| MissingEntry { key: k.clone(), timestamp: t.map(window::rfc3339_ms) })
+        .collect();
+    Ok(verdict)
+}
+
+/// The organization's objects among `keys`: `(seq, day, key)`, regular and repair ones (a
+/// repair's sequence is its own, so only regular ones count towards the checkpoint's).
+fn objects_of(settings: &Settings, org: &str, keys: &[String]) -> Vec<(u64, (i32, u32, u32), String)> {
+    let regular = format!("mulesoft-audit-{org}-");
+    let repair = format!("mulesoft-audit-{org}-repair-");
+    keys.iter()
+        .filter_map(|key| {
+            let rest = key.strip_prefix(settings.key_prefix.as_str())?;
+            let (date, name) = rest.rsplit_once('/')?;
+            let mut parts = date.split('/').map(str::parse::<u32>);
+            let day = (i32::try_from(parts.next()?.ok()?).ok()?, parts.next()?.ok()?, parts.next()?.ok()?);
+            let stem = name.strip_suffix(".json.gz")?;
+            let seq = match stem.strip_prefix(&repair) {
+                Some(_) => 0,
+                None => stem.strip_prefix(&regular)?.parse().ok()?,
+            };
+            Some((seq, day, key.clone()))
+        })
+        .collect()
+}
+
+fn read_objects<S: ObjectStore>(store: &mut S, keys: &[&str], since: i64, until: i64) -> Result<Delivered, Failure> {
+    let mut delivered = Delivered::default();
+    let mut seen_keys = HashSet::new();
+    for key in keys {
+        if !seen_keys.insert(*key) {
+            continue;
+        }
+        let Some((bytes, _)) = store.read(key).map_err(|e| storage_failure("reading log object", key, &e))? else {
+            continue;
+        };
+        let plain = gunzip(&bytes)
+            .map_err(|e| Failure::new(ErrorKind::Storage, format!("log object `{key}` is not gzip: {}", e.0)))?;
+        delivered.objects += 1;
+        for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let text = String::from_utf8_lossy(line);
+            let meta = entry::meta(&text);
+            let within =
+                meta.timestamp_ms.is_none_or(|t| t.saturating_add(meta.precision_ms - 1) >= since && t <= until);
+            if within {
+                *delivered.copies.entry(meta.key).or_default() += 1;
+            } else {
+                delivered.outside += 1;
+            }
+        }
+    }
+    Ok(delivered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenarios::{MINUTE, T0, World};
+
+    fn verify_now(world: &mut World, repair: bool) -> VerifyReport {
+        let settings = world.settings();
+        let keys: Vec<String> = world.store.objects.keys().filter(|k| k.starts_with("logs/")).cloned().collect();
+        verify(&mut world.api, &mut world.store, &settings, Request { repair, ..Request::default() }, &keys)
+    }
+
+    /// A collected hour, and the regular log objects it left.
+    fn collected() -> (World, Vec<String>) {
+        let mut world = World::new();
+        world.add_spread(300, T0 - 60 * MINUTE, T0 - 2 * MINUTE);
+        world.pass_ok();
+        let objects: Vec<String> = world.store.objects.keys().filter(|k| k.starts_with("logs/")).cloned().collect();
+        assert!(objects.len() >= 3, "{objects:?}");
+        (world, objects)
+    }
+
+    fn in_object(world: &World, key: &str, verdict: &OrgVerdict) -> u64 {
+        let (since, until) = (ms(&verdict.window_start), ms(&verdict.window_end));
+        let plain = gunzip(&world.store.objects[key].0).unwrap();
+        plain
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter(|l| {
+                entry::meta(std::str::from_utf8(l).unwrap()).timestamp_ms.is_some_and(|t| t >= since && t <= until)
+            })
+            .count() as u64
+    }
+
+    fn ms(rfc3339: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis()
+    }
+
+    #[test]
+    fn a_clean_delivery_is_complete_and_costs_no_more_requests_than_the_pass() {
+        let mut world = World::new();
+        world.add_spread(300, T0 - 60 * MINUTE, T0 - 2 * MINUTE);
+        let pass = world.pass_ok();
+        let report = verify_now(&mut world, false);
+        assert!(report.complete(), "{report:?}");
+        assert_eq!(report.exit_code(), 0);
+        let v = &report.orgs[0];
+        assert_eq!(v.window_start, window::rfc3339_ms(T0 - 60 * MINUTE), "from where collection began");
+        assert!(v.expected > 200 && v.delivered == v.expected && v.missing == 0 && v.duplicates == 0, "{v:?}");
+        assert!(v.requests <= pass.completed[0].requests, "{} > {}", v.requests, pass.completed[0].requests);
+        assert!(report.json().starts_with(r#"{"status":"complete","orgs":[{"org_id":"org-1""#), "{}", report.json());
+    }
+
+    #[test]
+    fn a_removed_object_is_missing_and_a_copied_one_doubled() {
+        let (mut world, objects) = collected();
+        let removed = world.store.objects.remove(&objects[0]).unwrap();
+        let copy = objects[1].replace("-0000000002.json.gz", "-0000000999.json.gz");
+        world.store.objects.insert(copy.clone(), world.store.objects[&objects[1]].clone());
+        let report = verify_now(&mut world, false);
+        let v = &report.orgs[0];
+        world.store.objects.insert(objects[0].clone(), removed);
+        let lost = in_object(&world, &objects[0], v);
+        let doubled = in_object(&world, &copy, v);
+        assert!(lost > 0 && doubled > 0);
+        assert_eq!((v.missing, v.duplicates, v.objects_not_found), (lost, doubled, 1), "{v:?}");
+        assert_eq!(v.first_missing.len(), NAMED_MISSING.min(lost as usize));
+        assert!(!report.complete());
+        assert_eq!(report.exit_code(), 1);
+        assert!(report.json().contains(r#""status":"incomplete""#));
+        assert!(report.lines()[0].contains(&format!("missing {lost}, duplicates {doubled}")), "{:?}", report.lines());
+    }
+
+    #[test]
+    fn repair_delivers_what_is_missing_once_and_then_nothing() {
+        let (mut world, objects) = collected();
+        world.store.objects.remove(&objects[1]);
+        let first = verify_now(&mut world, true);
+        let v = &first.orgs[0];
+        assert!(v.repaired > 0, "{v:?}");
+        assert_eq!((v.missing, v.duplicates), (0, 0), "verified again after the repair: {v:?}");
+        assert!(first.complete());
+        let repair_objects: Vec<&String> = world.store.objects.keys().filter(|k| k.contains("-repair-")).collect();
+        assert!(!repair_objects.is_empty());
+        let second = verify_now(&mut world, true);
+        assert_eq!((second.orgs[0].repaired, second.orgs[0].missing, second.orgs[0].duplicates), (0, 0, 0));
+        // The pass goes on as before: the repair's objects and checkpoint are its own.
+        world.api.now_ms += 30 * MINUTE;
+        world.add_spread(20, T0 + MINUTE, T0 + 10 * MINUTE);
+        world.pass_ok();
+        assert!(verify_now(&mut world, false).complete());
+    }
+
+    #[test]
+    fn a_repair_stopped_at_any_store_call_never_doubles_and_the_next_completes_it() {
+        for stop_after in 1..40 {
+            let (mut world, objects) = collected();
+            world.store.objects.remove(&objects[1]);
+            // The store stops after this many calls, the last one's reply lost: the repair stops
+            // anywhere in its write order, its object perhaps created and not recorded.
+            world.store.stop = Some((stop_after, crate::doubles::Stop::After));
+            let _ = verify_now(&mut world, true);
+            world.store.stop = None;
+            let after = verify_now(&mut world, true);
+            let v = &after.orgs[0];
+            assert_eq!((v.missing, v.duplicates), (0, 0), "stopped after {stop_after} store calls: {v:?}");
+        }
+    }
+}

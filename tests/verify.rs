@@ -1,0 +1,113 @@
+//! `verify`: the API's truth against the delivered objects, `--repair`, and what it costs.
+
+use crate::harness::*;
+use anypoint_sim::{OrgSpec, SimConfig, Simulator};
+
+fn verify(sim: &Simulator, dest: &str, args: &[&str]) -> RunResult {
+    let mut cmd = command(sim, dest);
+    cmd.arg("verify").args(args);
+    finish(cmd.output().unwrap())
+}
+
+fn summary(r: &RunResult) -> serde_json::Value {
+    serde_json::from_str(r.stdout.lines().last().unwrap_or_default()).unwrap_or_default()
+}
+
+/// Entries of `object` timed inside the verdict's window.
+fn in_window(object: &[String], verdict: &serde_json::Value) -> u64 {
+    let (from, to) = (ms(&verdict["window_start"]), ms(&verdict["window_end"]));
+    object
+        .iter()
+        .filter(|line| {
+            let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+            let t = entry["timestamp"].as_i64().unwrap_or_else(|| ms(&entry["timestamp"]));
+            (from..=to).contains(&t)
+        })
+        .count() as u64
+}
+
+#[test]
+fn a_clean_delivery_of_100_000_entries_verifies_for_no_more_requests_than_its_pass() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-vf-big", 100_000)]));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}", dir.path().display());
+    run_ok(command(&sim, &dest));
+    let pass_queries = sim.stats().query_requests;
+    let r = verify(&sim, &dest, &["--since", "2000-01-01"]);
+    assert_eq!(r.code, 0, "{}", r.report());
+    let verify_queries = sim.stats().query_requests - pass_queries;
+    let s = summary(&r);
+    assert_eq!(s["status"], "complete");
+    let v = &s["orgs"][0];
+    let in_objects: usize = objects_in_dir(dir.path()).values().map(Vec::len).sum();
+    assert!(v["expected"].as_u64().unwrap() > 99_000, "{v}");
+    assert_eq!(v["delivered"], v["expected"]);
+    assert!(v["delivered"].as_u64().unwrap() <= in_objects as u64);
+    assert!(verify_queries <= pass_queries, "verify sent {verify_queries} queries, the pass {pass_queries}");
+    assert!(r.stderr.contains("missing 0, duplicates 0"), "{}", r.stderr);
+}
+
+#[test]
+fn verify_counts_what_is_missing_and_doubled_and_repair_restores_exactly_once() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-vf", 3000)]));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}", dir.path().display());
+    let mut cmd = command(&sim, &dest);
+    cmd.env("MULESOFT_AUDIT_OBJECT_KIB", "256");
+    let pass = run_ok(cmd);
+    let objects = objects_in_dir(dir.path());
+    assert!(objects.len() >= 4, "{:?}", objects.keys());
+    let keys: Vec<&String> = objects.keys().collect();
+    // One object gone (the feed, a person), another copied under a name of the org's.
+    let removed = dir.path().join(keys[1]);
+    std::fs::remove_file(&removed).unwrap();
+    let copied =
+        keys[2].replace(".json.gz", "").rsplit_once('-').map(|(stem, _)| format!("{stem}-0000009999.json.gz")).unwrap();
+    std::fs::copy(dir.path().join(keys[2]), dir.path().join(&copied)).unwrap();
+
+    let r = verify(&sim, &dest, &[]);
+    assert_eq!(r.code, 1, "{}", r.report());
+    let s = summary(&r);
+    assert_eq!(s["status"], "incomplete");
+    let v = &s["orgs"][0];
+    let missing = in_window(&objects[keys[1]], v);
+    let doubled = in_window(&objects[keys[2]], v);
+    assert!(missing > 0 && doubled > 0, "the window {v} holds the removed and the copied object's entries");
+    assert_eq!((v["missing"].as_u64(), v["duplicates"].as_u64()), (Some(missing), Some(doubled)), "{v}");
+    assert_eq!(v["objects_not_found"], 1);
+    assert!(v["first_missing"][0]["key"].as_str().is_some_and(|k| k.starts_with("i:")), "{v}");
+    assert!(r.stderr.contains(&format!("missing {missing}, duplicates {doubled}")), "{}", r.stderr);
+
+    // Repair: the missing entries in new objects; the copy is not touched (verify reports it).
+    std::fs::remove_file(dir.path().join(&copied)).unwrap();
+    let repaired = verify(&sim, &dest, &["--repair"]);
+    assert_eq!(repaired.code, 0, "{}", repaired.report());
+    let v = &summary(&repaired)["orgs"][0];
+    assert_eq!(
+        (v["repaired"].as_u64(), v["missing"].as_u64(), v["duplicates"].as_u64()),
+        (Some(missing), Some(0), Some(0)),
+        "{v}"
+    );
+    let again = verify(&sim, &dest, &["--repair"]);
+    assert_eq!(summary(&again)["orgs"][0]["repaired"], 0, "{}", again.report());
+    // Every entry the pass covered exactly once, across its objects and the repair's.
+    let (from, to) = covered(&[&pass.summary], "org-vf");
+    assert_exactly_once(&sim, "org-vf", &objects_in_dir(dir.path()), from, to);
+    // And the collector goes on as before.
+    run_ok(command(&sim, &dest));
+    assert_eq!(verify(&sim, &dest, &[]).code, 0);
+}
+
+#[test]
+fn verify_refuses_a_window_the_wrong_way_round_and_an_organization_never_collected() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-vf-none", 10)]));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}", dir.path().display());
+    let r = verify(&sim, &dest, &["--since", "2026-01-02", "--until", "2026-01-01"]);
+    assert_eq!(r.code, 2, "{}", r.report());
+    assert!(r.stderr.contains("--since is after --until"), "{}", r.stderr);
+    let r = verify(&sim, &dest, &[]);
+    assert_eq!(r.code, 1, "{}", r.report());
+    assert_eq!(summary(&r)["failures"][0]["kind"], "checkpoint", "{}", r.stdout);
+    assert!(r.stderr.contains("never collected"), "{}", r.stderr);
+}
