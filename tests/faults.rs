@@ -110,7 +110,7 @@ fn a_crash_after_any_write_loses_and_duplicates_nothing() {
         writes_left: AtomicU32::new(u32::MAX),
         dead: AtomicBool::new(false),
     });
-    runtime.run(&Limits::default(), settings.origin.clone(), probe.clone(), &settings.config).unwrap().unwrap();
+    runtime.run(&Limits::default(), settings.origin.clone(), probe.clone(), &settings.config, None).unwrap().unwrap();
     let writes = u32::MAX - probe.writes_left.load(Ordering::SeqCst);
     assert!(writes >= 10, "the pass makes several writes ({writes})");
 
@@ -121,10 +121,10 @@ fn a_crash_after_any_write_loses_and_duplicates_nothing() {
             writes_left: AtomicU32::new(die_after),
             dead: AtomicBool::new(false),
         });
-        let crashed = runtime.run(&Limits::default(), settings.origin.clone(), dying, &settings.config).unwrap();
+        let crashed = runtime.run(&Limits::default(), settings.origin.clone(), dying, &settings.config, None).unwrap();
         assert!(crashed.is_err(), "the pass after write {die_after} must report the failure");
         let store = Arc::new(FileStore::new(dir.path().to_str().unwrap()).unwrap());
-        let clean = runtime.run(&Limits::default(), settings.origin.clone(), store, &settings.config).unwrap();
+        let clean = runtime.run(&Limits::default(), settings.origin.clone(), store, &settings.config, None).unwrap();
         let clean = clean.unwrap_or_else(|e| panic!("clean run after a crash at write {die_after}: {:?}", e.failures));
         let objects = objects_in_dir(dir.path());
         let (from, to) = covered(&[&summary_json(&Ok(clean))], "org-crash");
@@ -359,23 +359,21 @@ fn a_checkpoint_changed_underneath_stops_the_pass_before_it_writes() {
     let dir = tempfile::tempdir().unwrap();
     let settings = resolved(&sim, "unused", &["--object-kib=64"]);
     let path = dir.path().to_str().unwrap();
+    let plain_pass = || {
+        let store = Arc::new(FileStore::new(path).unwrap());
+        runtime.run(&Limits::default(), settings.origin.clone(), store, &settings.config, None).unwrap().unwrap()
+    };
     // A first pass, so that there is a checkpoint to change.
-    runtime
-        .run(&Limits::default(), settings.origin.clone(), Arc::new(FileStore::new(path).unwrap()), &settings.config)
-        .unwrap()
-        .unwrap();
+    plain_pass();
     let before = objects_in_dir(dir.path()).len();
     let now = anypoint_sim::now_ms();
     sim.add_entries("org-cas", 300, now - 100_000, now - 2_000);
     let meddling = Arc::new(MeddlingStore { inner: FileStore::new(path).unwrap(), meddled: AtomicBool::new(false) });
-    let outcome = runtime.run(&Limits::default(), settings.origin.clone(), meddling, &settings.config).unwrap();
+    let outcome = runtime.run(&Limits::default(), settings.origin.clone(), meddling, &settings.config, None).unwrap();
     let error = outcome.expect_err("the pass stops");
     assert_eq!(error.failures[0].kind, mulesoft_audit_host::runtime::wit::ErrorKind::Conflict);
     assert_eq!(objects_in_dir(dir.path()).len(), before, "nothing written after the conflict");
-    let clean = runtime
-        .run(&Limits::default(), settings.origin.clone(), Arc::new(FileStore::new(path).unwrap()), &settings.config)
-        .unwrap()
-        .unwrap();
+    let clean = plain_pass();
     let (_, to) = covered(&[&summary_json(&Ok(clean))], "org-cas");
     assert_exactly_once(&sim, "org-cas", &objects_in_dir(dir.path()), ms_of_first_window(), to);
 }

@@ -40,7 +40,7 @@ fn requests_to_any_other_origin_are_refused() {
     // The host allows only another port on loopback; the guest asks for the simulator.
     let allowed = Origin::from_base_url("http://127.0.0.1:9").unwrap();
     let store = Arc::new(MemoryStore::default());
-    let outcome = runtime.run(&Limits::default(), allowed, store.clone(), &config(&sim.url())).unwrap();
+    let outcome = runtime.run(&Limits::default(), allowed, store.clone(), &config(&sim.url()), None).unwrap();
     let error = outcome.expect_err("the run fails");
     assert_eq!(error.failures[0].kind, wit::ErrorKind::Denied, "{}", error.failures[0].message);
     assert!(error.failures[0].message.contains("refused by the host"), "{}", error.failures[0].message);

@@ -141,7 +141,8 @@ fn dispatch(command: Command, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> 
     let rt = runtime()?;
     match command {
         Command::Run(args) => {
-            let collector = Collector::open(&args, cache_dir.as_deref(), rt.handle().clone())?;
+            let mut collector = Collector::open(&args, cache_dir.as_deref(), rt.handle().clone())?;
+            collector.progress = true;
             let report = rt.block_on(async move { tokio::task::spawn_blocking(move || collector.pass()).await })?;
             Ok(print_report(&report))
         }
@@ -386,7 +387,8 @@ fn demo(args: &DemoArgs, cache_dir: Option<&std::path::Path>, rt: &tokio::runtim
         max_run_time: "10m".into(),
     };
     eprintln!("demo: simulator on {} with {} entries; collecting into {}", sim.url(), args.entries, out.display());
-    let collector = Collector::open(&collect, cache_dir, rt.handle().clone())?;
+    let mut collector = Collector::open(&collect, cache_dir, rt.handle().clone())?;
+    collector.progress = true;
     let report = rt.block_on(async move { tokio::task::spawn_blocking(move || collector.pass()).await })?;
     let code = print_report(&report);
     eprintln!("demo: objects under {}/logs/, checkpoints under {}/state/", out.display(), out.display());

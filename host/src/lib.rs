@@ -7,6 +7,7 @@ pub mod cli;
 pub mod logging;
 pub mod metrics;
 pub mod pass;
+pub mod progress;
 pub mod runtime;
 pub mod sandbox;
 pub mod serve;

@@ -14,6 +14,8 @@ pub struct Collector {
     pub runtime: Arc<Runtime>,
     pub store: Arc<dyn ObjectStore>,
     pub settings: Resolved,
+    /// Progress bars when stderr is a terminal (`run`, `demo`; not `serve`).
+    pub progress: bool,
 }
 
 /// Removes the secret from text the host itself makes (the engine's messages come scrubbed).
@@ -29,7 +31,7 @@ impl Collector {
         let settings = args.resolve()?;
         let store = store::open_destination(&settings.destination, handle)?;
         let runtime = Arc::new(Runtime::new(cache_dir)?);
-        Ok(Self { runtime, store, settings })
+        Ok(Self { runtime, store, settings, progress: false })
     }
 
     /// Runs one pass to completion (blocking).
@@ -37,7 +39,9 @@ impl Collector {
         let s = &self.settings;
         let started = std::time::Instant::now();
         tracing::info!(orgs = s.config.org_ids.len(), dest = %self.store.describe(), "pass starting");
-        let outcome = self.runtime.run(&s.limits, s.origin.clone(), self.store.clone(), &s.config);
+        let end_ms = chrono::Utc::now().timestamp_millis() - (s.config.lag_seconds as i64).saturating_mul(1000);
+        let progress = if self.progress { crate::progress::Progress::for_terminal(end_ms) } else { None };
+        let outcome = self.runtime.run(&s.limits, s.origin.clone(), self.store.clone(), &s.config, progress);
         let report = match outcome {
             Ok(outcome) => Report::from(outcome.map_or_else(PassResult::from, PassResult::from)),
             Err(trap) => Report::stopped(trap.kind(), scrub(&format!("{trap}"), &s.secret)),

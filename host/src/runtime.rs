@@ -72,6 +72,8 @@ struct RunState {
     hooks: SandboxHooks,
     limits: GuestLimits,
     store: Arc<dyn ObjectStore>,
+    /// Bars for a person at a terminal, from what the guest writes.
+    progress: Option<crate::progress::Progress>,
 }
 
 /// Why a memory growth trapped: the guest asked for more than the store's limit.
@@ -130,10 +132,11 @@ impl WasiHttpView for RunState {
 impl wit_store::Host for RunState {
     fn create(&mut self, key: String, data: Vec<u8>, content_type: String) -> Result<u64, wit_store::StoreError> {
         let result = self.store.create(&key, &data, &content_type);
-        // Progress for long backfills: one line per object.
-        match &result {
-            Ok(_) => tracing::info!(key, bytes = data.len(), "object written"),
-            Err(e) => tracing::warn!(key, error = %e, "object not written"),
+        match (&result, &mut self.progress) {
+            (Ok(_), Some(progress)) => progress.created(&key),
+            // Progress off a terminal: one line per object.
+            (Ok(_), None) => tracing::info!(key, bytes = data.len(), "object written"),
+            (Err(e), _) => tracing::warn!(key, error = %e, "object not written"),
         }
         result.map_err(wit_store::StoreError::from)
     }
@@ -150,7 +153,14 @@ impl wit_store::Host for RunState {
         content_type: String,
         generation: u64,
     ) -> Result<u64, wit_store::StoreError> {
-        self.store.write_if_generation(&key, &data, &content_type, generation).map_err(wit_store::StoreError::from)
+        let result = self.store.write_if_generation(&key, &data, &content_type, generation);
+        if let (Ok(_), Some(progress)) = (&result, &mut self.progress)
+            && let Some(org) = key.strip_suffix("/checkpoint.json").and_then(|k| k.rsplit('/').next())
+            && let Ok(checkpoint) = mulesoft_audit::checkpoint::Checkpoint::decode(&data, org, &key)
+        {
+            progress.checkpoint(&checkpoint);
+        }
+        result.map_err(wit_store::StoreError::from)
     }
     fn presence(&mut self, key: String, since_ms: Option<i64>) -> Result<Presence, wit_store::StoreError> {
         self.store.presence(&key, since_ms).map_err(wit_store::StoreError::from)
@@ -196,9 +206,14 @@ impl Runtime {
         origin: Origin,
         store: Arc<dyn ObjectStore>,
         config: &wit::Config,
+        progress: Option<crate::progress::Progress>,
     ) -> Result<Result<wit::RunSummary, wit::RunError>, Trap> {
         let (mut wasm_store, instance) = self.instantiate(limits, origin, store)?;
+        wasm_store.data_mut().progress = progress;
         let outcome = instance.mulesoft_audit_collector().call_run(&mut wasm_store, config);
+        if let Some(progress) = &wasm_store.data().progress {
+            progress.finish();
+        }
         tracing::info!(guest_memory_peak_kib = wasm_store.data().limits.peak_memory >> 10, "guest resources");
         outcome.map_err(|e| classify_trap(e, limits))
     }
@@ -257,6 +272,7 @@ impl Runtime {
                 peak_memory: 0,
             },
             store,
+            progress: None,
         };
         let mut wasm_store = Store::new(&self.engine, state);
         wasm_store.limiter(|s| &mut s.limits);
