@@ -13,6 +13,12 @@ pub struct Stats {
     pub retries: u32,
     pub throttled_waits: u32,
     pub bytes_in: u64,
+    /// Replies by status class: 2xx, 4xx (and any other non-5xx), 5xx; and requests that got
+    /// no reply (network faults, timeouts).
+    pub replies_2xx: u32,
+    pub replies_4xx: u32,
+    pub replies_5xx: u32,
+    pub no_reply: u32,
 }
 
 struct Token {
@@ -292,10 +298,18 @@ fn judge<T>(
                 ),
             ));
         }
-        Err(TransportError::Network(reason)) => return Verdict::Retry(format!("network error: {reason}")),
+        Err(TransportError::Network(reason)) => {
+            stats.no_reply += 1;
+            return Verdict::Retry(format!("network error: {reason}"));
+        }
         Ok(response) => response,
     };
     stats.bytes_in += response.body.len() as u64;
+    match response.status {
+        200..=299 => stats.replies_2xx += 1,
+        500..=599 => stats.replies_5xx += 1,
+        _ => stats.replies_4xx += 1,
+    }
     match retry::classify(response.status) {
         StatusClass::Success if response.body.len() > MAX_REPLY_BYTES => Verdict::Fail(Failure::new(
             ErrorKind::Api,

@@ -59,6 +59,10 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
         summary.retries = after.retries - before.retries;
         summary.throttled_waits = after.throttled_waits - before.throttled_waits;
         summary.bytes_in = after.bytes_in - before.bytes_in;
+        summary.replies_2xx = after.replies_2xx - before.replies_2xx;
+        summary.replies_4xx = after.replies_4xx - before.replies_4xx;
+        summary.replies_5xx = after.replies_5xx - before.replies_5xx;
+        summary.no_reply = after.no_reply - before.no_reply;
         let failure = outcome.as_ref().err().map(|f| scrubbed(f, settings));
         status::record(store, &settings.state_prefix, org, client.platform.now_ms(), Some(&summary), failure.as_ref());
         match outcome {

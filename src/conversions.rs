@@ -168,6 +168,10 @@ macro_rules! wit_conversions {
             requests: $from.requests,
             retries: $from.retries,
             throttled_waits: $from.throttled_waits,
+            replies_2xx: $from.replies_2xx,
+            replies_4xx: $from.replies_4xx,
+            replies_5xx: $from.replies_5xx,
+            no_reply: $from.no_reply,
             bytes_in: $from.bytes_in,
             bytes_out: $from.bytes_out,
         }

@@ -385,6 +385,11 @@ pub struct OrgSummary {
     pub requests: u32,
     pub retries: u32,
     pub throttled_waits: u32,
+    /// Replies by status class, and requests that got none.
+    pub replies_2xx: u32,
+    pub replies_4xx: u32,
+    pub replies_5xx: u32,
+    pub no_reply: u32,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }

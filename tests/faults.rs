@@ -212,6 +212,15 @@ fn five_percent_server_errors_drops_and_truncations() {
     let r = run_ok(cmd);
     assert!(sim.stats().injected_faults >= 3, "faults were injected: {:?}", sim.stats());
     assert!(r.summary["orgs"][0]["retries"].as_u64().unwrap() >= 3);
+    // Every request is counted once by what came back: the 5xx ones as the simulator sent them.
+    let org = &r.summary["orgs"][0];
+    let count = |field: &str| org[field].as_u64().unwrap();
+    let sent_5xx: u64 = sim.stats().statuses.range(500..600).map(|(_, n)| n).sum();
+    assert_eq!(count("replies_5xx"), sent_5xx, "{org}");
+    assert_eq!(
+        count("replies_2xx") + count("replies_4xx") + count("replies_5xx") + count("no_reply"),
+        count("requests")
+    );
     let (from, to) = covered(&[&r.summary], "org-flaky");
     assert_exactly_once(&sim, "org-flaky", &objects_in_dir(dir.path()), from, to);
 }

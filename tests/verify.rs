@@ -111,3 +111,31 @@ fn verify_refuses_a_window_the_wrong_way_round_and_an_organization_never_collect
     assert_eq!(summary(&r)["failures"][0]["kind"], "checkpoint", "{}", r.stdout);
     assert!(r.stderr.contains("never collected"), "{}", r.stderr);
 }
+
+#[test]
+fn verify_reads_a_bucket_with_google_credentials_and_says_what_the_feed_took() {
+    use crate::google::{Credentials, Google, Plan};
+    let google = Google::start("verify-bucket", Plan::default());
+    let files = tempfile::tempdir().unwrap();
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-vf-gs", 1500)]));
+    let dest = "gs://verify-bucket/collector";
+    let through = |args: &[&str]| {
+        let mut cmd = command(&sim, dest);
+        google.configure(&mut cmd, Credentials::MetadataServer, files.path());
+        cmd.env("MULESOFT_AUDIT_OBJECT_KIB", "128").args(args);
+        finish(cmd.output().unwrap())
+    };
+    assert_eq!(through(&["run"]).code, 0);
+    let clean = through(&["verify"]);
+    assert_eq!(clean.code, 0, "{}", clean.report());
+    let v = &summary(&clean)["orgs"][0];
+    assert!(v["expected"].as_u64().unwrap() > 0 && v["objects_not_found"] == 0, "{v}");
+    // The feed ingests and deletes: the entries are gone from the bucket, and verify says why.
+    google.feed_deletes("verify-bucket", "collector/logs/");
+    let taken = through(&["verify"]);
+    assert_eq!(taken.code, 1, "{}", taken.report());
+    let v = &summary(&taken)["orgs"][0];
+    assert!(v["objects_not_found"].as_u64().unwrap() > 0 && v["missing"] == v["expected"], "{v}");
+    assert!(taken.stderr.contains("source deletion"), "{}", taken.stderr);
+    assert_eq!(google.state.seen.lock().unwrap().refused_anonymous, 0);
+}

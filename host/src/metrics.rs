@@ -26,6 +26,7 @@ pub struct Metrics {
     requests: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     throttled: Family<Labels, Counter>,
+    replies: Family<Labels, Counter>,
     passes: Family<Labels, Counter>,
     failures: Family<Labels, Counter>,
     duration: Histogram,
@@ -61,6 +62,7 @@ impl Metrics {
         let requests = family("requests", "HTTP requests sent to the Anypoint API");
         let retries = family("retries", "API requests repeated after a transient fault");
         let throttled = family("throttled_waits", "Waits caused by API throttling (429/503)");
+        let replies = family("replies", "API replies by status class (2xx, 4xx, 5xx; none: no reply)");
         let passes = family("passes", "Passes ended, by status (ok, failed)");
         let failures = family("failures", "Failures, by kind (the report's kind names)");
         let duration = Histogram::new(exponential_buckets(0.5, 2.0, 14));
@@ -81,6 +83,7 @@ impl Metrics {
             requests,
             retries,
             throttled,
+            replies,
             passes,
             failures,
             duration,
@@ -101,6 +104,12 @@ impl Metrics {
             self.requests.get_or_create(&labels).inc_by(u64::from(s.requests));
             self.retries.get_or_create(&labels).inc_by(u64::from(s.retries));
             self.throttled.get_or_create(&labels).inc_by(u64::from(s.throttled_waits));
+            for (class, count) in
+                [("2xx", s.replies_2xx), ("4xx", s.replies_4xx), ("5xx", s.replies_5xx), ("none", s.no_reply)]
+            {
+                let labels = vec![("org", s.org_id.clone()), ("class", class.to_string())];
+                self.replies.get_or_create(&labels).inc_by(u64::from(count));
+            }
             if let Ok(end) = chrono::DateTime::parse_from_rfc3339(&s.window_end) {
                 let mut covered = self.covered_until.lock().unwrap_or_else(|p| p.into_inner());
                 let until = covered.entry(s.org_id.clone()).or_insert(i64::MIN);
@@ -148,6 +157,8 @@ mod tests {
             requests: 9,
             retries: 2,
             throttled_waits: 1,
+            replies_2xx: 7,
+            replies_5xx: 2,
             ..OrgSummary::default()
         };
         let ok = Report::from(PassResult { completed: vec![summary.clone()], failures: Vec::new() });
@@ -167,6 +178,8 @@ mod tests {
             r#"mulesoft_audit_requests_total{org="org-1"} 18"#,
             r#"mulesoft_audit_retries_total{org="org-1"} 4"#,
             r#"mulesoft_audit_throttled_waits_total{org="org-1"} 2"#,
+            r#"mulesoft_audit_replies_total{org="org-1",class="2xx"} 14"#,
+            r#"mulesoft_audit_replies_total{org="org-1",class="5xx"} 4"#,
             r#"mulesoft_audit_passes_total{status="ok"} 2"#,
             r#"mulesoft_audit_passes_total{status="failed"} 1"#,
             r#"mulesoft_audit_failures_total{kind="unavailable"} 1"#,
