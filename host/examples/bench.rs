@@ -167,8 +167,10 @@ fn memory(entries: usize, cache: &Path) {
 }
 
 /// The same engine built natively (the `command` crate) against the Wasm host, same workload.
-fn native_vs_wasm(entries: usize, cache: &Path) {
-    let mut cpu_per_k = Vec::new();
+/// Returns the lines the Wasm host delivered, for [`compress_path`].
+fn native_vs_wasm(entries: usize, cache: &Path) -> Vec<String> {
+    let mut cpu_us = Vec::new();
+    let mut delivered = Vec::new();
     for native in [true, false] {
         let sim = Sim::start("org-cpu", entries, 0, None);
         let dir = tempfile::tempdir().unwrap();
@@ -180,7 +182,7 @@ fn native_vs_wasm(entries: usize, cache: &Path) {
                 .env("CLIENT_ID", "demo-client")
                 .env("CLIENT_SECRET", "demo-secret-not-real")
                 .env("MULESOFT_AUDIT_DIR", dir.path())
-                .env("MULESOFT_AUDIT_LAG_SECONDS", "1")
+                .env("MULESOFT_AUDIT_LAG", "1s")
                 .env("MULESOFT_AUDIT_RPM", "1000000");
             c
         } else {
@@ -189,14 +191,36 @@ fn native_vs_wasm(entries: usize, cache: &Path) {
         let m = measure(cmd);
         let n = entries_written(&m.stdout);
         assert_eq!(m.code, 0);
-        cpu_per_k.push(m.cpu.as_secs_f64() / (n.max(1) as f64 / 1000.0));
+        cpu_us.push(m.cpu.as_secs_f64() * 1e6 / n.max(1) as f64);
+        if !native {
+            delivered = delivered_lines(dir.path());
+        }
     }
     println!(
-        "\nCPU per 1k entries, {entries} entries, no latency: native build {:.4} s, Wasm host {:.4} s: Wasm = {:.2}x native",
-        cpu_per_k[0],
-        cpu_per_k[1],
-        cpu_per_k[1] / cpu_per_k[0]
+        "\nCPU per entry, {entries} entries, no latency, whole process: native build {:.2} µs, Wasm host {:.2} µs: Wasm = {:.2}x native",
+        cpu_us[0],
+        cpu_us[1],
+        cpu_us[1] / cpu_us[0]
     );
+    delivered
+}
+
+/// Every line of every log object under `dir`.
+fn delivered_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut dirs = vec![dir.join("logs")];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "gz") {
+                let plain = mulesoft_audit::gzip::gunzip(&std::fs::read(&path).unwrap()).unwrap();
+                lines.extend(String::from_utf8(plain).unwrap().lines().map(str::to_string));
+            }
+        }
+    }
+    lines
 }
 
 fn startup(cache: &Path) {
@@ -218,37 +242,48 @@ fn startup(cache: &Path) {
     );
 }
 
-/// The compress-and-write path alone, natively: identity read-out, NDJSON line, deflate.
-fn compress_path() {
-    let mut lines = Vec::new();
-    for i in 0..200_000u64 {
-        lines.push(format!(
-            r#"{{"id":"{i:08x}-0000-4000-8000-{i:012x}","timestamp":{},"action":"Update","objectType":"API","objectId":"o-{i}","platform":"ANYPOINT","organizationId":"org","userName":"user{}","payload":{{"changes":[{{"field":"replicas","from":{},"to":{}}}]}}}}"#,
-            1_700_000_000_000u64 + i * 37, i % 50, i % 5, (i + 1) % 5
-        ));
-    }
+/// The compress-and-write path alone, natively, over the entries a pass delivered: identity
+/// read-out, NDJSON line, deflate; at several levels, against the level the collector uses.
+fn compress_path(lines: &[String]) {
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
-    let started = Instant::now();
-    let mut gz = mulesoft_audit::gzip::GzipWriter::new(mulesoft_audit::delivery::GZIP_LEVEL);
-    for l in &lines {
-        let meta = mulesoft_audit::entry::meta(l);
-        std::hint::black_box(&meta);
-        gz.write(mulesoft_audit::entry::ndjson_line(l).as_bytes()).unwrap();
-        gz.write(b"\n").unwrap();
-    }
-    let out = gz.finish().unwrap();
-    let secs = started.elapsed().as_secs_f64();
+    let mut sizes = Vec::new();
     println!(
-        "\ncompress-and-write path (native, level {}): {:.0} entries/s, {:.1} MB/s in, ratio {:.1}x",
-        mulesoft_audit::delivery::GZIP_LEVEL,
-        lines.len() as f64 / secs,
-        bytes as f64 / secs / 1e6,
-        bytes as f64 / out.len() as f64
+        "\ncompress-and-write path (native), {} entries of {} bytes on average:",
+        lines.len(),
+        bytes / lines.len().max(1)
     );
+    println!("| level | µs / entry | MB/s in | ratio | size vs level 6 |");
+    println!("|---|---|---|---|---|");
+    for level in [1u8, 2, 3, 6] {
+        let started = Instant::now();
+        let mut gz = mulesoft_audit::gzip::GzipWriter::new(level);
+        for l in lines {
+            let meta = mulesoft_audit::entry::meta(l);
+            std::hint::black_box(&meta);
+            gz.write(mulesoft_audit::entry::ndjson_line(l).as_bytes()).unwrap();
+            gz.write(b"\n").unwrap();
+        }
+        let out = gz.finish().unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        sizes.push((level, secs, out.len()));
+    }
+    let level6 = sizes.iter().find(|(l, _, _)| *l == 6).map_or(1, |(_, _, n)| *n);
+    for (level, secs, size) in sizes {
+        let mark = if level == mulesoft_audit::delivery::GZIP_LEVEL { " (used)" } else { "" };
+        println!(
+            "| {level}{mark} | {:.2} | {:.1} | {:.1}x | {:.2} |",
+            secs * 1e6 / lines.len().max(1) as f64,
+            bytes as f64 / secs / 1e6,
+            bytes as f64 / size as f64,
+            size as f64 / level6 as f64
+        );
+    }
 }
 
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
+    // `-- cpu`: only the CPU per entry (whole process, 200,000 entries) and the compress path.
+    let cpu_only = std::env::args().any(|a| a == "cpu");
     let cache = tempfile::tempdir().unwrap();
     // Warm the compiled-code cache once.
     {
@@ -261,6 +296,10 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::env::consts::ARCH
     );
+    if cpu_only {
+        compress_path(&native_vs_wasm(200_000, cache.path()));
+        return;
+    }
     println!(
         "\n| scenario | entries | wall | entries/min | vs ceiling | requests | 503s | CPU s / 1k entries | peak RSS | guest memory | exit |"
     );
@@ -271,7 +310,7 @@ fn main() {
     for entries in if quick { vec![10_000, 100_000] } else { vec![10_000, 100_000, 1_000_000] } {
         memory(entries, cache.path());
     }
-    native_vs_wasm(if quick { 50_000 } else { 200_000 }, cache.path());
+    let delivered = native_vs_wasm(if quick { 50_000 } else { 200_000 }, cache.path());
     startup(cache.path());
-    compress_path();
+    compress_path(&delivered);
 }
