@@ -43,7 +43,7 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
         Err(f) => {
             let now = client.platform.now_ms();
             for org in settings.org_ids.iter().filter(|o| shard_of(o, settings.shard_count) == settings.shard_index) {
-                status::record(store, &settings.state_prefix, org, now, None, Some(&scrubbed(&f, settings)));
+                status::record(store, &settings.state_prefix, org, now, None, None, Some(&scrubbed(&f, settings)));
             }
             result.failures.push(f);
             return result;
@@ -53,7 +53,8 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
     for org in &orgs {
         let before = client.stats;
         let mut summary = OrgSummary { org_id: org.clone(), ..OrgSummary::default() };
-        let outcome = collect_org(&mut client, store, settings, org, &mut summary);
+        let mut started = None;
+        let outcome = collect_org(&mut client, store, settings, org, &mut summary, &mut started);
         let after = client.stats;
         summary.requests = after.requests - before.requests;
         summary.retries = after.retries - before.retries;
@@ -64,7 +65,8 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
         summary.replies_5xx = after.replies_5xx - before.replies_5xx;
         summary.no_reply = after.no_reply - before.no_reply;
         let failure = outcome.as_ref().err().map(|f| scrubbed(f, settings));
-        status::record(store, &settings.state_prefix, org, client.platform.now_ms(), Some(&summary), failure.as_ref());
+        let now = client.platform.now_ms();
+        status::record(store, &settings.state_prefix, org, now, started, Some(&summary), failure.as_ref());
         match outcome {
             Ok(()) => result.completed.push(summary),
             Err(mut failure) => {
@@ -171,6 +173,7 @@ fn collect_org<P: Platform, S: ObjectStore>(
     settings: &Settings,
     org: &str,
     summary: &mut OrgSummary,
+    started: &mut Option<i64>,
 ) -> Result<(), Failure> {
     let start = || {
         let now = client.platform.now_ms();
@@ -181,6 +184,9 @@ fn collect_org<P: Platform, S: ObjectStore>(
         Ok(window::first_cursor(now, settings.since_ms, settings.lookback_ms, floor))
     };
     let mut delivery = Delivery::open(store, settings, org, start)?;
+    if delivery.first {
+        *started = Some(delivery.checkpoint.read_from_ms);
+    }
     let now = client.platform.now_ms();
     delivery.now_ms = now;
     delivery.recover(summary)?;

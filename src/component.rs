@@ -95,14 +95,14 @@ impl wit::Guest for Component {
         since_ms: Option<i64>,
         until_ms: Option<i64>,
         repair: bool,
-        log_objects: Vec<String>,
+        listing: wit::Listing,
     ) -> wit::Report {
         let settings = match Self::settings(config) {
             Ok(settings) => settings,
             Err(error) => return Report::from(PassResult::from(error)).into(),
         };
         let request = crate::verify::Request { since_ms, until_ms, repair };
-        crate::verify::verify(&mut WasiPlatform, &mut HostStore, &settings, request, &log_objects).into()
+        crate::verify::verify(&mut WasiPlatform, &mut HostStore, &settings, request, &listing.into()).into()
     }
 
     fn report_of(outcome: Result<wit::RunSummary, wit::RunError>) -> wit::Report {

@@ -117,6 +117,40 @@ macro_rules! wit_conversions {
             }
         }
 
+        impl From<$($c)::+::Listing> for $crate::verify::Listing {
+            fn from(listing: $($c)::+::Listing) -> Self {
+                Self {
+                    objects: listing.objects,
+                    checkpoints: listing
+                        .checkpoints
+                        .into_iter()
+                        .map(|c| $crate::verify::ListedCheckpoint {
+                            org_id: c.org_id,
+                            read_from_ms: c.read_from_ms,
+                            next_seq: c.next_seq,
+                        })
+                        .collect(),
+                }
+            }
+        }
+
+        impl From<$crate::verify::Listing> for $($c)::+::Listing {
+            fn from(listing: $crate::verify::Listing) -> Self {
+                Self {
+                    objects: listing.objects,
+                    checkpoints: listing
+                        .checkpoints
+                        .into_iter()
+                        .map(|c| $($c)::+::ListedCheckpoint {
+                            org_id: c.org_id,
+                            read_from_ms: c.read_from_ms,
+                            next_seq: c.next_seq,
+                        })
+                        .collect(),
+                }
+            }
+        }
+
         impl From<$crate::verify::VerifyReport> for $($c)::+::Report {
             fn from(report: $crate::verify::VerifyReport) -> Self {
                 Self { json: report.json(), lines: report.lines(), exit_code: report.exit_code() }

@@ -90,12 +90,16 @@ struct Builder {
     prune_at: usize,
 }
 
+/// What a repair's object names add to the organization id: a `.`, which no id has, so that no
+/// organization's own objects can be taken for another's repair objects.
+pub const REPAIR_SUFFIX: &str = ".repair";
+
 /// Whose objects a delivery writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// A pass's: the organization's checkpoint, objects named by the organization.
     Collect,
-    /// `verify --repair`'s: a checkpoint and object names of its own (`<org>-repair`), so that
+    /// `verify --repair`'s: a checkpoint and object names of its own (`<org>.repair`), so that
     /// its sequence never meets the pass's, through the same write order and recovery.
     Repair,
 }
@@ -113,6 +117,8 @@ pub struct Delivery<'s, S: ObjectStore> {
     builder: Option<Builder>,
     /// The pass's clock, when it began reading (pending objects are named with it).
     pub now_ms: i64,
+    /// The checkpoint was made by this delivery: collection begins at its cursor.
+    pub first: bool,
 }
 
 impl<'s, S: ObjectStore> Delivery<'s, S> {
@@ -137,7 +143,9 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
     ) -> Result<Self, Failure> {
         let (checkpoint_key, name) = match role {
             Role::Collect => (window::checkpoint_key(&settings.state_prefix, org), org.to_string()),
-            Role::Repair => (window::repair_checkpoint_key(&settings.state_prefix, org), format!("{org}-repair")),
+            Role::Repair => {
+                (window::repair_checkpoint_key(&settings.state_prefix, org), format!("{org}{REPAIR_SUFFIX}"))
+            }
         };
         let stored =
             store.read(&checkpoint_key).map_err(|e| storage_failure("reading checkpoint", &checkpoint_key, &e))?;
@@ -150,7 +158,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             None => (Checkpoint::new(org, start()?), 0, true),
         };
         let mut delivery =
-            Self { store, settings, name, checkpoint_key, checkpoint, generation, builder: None, now_ms: 0 };
+            Self { store, settings, name, checkpoint_key, checkpoint, generation, builder: None, now_ms: 0, first };
         if first {
             delivery.save()?;
         }

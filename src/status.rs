@@ -23,8 +23,8 @@ pub fn status_key(state_prefix: &str, org_id: &str) -> String {
 pub struct OrgStatus {
     pub format: String,
     pub org_id: String,
-    /// Where the first pass that recorded a status began reading (Unix ms): `verify` checks
-    /// nothing earlier unless asked to.
+    /// Where collection began (Unix ms), recorded by the pass that made the checkpoint: `verify`
+    /// checks nothing earlier unless asked to. Unknown for checkpoints older than status objects.
     pub started_ms: Option<i64>,
     /// When the last pass that succeeded for it ended (Unix ms).
     pub last_success_ms: Option<i64>,
@@ -50,10 +50,6 @@ impl OrgStatus {
     /// and whether it failed.
     pub fn add(&mut self, now_ms: i64, summary: Option<&OrgSummary>, failure: Option<&Failure>) {
         if let Some(summary) = summary {
-            if self.started_ms.is_none() {
-                self.started_ms =
-                    chrono::DateTime::parse_from_rfc3339(&summary.window_start).ok().map(|t| t.timestamp_millis());
-            }
             self.entries_written += summary.entries_written;
             self.objects_written += summary.objects.iter().filter(|o| !o.starts_with('(')).count() as u64;
         }
@@ -86,6 +82,7 @@ pub fn record<S: ObjectStore>(
     state_prefix: &str,
     org: &str,
     now_ms: i64,
+    started_ms: Option<i64>,
     summary: Option<&OrgSummary>,
     failure: Option<&Failure>,
 ) {
@@ -99,6 +96,7 @@ pub fn record<S: ObjectStore>(
         status.format = FORMAT.to_string();
         status.org_id = org.to_string();
         status.add(now_ms, summary, failure);
+        status.started_ms = status.started_ms.or(started_ms);
         match store.write_if_generation(&key, &status.encode(), crate::delivery::CONTENT_TYPE_STATE, generation) {
             Err(crate::platform::StoreError::GenerationMismatch) => continue,
             _ => return,
@@ -223,15 +221,16 @@ mod tests {
     fn passes_add_up_and_a_success_ends_a_streak() {
         let mut store = MemoryStore::default();
         let failure = Failure::new(ErrorKind::Unavailable, "HTTP 503 for 6 attempts");
-        record(&mut store, "state/", "org-1", 1_000, Some(&summary(10)), None);
-        record(&mut store, "state/", "org-1", 2_000, Some(&summary(5)), Some(&failure));
-        record(&mut store, "state/", "org-1", 3_000, None, Some(&failure));
+        record(&mut store, "state/", "org-1", 1_000, Some(500), Some(&summary(10)), None);
+        record(&mut store, "state/", "org-1", 2_000, None, Some(&summary(5)), Some(&failure));
+        record(&mut store, "state/", "org-1", 3_000, Some(900), None, Some(&failure));
         let (bytes, _) = store.read("state/org-1/status.json").unwrap().unwrap();
         let status = OrgStatus::decode(&bytes).unwrap();
         assert_eq!((status.entries_written, status.objects_written), (15, 2));
+        assert_eq!(status.started_ms, Some(500), "where collection began, once");
         assert_eq!((status.last_success_ms, status.failed_in_a_row), (Some(1_000), 2));
         assert_eq!(status.last_failure.as_ref().map(|f| (f.at_ms, f.kind.as_str())), Some((3_000, "unavailable")));
-        record(&mut store, "state/", "org-1", 4_000, Some(&summary(0)), None);
+        record(&mut store, "state/", "org-1", 4_000, None, Some(&summary(0)), None);
         let (bytes, _) = store.read("state/org-1/status.json").unwrap().unwrap();
         let status = OrgStatus::decode(&bytes).unwrap();
         assert_eq!((status.last_success_ms, status.failed_in_a_row), (Some(4_000), 0));

@@ -8,7 +8,6 @@
 //! that became visible late), so neither verifying nor repairing them could be right yet.
 
 use crate::anypoint::Client;
-use crate::checkpoint::Checkpoint;
 use crate::delivery::{Delivery, Entry, Role, storage_failure};
 use crate::entry;
 use crate::gzip::gunzip;
@@ -31,6 +30,24 @@ pub struct Request {
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
     pub repair: bool,
+}
+
+/// What the host saw of the store, in this order: each organization's checkpoint, then the
+/// objects under the log prefix. Objects a pass creates after the listing hold only entries from
+/// the read floor the checkpoint had then on, so a window that ends before it is judged on a
+/// listing that is complete for it.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub objects: Vec<String>,
+    pub checkpoints: Vec<ListedCheckpoint>,
+}
+
+/// An organization's checkpoint as the host read it before listing the objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedCheckpoint {
+    pub org_id: String,
+    pub read_from_ms: i64,
+    pub next_seq: u64,
 }
 
 /// One organization's verdict.
@@ -147,27 +164,28 @@ impl VerifyReport {
     }
 }
 
-/// Verifies (and with `request.repair`, repairs) every configured organization. `log_objects`
-/// are the keys under the log prefix, listed by the host.
+/// Verifies (and with `request.repair`, repairs) every configured organization against what
+/// the host listed.
 pub fn verify<P: Platform, S: ObjectStore>(
     platform: &mut P,
     store: &mut S,
     settings: &Settings,
     request: Request,
-    log_objects: &[String],
+    listing: &Listing,
 ) -> VerifyReport {
     let mut report = VerifyReport::default();
     let mut client = Client::new(platform, settings);
     let orgs = match crate::anypoint::organizations(&mut client, settings) {
         Ok(orgs) => orgs,
-        Err(f) => {
+        Err(mut f) => {
+            f.message = crate::settings::scrub(&f.message, &settings.client_secret);
             report.failures.push(f);
             return report;
         }
     };
     for org in orgs.iter().filter(|o| crate::settings::shard_of(o, settings.shard_count) == settings.shard_index) {
         let before = client.stats.requests;
-        match verify_org(&mut client, store, settings, request, log_objects, org) {
+        match verify_org(&mut client, store, settings, request, listing, org) {
             Ok(mut verdict) => {
                 verdict.requests = client.stats.requests - before;
                 report.orgs.push(verdict);
@@ -200,23 +218,30 @@ fn verify_org<P: Platform, S: ObjectStore>(
     store: &mut S,
     settings: &Settings,
     request: Request,
-    log_objects: &[String],
+    listing: &Listing,
     org: &str,
 ) -> Result<OrgVerdict, Failure> {
-    let key = window::checkpoint_key(&settings.state_prefix, org);
-    let Some((bytes, _)) = store.read(&key).map_err(|e| storage_failure("reading checkpoint", &key, &e))? else {
+    let Some(listed) = listing.checkpoints.iter().find(|c| c.org_id == org) else {
         return Err(Failure::new(
             ErrorKind::Checkpoint,
-            format!("no checkpoint `{key}`: this organization was never collected into this destination"),
+            format!(
+                "no checkpoint `{}`: this organization was never collected into this destination",
+                window::checkpoint_key(&settings.state_prefix, org)
+            ),
         ));
     };
-    let checkpoint = Checkpoint::decode(&bytes, org, &key).map_err(|e| Failure::new(ErrorKind::Checkpoint, e.0))?;
     // Where collection began, when the status remembers it: nothing earlier was meant to arrive.
     let started = match store.read(&status_key(&settings.state_prefix, org)) {
         Ok(Some((bytes, _))) => OrgStatus::decode(&bytes).and_then(|s| s.started_ms),
         _ => None,
     };
-    let until = request.until_ms.map_or(checkpoint.read_from_ms - 1, |u| u.min(checkpoint.read_from_ms - 1));
+    if request.repair && request.since_ms.is_none() && started.is_none() {
+        return Err(Failure::new(
+            ErrorKind::Config,
+            "where collection of this organization began is not on record: give --since with --repair, so that entries from before it are not delivered as if they were missing",
+        ));
+    }
+    let until = request.until_ms.map_or(listed.read_from_ms - 1, |u| u.min(listed.read_from_ms - 1));
     let since = request.since_ms.unwrap_or_else(|| (until - DEFAULT_SPAN_MS + 1).max(started.unwrap_or(i64::MIN)));
     let mut verdict = OrgVerdict {
         org_id: org.to_string(),
@@ -224,24 +249,54 @@ fn verify_org<P: Platform, S: ObjectStore>(
         window_end: window::rfc3339_ms(until),
         ..OrgVerdict::default()
     };
-    let own = objects_of(settings, org, log_objects);
-    verdict.objects_not_found =
-        (1..checkpoint.next_seq).filter(|seq| !own.iter().any(|(s, _, _)| s == seq)).count() as u64;
+    let own = objects_of(settings, org, &listing.objects);
+    let regular: HashSet<u64> = own.iter().filter_map(|o| o.seq.filter(|_| !o.repair)).collect();
+    verdict.objects_not_found = (1..listed.next_seq).filter(|seq| !regular.contains(seq)).count() as u64;
     if since > until {
         return Ok(verdict);
     }
-    let in_days =
-        |day: (i32, u32, u32)| day >= window::utc_day(since - DEFAULT_SPAN_MS) && day <= window::utc_day(until);
-    let keys: Vec<&str> = own.iter().filter(|(_, day, _)| in_days(*day)).map(|(_, _, k)| k.as_str()).collect();
-    let delivered = read_objects(store, &keys, since, until)?;
-
-    let mut repair = if request.repair {
+    // A repair first settles what a stopped repair left, and checks that every object its
+    // checkpoint records was listed (another repair since the listing, or the feed, shows here).
+    let mut recovery = OrgSummary::default();
+    let repair_seq = if request.repair {
+        if verdict.objects_not_found > 0 {
+            return Err(not_found_failure(verdict.objects_not_found, "objects the checkpoint records"));
+        }
         let mut delivery = Delivery::open_as(store, settings, org, Role::Repair, || Ok(since))?;
         delivery.now_ms = client.platform.now_ms();
-        delivery.recover(&mut OrgSummary::default())?;
-        Some(delivery)
+        delivery.recover(&mut recovery)?;
+        let listed_repairs: HashSet<u64> = own.iter().filter_map(|o| o.seq.filter(|_| o.repair)).collect();
+        let recovered = |seq: u64| recovery.objects.iter().any(|o| o.ends_with(&format!("-{seq:010}.json.gz")));
+        let unseen =
+            (1..delivery.checkpoint.next_seq).filter(|s| !listed_repairs.contains(s) && !recovered(*s)).count();
+        if unseen > 0 {
+            return Err(not_found_failure(unseen as u64, "repair objects"));
+        }
+        Some(delivery.checkpoint.next_seq)
     } else {
         None
+    };
+    let in_days =
+        |day: (i32, u32, u32)| day >= window::utc_day(since - DEFAULT_SPAN_MS) && day <= window::utc_day(until);
+    let mut keys: Vec<&str> = own.iter().filter(|o| in_days(o.day)).map(|o| o.key.as_str()).collect();
+    // An object a stopped repair created and this one just recorded.
+    keys.extend(recovery.objects.iter().filter_map(|o| o.strip_prefix("(recovered) ")));
+    let delivered = read_objects(store, &keys, since, until)?;
+    // Opened again after the objects were read: a repair that recorded an object meanwhile
+    // changed the numbers; one that records from now on makes this one's first write fail.
+    let mut repair = match repair_seq {
+        Some(next_seq) => {
+            let mut delivery = Delivery::open_as(store, settings, org, Role::Repair, || Ok(since))?;
+            if delivery.checkpoint.next_seq != next_seq || delivery.checkpoint.pending.is_some() {
+                return Err(Failure::new(
+                    ErrorKind::Conflict,
+                    "another repair of this organization ran meanwhile; nothing was repaired: run verify --repair again",
+                ));
+            }
+            delivery.now_ms = client.platform.now_ms();
+            Some(delivery)
+        }
+        None => None,
     };
     let mut summary = OrgSummary::default();
     let mut expected: HashMap<String, Option<i64>> = HashMap::new();
@@ -291,7 +346,6 @@ fn verify_org<P: Platform, S: ObjectStore>(
             drop(delivery);
             verdict.repaired = summary.entries_written;
             // Verified again from the store, with the repair's new objects.
-            let mut keys: Vec<&str> = keys.clone();
             keys.extend(summary.objects.iter().filter(|o| !o.starts_with('(')).map(String::as_str));
             read_objects(store, &keys, since, until)?
         }
@@ -315,11 +369,30 @@ fn verify_org<P: Platform, S: ObjectStore>(
     Ok(verdict)
 }
 
-/// The organization's objects among `keys`: `(seq, day, key)`, regular and repair ones (a
-/// repair's sequence is its own, so only regular ones count towards the checkpoint's).
-fn objects_of(settings: &Settings, org: &str, keys: &[String]) -> Vec<(u64, (i32, u32, u32), String)> {
+/// Why a repair refuses: objects gone from the store cannot be told from missing entries.
+fn not_found_failure(count: u64, what: &str) -> Failure {
+    Failure::new(
+        ErrorKind::Config,
+        format!(
+            "{count} {what} are not in the store (the SecOps feed's source deletion removes what it ingested, or another repair wrote them since the listing): their entries would be delivered again, so nothing is repaired; run verify --repair before the feed ingests, with source deletion off, and one repair at a time"
+        ),
+    )
+}
+
+/// One of an organization's objects, from its key.
+struct Named {
+    /// Its number: among the pass's objects, or among the repair's.
+    seq: Option<u64>,
+    repair: bool,
+    day: (i32, u32, u32),
+    key: String,
+}
+
+/// The organization's objects among `keys`, the pass's and the repair's (named
+/// `<org>.repair`, which no organization id can be: ids have no `.`).
+fn objects_of(settings: &Settings, org: &str, keys: &[String]) -> Vec<Named> {
     let regular = format!("mulesoft-audit-{org}-");
-    let repair = format!("mulesoft-audit-{org}-repair-");
+    let repair = format!("mulesoft-audit-{org}{}-", crate::delivery::REPAIR_SUFFIX);
     keys.iter()
         .filter_map(|key| {
             let rest = key.strip_prefix(settings.key_prefix.as_str())?;
@@ -327,11 +400,11 @@ fn objects_of(settings: &Settings, org: &str, keys: &[String]) -> Vec<(u64, (i32
             let mut parts = date.split('/').map(str::parse::<u32>);
             let day = (i32::try_from(parts.next()?.ok()?).ok()?, parts.next()?.ok()?, parts.next()?.ok()?);
             let stem = name.strip_suffix(".json.gz")?;
-            let seq = match stem.strip_prefix(&repair) {
-                Some(_) => 0,
-                None => stem.strip_prefix(&regular)?.parse().ok()?,
+            let (is_repair, number) = match stem.strip_prefix(&repair) {
+                Some(number) => (true, number),
+                None => (false, stem.strip_prefix(&regular)?),
             };
-            Some((seq, day, key.clone()))
+            Some(Named { seq: number.parse().ok(), repair: is_repair, day, key: key.clone() })
         })
         .collect()
 }
@@ -368,11 +441,26 @@ fn read_objects<S: ObjectStore>(store: &mut S, keys: &[&str], since: i64, until:
 mod tests {
     use super::*;
     use crate::scenarios::{MINUTE, T0, World};
+    use crate::settings::ErrorKind;
+
+    /// What a host lists: the checkpoint, then the log objects.
+    fn listing(world: &World) -> Listing {
+        let key = window::checkpoint_key("state/", "org-1");
+        let checkpoint = crate::checkpoint::Checkpoint::decode(&world.store.objects[&key].0, "org-1", &key).unwrap();
+        Listing {
+            checkpoints: vec![ListedCheckpoint {
+                org_id: "org-1".into(),
+                read_from_ms: checkpoint.read_from_ms,
+                next_seq: checkpoint.next_seq,
+            }],
+            objects: world.store.objects.keys().filter(|k| k.starts_with("logs/")).cloned().collect(),
+        }
+    }
 
     fn verify_now(world: &mut World, repair: bool) -> VerifyReport {
         let settings = world.settings();
-        let keys: Vec<String> = world.store.objects.keys().filter(|k| k.starts_with("logs/")).cloned().collect();
-        verify(&mut world.api, &mut world.store, &settings, Request { repair, ..Request::default() }, &keys)
+        let listing = listing(world);
+        verify(&mut world.api, &mut world.store, &settings, Request { repair, ..Request::default() }, &listing)
     }
 
     /// A collected hour, and the regular log objects it left.
@@ -436,17 +524,24 @@ mod tests {
         assert!(report.lines()[0].contains(&format!("missing {lost}, duplicates {doubled}")), "{:?}", report.lines());
     }
 
+    /// Entries the API shows only now, timed well before the read floor: no pass reads them.
+    fn shown_late(world: &mut World, n: i64) {
+        for k in 0..n {
+            world.add_at(T0 - 50 * MINUTE + k * 1000, i64::MIN);
+        }
+    }
+
     #[test]
     fn repair_delivers_what_is_missing_once_and_then_nothing() {
-        let (mut world, objects) = collected();
-        world.store.objects.remove(&objects[1]);
+        let (mut world, _) = collected();
+        shown_late(&mut world, 25);
+        let before = verify_now(&mut world, false);
+        assert_eq!(before.orgs[0].missing, 25, "{before:?}");
         let first = verify_now(&mut world, true);
         let v = &first.orgs[0];
-        assert!(v.repaired > 0, "{v:?}");
-        assert_eq!((v.missing, v.duplicates), (0, 0), "verified again after the repair: {v:?}");
+        assert_eq!((v.repaired, v.missing, v.duplicates), (25, 0, 0), "verified again after the repair: {v:?}");
         assert!(first.complete());
-        let repair_objects: Vec<&String> = world.store.objects.keys().filter(|k| k.contains("-repair-")).collect();
-        assert!(!repair_objects.is_empty());
+        assert!(world.store.objects.keys().any(|k| k.contains("-org-1.repair-")), "named apart from the pass's");
         let second = verify_now(&mut world, true);
         assert_eq!((second.orgs[0].repaired, second.orgs[0].missing, second.orgs[0].duplicates), (0, 0, 0));
         // The pass goes on as before: the repair's objects and checkpoint are its own.
@@ -457,10 +552,56 @@ mod tests {
     }
 
     #[test]
+    fn a_repair_refuses_where_objects_are_gone_or_another_repair_wrote_since_the_listing() {
+        let (mut world, objects) = collected();
+        shown_late(&mut world, 5);
+        // The feed took an object: its entries cannot be told from missing ones.
+        let taken = world.store.objects.remove(&objects[1]).unwrap();
+        let refused = verify_now(&mut world, true);
+        assert_eq!(refused.failures[0].kind, ErrorKind::Config, "{refused:?}");
+        assert!(refused.failures[0].message.contains("not in the store"), "{refused:?}");
+        assert!(!world.store.objects.keys().any(|k| k.contains(".repair-")), "nothing repaired");
+        world.store.objects.insert(objects[1].clone(), taken);
+        // Another repair records an object between this one's listing and its repair.
+        let stale = listing(&world);
+        assert_eq!(verify_now(&mut world, true).orgs[0].repaired, 5);
+        shown_late(&mut world, 3);
+        let settings = world.settings();
+        let repair = Request { repair: true, ..Request::default() };
+        let late = verify(&mut world.api, &mut world.store, &settings, repair, &stale);
+        assert!(late.failures.iter().any(|f| f.message.contains("repair objects are not in the store")), "{late:?}");
+        let v = &verify_now(&mut world, false).orgs[0];
+        assert_eq!((v.missing, v.duplicates), (3, 0), "{v:?}");
+    }
+
+    #[test]
+    fn an_object_created_after_the_listing_is_not_taken_for_missing() {
+        let (mut world, _) = collected();
+        let before = listing(&world);
+        // A pass runs between the listing and the verification.
+        world.api.now_ms += 30 * MINUTE;
+        world.add_spread(40, T0 - 5 * MINUTE, T0 + 20 * MINUTE);
+        world.pass_ok();
+        let settings = world.settings();
+        let report = verify(&mut world.api, &mut world.store, &settings, Request::default(), &before);
+        assert!(report.complete(), "{report:?}");
+    }
+
+    #[test]
+    fn a_repair_without_a_known_start_needs_since() {
+        let (mut world, _) = collected();
+        world.store.objects.remove(&status_key("state/", "org-1"));
+        shown_late(&mut world, 5);
+        let report = verify_now(&mut world, true);
+        assert!(report.failures.iter().any(|f| f.message.contains("give --since")), "{report:?}");
+        assert!(!world.store.objects.keys().any(|k| k.contains(".repair-")), "nothing repaired");
+    }
+
+    #[test]
     fn a_repair_stopped_at_any_store_call_never_doubles_and_the_next_completes_it() {
         for stop_after in 1..40 {
-            let (mut world, objects) = collected();
-            world.store.objects.remove(&objects[1]);
+            let (mut world, _) = collected();
+            shown_late(&mut world, 30);
             // The store stops after this many calls, the last one's reply lost: the repair stops
             // anywhere in its write order, its object perhaps created and not recorded.
             world.store.stop = Some((stop_after, crate::doubles::Stop::After));
@@ -468,7 +609,7 @@ mod tests {
             world.store.stop = None;
             let after = verify_now(&mut world, true);
             let v = &after.orgs[0];
-            assert_eq!((v.missing, v.duplicates), (0, 0), "stopped after {stop_after} store calls: {v:?}");
+            assert_eq!((v.missing, v.duplicates), (0, 0), "stopped after {stop_after} store calls: {v:?} {after:?}");
         }
     }
 }

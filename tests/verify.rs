@@ -60,6 +60,7 @@ fn verify_counts_what_is_missing_and_doubled_and_repair_restores_exactly_once() 
     let keys: Vec<&String> = objects.keys().collect();
     // One object gone (the feed, a person), another copied under a name of the org's.
     let removed = dir.path().join(keys[1]);
+    let removed_bytes = std::fs::read(&removed).unwrap();
     std::fs::remove_file(&removed).unwrap();
     let copied =
         keys[2].replace(".json.gz", "").rsplit_once('-').map(|(stem, _)| format!("{stem}-0000009999.json.gz")).unwrap();
@@ -77,15 +78,24 @@ fn verify_counts_what_is_missing_and_doubled_and_repair_restores_exactly_once() 
     assert_eq!(v["objects_not_found"], 1);
     assert!(v["first_missing"][0]["key"].as_str().is_some_and(|k| k.starts_with("i:")), "{v}");
     assert!(r.stderr.contains(&format!("missing {missing}, duplicates {doubled}")), "{}", r.stderr);
-
-    // Repair: the missing entries in new objects; the copy is not touched (verify reports it).
+    // With an object gone, what is missing may have been ingested already: repair refuses.
+    let refused = verify(&sim, &dest, &["--repair"]);
+    assert_eq!(refused.code, 2, "{}", refused.report());
+    assert!(refused.stderr.contains("not in the store"), "{}", refused.stderr);
+    std::fs::write(&removed, removed_bytes).unwrap();
     std::fs::remove_file(dir.path().join(&copied)).unwrap();
+
+    // Entries the API shows only now, timed before the read floor: no pass will read them.
+    let late_from = ms(&v["window_start"]) + 60_000;
+    sim.add_entries("org-vf", 40, late_from, late_from + 40_000);
+    let r = verify(&sim, &dest, &[]);
+    assert_eq!(summary(&r)["orgs"][0]["missing"], 40, "{}", r.report());
     let repaired = verify(&sim, &dest, &["--repair"]);
     assert_eq!(repaired.code, 0, "{}", repaired.report());
     let v = &summary(&repaired)["orgs"][0];
     assert_eq!(
         (v["repaired"].as_u64(), v["missing"].as_u64(), v["duplicates"].as_u64()),
-        (Some(missing), Some(0), Some(0)),
+        (Some(40), Some(0), Some(0)),
         "{v}"
     );
     let again = verify(&sim, &dest, &["--repair"]);

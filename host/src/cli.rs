@@ -276,20 +276,31 @@ impl VerifyArgs {
 
 /// `verify`: the component's verdict over the objects the host lists.
 fn verify(collector: &Collector, request: mulesoft_audit::verify::Request) -> anyhow::Result<u8> {
+    use mulesoft_audit::checkpoint::Checkpoint;
+    use mulesoft_audit::verify::{ListedCheckpoint, Listing};
     let s = &collector.settings;
-    let log_objects = collector.store.list(&s.destination.key_prefix).map_err(|e| match e {
-        store::StoreError::Denied(m) => anyhow::Error::from(ConfigError(format!("listing log objects: {m}"))),
-        e => anyhow::anyhow!("listing log objects in {}: {e}", collector.store.describe()),
-    })?;
-    tracing::info!(objects = log_objects.len(), repair = request.repair, "verifying");
-    let report = collector.runtime.verify(
-        &s.limits,
-        s.origin.clone(),
-        collector.store.clone(),
-        &s.config,
-        request,
-        &log_objects,
-    );
+    let store = &collector.store;
+    let failed = |what: &str, e: store::StoreError| match e {
+        store::StoreError::Denied(m) => anyhow::Error::from(ConfigError(format!("{what}: {m}"))),
+        e => anyhow::anyhow!("{what} in {}: {e}", store.describe()),
+    };
+    // The checkpoints first, then the objects: see `Listing`.
+    let prefix = &s.destination.state_prefix;
+    let mut checkpoints = Vec::new();
+    for key in store.list(prefix).map_err(|e| failed("listing checkpoints", e))? {
+        let Some(org) = key.strip_prefix(prefix.as_str()).and_then(|k| k.strip_suffix("/checkpoint.json")) else {
+            continue;
+        };
+        if let Some(object) = store.read(&key).map_err(|e| failed("reading a checkpoint", e))? {
+            let c = Checkpoint::decode(&object.data, org, &key).map_err(|e| anyhow::anyhow!("{}", e.0))?;
+            checkpoints.push(ListedCheckpoint { org_id: c.org_id, read_from_ms: c.read_from_ms, next_seq: c.next_seq });
+        }
+    }
+    let objects = store.list(&s.destination.key_prefix).map_err(|e| failed("listing log objects", e))?;
+    tracing::info!(objects = objects.len(), repair = request.repair, "verifying");
+    let listing = Listing { checkpoints, objects };
+    let report =
+        collector.runtime.verify(&s.limits, s.origin.clone(), collector.store.clone(), &s.config, request, listing);
     let (json, lines, code) = match report {
         Ok(report) => (report.json, report.lines, report.exit_code),
         Err(trap) => {

@@ -95,6 +95,8 @@ impl Metrics {
 
     /// Counts what a pass reported.
     pub fn record(&self, report: &Report, took: Duration) {
+        // An organization that failed after writing has not caught up to its window's end.
+        let failed: Vec<&str> = report.failures.iter().filter_map(|f| f.org_id.as_deref()).collect();
         for org in &report.orgs {
             let labels = vec![("org", org.summary.org_id.clone())];
             let s = &org.summary;
@@ -110,7 +112,9 @@ impl Metrics {
                 let labels = vec![("org", s.org_id.clone()), ("class", class.to_string())];
                 self.replies.get_or_create(&labels).inc_by(u64::from(count));
             }
-            if let Ok(end) = chrono::DateTime::parse_from_rfc3339(&s.window_end) {
+            if let (false, Ok(end)) =
+                (failed.contains(&s.org_id.as_str()), chrono::DateTime::parse_from_rfc3339(&s.window_end))
+            {
                 let mut covered = self.covered_until.lock().unwrap_or_else(|p| p.into_inner());
                 let until = covered.entry(s.org_id.clone()).or_insert(i64::MIN);
                 *until = (*until).max(end.timestamp_millis());

@@ -230,7 +230,7 @@ impl Runtime {
         instance.mulesoft_audit_collector().call_check(&mut wasm_store, config).map_err(|e| classify_trap(e, limits))
     }
 
-    /// The component's `verify` over the objects `log_objects` names.
+    /// The component's `verify` over what the host listed.
     pub fn verify(
         &self,
         limits: &Limits,
@@ -238,13 +238,13 @@ impl Runtime {
         store: Arc<dyn ObjectStore>,
         config: &wit::Config,
         request: mulesoft_audit::verify::Request,
-        log_objects: &[String],
+        listing: mulesoft_audit::verify::Listing,
     ) -> Result<wit::Report, Trap> {
         let (mut wasm_store, instance) = self.instantiate(limits, origin, store)?;
         let mulesoft_audit::verify::Request { since_ms, until_ms, repair } = request;
         instance
             .mulesoft_audit_collector()
-            .call_verify(&mut wasm_store, config, since_ms, until_ms, repair, log_objects)
+            .call_verify(&mut wasm_store, config, since_ms, until_ms, repair, &listing.into())
             .map_err(|e| classify_trap(e, limits))
     }
 

@@ -82,7 +82,8 @@ pub fn assert_exactly_once(sim: &Simulator, org: &str, objects: &BTreeMap<String
     }
     let mut got: BTreeMap<&str, usize> = BTreeMap::new();
     for (key, lines) in objects {
-        if !key.contains(&format!("mulesoft-audit-{org}-")) {
+        // The pass's objects and a repair's (`<org>.repair`).
+        if !key.contains(&format!("mulesoft-audit-{org}-")) && !key.contains(&format!("mulesoft-audit-{org}.repair-")) {
             continue;
         }
         for l in lines {
