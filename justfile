@@ -34,9 +34,28 @@ demo:
     cargo run --release -p mulesoft-audit-host -- demo
 
 # Benchmarks against the simulator (see BENCHMARKS.md).
-bench:
+bench *args:
     cargo build --release --bins
-    cargo run --release -p mulesoft-audit-host --example bench
+    cargo run --release -p mulesoft-audit-host --example bench -- {{args}}
+
+# Where the CPU goes (BENCHMARKS.md): a component with its names kept, embedded in a release host,
+# one pass over 200,000 simulator entries under perf, with wasmtime's perf map naming guest code.
+profile entries="200000":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build -p mulesoft-audit --target wasm32-wasip2 --profile profiling --target-dir target/profiling
+    MULESOFT_AUDIT_COMPONENT=$PWD/target/profiling/wasm32-wasip2/profiling/mulesoft_audit.wasm \
+      cargo build --release -p mulesoft-audit-host -p anypoint-sim
+    out=$(mktemp -d)
+    target/release/anypoint-sim --listen 127.0.0.1:0 --orgs org-profile --entries {{entries}} > "$out/url" &
+    trap "kill $! 2>/dev/null; rm -rf $out" EXIT
+    until [ -s "$out/url" ]; do sleep 0.1; done
+    mkdir -p "$out/data" "$out/cache"
+    MULESOFT_AUDIT_PERFMAP=1 MULESOFT_AUDIT_CACHE_DIR="$out/cache" MULE_ORG_ID=org-profile \
+      MULE_BASE_URL="$(head -1 "$out/url")" CLIENT_ID=demo-client CLIENT_SECRET=demo-secret-not-real \
+      MULESOFT_AUDIT_DEST="$out/data" MULESOFT_AUDIT_LAG=1s MULESOFT_AUDIT_RPM=1000000 \
+      perf record -F 999 -g -o target/profiling/perf.data target/release/mulesoft-audit run > /dev/null
+    perf report -i target/profiling/perf.data --no-children --sort symbol --stdio 2>/dev/null | grep -v '^$' | head -60
 
 # The component inside Node.js through jco (examples/node-host), against the simulator.
 node-demo:

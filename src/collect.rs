@@ -7,7 +7,7 @@
 use crate::anypoint::{Client, organizations, retention_floor};
 use crate::delivery::{Delivery, Entry};
 use crate::entry;
-use crate::paging::{FetchedPage, Slice, page_request, split};
+use crate::paging::{FetchedPage, ReadPage, Slice, page_request, split};
 use crate::platform::{Method, ObjectStore, Platform};
 use crate::settings::{ErrorKind, Failure, OrgSummary, Settings, shard_of};
 use crate::status;
@@ -94,14 +94,15 @@ const READ_AHEAD_BYTES: usize = 12 << 20;
 /// The page answered the query for `slice`: an entry whose time lies outside it fails the org.
 fn write_page<S: ObjectStore>(
     delivery: &mut Delivery<'_, S>,
-    raw_page: &[u8],
+    page: &ReadPage,
     slice: (i64, i64),
     summary: &mut OrgSummary,
 ) -> Result<(), Failure> {
-    let page = entry::parse_page(raw_page).map_err(|e| Failure::new(ErrorKind::Api, e))?;
+    let text = std::str::from_utf8(&page.raw).map_err(|_| Failure::new(ErrorKind::Api, "reply is not UTF-8"))?;
     let (from_ms, to_ms) = slice;
-    for raw in &page.data {
-        let line = entry::ndjson_line(raw.get());
+    for range in &page.entries {
+        let raw = text.get(range.clone()).ok_or_else(|| Failure::new(ErrorKind::Api, "an entry lost its place"))?;
+        let line = entry::ndjson_line(raw);
         let meta = entry::meta(&line);
         // A time given in whole seconds spans a thousand ms: any of them in the query will do.
         let span_end = |t: i64| t.saturating_add(meta.precision_ms - 1);
@@ -209,8 +210,8 @@ fn collect_org<P: Platform, S: ObjectStore>(
     let mut pages = 0u32;
     loop {
         while let Some(head) = slices.front_mut() {
-            while let Some(raw) = head.pages.pop_front() {
-                write_page(&mut delivery, &raw, (head.from_ms, head.to_ms), summary)?;
+            while let Some(page) = head.pages.pop_front() {
+                write_page(&mut delivery, &page, (head.from_ms, head.to_ms), summary)?;
             }
             if head.done {
                 slices.pop_front();
@@ -222,7 +223,7 @@ fn collect_org<P: Platform, S: ObjectStore>(
             break;
         }
         // The head slice always reads; the ones behind it while the read-ahead budget lasts.
-        let buffered: usize = slices.iter().flat_map(|s| s.pages.iter()).map(Vec::len).sum();
+        let buffered: usize = slices.iter().flat_map(|s| s.pages.iter()).map(|p| p.raw.len()).sum();
         let mut chosen = Vec::new();
         for (i, slice) in slices.iter().enumerate() {
             if chosen.len() == in_flight || (i > 0 && buffered >= READ_AHEAD_BYTES) {
@@ -253,24 +254,33 @@ fn collect_org<P: Platform, S: ObjectStore>(
             .map(|(k, _)| format!("audit query for organization {org} (page {})", pages + 1 + k as u32))
             .collect();
         pages += chosen.len() as u32;
-        // The reply is parsed once here, to check it (a garbled page is retried) and to read what
-        // paging needs; the entries themselves are read again only when the page is written.
+        // The reply is parsed once, here: to check it (a garbled page is retried), to read what
+        // paging needs, and to find where each entry lies for when the page is written.
         let replies = client.call_many(Method::Post, requests, &whats, |b| {
             let page = entry::parse_page(b)?;
+            let base = b.as_ptr() as usize;
+            let entries = page
+                .data
+                .iter()
+                .map(|r| {
+                    let start = r.get().as_ptr() as usize - base;
+                    start..start + r.get().len()
+                })
+                .collect();
             Ok(FetchedPage {
                 count: page.data.len(),
                 cursor: page.cursor,
                 total: page.total,
                 last_entry_ts: page.data.iter().rev().find_map(|r| entry::meta(r.get()).timestamp_ms),
-                raw: b.to_vec(),
+                page: ReadPage { raw: b.to_vec(), entries },
             })
         });
         for (&i, reply) in chosen.iter().zip(replies) {
-            let FetchedPage { raw, count, cursor, total, last_entry_ts } = reply?;
+            let FetchedPage { page, count, cursor, total, last_entry_ts } = reply?;
             let slice = &mut slices[i];
             slice.advance(settings.paging, count, cursor);
             if count > 0 {
-                slice.pages.push_back(raw);
+                slice.pages.push_back(page);
             }
             if !split_considered {
                 split_considered = true;

@@ -150,7 +150,7 @@ fn seconds_with_fraction(text: &str) -> Option<(i64, i64)> {
 /// line break, so only an API that pretty-printed its reply could break NDJSON; such an entry is
 /// re-serialised compactly (same values; whitespace and key order may differ).
 pub fn ndjson_line(raw: &str) -> std::borrow::Cow<'_, str> {
-    if raw.bytes().any(|b| b == b'\n' || b == b'\r') {
+    if memchr::memchr2(b'\n', b'\r', raw.as_bytes()).is_some() {
         match serde_json::from_str::<Box<RawValue>>(raw)
             .ok()
             .and_then(|v| serde_json::from_str::<serde_json::Value>(v.get()).ok())

@@ -9,11 +9,18 @@ use std::collections::VecDeque;
 
 /// A checked reply to a query, with what paging needs read out of it.
 pub struct FetchedPage {
-    pub raw: Vec<u8>,
+    pub page: ReadPage,
     pub count: usize,
     pub cursor: Option<String>,
     pub total: Option<u64>,
     pub last_entry_ts: Option<i64>,
+}
+
+/// A reply's bytes and where each entry lies in them: found when the reply is checked, so that
+/// writing the page does not parse it again.
+pub struct ReadPage {
+    pub raw: Vec<u8>,
+    pub entries: Vec<std::ops::Range<usize>>,
 }
 
 /// One time slice `[from_ms, to_ms]` of a window, paged on its own.
@@ -23,8 +30,8 @@ pub struct Slice {
     pub cursor: Option<String>,
     pub offset: u64,
     pub done: bool,
-    /// Pages read but not yet written (raw replies).
-    pub pages: VecDeque<Vec<u8>>,
+    /// Pages read but not yet written.
+    pub pages: VecDeque<ReadPage>,
 }
 
 impl Slice {

@@ -178,6 +178,10 @@ impl Runtime {
     pub fn new(cache_dir: Option<&Path>) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // `just profile`: compiled guest functions by name in /tmp/perf-<pid>.map, for perf.
+        if std::env::var_os("MULESOFT_AUDIT_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let component = load_component(&engine, COMPONENT, cache_dir)?;
 
