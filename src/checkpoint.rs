@@ -89,6 +89,34 @@ struct Wire {
     seen: Vec<(i64, String)>,
 }
 
+/// What a stored checkpoint says of progress, read without building its seen set: for a host's
+/// progress line, which looks at every checkpoint a pass writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glance {
+    pub org_id: String,
+    pub cursor_ms: i64,
+    /// The object being created, and how many entries it holds.
+    pub pending: Option<(String, u64)>,
+}
+
+impl Glance {
+    pub fn read(bytes: &[u8]) -> Option<Self> {
+        #[derive(Deserialize)]
+        struct GlanceWire {
+            format: String,
+            org_id: String,
+            cursor_ms: i64,
+            pending: Option<Pending>,
+        }
+        let wire: GlanceWire = serde_json::from_slice(bytes).ok()?;
+        (wire.format == FORMAT).then(|| Self {
+            org_id: wire.org_id,
+            cursor_ms: wire.cursor_ms,
+            pending: wire.pending.and_then(|p| p.effects.map(|e| (p.key, e.entries))),
+        })
+    }
+}
+
 /// Why a stored checkpoint cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointError(pub String);
@@ -213,6 +241,24 @@ mod tests {
         c.seen.insert("i:a".into(), 1_700_000_000_000);
         c.seen.insert("b:ff".into(), 1_699_999_999_000);
         c
+    }
+
+    #[test]
+    fn a_glance_reads_what_progress_needs() {
+        let mut c = Checkpoint::new("org-1", 5_000);
+        c.seen.insert("i:a".into(), 4_000);
+        let effects = Effects { last_ms: Some(6_000), keys: Vec::new(), keys_from_ms: 0, entries: 42 };
+        c.pending = Some(Pending {
+            key: "logs/x".into(),
+            seq: 1,
+            named_ms: None,
+            effects: Some(effects),
+            claimed: false,
+            unprovable: false,
+        });
+        let glance = Glance::read(&c.encode()).unwrap();
+        assert_eq!(glance, Glance { org_id: "org-1".into(), cursor_ms: 5_000, pending: Some(("logs/x".into(), 42)) });
+        assert_eq!(Glance::read(b"{}"), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use crate::anypoint::{Client, organizations, retention_floor};
 use crate::delivery::{Delivery, Entry};
 use crate::entry;
-use crate::paging::{FetchedPage, ReadPage, Slice, page_request, split};
+use crate::paging::{FetchedPage, ReadPage, Slice, page_request, read_page, split};
 use crate::platform::{Method, ObjectStore, Platform};
 use crate::settings::{ErrorKind, Failure, OrgSummary, Settings, shard_of};
 use crate::status;
@@ -98,10 +98,8 @@ fn write_page<S: ObjectStore>(
     slice: (i64, i64),
     summary: &mut OrgSummary,
 ) -> Result<(), Failure> {
-    let text = std::str::from_utf8(&page.raw).map_err(|_| Failure::new(ErrorKind::Api, "reply is not UTF-8"))?;
     let (from_ms, to_ms) = slice;
-    for range in &page.entries {
-        let raw = text.get(range.clone()).ok_or_else(|| Failure::new(ErrorKind::Api, "an entry lost its place"))?;
+    for raw in page.entries() {
         let line = entry::ndjson_line(raw);
         let meta = entry::meta(&line);
         // A time given in whole seconds spans a thousand ms: any of them in the query will do.
@@ -223,7 +221,7 @@ fn collect_org<P: Platform, S: ObjectStore>(
             break;
         }
         // The head slice always reads; the ones behind it while the read-ahead budget lasts.
-        let buffered: usize = slices.iter().flat_map(|s| s.pages.iter()).map(|p| p.raw.len()).sum();
+        let buffered: usize = slices.iter().flat_map(|s| s.pages.iter()).map(|p| p.text.len()).sum();
         let mut chosen = Vec::new();
         for (i, slice) in slices.iter().enumerate() {
             if chosen.len() == in_flight || (i > 0 && buffered >= READ_AHEAD_BYTES) {
@@ -254,27 +252,7 @@ fn collect_org<P: Platform, S: ObjectStore>(
             .map(|(k, _)| format!("audit query for organization {org} (page {})", pages + 1 + k as u32))
             .collect();
         pages += chosen.len() as u32;
-        // The reply is parsed once, here: to check it (a garbled page is retried), to read what
-        // paging needs, and to find where each entry lies for when the page is written.
-        let replies = client.call_many(Method::Post, requests, &whats, |b| {
-            let page = entry::parse_page(b)?;
-            let base = b.as_ptr() as usize;
-            let entries = page
-                .data
-                .iter()
-                .map(|r| {
-                    let start = r.get().as_ptr() as usize - base;
-                    start..start + r.get().len()
-                })
-                .collect();
-            Ok(FetchedPage {
-                count: page.data.len(),
-                cursor: page.cursor,
-                total: page.total,
-                last_entry_ts: page.data.iter().rev().find_map(|r| entry::meta(r.get()).timestamp_ms),
-                page: ReadPage { raw: b.to_vec(), entries },
-            })
-        });
+        let replies = client.call_many(Method::Post, requests, &whats, read_page);
         for (&i, reply) in chosen.iter().zip(replies) {
             let FetchedPage { page, count, cursor, total, last_entry_ts } = reply?;
             let slice = &mut slices[i];

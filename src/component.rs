@@ -97,9 +97,12 @@ impl wit::Guest for Component {
         repair: bool,
         listing: wit::Listing,
     ) -> wit::Report {
-        let settings = match Self::settings(config) {
+        let settings = match Settings::from_raw(config.into()) {
             Ok(settings) => settings,
-            Err(error) => return Report::from(PassResult::from(error)).into(),
+            Err(message) => {
+                let failures = vec![Failure::new(ErrorKind::Config, message)];
+                return crate::verify::VerifyReport { failures, ..Default::default() }.into();
+            }
         };
         let request = crate::verify::Request { since_ms, until_ms, repair };
         crate::verify::verify(&mut WasiPlatform, &mut HostStore, &settings, request, &listing.into()).into()

@@ -15,13 +15,7 @@ macro_rules! wit_conversions {
                 use $crate::settings::ControlPlane;
                 let endpoint = match (raw.base_url, raw.plane) {
                     (Some(url), _) => wit::Endpoint::BaseUrl(url),
-                    (None, plane) => wit::Endpoint::Plane(match plane.unwrap_or(ControlPlane::Us) {
-                        ControlPlane::Us => wit::ControlPlane::Us,
-                        ControlPlane::Eu => wit::ControlPlane::Eu,
-                        ControlPlane::Gov => wit::ControlPlane::Gov,
-                        ControlPlane::Ca => wit::ControlPlane::Ca,
-                        ControlPlane::Jp => wit::ControlPlane::Jp,
-                    }),
+                    (None, plane) => wit::Endpoint::Plane(plane.unwrap_or(ControlPlane::Us).into()),
                 };
                 $crate::wit_conversions!(@same raw { endpoint, paging: raw.paging.into() })
             }
@@ -30,41 +24,16 @@ macro_rules! wit_conversions {
         impl From<$($c)::+::Config> for $crate::settings::RawConfig {
             fn from(config: $($c)::+::Config) -> Self {
                 use $($c)::+ as wit;
-                use $crate::settings::ControlPlane;
                 let (plane, base_url) = match config.endpoint {
-                    wit::Endpoint::Plane(p) => (
-                        Some(match p {
-                            wit::ControlPlane::Us => ControlPlane::Us,
-                            wit::ControlPlane::Eu => ControlPlane::Eu,
-                            wit::ControlPlane::Gov => ControlPlane::Gov,
-                            wit::ControlPlane::Ca => ControlPlane::Ca,
-                            wit::ControlPlane::Jp => ControlPlane::Jp,
-                        }),
-                        None,
-                    ),
+                    wit::Endpoint::Plane(p) => (Some(p.into()), None),
                     wit::Endpoint::BaseUrl(url) => (None, Some(url)),
                 };
                 $crate::wit_conversions!(@same config { plane, base_url, paging: config.paging.into() })
             }
         }
 
-        impl From<$crate::settings::Paging> for $($c)::+::Paging {
-            fn from(paging: $crate::settings::Paging) -> Self {
-                match paging {
-                    $crate::settings::Paging::Cursor => Self::Cursor,
-                    $crate::settings::Paging::Offset => Self::Offset,
-                }
-            }
-        }
-
-        impl From<$($c)::+::Paging> for $crate::settings::Paging {
-            fn from(paging: $($c)::+::Paging) -> Self {
-                match paging {
-                    $($c)::+::Paging::Cursor => Self::Cursor,
-                    $($c)::+::Paging::Offset => Self::Offset,
-                }
-            }
-        }
+        $crate::wit_conversions!(@enum $($c)::+::ControlPlane, $crate::settings::ControlPlane { Us, Eu, Gov, Ca, Jp });
+        $crate::wit_conversions!(@enum $($c)::+::Paging, $crate::settings::Paging { Cursor, Offset });
 
         $crate::wit_conversions!(@enum $($c)::+::ErrorKind, $crate::settings::ErrorKind {
             Config, Unauthorized, Forbidden, Api, Unavailable, Denied, Storage, Conflict, Checkpoint, PageCap

@@ -21,10 +21,14 @@ pub struct Page<'a> {
 
 /// Parses a query reply. Errors name what is wrong with the shape, never echo the body.
 pub fn parse_page(body: &[u8]) -> Result<Page<'_>, String> {
-    let text = std::str::from_utf8(body).map_err(|_| "reply is not UTF-8".to_string())?;
+    parse_page_text(std::str::from_utf8(body).map_err(|_| "reply is not UTF-8".to_string())?)
+}
+
+/// [`parse_page`] of a reply already read as text.
+pub fn parse_page_text(text: &str) -> Result<Page<'_>, String> {
     serde_json::from_str::<Page<'_>>(text).map_err(|e| {
         if e.is_eof() {
-            format!("reply is truncated JSON ({} bytes)", body.len())
+            format!("reply is truncated JSON ({} bytes)", text.len())
         } else if e.is_syntax() {
             format!("reply is not JSON ({e})")
         } else {

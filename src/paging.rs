@@ -16,11 +16,42 @@ pub struct FetchedPage {
     pub last_entry_ts: Option<i64>,
 }
 
-/// A reply's bytes and where each entry lies in them: found when the reply is checked, so that
+/// A reply's text and where each entry lies in it: found when the reply is checked, so that
 /// writing the page does not parse it again.
 pub struct ReadPage {
-    pub raw: Vec<u8>,
+    pub text: String,
     pub entries: Vec<std::ops::Range<usize>>,
+}
+
+impl ReadPage {
+    /// Its entries' raw JSON, in order.
+    pub fn entries(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().filter_map(|range| self.text.get(range.clone()))
+    }
+}
+
+/// Checks a reply (a garbled one is retried) and reads what paging needs out of it, parsing it
+/// once: the check keeps each entry's place.
+pub fn read_page(body: &[u8]) -> Result<FetchedPage, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "reply is not UTF-8".to_string())?;
+    let page = crate::entry::parse_page_text(text)?;
+    let base = text.as_ptr() as usize;
+    let entries = page
+        .data
+        .iter()
+        .map(|r| {
+            let start = r.get().as_ptr() as usize - base;
+            start..start + r.get().len()
+        })
+        .collect();
+    let text = text.to_owned();
+    Ok(FetchedPage {
+        count: page.data.len(),
+        cursor: page.cursor,
+        total: page.total,
+        last_entry_ts: page.data.iter().rev().find_map(|r| crate::entry::meta(r.get()).timestamp_ms),
+        page: ReadPage { text, entries },
+    })
 }
 
 /// One time slice `[from_ms, to_ms]` of a window, paged on its own.

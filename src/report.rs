@@ -56,7 +56,7 @@ pub struct FailureReport {
 
 impl From<OrgSummary> for OrgReport {
     fn from(summary: OrgSummary) -> Self {
-        let objects_written = summary.objects.iter().filter(|o| !o.starts_with('(')).count();
+        let objects_written = summary.objects_written().count();
         Self { summary, objects_written }
     }
 }
@@ -102,16 +102,21 @@ impl Report {
 
     /// One line a failure, for stderr: the last lines a person sees say what went wrong.
     pub fn error_lines(&self) -> impl Iterator<Item = String> + '_ {
-        self.failures.iter().map(|f| match &f.org_id {
-            Some(org) => format!("error: organization {org}: {}", f.message),
-            None => format!("error: {}", f.message),
-        })
+        self.failures.iter().map(|f| error_line(f.org_id.as_deref(), &f.message))
     }
 
     /// The JSON line for stdout.
     pub fn json(&self) -> String {
         // Plain strings and numbers: serialising cannot fail.
         serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A failure as one line for stderr.
+pub fn error_line(org_id: Option<&str>, message: &str) -> String {
+    match org_id {
+        Some(org) => format!("error: organization {org}: {message}"),
+        None => format!("error: {message}"),
     }
 }
 

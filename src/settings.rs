@@ -101,7 +101,7 @@ pub fn parse_since(setting: &str, text: &str) -> Result<i64, String> {
 }
 
 /// A control plane's base URL and published query limit per minute.
-pub fn plane(name: ControlPlane) -> (&'static str, u32) {
+fn plane(name: ControlPlane) -> (&'static str, u32) {
     match name {
         ControlPlane::Us => ("https://anypoint.mulesoft.com", 700),
         ControlPlane::Eu => ("https://eu1.anypoint.mulesoft.com", 40),
@@ -392,6 +392,14 @@ pub struct OrgSummary {
     pub no_reply: u32,
     pub bytes_in: u64,
     pub bytes_out: u64,
+}
+
+impl OrgSummary {
+    /// Objects this pass created: `objects` also names the ones it recovered, claimed or found
+    /// missing, in parentheses.
+    pub fn objects_written(&self) -> impl Iterator<Item = &str> {
+        self.objects.iter().map(String::as_str).filter(|o| !o.starts_with('('))
+    }
 }
 
 #[cfg(test)]

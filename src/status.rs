@@ -51,7 +51,7 @@ impl OrgStatus {
     pub fn add(&mut self, now_ms: i64, summary: Option<&OrgSummary>, failure: Option<&Failure>) {
         if let Some(summary) = summary {
             self.entries_written += summary.entries_written;
-            self.objects_written += summary.objects.iter().filter(|o| !o.starts_with('(')).count() as u64;
+            self.objects_written += summary.objects_written().count() as u64;
         }
         match failure {
             None => {

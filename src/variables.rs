@@ -319,6 +319,7 @@ pub fn configure(
         }
         None => 1,
     };
+    let (key_prefix, state_prefix) = prefixes(values);
     let raw = RawConfig {
         org_ids: values
             .get(ORG_ID)
@@ -336,8 +337,8 @@ pub fn configure(
         page_size: values.required(PAGE_SIZE)?,
         max_pages: values.required(MAX_PAGES)?,
         object_max_bytes: values.required::<u64>(OBJECT_KIB)?.saturating_mul(1024),
-        key_prefix: prefixes(values).0,
-        state_prefix: prefixes(values).1,
+        key_prefix,
+        state_prefix,
         requests_per_minute: values.number(RPM)?,
         max_attempts: values.required(MAX_ATTEMPTS)?,
         paging: match values.text(PAGING).map(str::to_ascii_lowercase).as_deref() {

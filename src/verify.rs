@@ -11,7 +11,7 @@ use crate::anypoint::Client;
 use crate::delivery::{Delivery, Entry, Role, storage_failure};
 use crate::entry;
 use crate::gzip::gunzip;
-use crate::paging::{Slice, page_request};
+use crate::paging::{Slice, page_request, read_page};
 use crate::platform::{Method, ObjectStore, Platform};
 use crate::settings::{ErrorKind, Failure, OrgSummary, Settings, exit_code};
 use crate::status::{OrgStatus, status_key};
@@ -154,12 +154,7 @@ impl VerifyReport {
                 ));
             }
         }
-        for f in &self.failures {
-            lines.push(match &f.org_id {
-                Some(org) => format!("error: organization {org}: {}", f.message),
-                None => format!("error: {}", f.message),
-            });
-        }
+        lines.extend(self.failures.iter().map(|f| crate::report::error_line(f.org_id.as_deref(), &f.message)));
         lines
     }
 }
@@ -266,9 +261,16 @@ fn verify_org<P: Platform, S: ObjectStore>(
         delivery.now_ms = client.platform.now_ms();
         delivery.recover(&mut recovery)?;
         let listed_repairs: HashSet<u64> = own.iter().filter_map(|o| o.seq.filter(|_| o.repair)).collect();
-        let recovered = |seq: u64| recovery.objects.iter().any(|o| o.ends_with(&format!("-{seq:010}.json.gz")));
+        // Settled just now: recorded, or its name taken by an empty claim.
+        let recovered: Vec<String> = recovery
+            .objects
+            .iter()
+            .filter_map(|o| o.strip_prefix("(recovered) ").or_else(|| o.strip_prefix("(claimed) ")))
+            .map(str::to_string)
+            .collect();
+        let recovered: HashSet<u64> = objects_of(settings, org, &recovered).into_iter().filter_map(|o| o.seq).collect();
         let unseen =
-            (1..delivery.checkpoint.next_seq).filter(|s| !listed_repairs.contains(s) && !recovered(*s)).count();
+            (1..delivery.checkpoint.next_seq).filter(|s| !listed_repairs.contains(s) && !recovered.contains(s)).count();
         if unseen > 0 {
             return Err(not_found_failure(unseen as u64, "repair objects"));
         }
@@ -314,16 +316,10 @@ fn verify_org<P: Platform, S: ObjectStore>(
         }
         pages += 1;
         let (path, body) = page_request(settings, org, &slice, false);
-        let raw = client.call(
-            Method::Post,
-            path,
-            body,
-            &format!("audit query for organization {org} (page {pages})"),
-            |b| entry::parse_page(b).map(|_| b.to_vec()),
-        )?;
-        let page = entry::parse_page(&raw).map_err(|e| Failure::new(ErrorKind::Api, e))?;
-        for raw_entry in &page.data {
-            let line = entry::ndjson_line(raw_entry.get());
+        let what = format!("audit query for organization {org} (page {pages})");
+        let fetched = client.call(Method::Post, path, body, &what, read_page)?;
+        for raw_entry in fetched.page.entries() {
+            let line = entry::ndjson_line(raw_entry);
             let meta = entry::meta(&line);
             if expected.insert(meta.key.clone(), meta.timestamp_ms).is_some() {
                 continue;
@@ -338,7 +334,7 @@ fn verify_org<P: Platform, S: ObjectStore>(
                 delivery.add(entry, &mut summary)?;
             }
         }
-        slice.advance(settings.paging, page.data.len(), page.cursor.clone());
+        slice.advance(settings.paging, fetched.count, fetched.cursor);
     }
     let delivered = match repair.take() {
         Some(mut delivery) => {
@@ -346,7 +342,7 @@ fn verify_org<P: Platform, S: ObjectStore>(
             drop(delivery);
             verdict.repaired = summary.entries_written;
             // Verified again from the store, with the repair's new objects.
-            keys.extend(summary.objects.iter().filter(|o| !o.starts_with('(')).map(String::as_str));
+            keys.extend(summary.objects_written());
             read_objects(store, &keys, since, until)?
         }
         None => delivered,
@@ -608,6 +604,7 @@ mod tests {
             let _ = verify_now(&mut world, true);
             world.store.stop = None;
             let after = verify_now(&mut world, true);
+            assert!(after.failures.is_empty(), "stopped after {stop_after} store calls: {after:?}");
             let v = &after.orgs[0];
             assert_eq!((v.missing, v.duplicates), (0, 0), "stopped after {stop_after} store calls: {v:?} {after:?}");
         }

@@ -16,7 +16,8 @@
 //! - `credentials`: each Application Default Credentials source, end to end; missing and broken
 //!   credentials; the smoke matrix of every subcommand.
 //! - `storage`: GCS faults through a fault-injecting proxy, missing bucket, checkpoint conflicts.
-//! - `serve`: the HTTP trigger (Pub/Sub push, CloudEvents, bad bodies, concurrent triggers).
+//! - `serve`: the HTTP trigger (Pub/Sub push, CloudEvents, bad bodies, concurrent triggers) and its
+//!   `/metrics` against what was delivered.
 //! - `status`: the state's account of each organization, `--max-lag`, on a directory and a bucket.
 //! - `verify`: missing and doubled entries counted against the API, `--repair`, its cost.
 

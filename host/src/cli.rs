@@ -1,4 +1,4 @@
-//! The command line: `run`, `serve`, `check`, `demo`. `main` returns an exit code and prints the
+//! The command line: `run`, `serve`, `check`, `verify`, `status`, `precompile`, `demo`. `main` returns an exit code and prints the
 //! error chain: 0 success, 1 the run failed, 2 a configuration error.
 
 use crate::pass::Collector;

@@ -4,7 +4,7 @@
 //! Off a terminal, the structured `object written` log lines are the progress.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mulesoft_audit::checkpoint::Checkpoint;
+use mulesoft_audit::checkpoint::Glance;
 use std::collections::HashMap;
 
 pub struct Progress {
@@ -35,7 +35,7 @@ impl Progress {
 
     /// A checkpoint as written: the cursor moves the bar, a pending object's entries count once
     /// it is created.
-    pub fn checkpoint(&mut self, checkpoint: &Checkpoint) {
+    pub fn checkpoint(&mut self, checkpoint: &Glance) {
         let end = self.end_ms;
         let org = self.orgs.entry(checkpoint.org_id.clone()).or_insert_with(|| {
             let length = u64::try_from((end - checkpoint.cursor_ms) / 1000).unwrap_or(0).max(1);
@@ -47,7 +47,7 @@ impl Progress {
         });
         let done = u64::try_from((checkpoint.cursor_ms - org.start_ms) / 1000).unwrap_or(0);
         org.bar.set_position(done.min(org.bar.length().unwrap_or(done)));
-        org.pending = checkpoint.pending.as_ref().and_then(|p| p.effects.as_ref().map(|e| (p.key.clone(), e.entries)));
+        org.pending = checkpoint.pending.clone();
         org.describe(checkpoint.cursor_ms);
     }
 
@@ -61,7 +61,8 @@ impl Progress {
     }
 
     /// What a bar shows of an organization: `(position, length, entries)`.
-    pub fn state(&self, org: &str) -> Option<(u64, u64, u64)> {
+    #[cfg(test)]
+    fn state(&self, org: &str) -> Option<(u64, u64, u64)> {
         self.orgs.get(org).map(|o| (o.bar.position(), o.bar.length().unwrap_or(0), o.entries))
     }
 
@@ -87,14 +88,18 @@ impl OrgProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mulesoft_audit::checkpoint::{Effects, Pending};
+    use mulesoft_audit::checkpoint::{Checkpoint, Effects, Pending};
+
+    fn glance(checkpoint: &Checkpoint) -> Glance {
+        Glance::read(&checkpoint.encode()).unwrap()
+    }
 
     #[test]
     fn the_bar_follows_the_cursor_and_counts_created_objects() {
         let hour = 3_600_000;
         let mut progress = Progress::new(10 * hour, ProgressDrawTarget::hidden());
         let mut checkpoint = Checkpoint::new("org-1", 6 * hour);
-        progress.checkpoint(&checkpoint);
+        progress.checkpoint(&glance(&checkpoint));
         assert_eq!(progress.state("org-1"), Some((0, 4 * 3600, 0)));
         let effects = Effects { last_ms: Some(7 * hour), keys: Vec::new(), keys_from_ms: 0, entries: 250 };
         checkpoint.pending = Some(Pending {
@@ -105,13 +110,13 @@ mod tests {
             claimed: false,
             unprovable: false,
         });
-        progress.checkpoint(&checkpoint);
+        progress.checkpoint(&glance(&checkpoint));
         progress.created("logs/other");
         assert_eq!(progress.state("org-1").map(|s| s.2), Some(0), "another object's creation counts nothing");
         progress.created("logs/a");
         checkpoint.pending = None;
         checkpoint.cursor_ms = 7 * hour;
-        progress.checkpoint(&checkpoint);
+        progress.checkpoint(&glance(&checkpoint));
         assert_eq!(progress.state("org-1"), Some((3600, 4 * 3600, 250)));
         progress.created("logs/a");
         assert_eq!(progress.state("org-1").map(|s| s.2), Some(250), "counted once");

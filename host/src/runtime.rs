@@ -155,10 +155,10 @@ impl wit_store::Host for RunState {
     ) -> Result<u64, wit_store::StoreError> {
         let result = self.store.write_if_generation(&key, &data, &content_type, generation);
         if let (Ok(_), Some(progress)) = (&result, &mut self.progress)
-            && let Some(org) = key.strip_suffix("/checkpoint.json").and_then(|k| k.rsplit('/').next())
-            && let Ok(checkpoint) = mulesoft_audit::checkpoint::Checkpoint::decode(&data, org, &key)
+            && key.ends_with("/checkpoint.json")
+            && let Some(glance) = mulesoft_audit::checkpoint::Glance::read(&data)
         {
-            progress.checkpoint(&checkpoint);
+            progress.checkpoint(&glance);
         }
         result.map_err(wit_store::StoreError::from)
     }
