@@ -9,7 +9,7 @@ use crate::delivery::{Delivery, Entry};
 use crate::entry;
 use crate::paging::{FetchedPage, ReadPage, Slice, page_request, read_page, split};
 use crate::platform::{Method, ObjectStore, Platform};
-use crate::settings::{ErrorKind, Failure, OrgSummary, Settings, shard_of};
+use crate::settings::{ErrorKind, Failure, OrgSummary, Settings};
 use crate::status;
 use crate::window::{self, Window};
 use std::collections::VecDeque;
@@ -42,14 +42,14 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
         Ok(orgs) => orgs,
         Err(f) => {
             let now = client.platform.now_ms();
-            for org in settings.org_ids.iter().filter(|o| shard_of(o, settings.shard_count) == settings.shard_index) {
+            for org in settings.org_ids.iter().filter(|o| settings.owns(o)) {
                 status::record(store, &settings.state_prefix, org, now, None, None, Some(&scrubbed(&f, settings)));
             }
             result.failures.push(f);
             return result;
         }
     };
-    orgs.retain(|org| shard_of(org, settings.shard_count) == settings.shard_index);
+    orgs.retain(|org| settings.owns(org));
     for org in &orgs {
         let before = client.stats;
         let mut summary = OrgSummary { org_id: org.clone(), ..OrgSummary::default() };

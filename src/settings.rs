@@ -394,6 +394,13 @@ pub struct OrgSummary {
     pub bytes_out: u64,
 }
 
+impl Settings {
+    /// Whether this task collects `org`: its shard of the organizations ([`shard_of`]).
+    pub fn owns(&self, org: &str) -> bool {
+        shard_of(org, self.shard_count) == self.shard_index
+    }
+}
+
 impl OrgSummary {
     /// Objects this pass created: `objects` also names the ones it recovered, claimed or found
     /// missing, in parentheses.

@@ -17,6 +17,11 @@ pub fn status_key(state_prefix: &str, org_id: &str) -> String {
     format!("{state_prefix}{org_id}/status.json")
 }
 
+/// The organization whose status object `key` is ([`status_key`] read back).
+pub fn status_org<'k>(state_prefix: &str, key: &'k str) -> Option<&'k str> {
+    key.strip_prefix(state_prefix)?.strip_suffix("/status.json")
+}
+
 /// One organization's pass history, as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

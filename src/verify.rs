@@ -178,7 +178,7 @@ pub fn verify<P: Platform, S: ObjectStore>(
             return report;
         }
     };
-    for org in orgs.iter().filter(|o| crate::settings::shard_of(o, settings.shard_count) == settings.shard_index) {
+    for org in orgs.iter().filter(|o| settings.owns(o)) {
         let before = client.stats.requests;
         match verify_org(&mut client, store, settings, request, listing, org) {
             Ok(mut verdict) => {

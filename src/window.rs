@@ -63,9 +63,21 @@ pub fn checkpoint_key(state_prefix: &str, org_id: &str) -> String {
     format!("{state_prefix}{org_id}/checkpoint.json")
 }
 
+/// The organization whose checkpoint `key` is ([`checkpoint_key`] read back).
+pub fn checkpoint_org<'k>(state_prefix: &str, key: &'k str) -> Option<&'k str> {
+    key.strip_prefix(state_prefix)?.strip_suffix("/checkpoint.json")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_key_names_its_organization() {
+        assert_eq!(checkpoint_org("state/", &checkpoint_key("state/", "org-1")), Some("org-1"));
+        assert_eq!(checkpoint_org("state/", "state/org-1/status.json"), None);
+        assert_eq!(checkpoint_org("other/", &checkpoint_key("state/", "org-1")), None);
+    }
 
     #[test]
     fn formats_times_with_milliseconds_and_z() {

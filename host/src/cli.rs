@@ -274,21 +274,28 @@ impl VerifyArgs {
     }
 }
 
+/// A store failure of `status` or `verify`: a refusal is a setting to fix (exit 2).
+fn store_failure(store: &dyn store::ObjectStore, what: &str, e: store::StoreError) -> anyhow::Error {
+    match e {
+        store::StoreError::Denied(m) => {
+            anyhow::Error::from(ConfigError(format!("{what} in {}: {m}", store.describe())))
+        }
+        e => anyhow::anyhow!("{what} in {}: {e}", store.describe()),
+    }
+}
+
 /// `verify`: the component's verdict over the objects the host lists.
 fn verify(collector: &Collector, request: mulesoft_audit::verify::Request) -> anyhow::Result<u8> {
     use mulesoft_audit::checkpoint::Checkpoint;
     use mulesoft_audit::verify::{ListedCheckpoint, Listing};
     let s = &collector.settings;
     let store = &collector.store;
-    let failed = |what: &str, e: store::StoreError| match e {
-        store::StoreError::Denied(m) => anyhow::Error::from(ConfigError(format!("{what}: {m}"))),
-        e => anyhow::anyhow!("{what} in {}: {e}", store.describe()),
-    };
+    let failed = |what: &str, e| store_failure(store.as_ref(), what, e);
     // The checkpoints first, then the objects: see `Listing`.
     let prefix = &s.destination.state_prefix;
     let mut checkpoints = Vec::new();
     for key in store.list(prefix).map_err(|e| failed("listing checkpoints", e))? {
-        let Some(org) = key.strip_prefix(prefix.as_str()).and_then(|k| k.strip_suffix("/checkpoint.json")) else {
+        let Some(org) = mulesoft_audit::window::checkpoint_org(prefix, &key) else {
             continue;
         };
         if let Some(object) = store.read(&key).map_err(|e| failed("reading a checkpoint", e))? {
@@ -326,17 +333,12 @@ fn status(args: &StatusArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<u8>
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let store = store::open_destination(&destination, rt.handle().clone())?;
     let prefix = &destination.state_prefix;
-    let stored = |e: store::StoreError| match e {
-        store::StoreError::Denied(m) => anyhow::Error::from(ConfigError(format!("state {}: {m}", store.describe()))),
-        e => anyhow::anyhow!("state {}: {e}", store.describe()),
-    };
+    let stored = |e| store_failure(store.as_ref(), "reading the state", e);
     // Every organization with state, and the configured ones, which may have none yet.
     let mut orgs = std::collections::BTreeSet::new();
     for key in store.list(prefix).map_err(stored)? {
-        let rest = key.strip_prefix(prefix.as_str()).unwrap_or(&key);
-        if let Some(org) = rest.strip_suffix("/checkpoint.json").or_else(|| rest.strip_suffix("/status.json")) {
-            orgs.insert(org.to_string());
-        }
+        let org = mulesoft_audit::window::checkpoint_org(prefix, &key).or_else(|| status::status_org(prefix, &key));
+        orgs.extend(org.map(str::to_string));
     }
     let configured = args.collect.engine.0.get(mulesoft_audit::variables::ORG_ID).unwrap_or_default();
     orgs.extend(configured.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_string));
