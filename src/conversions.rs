@@ -90,6 +90,7 @@ macro_rules! wit_conversions {
             fn from(listing: $($c)::+::Listing) -> Self {
                 Self {
                     objects: listing.objects,
+                    deleted: listing.deleted,
                     checkpoints: listing
                         .checkpoints
                         .into_iter()
@@ -107,6 +108,7 @@ macro_rules! wit_conversions {
             fn from(listing: $crate::verify::Listing) -> Self {
                 Self {
                     objects: listing.objects,
+                    deleted: listing.deleted,
                     checkpoints: listing
                         .checkpoints
                         .into_iter()

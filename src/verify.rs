@@ -40,6 +40,9 @@ pub struct Request {
 pub struct Listing {
     pub objects: Vec<String>,
     pub checkpoints: Vec<ListedCheckpoint>,
+    /// Deleted objects the store still keeps (soft delete), listed after `objects`; `None` where
+    /// it keeps none or cannot say.
+    pub deleted: Option<Vec<String>>,
 }
 
 /// An organization's checkpoint as the host read it before listing the objects.
@@ -74,6 +77,10 @@ pub struct OrgVerdict {
     /// Objects the checkpoint says were written that are not in the store: the SecOps feed's
     /// source deletion removes what it ingested, so their entries show as missing here.
     pub objects_not_found: u64,
+    /// Of those, the ones the store still keeps as deleted (Cloud Storage's soft delete: the
+    /// feed took them; their names can be listed, their entries cannot be read). `None` where
+    /// the store keeps no deleted objects or cannot list them.
+    pub objects_soft_deleted: Option<u64>,
     /// The first missing entries (after a repair: those still missing).
     pub first_missing: Vec<MissingEntry>,
     /// Entries delivered by this repair.
@@ -146,6 +153,15 @@ impl VerifyReport {
                     "  {} objects the checkpoint records are not in the store (the SecOps feed's source deletion removes ingested objects): their entries cannot be checked here",
                     o.objects_not_found
                 ));
+                match o.objects_soft_deleted {
+                    Some(soft) => lines.push(format!(
+                        "  {soft} of them are soft-deleted (taken after they were written; the bucket keeps them until hard deletion), {} are gone without a trace",
+                        o.objects_not_found - soft
+                    )),
+                    None => lines.push(
+                        "  the store keeps no deleted objects (or may not list them), so whether the feed took them cannot be told".to_string(),
+                    ),
+                }
             }
             if o.unexpected > 0 {
                 lines.push(format!(
@@ -246,7 +262,13 @@ fn verify_org<P: Platform, S: ObjectStore>(
     };
     let own = objects_of(settings, org, &listing.objects);
     let regular: HashSet<u64> = own.iter().filter_map(|o| o.seq.filter(|_| !o.repair)).collect();
-    verdict.objects_not_found = (1..listed.next_seq).filter(|seq| !regular.contains(seq)).count() as u64;
+    let not_found: Vec<u64> = (1..listed.next_seq).filter(|seq| !regular.contains(seq)).collect();
+    verdict.objects_not_found = not_found.len() as u64;
+    verdict.objects_soft_deleted = listing.deleted.as_ref().map(|deleted| {
+        let deleted: HashSet<u64> =
+            objects_of(settings, org, deleted).into_iter().filter_map(|o| o.seq.filter(|_| !o.repair)).collect();
+        not_found.iter().filter(|seq| deleted.contains(seq)).count() as u64
+    });
     if since > until {
         return Ok(verdict);
     }
@@ -450,6 +472,7 @@ mod tests {
                 next_seq: checkpoint.next_seq,
             }],
             objects: world.store.objects.keys().filter(|k| k.starts_with("logs/")).cloned().collect(),
+            deleted: None,
         }
     }
 
@@ -518,6 +541,32 @@ mod tests {
         assert_eq!(report.exit_code(), 1);
         assert!(report.json().contains(r#""status":"incomplete""#));
         assert!(report.lines()[0].contains(&format!("missing {lost}, duplicates {doubled}")), "{:?}", report.lines());
+    }
+
+    #[test]
+    fn objects_the_store_keeps_as_deleted_are_counted_apart_from_those_gone_without_a_trace() {
+        let (mut world, objects) = collected();
+        // The feed took two objects; the bucket keeps one of them (soft delete), and a key that
+        // is no object of this organization's is not counted.
+        world.store.objects.remove(&objects[0]);
+        world.store.objects.remove(&objects[1]);
+        let mut listed = listing(&world);
+        listed.deleted = Some(vec![objects[1].clone(), "logs/2024/01/01/other.json.gz".into()]);
+        let settings = world.settings();
+        let report = verify(&mut world.api, &mut world.store, &settings, Request::default(), &listed);
+        let v = &report.orgs[0];
+        assert_eq!((v.objects_not_found, v.objects_soft_deleted), (2, Some(1)), "{v:?}");
+        assert!(report.json().contains(r#""objects_not_found":2,"objects_soft_deleted":1"#), "{}", report.json());
+        let lines = report.lines();
+        assert!(
+            lines.iter().any(|l| l.contains("1 of them are soft-deleted") && l.contains("1 are gone")),
+            "{lines:?}"
+        );
+        // A store that keeps no deleted objects says so rather than a count of nothing.
+        let unknown = verify_now(&mut world, false);
+        assert_eq!(unknown.orgs[0].objects_soft_deleted, None);
+        assert!(unknown.json().contains(r#""objects_soft_deleted":null"#), "{}", unknown.json());
+        assert!(unknown.lines().iter().any(|l| l.contains("keeps no deleted objects")), "{:?}", unknown.lines());
     }
 
     /// Entries the API shows only now, timed well before the read floor: no pass reads them.

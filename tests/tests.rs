@@ -18,6 +18,7 @@
 //! - `storage`: GCS faults through a fault-injecting proxy, missing bucket, checkpoint conflicts.
 //! - `serve`: the HTTP trigger (Pub/Sub push, CloudEvents, bad bodies, concurrent triggers) and its
 //!   `/metrics` against what was delivered.
+//! - `progress`: the live progress line a backfill draws at a terminal (a pseudo-terminal).
 //! - `status`: the state's account of each organization, `--max-lag`, on a directory and a bucket.
 //! - `verify`: missing and doubled entries counted against the API, `--repair`, its cost.
 
@@ -32,6 +33,7 @@ mod faults;
 mod google;
 mod harness;
 mod node;
+mod progress;
 mod sandbox;
 mod serve;
 mod simulator;

@@ -127,25 +127,47 @@ fn verify_reads_a_bucket_with_google_credentials_and_says_what_the_feed_took() {
     use crate::google::{Credentials, Google, Plan};
     let google = Google::start("verify-bucket", Plan::default());
     let files = tempfile::tempdir().unwrap();
+    // Checkpoints apart from the logs (a locked log bucket): status and verify read both.
+    let state = tempfile::tempdir().unwrap();
+    let state_dest = format!("file://{}", state.path().display());
     let sim = sim(SimConfig::new(vec![OrgSpec::new("org-vf-gs", 1500)]));
     let dest = "gs://verify-bucket/collector";
     let through = |args: &[&str]| {
         let mut cmd = command(&sim, dest);
         google.configure(&mut cmd, Credentials::MetadataServer, files.path());
-        cmd.env("MULESOFT_AUDIT_OBJECT_KIB", "128").args(args);
+        cmd.env("MULESOFT_AUDIT_OBJECT_KIB", "128").env("MULESOFT_AUDIT_STATE_DEST", &state_dest).args(args);
         finish(cmd.output().unwrap())
     };
-    assert_eq!(through(&["run"]).code, 0);
+    let pass = through(&["run"]);
+    assert_eq!(pass.code, 0, "{}", pass.report());
+    assert!(state.path().join("state/org-vf-gs/checkpoint.json").exists(), "{}", pass.report());
+    let status = through(&["status", "--json"]);
+    assert_eq!(status.code, 0, "{}", status.report());
+    let delivered = &summary(&pass)["orgs"][0]["entries_written"];
+    assert!(delivered.as_u64().unwrap() > 0, "{}", pass.stdout);
+    assert_eq!(&summary(&status)["orgs"][0]["entries_written"], delivered, "{}", status.stdout);
     let clean = through(&["verify"]);
     assert_eq!(clean.code, 0, "{}", clean.report());
     let v = &summary(&clean)["orgs"][0];
     assert!(v["expected"].as_u64().unwrap() > 0 && v["objects_not_found"] == 0, "{v}");
-    // The feed ingests and deletes: the entries are gone from the bucket, and verify says why.
+    assert_eq!(v["objects_soft_deleted"], 0, "the bucket keeps deleted objects, and none was: {v}");
+    // The feed ingests and deletes: the entries are gone from the bucket, and verify says why,
+    // counting the objects the bucket keeps as soft-deleted.
+    let written = google.log_objects("verify-bucket", "collector/logs/").len();
+    assert!(written >= 2, "{written}");
     google.feed_deletes("verify-bucket", "collector/logs/");
     let taken = through(&["verify"]);
     assert_eq!(taken.code, 1, "{}", taken.report());
     let v = &summary(&taken)["orgs"][0];
-    assert!(v["objects_not_found"].as_u64().unwrap() > 0 && v["missing"] == v["expected"], "{v}");
+    assert!(v["missing"] == v["expected"], "{v}");
+    assert_eq!((&v["objects_not_found"], &v["objects_soft_deleted"]), (&written.into(), &written.into()), "{v}");
     assert!(taken.stderr.contains("source deletion"), "{}", taken.stderr);
+    assert!(taken.stderr.contains(&format!("{written} of them are soft-deleted")), "{}", taken.stderr);
+    // A bucket without soft delete keeps nothing to count: verify says it cannot tell.
+    google.state.plan.lock().unwrap().no_soft_delete = true;
+    let unknown = through(&["verify"]);
+    let v = &summary(&unknown)["orgs"][0];
+    assert_eq!((&v["objects_not_found"], &v["objects_soft_deleted"]), (&written.into(), &serde_json::Value::Null));
+    assert!(unknown.stderr.contains("keeps no deleted objects"), "{}", unknown.stderr);
     assert_eq!(google.state.seen.lock().unwrap().refused_anonymous, 0);
 }

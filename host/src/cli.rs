@@ -304,8 +304,15 @@ fn verify(collector: &Collector, request: mulesoft_audit::verify::Request) -> an
         }
     }
     let objects = store.list(&s.destination.key_prefix).map_err(|e| failed("listing log objects", e))?;
-    tracing::info!(objects = objects.len(), repair = request.repair, "verifying");
-    let listing = Listing { checkpoints, objects };
+    let deleted =
+        store.list_deleted(&s.destination.key_prefix).map_err(|e| failed("listing deleted log objects", e))?;
+    tracing::info!(
+        objects = objects.len(),
+        deleted = deleted.as_ref().map(Vec::len),
+        repair = request.repair,
+        "verifying"
+    );
+    let listing = Listing { checkpoints, objects, deleted };
     let report =
         collector.runtime.verify(&s.limits, s.origin.clone(), collector.store.clone(), &s.config, request, listing);
     let (json, lines, code) = match report {

@@ -24,9 +24,12 @@ struct OrgProgress {
 }
 
 impl Progress {
-    /// Bars on stderr when it is a terminal; `None` otherwise.
+    /// Bars on stderr where indicatif can draw them: a terminal that is not `TERM=dumb` (or
+    /// unset). `None` otherwise, so that the per-object log lines stay: a person at a dumb
+    /// terminal sees those rather than nothing.
     pub fn for_terminal(end_ms: i64) -> Option<Self> {
-        std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| Self::new(end_ms, ProgressDrawTarget::stderr()))
+        let target = ProgressDrawTarget::stderr();
+        (!target.is_hidden()).then(|| Self::new(end_ms, target))
     }
 
     pub fn new(end_ms: i64, target: ProgressDrawTarget) -> Self {

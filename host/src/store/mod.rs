@@ -40,6 +40,12 @@ pub trait ObjectStore: Send + Sync {
     /// The keys of the objects under `prefix` (a key prefix, e.g. `state/`), sorted. For
     /// `status` and `verify`, which read what passes left; the collector itself never lists.
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// The keys under `prefix` of deleted objects the store still keeps (Cloud Storage's soft
+    /// delete), sorted; `None` where it keeps none or cannot say. For `verify`, to tell objects
+    /// the SecOps feed took after ingesting them from objects that are gone without a trace.
+    fn list_deleted(&self, _prefix: &str) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(None)
+    }
     /// Where it stores, for logs (no credentials in it).
     fn describe(&self) -> String;
     /// Whose credentials it writes with, for `check` (never a token); `None` where none apply.
@@ -104,6 +110,10 @@ impl ObjectStore for Split {
             keys.sort();
         }
         Ok(keys)
+    }
+    /// Log objects only: the feed deletes nothing in the state destination.
+    fn list_deleted(&self, prefix: &str) -> Result<Option<Vec<String>>, StoreError> {
+        self.logs.list_deleted(prefix)
     }
     fn describe(&self) -> String {
         format!("{} (checkpoints in {})", self.logs.describe(), self.state.describe())

@@ -225,6 +225,47 @@ impl GcsStore {
         Ok(seconds.as_str().and_then(|s| s.parse::<u64>().ok()).or_else(|| seconds.as_u64()).unwrap_or(0))
     }
 
+    /// The keys of live or soft-deleted objects under `prefix`, sorted and each once (a name
+    /// can have several soft-deleted generations), page by page; or the reply that refused a
+    /// page, for the caller to judge.
+    async fn names(&self, prefix: &str, listed: Listed) -> Result<Result<Vec<String>, Reply>, StoreError> {
+        let full = format!("{}{prefix}", self.prefix);
+        let (what, soft) = match listed {
+            Listed::Live => ("listing objects", ""),
+            Listed::SoftDeleted => ("listing soft-deleted objects", "&softDeleted=true"),
+        };
+        let mut keys = Vec::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let mut url = format!(
+                "{}/storage/v1/b/{}/o?prefix={}&fields=items(name),nextPageToken&maxResults=1000{soft}",
+                self.endpoint,
+                self.bucket,
+                encode_segment(&full)
+            );
+            if let Some(token) = &page_token {
+                url.push_str(&format!("&pageToken={}", encode_segment(token)));
+            }
+            let reply = self.send(what, || self.client.get(&url)).await?;
+            if reply.status != 200 {
+                return Ok(Err(reply));
+            }
+            let page: serde_json::Value =
+                serde_json::from_slice(&reply.body).map_err(|e| StoreError::Other(format!("{what}: {e}")))?;
+            let names = page["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+            keys.extend(
+                names.iter().filter_map(|item| item["name"].as_str()?.strip_prefix(&self.prefix)).map(str::to_string),
+            );
+            match page["nextPageToken"].as_str() {
+                Some(token) if !token.is_empty() => page_token = Some(token.to_string()),
+                _ => break,
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(Ok(keys))
+    }
+
     async fn metadata(&self, name: &str) -> Result<Option<ObjectResource>, StoreError> {
         let url = self.object_url(name);
         let reply = self.send("reading object metadata", || self.client.get(&url)).await?;
@@ -236,6 +277,13 @@ impl GcsStore {
             s => Err(self.final_error("reading object metadata", s, &reply.body)),
         }
     }
+}
+
+/// Which objects a listing names.
+#[derive(Clone, Copy)]
+enum Listed {
+    Live,
+    SoftDeleted,
 }
 
 impl ObjectStore for GcsStore {
@@ -297,21 +345,13 @@ impl ObjectStore for GcsStore {
             if self.metadata(&name).await?.is_some() {
                 return Ok(Presence::Present);
             }
-            let url = format!(
-                "{}/storage/v1/b/{}/o?softDeleted=true&prefix={}&fields=items(name)",
-                self.endpoint,
-                self.bucket,
-                encode_segment(&name)
-            );
-            let reply = self.send("listing soft-deleted objects", || self.client.get(&url)).await?;
-            if reply.status != 200 {
-                tracing::warn!(status = reply.status, "soft-deleted objects cannot be listed");
-                return Ok(Presence::Unknown);
-            }
-            let listed: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-            let items = listed["items"].as_array().map(Vec::as_slice).unwrap_or_default();
-            if items.iter().any(|item| item["name"] == name.as_str()) {
-                return Ok(Presence::Deleted);
+            match self.names(key, Listed::SoftDeleted).await? {
+                Ok(deleted) if deleted.iter().any(|k| k == key) => return Ok(Presence::Deleted),
+                Ok(_) => {}
+                Err(reply) => {
+                    tracing::warn!(status = reply.status, "soft-deleted objects cannot be listed");
+                    return Ok(Presence::Unknown);
+                }
             }
             // Absent is proven only as far back as the bucket keeps deleted objects.
             let kept_ms = i64::try_from(self.soft_delete_seconds().await?.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -322,40 +362,27 @@ impl ObjectStore for GcsStore {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let full = format!("{}{prefix}", self.prefix);
         self.block_on(async {
-            let mut keys = Vec::new();
-            let mut page_token: Option<String> = None;
-            loop {
-                let mut url = format!(
-                    "{}/storage/v1/b/{}/o?prefix={}&fields=items(name),nextPageToken&maxResults=1000",
-                    self.endpoint,
-                    self.bucket,
-                    encode_segment(&full)
-                );
-                if let Some(token) = &page_token {
-                    url.push_str(&format!("&pageToken={}", encode_segment(token)));
-                }
-                let reply = self.send("listing objects", || self.client.get(&url)).await?;
-                if reply.status != 200 {
-                    return Err(self.final_error("listing objects", reply.status, &reply.body));
-                }
-                let page: serde_json::Value = serde_json::from_slice(&reply.body)
-                    .map_err(|e| StoreError::Other(format!("listing objects: {e}")))?;
-                let names = page["items"].as_array().map(Vec::as_slice).unwrap_or_default();
-                keys.extend(
-                    names
-                        .iter()
-                        .filter_map(|item| item["name"].as_str()?.strip_prefix(&self.prefix))
-                        .map(str::to_string),
-                );
-                match page["nextPageToken"].as_str() {
-                    Some(token) if !token.is_empty() => page_token = Some(token.to_string()),
-                    _ => break,
-                }
+            self.names(prefix, Listed::Live)
+                .await?
+                .map_err(|reply| self.final_error("listing objects", reply.status, &reply.body))
+        })
+    }
+
+    /// Soft-deleted objects: their names can still be listed, though not their bytes. `None`
+    /// when the bucket keeps none, or its policy or the listing cannot be read.
+    fn list_deleted(&self, prefix: &str) -> Result<Option<Vec<String>>, StoreError> {
+        self.block_on(async {
+            if self.soft_delete_seconds().await? == 0 {
+                return Ok(None);
             }
-            keys.sort();
-            Ok(keys)
+            Ok(match self.names(prefix, Listed::SoftDeleted).await? {
+                Ok(keys) => Some(keys),
+                Err(reply) => {
+                    tracing::warn!(status = reply.status, "soft-deleted objects cannot be listed");
+                    None
+                }
+            })
         })
     }
 
