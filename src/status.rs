@@ -101,7 +101,10 @@ pub fn record<S: ObjectStore>(
         status.format = FORMAT.to_string();
         status.org_id = org.to_string();
         status.add(now_ms, summary, failure);
-        status.started_ms = status.started_ms.or(started_ms);
+        // A pass that made the checkpoint says where collection (again) began: a checkpoint
+        // deleted and made anew from a later start must not leave the old start on record, or
+        // a repair would deliver again what the old checkpoint's objects hold.
+        status.started_ms = started_ms.or(status.started_ms);
         match store.write_if_generation(&key, &status.encode(), crate::delivery::CONTENT_TYPE_STATE, generation) {
             Err(crate::platform::StoreError::GenerationMismatch) => continue,
             _ => return,
@@ -232,7 +235,7 @@ mod tests {
         let (bytes, _) = store.read("state/org-1/status.json").unwrap().unwrap();
         let status = OrgStatus::decode(&bytes).unwrap();
         assert_eq!((status.entries_written, status.objects_written), (15, 2));
-        assert_eq!(status.started_ms, Some(500), "where collection began, once");
+        assert_eq!(status.started_ms, Some(900), "where collection began, by the pass that made the checkpoint last");
         assert_eq!((status.last_success_ms, status.failed_in_a_row), (Some(1_000), 2));
         assert_eq!(status.last_failure.as_ref().map(|f| (f.at_ms, f.kind.as_str())), Some((3_000, "unavailable")));
         record(&mut store, "state/", "org-1", 4_000, None, Some(&summary(0)), None);

@@ -222,6 +222,8 @@ struct Delivered {
     copies: HashMap<String, u64>,
     outside: u64,
     objects: u64,
+    /// Listed objects gone when read.
+    vanished: u64,
 }
 
 fn verify_org<P: Platform, S: ObjectStore>(
@@ -253,7 +255,13 @@ fn verify_org<P: Platform, S: ObjectStore>(
         ));
     }
     let until = request.until_ms.map_or(listed.read_from_ms - 1, |u| u.min(listed.read_from_ms - 1));
-    let since = request.since_ms.unwrap_or_else(|| (until - DEFAULT_SPAN_MS + 1).max(started.unwrap_or(i64::MIN)));
+    let since = match request.since_ms {
+        // Entries from before collection began are not this collector's: a repair delivering
+        // them would double what another one (the function it replaced) shipped.
+        Some(since) if request.repair => since.max(started.unwrap_or(i64::MIN)),
+        Some(since) => since,
+        None => (until - DEFAULT_SPAN_MS + 1).max(started.unwrap_or(i64::MIN)),
+    };
     let mut verdict = OrgVerdict {
         org_id: org.to_string(),
         window_start: window::rfc3339_ms(since),
@@ -261,12 +269,12 @@ fn verify_org<P: Platform, S: ObjectStore>(
         ..OrgVerdict::default()
     };
     let own = objects_of(settings, org, &listing.objects);
-    let regular: HashSet<u64> = own.iter().filter_map(|o| o.seq.filter(|_| !o.repair)).collect();
+    let regular: HashSet<u64> = own.iter().filter(|o| !o.repair).map(|o| o.seq).collect();
     let not_found: Vec<u64> = (1..listed.next_seq).filter(|seq| !regular.contains(seq)).collect();
     verdict.objects_not_found = not_found.len() as u64;
     verdict.objects_soft_deleted = listing.deleted.as_ref().map(|deleted| {
         let deleted: HashSet<u64> =
-            objects_of(settings, org, deleted).into_iter().filter_map(|o| o.seq.filter(|_| !o.repair)).collect();
+            objects_of(settings, org, deleted).into_iter().filter(|o| !o.repair).map(|o| o.seq).collect();
         not_found.iter().filter(|seq| deleted.contains(seq)).count() as u64
     });
     if since > until {
@@ -282,7 +290,7 @@ fn verify_org<P: Platform, S: ObjectStore>(
         let mut delivery = Delivery::open_as(store, settings, org, Role::Repair, || Ok(since))?;
         delivery.now_ms = client.platform.now_ms();
         delivery.recover(&mut recovery)?;
-        let listed_repairs: HashSet<u64> = own.iter().filter_map(|o| o.seq.filter(|_| o.repair)).collect();
+        let listed_repairs: HashSet<u64> = own.iter().filter(|o| o.repair).map(|o| o.seq).collect();
         // Settled just now: recorded, or its name taken by an empty claim.
         let recovered: Vec<String> = recovery
             .objects
@@ -290,7 +298,7 @@ fn verify_org<P: Platform, S: ObjectStore>(
             .filter_map(|o| o.strip_prefix("(recovered) ").or_else(|| o.strip_prefix("(claimed) ")))
             .map(str::to_string)
             .collect();
-        let recovered: HashSet<u64> = objects_of(settings, org, &recovered).into_iter().filter_map(|o| o.seq).collect();
+        let recovered: HashSet<u64> = objects_of(settings, org, &recovered).into_iter().map(|o| o.seq).collect();
         let unseen =
             (1..delivery.checkpoint.next_seq).filter(|s| !listed_repairs.contains(s) && !recovered.contains(s)).count();
         if unseen > 0 {
@@ -306,6 +314,16 @@ fn verify_org<P: Platform, S: ObjectStore>(
     // An object a stopped repair created and this one just recorded.
     keys.extend(recovery.objects.iter().filter_map(|o| o.strip_prefix("(recovered) ")));
     let delivered = read_objects(store, &keys, since, until)?;
+    verdict.objects_not_found += delivered.vanished;
+    if repair_seq.is_some() && delivered.vanished > 0 {
+        return Err(Failure::new(
+            ErrorKind::Conflict,
+            format!(
+                "{} listed objects were gone when read (the SecOps feed's source deletion takes objects as it ingests them): their entries would be delivered again, so nothing is repaired",
+                delivered.vanished
+            ),
+        ));
+    }
     // Opened again after the objects were read: a repair that recorded an object meanwhile
     // changed the numbers; one that records from now on makes this one's first write fail.
     let mut repair = match repair_seq {
@@ -346,7 +364,10 @@ fn verify_org<P: Platform, S: ObjectStore>(
             if expected.insert(meta.key.clone(), meta.timestamp_ms).is_some() {
                 continue;
             }
-            if let Some(delivery) = repair.as_mut().filter(|_| !delivered.copies.contains_key(&meta.key)) {
+            // An entry without a time is filed under the day its pass's window ended, which may
+            // lie past the days read here: it may be delivered, so a repair leaves it alone.
+            let placed = meta.timestamp_ms.is_some();
+            if let Some(delivery) = repair.as_mut().filter(|_| placed && !delivered.copies.contains_key(&meta.key)) {
                 let entry = Entry {
                     line: &line,
                     key: meta.key,
@@ -387,10 +408,11 @@ fn verify_org<P: Platform, S: ObjectStore>(
     Ok(verdict)
 }
 
-/// Why a repair refuses: objects gone from the store cannot be told from missing entries.
+/// Why a repair refuses: objects gone from the store cannot be told from missing entries. The
+/// organization's alone: the others are verified and repaired.
 fn not_found_failure(count: u64, what: &str) -> Failure {
     Failure::new(
-        ErrorKind::Config,
+        ErrorKind::Conflict,
         format!(
             "{count} {what} are not in the store (the SecOps feed's source deletion removes what it ingested, or another repair wrote them since the listing): their entries would be delivered again, so nothing is repaired; run verify --repair before the feed ingests, with source deletion off, and one repair at a time"
         ),
@@ -400,7 +422,7 @@ fn not_found_failure(count: u64, what: &str) -> Failure {
 /// One of an organization's objects, from its key.
 struct Named {
     /// Its number: among the pass's objects, or among the repair's.
-    seq: Option<u64>,
+    seq: u64,
     repair: bool,
     day: (i32, u32, u32),
     key: String,
@@ -422,7 +444,9 @@ fn objects_of(settings: &Settings, org: &str, keys: &[String]) -> Vec<Named> {
                 Some(number) => (true, number),
                 None => (false, stem.strip_prefix(&regular)?),
             };
-            Some(Named { seq: number.parse().ok(), repair: is_repair, day, key: key.clone() })
+            // Only a number may follow: `acme-eu`'s objects are not `acme`'s.
+            let seq = number.parse().ok()?;
+            Some(Named { seq, repair: is_repair, day, key: key.clone() })
         })
         .collect()
 }
@@ -435,6 +459,7 @@ fn read_objects<S: ObjectStore>(store: &mut S, keys: &[&str], since: i64, until:
             continue;
         }
         let Some((bytes, _)) = store.read(key).map_err(|e| storage_failure("reading log object", key, &e))? else {
+            delivered.vanished += 1;
             continue;
         };
         let plain = gunzip(&bytes)
@@ -603,7 +628,8 @@ mod tests {
         // The feed took an object: its entries cannot be told from missing ones.
         let taken = world.store.objects.remove(&objects[1]).unwrap();
         let refused = verify_now(&mut world, true);
-        assert_eq!(refused.failures[0].kind, ErrorKind::Config, "{refused:?}");
+        assert_eq!(refused.failures[0].kind, ErrorKind::Conflict, "{refused:?}");
+        assert_eq!(refused.exit_code(), 1, "an organization's state, not a setting");
         assert!(refused.failures[0].message.contains("not in the store"), "{refused:?}");
         assert!(!world.store.objects.keys().any(|k| k.contains(".repair-")), "nothing repaired");
         world.store.objects.insert(objects[1].clone(), taken);
@@ -617,6 +643,65 @@ mod tests {
         assert!(late.failures.iter().any(|f| f.message.contains("repair objects are not in the store")), "{late:?}");
         let v = &verify_now(&mut world, false).orgs[0];
         assert_eq!((v.missing, v.duplicates), (3, 0), "{v:?}");
+    }
+
+    #[test]
+    fn an_object_the_feed_takes_between_the_listing_and_the_read_refuses_the_repair() {
+        let (mut world, objects) = collected();
+        shown_late(&mut world, 5);
+        let listed = listing(&world);
+        world.store.objects.remove(&objects[1]);
+        let settings = world.settings();
+        let repair = Request { repair: true, ..Request::default() };
+        let refused = verify(&mut world.api, &mut world.store, &settings, repair, &listed);
+        assert!(refused.failures.iter().any(|f| f.message.contains("gone when read")), "{refused:?}");
+        assert!(!world.store.objects.keys().any(|k| k.contains(".repair-")), "nothing repaired");
+        let plain = verify(&mut world.api, &mut world.store, &settings, Request::default(), &listed);
+        assert_eq!(plain.orgs[0].objects_not_found, 1, "counted as not found: {plain:?}");
+    }
+
+    #[test]
+    fn a_repair_never_reaches_before_where_collection_began() {
+        let (mut world, _) = collected();
+        // Entries from before collection began: another collector's (the function replaced).
+        for k in 0..7 {
+            world.add_at(T0 - 3 * 60 * MINUTE + k * 1000, i64::MIN);
+        }
+        let settings = world.settings();
+        let since = Some(T0 - 4 * 60 * MINUTE);
+        let listed = listing(&world);
+        let asked = verify(
+            &mut world.api,
+            &mut world.store,
+            &settings,
+            Request { since_ms: since, ..Request::default() },
+            &listed,
+        );
+        assert_eq!(asked.orgs[0].missing, 7, "verify reports what was asked: {asked:?}");
+        let repair = Request { since_ms: since, repair: true, ..Request::default() };
+        let repaired = verify(&mut world.api, &mut world.store, &settings, repair, &listed);
+        let v = &repaired.orgs[0];
+        assert_eq!((v.repaired, v.missing), (0, 0), "{v:?}");
+        assert_eq!(v.window_start, window::rfc3339_ms(T0 - 60 * MINUTE), "from where collection began");
+    }
+
+    #[test]
+    fn another_organization_whose_id_extends_this_ones_is_not_read_as_its() {
+        let (mut world, objects) = collected();
+        let other = objects[0].replace("-org-1-", "-org-1-eu-");
+        world.store.objects.insert(other, world.store.objects[&objects[0]].clone());
+        let report = verify_now(&mut world, false);
+        let v = &report.orgs[0];
+        assert_eq!((v.unexpected, v.duplicates, v.objects_read), (0, 0, objects.len() as u64), "{v:?}");
+    }
+
+    #[test]
+    fn a_repair_leaves_an_entry_without_a_time_alone() {
+        let (mut world, _) = collected();
+        world.add_json(T0 - 40 * MINUTE, r#"{"id":"no-time","action":"Login"}"#.into());
+        let report = verify_now(&mut world, true);
+        let v = &report.orgs[0];
+        assert_eq!((v.repaired, v.missing), (0, 1), "{v:?}");
     }
 
     #[test]

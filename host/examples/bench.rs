@@ -242,6 +242,43 @@ fn startup(cache: &Path) {
     );
 }
 
+/// A gzip writer of either library.
+trait Gzip {
+    fn put(&mut self, bytes: &[u8]);
+    /// Ends the member; its size.
+    fn size(self) -> usize;
+}
+
+impl Gzip for mulesoft_audit::gzip::GzipWriter {
+    fn put(&mut self, bytes: &[u8]) {
+        self.write(bytes).unwrap();
+    }
+    fn size(self) -> usize {
+        self.finish().unwrap().len()
+    }
+}
+
+impl Gzip for flate2::write::GzEncoder<Vec<u8>> {
+    fn put(&mut self, bytes: &[u8]) {
+        std::io::Write::write_all(self, bytes).unwrap();
+    }
+    fn size(self) -> usize {
+        self.finish().unwrap().len()
+    }
+}
+
+/// The path through `gz`: identity read-out, NDJSON line, deflate. Its seconds and size.
+fn timed(lines: &[String], mut gz: impl Gzip) -> (f64, usize) {
+    let started = Instant::now();
+    for l in lines {
+        std::hint::black_box(mulesoft_audit::entry::meta(l));
+        gz.put(mulesoft_audit::entry::ndjson_line(l).as_bytes());
+        gz.put(b"\n");
+    }
+    let size = gz.size();
+    (started.elapsed().as_secs_f64(), size)
+}
+
 /// The compress-and-write path alone, natively, over the entries a pass delivered: identity
 /// read-out, NDJSON line, deflate; at several levels, against the level the collector uses.
 fn compress_path(lines: &[String]) {
@@ -252,26 +289,23 @@ fn compress_path(lines: &[String]) {
         lines.len(),
         bytes / lines.len().max(1)
     );
-    println!("| level | µs / entry | MB/s in | ratio | size vs level 6 |");
+    println!("| library, level | µs / entry | MB/s in | ratio | size vs miniz_oxide 6 |");
     println!("|---|---|---|---|---|");
     for level in [1u8, 2, 3, 6] {
-        let started = Instant::now();
-        let mut gz = mulesoft_audit::gzip::GzipWriter::new(level);
-        for l in lines {
-            let meta = mulesoft_audit::entry::meta(l);
-            std::hint::black_box(&meta);
-            gz.write(mulesoft_audit::entry::ndjson_line(l).as_bytes()).unwrap();
-            gz.write(b"\n").unwrap();
-        }
-        let out = gz.finish().unwrap();
-        let secs = started.elapsed().as_secs_f64();
-        sizes.push((level, secs, out.len()));
+        let (secs, size) = timed(lines, mulesoft_audit::gzip::GzipWriter::new(level));
+        sizes.push((format!("miniz_oxide {level}"), level, secs, size));
     }
-    let level6 = sizes.iter().find(|(l, _, _)| *l == 6).map_or(1, |(_, _, n)| *n);
-    for (level, secs, size) in sizes {
+    // The alternative the issue names: zlib-rs (through flate2), same entries, same path.
+    for level in [1u8, 2] {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(u32::from(level)));
+        let (secs, size) = timed(lines, gz);
+        sizes.push((format!("zlib-rs {level}"), 0, secs, size));
+    }
+    let level6 = sizes.iter().find(|(_, l, _, _)| *l == 6).map_or(1, |(_, _, _, n)| *n);
+    for (name, level, secs, size) in sizes {
         let mark = if level == mulesoft_audit::delivery::GZIP_LEVEL { " (used)" } else { "" };
         println!(
-            "| {level}{mark} | {:.2} | {:.1} | {:.1}x | {:.2} |",
+            "| {name}{mark} | {:.2} | {:.1} | {:.1}x | {:.2} |",
             secs * 1e6 / lines.len().max(1) as f64,
             bytes as f64 / secs / 1e6,
             bytes as f64 / size as f64,
