@@ -50,7 +50,7 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
         }
     };
     orgs.retain(|org| settings.owns(org));
-    for org in &orgs {
+    for (at, org) in orgs.iter().enumerate() {
         let before = client.stats;
         let mut summary = OrgSummary { org_id: org.clone(), ..OrgSummary::default() };
         let mut started = None;
@@ -71,13 +71,17 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
             Ok(()) => result.completed.push(summary),
             Err(mut failure) => {
                 failure.org_id = Some(org.clone());
-                let stop = failure.kind.stops_the_pass();
+                let stop = failure.kind.stops_the_pass().then(|| scrubbed(&failure, settings));
                 result.failures.push(failure);
                 // What it wrote, and what it recovered or claimed (notes the user must see).
                 if !summary.objects.is_empty() {
                     result.completed.push(summary);
                 }
-                if stop {
+                if let Some(failure) = stop {
+                    // The organizations not reached failed too, for `status` to show.
+                    for rest in orgs.iter().skip(at + 1) {
+                        status::record(store, &settings.state_prefix, rest, now, None, None, Some(&failure));
+                    }
                     break;
                 }
             }

@@ -6,7 +6,7 @@
 //! written (a conflict with another pass, an outage) costs a line of history, never an entry.
 
 use crate::platform::ObjectStore;
-use crate::settings::{Failure, OrgSummary};
+use crate::settings::{Failure, OrgSummary, Settings};
 use serde::{Deserialize, Serialize};
 
 /// Identifies our status objects.
@@ -63,12 +63,21 @@ impl OrgStatus {
                 self.last_success_ms = Some(now_ms);
                 self.failed_in_a_row = 0;
             }
-            Some(f) => {
-                self.failed_in_a_row += 1;
-                self.last_failure =
-                    Some(LastFailure { at_ms: now_ms, kind: f.kind.name().to_string(), message: f.message.clone() });
-            }
+            Some(f) => self.failed(now_ms, f.kind.name(), &f.message),
         }
+    }
+
+    /// A failed pass: `kind` is the report's kind name (an [`ErrorKind`](crate::settings::ErrorKind)'s,
+    /// or the host's for a pass it stopped, such as `time-limit`).
+    pub fn failed(&mut self, now_ms: i64, kind: &str, message: &str) {
+        self.failed_in_a_row += 1;
+        self.last_failure = Some(LastFailure { at_ms: now_ms, kind: kind.to_string(), message: message.to_string() });
+    }
+
+    /// Whether a pass that began at `pass_started_ms` recorded its outcome here.
+    fn recorded_since(&self, pass_started_ms: i64) -> bool {
+        self.last_success_ms.is_some_and(|t| t >= pass_started_ms)
+            || self.last_failure.as_ref().is_some_and(|f| f.at_ms >= pass_started_ms)
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Self> {
@@ -91,6 +100,41 @@ pub fn record<S: ObjectStore>(
     summary: Option<&OrgSummary>,
     failure: Option<&Failure>,
 ) {
+    update(store, state_prefix, org, |status| {
+        status.add(now_ms, summary, failure);
+        // A pass that made the checkpoint says where collection (again) began: a checkpoint
+        // deleted and made anew from a later start must not leave the old start on record, or
+        // a repair would deliver again what the old checkpoint's objects hold.
+        status.started_ms = started_ms.or(status.started_ms);
+        true
+    });
+}
+
+/// A pass the host stopped (its time or memory limit, a trap): recorded as failed for each
+/// organization of `settings` that the pass, begun at `pass_started_ms`, did not record itself,
+/// so that `status` and its `--max-lag` see it. Best effort, like [`record`].
+pub fn record_stopped<S: ObjectStore>(
+    store: &mut S,
+    settings: &Settings,
+    pass_started_ms: i64,
+    now_ms: i64,
+    kind: &str,
+    message: &str,
+) {
+    for org in settings.org_ids.iter().filter(|o| settings.owns(o)) {
+        update(store, &settings.state_prefix, org, |status| {
+            let fresh = !status.recorded_since(pass_started_ms);
+            if fresh {
+                status.failed(now_ms, kind, message);
+            }
+            fresh
+        });
+    }
+}
+
+/// Changes `org`'s status object by compare-and-swap, a few times over a concurrent writer;
+/// `change` says whether there is anything to write.
+fn update<S: ObjectStore>(store: &mut S, state_prefix: &str, org: &str, change: impl Fn(&mut OrgStatus) -> bool) {
     let key = status_key(state_prefix, org);
     for _ in 0..3 {
         let (mut status, generation) = match store.read(&key) {
@@ -100,11 +144,9 @@ pub fn record<S: ObjectStore>(
         };
         status.format = FORMAT.to_string();
         status.org_id = org.to_string();
-        status.add(now_ms, summary, failure);
-        // A pass that made the checkpoint says where collection (again) began: a checkpoint
-        // deleted and made anew from a later start must not leave the old start on record, or
-        // a repair would deliver again what the old checkpoint's objects hold.
-        status.started_ms = started_ms.or(status.started_ms);
+        if !change(&mut status) {
+            return;
+        }
         match store.write_if_generation(&key, &status.encode(), crate::delivery::CONTENT_TYPE_STATE, generation) {
             Err(crate::platform::StoreError::GenerationMismatch) => continue,
             _ => return,
@@ -215,6 +257,32 @@ mod tests {
     use super::*;
     use crate::doubles::MemoryStore;
     use crate::settings::ErrorKind;
+
+    #[test]
+    fn a_stopped_pass_is_recorded_for_the_organizations_it_did_not_record() {
+        let mut world = crate::scenarios::World::new();
+        world.raw.org_ids = (1..=40).map(|k| format!("org-{k}")).collect();
+        world.raw.shard_count = 2;
+        let settings = world.settings();
+        let owned: Vec<&String> = settings.org_ids.iter().filter(|o| settings.owns(o)).collect();
+        let (done, stopped) = (owned[0], owned[1]);
+        let mut store = MemoryStore::default();
+        record(&mut store, "state/", stopped, 500, None, Some(&summary(3)), None);
+        // The pass began at 1,000 and recorded one organization before the host stopped it.
+        record(&mut store, "state/", done, 1_500, None, Some(&summary(5)), None);
+        record_stopped(&mut store, &settings, 1_000, 2_000, "time-limit", "the pass ran past --max-run-time 1s");
+        let read = |store: &mut MemoryStore, org: &str| {
+            store.read(&status_key("state/", org)).unwrap().and_then(|(bytes, _)| OrgStatus::decode(&bytes))
+        };
+        let done = read(&mut store, done).unwrap();
+        assert_eq!((done.last_success_ms, done.failed_in_a_row, done.last_failure), (Some(1_500), 0, None));
+        let stopped = read(&mut store, stopped).unwrap();
+        assert_eq!((stopped.last_success_ms, stopped.failed_in_a_row), (Some(500), 1));
+        assert_eq!(stopped.last_failure.map(|f| (f.at_ms, f.kind)), Some((2_000, "time-limit".to_string())));
+        assert_eq!(stopped.entries_written, 3, "its totals kept");
+        let other = settings.org_ids.iter().find(|o| !settings.owns(o)).unwrap();
+        assert!(read(&mut store, other).is_none(), "another shard's organization is not this pass's");
+    }
 
     fn summary(entries: u64) -> OrgSummary {
         OrgSummary {

@@ -92,4 +92,12 @@ fn a_pass_over_its_time_limit_is_stopped_and_reported() {
     // The whole pass needs 100 pages; the limit stopped it after a few.
     let pages = sim.stats().query_requests;
     assert!(pages < 50, "stopped early, after {pages} pages");
+    // The component cannot record what happens after its trap: the host does, for `status`.
+    let mut status = command(&sim, &format!("file://{}", dir.path().display()));
+    status.args(["status", "--json"]);
+    let status = finish(status.output().unwrap());
+    let json: serde_json::Value = serde_json::from_str(status.stdout.trim()).unwrap_or_default();
+    let row = &json["orgs"][0];
+    assert_eq!((&row["org_id"], &row["last_failure"]["kind"]), (&"org-slow".into(), &"time-limit".into()), "{json}");
+    assert_eq!(row["failed_in_a_row"], 1, "{json}");
 }

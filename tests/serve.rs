@@ -83,6 +83,19 @@ fn each_trigger_shape_runs_a_pass() {
     assert!(delivered > 0);
     assert_eq!(metric(&server, r#"mulesoft_audit_entries_written_total{org="org-srv"}"#), Some(delivered as f64));
     assert_eq!(metric(&server, r#"mulesoft_audit_objects_written_total{org="org-srv"}"#), Some(objects.len() as f64));
+    // Every request of the organization's passes: the queries the simulator answered, and one
+    // retention lookup a pass (which the simulator does not count).
+    let stats = sim.stats();
+    assert!(stats.query_requests >= 3);
+    let asked = (stats.query_requests + 3) as f64;
+    assert_eq!(metric(&server, r#"mulesoft_audit_requests_total{org="org-srv"}"#), Some(asked));
+    let replies =
+        |class: &str| metric(&server, &format!(r#"mulesoft_audit_replies_total{{org="org-srv",class="{class}"}}"#));
+    let classes: Vec<f64> = ["2xx", "4xx", "5xx", "none"].iter().filter_map(|c| replies(c)).collect();
+    assert_eq!(classes.len(), 4);
+    assert_eq!(classes.iter().sum::<f64>(), asked, "each request counted once, by what came back");
+    let sent_5xx: u64 = stats.statuses.range(500..600).map(|(_, n)| n).sum();
+    assert_eq!(replies("5xx"), Some(sent_5xx as f64));
     assert_eq!(metric(&server, r#"mulesoft_audit_passes_total{status="ok"}"#), Some(3.0));
     assert_eq!(metric(&server, "mulesoft_audit_failed_passes_in_a_row"), Some(0.0));
     assert_eq!(metric(&server, "mulesoft_audit_pass_duration_seconds_count"), Some(3.0));

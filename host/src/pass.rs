@@ -41,10 +41,15 @@ impl Collector {
         tracing::info!(orgs = s.config.org_ids.len(), dest = %self.store.describe(), "pass starting");
         let end_ms = chrono::Utc::now().timestamp_millis() - (s.config.lag_seconds as i64).saturating_mul(1000);
         let progress = if self.progress { crate::progress::Progress::for_terminal(end_ms) } else { None };
+        let started_ms = chrono::Utc::now().timestamp_millis();
         let outcome = self.runtime.run(&s.limits, s.origin.clone(), self.store.clone(), &s.config, progress);
         let report = match outcome {
             Ok(outcome) => Report::from(outcome.map_or_else(PassResult::from, PassResult::from)),
-            Err(trap) => Report::stopped(trap.kind(), scrub(&format!("{trap}"), &s.secret)),
+            Err(trap) => {
+                let message = scrub(&format!("{trap}"), &s.secret);
+                self.record_stopped(started_ms, trap.kind(), &message);
+                Report::stopped(trap.kind(), message)
+            }
         };
         tracing::info!(
             status = report.status.name(),
@@ -57,5 +62,16 @@ impl Collector {
             tracing::error!(org = f.org_id.as_deref().unwrap_or("-"), kind = f.kind, "{}", f.message);
         }
         report
+    }
+
+    /// A pass this host stopped, in the status of each organization it had not recorded: the
+    /// engine's own bookkeeping ([`mulesoft_audit::status::record_stopped`]), run natively.
+    fn record_stopped(&self, started_ms: i64, kind: &str, message: &str) {
+        let Ok(settings) = mulesoft_audit::settings::Settings::from_raw(self.settings.config.clone().into()) else {
+            return;
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut store = store::EngineStore(self.store.as_ref());
+        mulesoft_audit::status::record_stopped(&mut store, &settings, started_ms, now, kind, message);
     }
 }

@@ -54,6 +54,31 @@ pub trait ObjectStore: Send + Sync {
     }
 }
 
+/// A host store seen through the engine's trait, for engine logic the host runs natively (the
+/// status of a pass it stopped: the component cannot record what happened after its trap).
+pub struct EngineStore<'a>(pub &'a dyn ObjectStore);
+
+impl mulesoft_audit::platform::ObjectStore for EngineStore<'_> {
+    fn create(&mut self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError> {
+        self.0.create(key, data, content_type)
+    }
+    fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        self.0.read(key).map(|o| o.map(|o| (o.data, o.generation)))
+    }
+    fn write_if_generation(
+        &mut self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+        generation: u64,
+    ) -> Result<u64, StoreError> {
+        self.0.write_if_generation(key, data, content_type, generation)
+    }
+    fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<mulesoft_audit::platform::Presence, StoreError> {
+        self.0.presence(key, since_ms).map(Into::into)
+    }
+}
+
 /// Log objects in one store and checkpoints in another (`--state-dest`): a log bucket with a
 /// retention policy or a lock, where objects cannot be replaced, then holds only log objects,
 /// which are only ever created. Keys under the state prefix go to `state`, all others to `logs`.
