@@ -73,9 +73,9 @@ impl GzipWriter {
     pub fn finish(mut self) -> Result<Vec<u8>, GzipError> {
         self.compress_block(TDEFLFlush::Finish)?;
         let crc = self.crc.finalize();
-        self.out.extend_from_slice(&crc.to_le_bytes());
+        append(&mut self.out, &crc.to_le_bytes());
         // ISIZE is the length modulo 2^32, as RFC 1952 says.
-        self.out.extend_from_slice(&((self.uncompressed_len & 0xffff_ffff) as u32).to_le_bytes());
+        append(&mut self.out, &((self.uncompressed_len & 0xffff_ffff) as u32).to_le_bytes());
         Ok(self.out)
     }
 

@@ -110,18 +110,20 @@ pub fn record<S: ObjectStore>(
     });
 }
 
-/// A pass the host stopped (its time or memory limit, a trap): recorded as failed for each
-/// organization of `settings` that the pass, begun at `pass_started_ms`, did not record itself,
-/// so that `status` and its `--max-lag` see it. Best effort, like [`record`].
+/// A pass the host stopped (its time or memory limit, a trap): recorded as failed for each of
+/// `orgs` this shard owns (the configured ones and those with state: business groups found by
+/// discovery are only known from their state) that the pass, begun at `pass_started_ms`, did
+/// not record itself, so that `status` and its `--max-lag` see it. Best effort, like [`record`].
 pub fn record_stopped<S: ObjectStore>(
     store: &mut S,
     settings: &Settings,
+    orgs: &[String],
     pass_started_ms: i64,
     now_ms: i64,
     kind: &str,
     message: &str,
 ) {
-    for org in settings.org_ids.iter().filter(|o| settings.owns(o)) {
+    for org in orgs.iter().filter(|o| settings.owns(o)) {
         update(store, &settings.state_prefix, org, |status| {
             let fresh = !status.recorded_since(pass_started_ms);
             if fresh {
@@ -270,7 +272,8 @@ mod tests {
         record(&mut store, "state/", stopped, 500, None, Some(&summary(3)), None);
         // The pass began at 1,000 and recorded one organization before the host stopped it.
         record(&mut store, "state/", done, 1_500, None, Some(&summary(5)), None);
-        record_stopped(&mut store, &settings, 1_000, 2_000, "time-limit", "the pass ran past --max-run-time 1s");
+        let orgs = settings.org_ids.clone();
+        record_stopped(&mut store, &settings, &orgs, 1_000, 2_000, "time-limit", "the pass ran past --max-run-time 1s");
         let read = |store: &mut MemoryStore, org: &str| {
             store.read(&status_key("state/", org)).unwrap().and_then(|(bytes, _)| OrgStatus::decode(&bytes))
         };

@@ -81,6 +81,9 @@ pub struct OrgVerdict {
     /// feed took them; their names can be listed, their entries cannot be read). `None` where
     /// the store keeps no deleted objects or cannot list them.
     pub objects_soft_deleted: Option<u64>,
+    /// Listed objects gone by the time they were read (the feed taking them meanwhile): not in
+    /// `objects_not_found`, which counts from the listing.
+    pub objects_vanished: u64,
     /// The first missing entries (after a repair: those still missing).
     pub first_missing: Vec<MissingEntry>,
     /// Entries delivered by this repair.
@@ -163,6 +166,12 @@ impl VerifyReport {
                     ),
                 }
             }
+            if o.objects_vanished > 0 {
+                lines.push(format!(
+                    "  {} listed objects were gone by the time they were read (taken while verifying): their entries show as missing",
+                    o.objects_vanished
+                ));
+            }
             if o.unexpected > 0 {
                 lines.push(format!(
                     "  {} delivered entries the API no longer shows (deleted at the source or past retention)",
@@ -204,7 +213,9 @@ pub fn verify<P: Platform, S: ObjectStore>(
             Err(mut failure) => {
                 failure.org_id = Some(org.clone());
                 failure.message = crate::settings::scrub(&failure.message, &settings.client_secret);
-                let stop = failure.kind.stops_the_pass();
+                // A setting an organization's verification needs (`--since` for a repair whose
+                // start is not on record) is that organization's: the others go on.
+                let stop = failure.kind.stops_the_pass() && failure.kind != ErrorKind::Config;
                 report.failures.push(failure);
                 if stop {
                     break;
@@ -314,7 +325,7 @@ fn verify_org<P: Platform, S: ObjectStore>(
     // An object a stopped repair created and this one just recorded.
     keys.extend(recovery.objects.iter().filter_map(|o| o.strip_prefix("(recovered) ")));
     let delivered = read_objects(store, &keys, since, until)?;
-    verdict.objects_not_found += delivered.vanished;
+    verdict.objects_vanished = delivered.vanished;
     if repair_seq.is_some() && delivered.vanished > 0 {
         return Err(Failure::new(
             ErrorKind::Conflict,
@@ -657,7 +668,8 @@ mod tests {
         assert!(refused.failures.iter().any(|f| f.message.contains("gone when read")), "{refused:?}");
         assert!(!world.store.objects.keys().any(|k| k.contains(".repair-")), "nothing repaired");
         let plain = verify(&mut world.api, &mut world.store, &settings, Request::default(), &listed);
-        assert_eq!(plain.orgs[0].objects_not_found, 1, "counted as not found: {plain:?}");
+        assert_eq!((plain.orgs[0].objects_vanished, plain.orgs[0].objects_not_found), (1, 0), "{plain:?}");
+        assert!(plain.lines().iter().any(|l| l.contains("1 listed objects were gone")), "{:?}", plain.lines());
     }
 
     #[test]

@@ -9,11 +9,18 @@ use std::process::Stdio;
 
 /// A pseudo-terminal of 40 rows and 160 columns: its controller, and its terminal end.
 fn pty() -> (std::fs::File, std::fs::File) {
-    let controller = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    // Close-on-exec: other tests' children must not hold it open.
+    let controller = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
     grantpt(&controller).unwrap();
     unlockpt(&controller).unwrap();
     let name = ptsname(&controller, Vec::new()).unwrap();
-    let terminal = std::fs::OpenOptions::new().read(true).write(true).open(name.to_str().unwrap()).unwrap();
+    // Not this test process's controlling terminal: closing it must not hang the process up.
+    let terminal = std::os::unix::fs::OpenOptionsExt::custom_flags(
+        std::fs::OpenOptions::new().read(true).write(true),
+        libc::O_NOCTTY,
+    )
+    .open(name.to_str().unwrap())
+    .unwrap();
     let size = rustix::termios::Winsize { ws_row: 40, ws_col: 160, ws_xpixel: 0, ws_ypixel: 0 };
     rustix::termios::tcsetwinsize(&terminal, size).unwrap();
     (std::fs::File::from(controller), terminal)
@@ -25,7 +32,8 @@ fn run_at_terminal(sim: &anypoint_sim::Simulator, term: &str) -> (Option<i32>, s
     let dir = tempfile::tempdir().unwrap();
     let (mut controller, terminal) = pty();
     let mut cmd = command(sim, &format!("file://{}", dir.path().display()));
-    cmd.arg("run").env("TERM", term).env("MULESOFT_AUDIT_OBJECT_KIB", "128");
+    // Bounded: the host stops a pass at its time limit, so reading the terminal always ends.
+    cmd.arg("run").env("TERM", term).env("MULESOFT_AUDIT_OBJECT_KIB", "128").env("MULESOFT_AUDIT_MAX_RUN_TIME", "2m");
     cmd.stdout(Stdio::piped()).stderr(terminal);
     let child = cmd.spawn().unwrap();
     // The child holds the only terminal end now: reading ends (EIO) when it exits.

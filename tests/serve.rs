@@ -83,11 +83,11 @@ fn each_trigger_shape_runs_a_pass() {
     assert!(delivered > 0);
     assert_eq!(metric(&server, r#"mulesoft_audit_entries_written_total{org="org-srv"}"#), Some(delivered as f64));
     assert_eq!(metric(&server, r#"mulesoft_audit_objects_written_total{org="org-srv"}"#), Some(objects.len() as f64));
-    // Every request of the organization's passes: the queries the simulator answered, and one
-    // retention lookup a pass (which the simulator does not count).
+    // Every request of the organization's passes: its queries and each pass's token exchange,
+    // all the simulator answered.
     let stats = sim.stats();
-    assert!(stats.query_requests >= 3);
-    let asked = (stats.query_requests + 3) as f64;
+    assert!(stats.query_requests >= 3 && stats.tokens_issued == 3);
+    let asked = stats.requests as f64;
     assert_eq!(metric(&server, r#"mulesoft_audit_requests_total{org="org-srv"}"#), Some(asked));
     let replies =
         |class: &str| metric(&server, &format!(r#"mulesoft_audit_replies_total{{org="org-srv",class="{class}"}}"#));

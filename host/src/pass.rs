@@ -65,13 +65,38 @@ impl Collector {
     }
 
     /// A pass this host stopped, in the status of each organization it had not recorded: the
-    /// engine's own bookkeeping ([`mulesoft_audit::status::record_stopped`]), run natively.
+    /// engine's own bookkeeping ([`mulesoft_audit::status::record_stopped`]), run natively. The
+    /// message's first line: a trap's backtrace belongs in the log, not in a status row.
     fn record_stopped(&self, started_ms: i64, kind: &str, message: &str) {
         let Ok(settings) = mulesoft_audit::settings::Settings::from_raw(self.settings.config.clone().into()) else {
             return;
         };
+        let mut orgs = match orgs_with_state(self.store.as_ref(), &settings.state_prefix) {
+            Ok(orgs) => orgs,
+            Err(e) => {
+                tracing::warn!(error = %e, "the stopped pass is not recorded in status: the state cannot be listed");
+                return;
+            }
+        };
+        orgs.extend(settings.org_ids.iter().cloned());
+        let orgs: Vec<String> = orgs.into_iter().collect();
         let now = chrono::Utc::now().timestamp_millis();
+        let message = message.lines().next().unwrap_or_default();
         let mut store = store::EngineStore(self.store.as_ref());
-        mulesoft_audit::status::record_stopped(&mut store, &settings, started_ms, now, kind, message);
+        mulesoft_audit::status::record_stopped(&mut store, &settings, &orgs, started_ms, now, kind, message);
     }
+}
+
+/// The organizations with state under `prefix` (a checkpoint or a status object).
+pub fn orgs_with_state(
+    store: &dyn ObjectStore,
+    prefix: &str,
+) -> Result<std::collections::BTreeSet<String>, store::StoreError> {
+    let keys = store.list(prefix)?;
+    let org = |key: &str| {
+        mulesoft_audit::window::checkpoint_org(prefix, key)
+            .or_else(|| mulesoft_audit::status::status_org(prefix, key))
+            .map(str::to_string)
+    };
+    Ok(keys.iter().filter_map(|key| org(key)).collect())
 }
