@@ -42,9 +42,8 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
         Ok(orgs) => orgs,
         Err(f) => {
             let now = client.platform.now_ms();
-            for org in settings.org_ids.iter().filter(|o| settings.owns(o)) {
-                status::record(store, &settings.state_prefix, org, now, None, None, Some(&scrubbed(&f, settings)));
-            }
+            let owned = settings.org_ids.iter().filter(|o| settings.owns(o));
+            status::record_failed(store, &settings.state_prefix, owned, now, &scrubbed(&f, settings));
             result.failures.push(f);
             return result;
         }
@@ -79,9 +78,7 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
                 }
                 if let Some(failure) = stop {
                     // The organizations not reached failed too, for `status` to show.
-                    for rest in orgs.iter().skip(at + 1) {
-                        status::record(store, &settings.state_prefix, rest, now, None, None, Some(&failure));
-                    }
+                    status::record_failed(store, &settings.state_prefix, orgs.iter().skip(at + 1), now, &failure);
                     break;
                 }
             }

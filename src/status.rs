@@ -110,6 +110,20 @@ pub fn record<S: ObjectStore>(
     });
 }
 
+/// A failure that kept the pass from each of `orgs` (its organizations could not be listed, or
+/// a failure every organization would meet stopped it), recorded for each.
+pub fn record_failed<'o, S: ObjectStore>(
+    store: &mut S,
+    state_prefix: &str,
+    orgs: impl IntoIterator<Item = &'o String>,
+    now_ms: i64,
+    failure: &Failure,
+) {
+    for org in orgs {
+        record(store, state_prefix, org, now_ms, None, None, Some(failure));
+    }
+}
+
 /// A pass the host stopped (its time or memory limit, a trap): recorded as failed for each of
 /// `orgs` this shard owns (the configured ones and those with state: business groups found by
 /// discovery are only known from their state) that the pass, begun at `pass_started_ms`, did

@@ -39,9 +39,9 @@ impl Collector {
         let s = &self.settings;
         let started = std::time::Instant::now();
         tracing::info!(orgs = s.config.org_ids.len(), dest = %self.store.describe(), "pass starting");
-        let end_ms = chrono::Utc::now().timestamp_millis() - (s.config.lag_seconds as i64).saturating_mul(1000);
-        let progress = if self.progress { crate::progress::Progress::for_terminal(end_ms) } else { None };
         let started_ms = chrono::Utc::now().timestamp_millis();
+        let end_ms = started_ms - (s.config.lag_seconds as i64).saturating_mul(1000);
+        let progress = if self.progress { crate::progress::Progress::for_terminal(end_ms) } else { None };
         let outcome = self.runtime.run(&s.limits, s.origin.clone(), self.store.clone(), &s.config, progress);
         let report = match outcome {
             Ok(outcome) => Report::from(outcome.map_or_else(PassResult::from, PassResult::from)),
