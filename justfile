@@ -11,6 +11,12 @@ build:
     cargo build --release -p mulesoft-audit-host
     @ls -l target/release/mulesoft-audit target/component/wasm32-wasip2/component/mulesoft_audit.wasm
 
+# The edge component: trigger + collector + store composed with wac into one wasi:http component,
+# target/edge/mulesoft-audit-edge.wasm, for `wasmtime serve`, Spin or wasmCloud (README, "At the edge").
+# `just edge --config`: settings from the runtime's wasi:config too (mulesoft-audit-edge-config.wasm).
+edge *args:
+    edge/build.sh {{args}}
+
 # The whole test suite: unit tests (native) and the integration tests (simulator, fake-gcs-server).
 test:
     cargo test --workspace
@@ -27,6 +33,7 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p mulesoft-audit --target wasm32-wasip2 -- -D warnings
     cargo clippy -p mulesoft-audit-command --target wasm32-wasip2 --target-dir target/command -- -D warnings
+    cargo clippy -p mulesoft-audit-store -p mulesoft-audit-trigger --target wasm32-wasip2 --target-dir target/edge -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --document-private-items
 
 # Collect from the built-in Anypoint simulator into ./mulesoft-audit-demo.

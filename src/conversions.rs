@@ -5,7 +5,8 @@
 //! to a WIT record then fails to compile on both sides at once, instead of drifting on one.
 
 /// Expands the `From` impls between the WIT types under `collector = …` / `store = …` (the
-/// generated modules of the `collector` and `object-store` interfaces) and the engine's types.
+/// generated modules of the `collector` and `object-store` interfaces) and the engine's types;
+/// `store = …` alone for a side that has only the store (the edge store component).
 #[macro_export]
 macro_rules! wit_conversions {
     (collector = $($c:ident)::+, store = $($s:ident)::+) => {
@@ -128,6 +129,11 @@ macro_rules! wit_conversions {
             }
         }
 
+        $crate::wit_conversions!(store = $($s)::+);
+    };
+
+    // The `object-store` interface alone: the edge store component has no collector.
+    (store = $($s:ident)::+) => {
         $crate::wit_conversions!(@enum $($s)::+::StoreError, $crate::platform::StoreError {
             AlreadyExists, GenerationMismatch, Unavailable(message), Denied(message), Other(message)
         });

@@ -358,6 +358,13 @@ pub fn configure(
     Ok(Configured { raw, settings, http_timeout })
 }
 
+/// The environment with a runtime's configuration (`wasi:config`) over it: a configured name wins,
+/// in any case (Spin's variables are lowercase, `client_secret` is `CLIENT_SECRET`), because
+/// [`Values::from_env`] keeps the last value of a name.
+pub fn overlay(environment: Vec<(String, String)>, configured: Vec<(String, String)>) -> Vec<(String, String)> {
+    environment.into_iter().chain(configured.into_iter().map(|(k, v)| (k.to_ascii_uppercase(), v))).collect()
+}
+
 /// The key prefixes of log objects and of checkpoints, as a pass uses them.
 pub fn prefixes(values: &Values) -> (String, String) {
     (prefix(values.text(KEY_PREFIX)), prefix(values.text(STATE_PREFIX)))
@@ -372,6 +379,15 @@ fn prefix(text: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configured_values_win_over_the_environment_in_any_case() {
+        let env = vec![("CLIENT_SECRET".to_string(), "from-env".to_string()), ("MULE_ORG_ID".into(), "o1".into())];
+        let configured = vec![("client_secret".to_string(), "from-config".to_string())];
+        let values = Values::from_env(overlay(env, configured));
+        assert_eq!(values.get("CLIENT_SECRET"), Some("from-config"));
+        assert_eq!(values.get("MULE_ORG_ID"), Some("o1"));
+    }
 
     fn values(pairs: &[(&str, &str)]) -> Values {
         let base = [(ORG_ID, "org-1"), (CLIENT_ID, "id"), (CLIENT_SECRET, "s3cret")];

@@ -1,5 +1,6 @@
 //! The engine's `Platform` on WASI: outgoing HTTP through `wasi:http/outgoing-handler` (the only
-//! module that does HTTP I/O), time from `wasi:clocks`, randomness from `wasi:random`.
+//! module that does HTTP I/O), time from `wasi:clocks`, randomness from `wasi:random`; and the
+//! settings of an instance that reads its own ([`variables`]: the edge components).
 //!
 //! Built on the `wasi` crate rather than waki: it gives all three timeouts and the real
 //! `wasi:http` error codes, so a request the host refuses reaches the summary as "denied", not as
@@ -167,4 +168,26 @@ fn stream_error(what: &str, e: StreamError) -> TransportError {
             None => net(&format!("{what}: {}", err.to_debug_string())),
         },
     }
+}
+
+#[cfg(feature = "wasi-config")]
+mod config_bindings {
+    // Generated bindings are the only unsafe code; none is written by hand.
+    #![allow(unsafe_code)]
+    wit_bindgen::generate!({ world: "runtime-config", path: "wit", generate_all });
+}
+
+/// The settings of this instance as variables: the environment, and, built with the `wasi-config`
+/// feature, the runtime's configuration over it ([`crate::variables::overlay`]). An error when the
+/// runtime's configuration cannot be read.
+pub fn variables() -> Result<Vec<(String, String)>, String> {
+    let environment = wasi::cli::environment::get_environment();
+    #[cfg(feature = "wasi-config")]
+    {
+        let configured = config_bindings::wasi::config::store::get_all()
+            .map_err(|e| format!("the runtime's configuration (wasi:config) cannot be read: {e:?}"))?;
+        Ok(crate::variables::overlay(environment, configured))
+    }
+    #[cfg(not(feature = "wasi-config"))]
+    Ok(environment)
 }

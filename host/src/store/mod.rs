@@ -148,18 +148,9 @@ impl ObjectStore for Split {
     }
 }
 
-/// Keys are relative, `/`-separated, without empty, `.` or `..` segments.
-pub fn check_key(key: &str) -> Result<(), StoreError> {
-    if key.is_empty()
-        || key.starts_with('/')
-        || key.ends_with('/')
-        || key.split('/').any(|s| s.is_empty() || s == "." || s == "..")
-        || key.contains('\0')
-    {
-        return Err(StoreError::Other(format!("invalid key `{key}`")));
-    }
-    Ok(())
-}
+/// Keys are relative, `/`-separated, without empty, `.` or `..` segments (the engine's rule,
+/// which the edge store applies too).
+pub use mulesoft_audit::gcs::check_key;
 
 /// Opens the store of a destination: the logs' store, or with `--state-dest` a [`Split`] of
 /// the two. A store that cannot be opened is a configuration problem, unless it was only

@@ -71,11 +71,7 @@ enum Failure {
 
 impl GcsStore {
     pub fn new(bucket: &str, prefix: &str, gcs: &GcsEndpoint, runtime: tokio::runtime::Handle) -> anyhow::Result<Self> {
-        if bucket.is_empty()
-            || !bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
-        {
-            anyhow::bail!("bucket name `{bucket}` is not valid: lowercase letters, digits, -, _ and . only");
-        }
+        mulesoft_audit::gcs::check_bucket(bucket).map_err(anyhow::Error::msg)?;
         let prefix = prefix.trim_matches('/');
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
         let (endpoint, auth) = match gcs {
@@ -345,19 +341,16 @@ impl ObjectStore for GcsStore {
             if self.metadata(&name).await?.is_some() {
                 return Ok(Presence::Present);
             }
-            match self.names(key, Listed::SoftDeleted).await? {
-                Ok(deleted) if deleted.iter().any(|k| k == key) => return Ok(Presence::Deleted),
-                Ok(_) => {}
+            let deleted = match self.names(key, Listed::SoftDeleted).await? {
+                Ok(deleted) => Some(deleted.iter().any(|k| k == key)),
                 Err(reply) => {
                     tracing::warn!(status = reply.status, "soft-deleted objects cannot be listed");
-                    return Ok(Presence::Unknown);
+                    None
                 }
-            }
-            // Absent is proven only as far back as the bucket keeps deleted objects.
-            let kept_ms = i64::try_from(self.soft_delete_seconds().await?.saturating_mul(1000)).unwrap_or(i64::MAX);
+            };
+            let kept = if deleted == Some(false) { self.soft_delete_seconds().await? } else { 0 };
             let now = chrono::Utc::now().timestamp_millis();
-            let remembered = since_ms.is_some_and(|since| now.saturating_sub(since) < kept_ms);
-            Ok(if remembered { Presence::Absent } else { Presence::Unknown })
+            Ok(mulesoft_audit::gcs::absence(deleted, kept, since_ms, now).into())
         })
     }
 

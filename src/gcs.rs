@@ -1,0 +1,841 @@
+//! Google Cloud Storage's JSON API over any [`Platform`]: the object store of the edge component
+//! (`edge/store`), which has nothing but `wasi:http`, so that the whole collector runs on a
+//! runtime that offers only that.
+//!
+//! The request pieces (names in URLs, checksums, multipart bodies, the retry verdict of a status,
+//! what an absence proves) are shared with the host's GCS store (`host/src/store/gcs`), so the two
+//! speak one dialect of the API.
+
+use crate::platform::{Method, ObjectStore, Platform, Presence, Request, Response, StoreError, TransportError};
+use crate::settings::BaseUrl;
+use crate::variables::Values;
+use base64::Engine as _;
+use serde::Deserialize;
+
+/// Cloud Storage's endpoint when none is configured.
+pub const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
+
+/// The variables the edge store reads: the names the host reads for the same things.
+pub mod names {
+    /// `gs://bucket[/prefix]`.
+    pub const DEST: &str = "MULESOFT_AUDIT_DEST";
+    /// A bucket, when `DEST` is unset.
+    pub const BUCKET: &str = "GCS_BUCKET";
+    /// Checkpoints elsewhere: not available at the edge (one store).
+    pub const STATE_DEST: &str = "MULESOFT_AUDIT_STATE_DEST";
+    /// Another Cloud Storage endpoint (Private Service Connect, a stand-in).
+    pub const ENDPOINT: &str = "MULESOFT_AUDIT_GCS_ENDPOINT";
+    /// An OAuth access token for Cloud Storage, when no metadata server can mint one.
+    pub const ACCESS_TOKEN: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
+    /// The metadata server's `host[:port]` (Google's client libraries read the same variable).
+    pub const METADATA_HOST: &str = "GCE_METADATA_HOST";
+}
+
+/// Where the metadata server is when `GCE_METADATA_HOST` is unset.
+const METADATA_DEFAULT_HOST: &str = "metadata.google.internal";
+/// The metadata server's token of the attached service account.
+const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+/// A token is renewed this long before it expires, so no request carries one about to lapse.
+const RENEW_BEFORE_MS: i64 = 5 * 60 * 1000;
+/// Attempts per request before a transient fault is reported as `unavailable` (the host's count).
+const ATTEMPTS: u32 = 7;
+
+/// What a status means for a GCS request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Class {
+    Done,
+    Retry,
+    Final,
+}
+
+/// The one place that decides retry or not (Google's retry strategy: 408, 429, 5xx).
+pub fn classify(status: u16) -> Class {
+    match status {
+        200..=299 | 308 => Class::Done,
+        408 | 429 | 500..=599 => Class::Retry,
+        _ => Class::Final,
+    }
+}
+
+/// Percent-encodes an object name for a URL path segment or query value (`/` becomes `%2F`).
+pub fn encode_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() * 3);
+    for b in name.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The base64 of the big-endian CRC32C, as GCS reports and checks it.
+pub fn crc32c_b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(data).to_be_bytes())
+}
+
+/// A `multipart/related` body: the JSON resource, then the bytes. Returns (boundary, body).
+pub fn multipart_body(metadata: &serde_json::Value, content_type: &str, data: &[u8]) -> (String, Vec<u8>) {
+    let mut seed = crc32c::crc32c(data) as u64 ^ (data.len() as u64) << 32;
+    let boundary = loop {
+        let candidate = format!("mulesoft_audit_{seed:016x}");
+        if !data.windows(candidate.len()).any(|w| w == candidate.as_bytes()) {
+            break candidate;
+        }
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    };
+    let mut body = Vec::with_capacity(data.len() + 512);
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n--{boundary}\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (boundary, body)
+}
+
+/// The part of an object resource a store reads.
+#[derive(Deserialize)]
+pub struct ObjectResource {
+    #[serde(default)]
+    generation: Option<String>,
+    #[serde(default)]
+    crc32c: Option<String>,
+    #[serde(default)]
+    size: Option<String>,
+}
+
+impl ObjectResource {
+    pub fn generation(&self) -> Result<u64, StoreError> {
+        self.generation
+            .as_deref()
+            .and_then(|g| g.parse().ok())
+            .ok_or_else(|| StoreError::Other("GCS reply has no generation".into()))
+    }
+
+    pub fn same_bytes(&self, data: &[u8]) -> bool {
+        self.crc32c.as_deref() == Some(crc32c_b64(data).as_str())
+            && self.size.as_deref() == Some(data.len().to_string().as_str())
+    }
+}
+
+/// A key as the stores take it: `/`-separated, relative, no empty, `.` or `..` segment.
+pub fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty()
+        || key.starts_with('/')
+        || key.ends_with('/')
+        || key.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+        || key.contains('\0')
+    {
+        return Err(StoreError::Other(format!("invalid key `{key}`")));
+    }
+    Ok(())
+}
+
+/// A bucket name as Cloud Storage takes it (lowercase letters, digits, `-`, `_`, `.`).
+pub fn check_bucket(bucket: &str) -> Result<(), String> {
+    if bucket.is_empty() || !bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+    {
+        return Err(format!("bucket name `{bucket}` is not valid: lowercase letters, digits, -, _ and . only"));
+    }
+    Ok(())
+}
+
+/// What an object's absence proves. `deleted`: whether a soft-deleted version is listed
+/// (`None`: soft-deleted objects cannot be listed); `kept_seconds`: how long the bucket keeps
+/// deleted objects (0: not at all, or its policy cannot be read). "Absent" is proven only as far
+/// back as the bucket keeps deleted objects.
+pub fn absence(deleted: Option<bool>, kept_seconds: u64, since_ms: Option<i64>, now_ms: i64) -> Presence {
+    match deleted {
+        Some(true) => Presence::Deleted,
+        None => Presence::Unknown,
+        Some(false) => {
+            let kept_ms = i64::try_from(kept_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+            let remembered = since_ms.is_some_and(|since| now_ms.saturating_sub(since) < kept_ms);
+            if remembered { Presence::Absent } else { Presence::Unknown }
+        }
+    }
+}
+
+/// Where an access token comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// The metadata server at this address (Cloud Run, GKE, Compute Engine): renewed before it
+    /// expires and after a 401.
+    MetadataServer(BaseUrl),
+    /// A token given in the configuration: it cannot be renewed, so a pass outliving it fails
+    /// (retryable) and the next trigger, with a fresh token, continues.
+    Configured,
+}
+
+/// The edge store's settings, read from the variables the host reads for the same things.
+#[derive(Clone)]
+pub struct Target {
+    pub endpoint: BaseUrl,
+    pub bucket: String,
+    /// Prefix of every key inside the bucket: empty or ending in `/`.
+    pub prefix: String,
+    pub tokens: TokenSource,
+    /// The configured token; never logged (no `Debug`).
+    configured_token: Option<String>,
+}
+
+impl Target {
+    /// Reads and validates the settings; the error names the variable and what to set.
+    pub fn from_env(values: &Values) -> Result<Self, String> {
+        let dest = match (values.get(names::DEST), values.get(names::BUCKET)) {
+            (Some(dest), _) => dest.to_string(),
+            (None, Some(bucket)) => format!("gs://{bucket}"),
+            (None, None) => {
+                return Err(format!("no destination: set {} (gs://bucket[/prefix]) or {}", names::DEST, names::BUCKET));
+            }
+        };
+        let rest = dest.strip_prefix("gs://").ok_or_else(|| {
+            format!(
+                "{} `{dest}`: the edge component writes to Cloud Storage only (gs://bucket[/prefix]); a directory needs the mulesoft-audit binary or the WASI command",
+                values.label(names::DEST)
+            )
+        })?;
+        if values.get(names::STATE_DEST).is_some() {
+            return Err(format!(
+                "{} is not available at the edge: the edge component keeps checkpoints beside the logs (MULESOFT_AUDIT_STATE_PREFIX); unset it",
+                names::STATE_DEST
+            ));
+        }
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        check_bucket(bucket).map_err(|e| format!("{}: {e}", values.label(names::DEST)))?;
+        let prefix = prefix.trim_matches('/');
+        let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+        let endpoint = values.get(names::ENDPOINT).unwrap_or(DEFAULT_ENDPOINT);
+        let endpoint = BaseUrl::parse(endpoint).map_err(|e| format!("{}: {e}", names::ENDPOINT))?;
+        if !endpoint.https && !loopback(&endpoint.authority) {
+            return Err(format!(
+                "{} uses plain http:// to a non-loopback host: tokens would travel unencrypted; use https://",
+                names::ENDPOINT
+            ));
+        }
+        let configured_token = values.get(names::ACCESS_TOKEN).map(str::to_string);
+        let tokens = if configured_token.is_some() {
+            TokenSource::Configured
+        } else {
+            let host = values.get(names::METADATA_HOST).unwrap_or(METADATA_DEFAULT_HOST);
+            // The metadata server speaks plain http on a link-local address, as Google's libraries
+            // expect; it never leaves the machine.
+            let server =
+                BaseUrl::parse(&format!("http://{host}")).map_err(|e| format!("{}: {e}", names::METADATA_HOST))?;
+            TokenSource::MetadataServer(server)
+        };
+        Ok(Self { endpoint, bucket: bucket.to_string(), prefix, tokens, configured_token })
+    }
+
+    /// `gs://bucket/prefix`, for messages.
+    pub fn describe(&self) -> String {
+        format!("gs://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+fn loopback(authority: &str) -> bool {
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A token and when to renew it (Unix ms).
+struct Token {
+    value: String,
+    renew_at_ms: i64,
+}
+
+/// The metadata server's token reply.
+#[derive(Deserialize)]
+struct TokenReply {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<i64>,
+}
+
+/// A reply that is not a transient failure.
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+}
+
+/// Cloud Storage as the collector's [`ObjectStore`], over `platform`'s HTTP: multipart uploads
+/// with `ifGenerationMatch` (0 creates only; N swaps generation N), reads of exactly one
+/// generation, and soft delete for what an absence proves.
+pub struct Gcs<P> {
+    platform: P,
+    target: Target,
+    token: Option<Token>,
+}
+
+impl<P: Platform> Gcs<P> {
+    pub fn new(platform: P, target: Target) -> Self {
+        let token = target.configured_token.clone().map(|value| Token { value, renew_at_ms: i64::MAX });
+        Self { platform, target, token }
+    }
+
+    fn name(&self, key: &str) -> Result<String, StoreError> {
+        check_key(key)?;
+        Ok(format!("{}{key}", self.target.prefix))
+    }
+
+    fn object_path(&self, name: &str) -> String {
+        format!("/storage/v1/b/{}/o/{}", self.target.bucket, encode_segment(name))
+    }
+
+    fn send_one(&mut self, base: &BaseUrl, request: Request) -> Result<Response, TransportError> {
+        let base = base.clone();
+        self.platform
+            .send_many(&base, std::slice::from_ref(&request))
+            .pop()
+            .unwrap_or_else(|| Err(TransportError::Network("no reply".into())))
+    }
+
+    /// The token to send, fetched from the metadata server when there is none or it is due.
+    fn bearer(&mut self) -> Result<String, StoreError> {
+        let now = self.platform.now_ms();
+        if let Some(token) = &self.token
+            && now < token.renew_at_ms
+        {
+            return Ok(token.value.clone());
+        }
+        let TokenSource::MetadataServer(server) = self.target.tokens.clone() else {
+            return Err(StoreError::Denied(format!(
+                "Cloud Storage refused the token in {}: it has expired or may not use bucket `{}`; configure a fresh one",
+                names::ACCESS_TOKEN,
+                self.target.bucket
+            )));
+        };
+        let request = Request {
+            method: Method::Get,
+            path: METADATA_TOKEN_PATH.into(),
+            headers: vec![("metadata-flavor".into(), "Google".into())],
+            body: Vec::new(),
+        };
+        let mut problem = String::new();
+        for attempt in 1..=ATTEMPTS {
+            match self.send_one(&server, request.clone()) {
+                Ok(reply) if reply.status == 200 => {
+                    let token: TokenReply = serde_json::from_slice(&reply.body).map_err(|e| {
+                        StoreError::Other(format!("the metadata server's token reply is not what Google sends ({e})"))
+                    })?;
+                    let lifetime_ms = token.expires_in.unwrap_or(3600).saturating_mul(1000);
+                    let renew_at_ms = now.saturating_add(lifetime_ms.saturating_sub(RENEW_BEFORE_MS).max(0));
+                    self.token = Some(Token { value: token.access_token.clone(), renew_at_ms });
+                    return Ok(token.access_token);
+                }
+                Ok(reply) if classify(reply.status) == Class::Retry => {
+                    problem = format!("HTTP {}", reply.status);
+                }
+                Ok(reply) => {
+                    return Err(StoreError::Denied(format!(
+                        "the metadata server at {} gave no token (HTTP {}): attach a service account, or set {}",
+                        server.url(""),
+                        reply.status,
+                        names::ACCESS_TOKEN
+                    )));
+                }
+                Err(TransportError::Denied(e)) => {
+                    return Err(StoreError::Denied(format!(
+                        "the runtime may not reach the metadata server at {} ({e}): allow it, or set {}",
+                        server.url(""),
+                        names::ACCESS_TOKEN
+                    )));
+                }
+                Err(TransportError::Network(e)) => problem = e,
+            }
+            if attempt < ATTEMPTS {
+                let pause = crate::retry::backoff_ms(attempt, self.platform.random());
+                self.platform.sleep_ms(pause);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "no token from the metadata server at {}: {problem} (after {ATTEMPTS} attempts)",
+            server.url("")
+        )))
+    }
+
+    /// Sends a request to Cloud Storage with a token, retrying transient failures with the
+    /// engine's backoff and renewing the token once on a 401; returns the final reply.
+    fn send(&mut self, what: &str, request: Request) -> Result<Reply, StoreError> {
+        let endpoint = self.target.endpoint.clone();
+        let mut renewed = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut signed = request.clone();
+            signed.headers.push(("authorization".into(), format!("Bearer {}", self.bearer()?)));
+            let problem = match self.send_one(&endpoint, signed) {
+                Ok(reply) if reply.status == 401 && !renewed => {
+                    // A token Cloud Storage no longer takes: once, a fresh one.
+                    self.token = None;
+                    renewed = true;
+                    attempt -= 1;
+                    continue;
+                }
+                Ok(reply) if classify(reply.status) == Class::Retry => format!("{what}: HTTP {}", reply.status),
+                Ok(reply) => return Ok(Reply { status: reply.status, body: reply.body }),
+                Err(TransportError::Denied(e)) => {
+                    return Err(StoreError::Denied(format!(
+                        "{what}: the runtime may not reach {} ({e}): allow it as an outbound host",
+                        endpoint.url("")
+                    )));
+                }
+                Err(TransportError::Network(e)) => format!("{what}: {e}"),
+            };
+            if attempt >= ATTEMPTS {
+                return Err(StoreError::Unavailable(format!("{problem} (after {attempt} attempts)")));
+            }
+            let pause = crate::retry::backoff_ms(attempt, self.platform.random());
+            self.platform.sleep_ms(pause);
+        }
+    }
+
+    /// The error a non-retryable status means, in words that say what to do.
+    fn refusal(&self, what: &str, status: u16, body: &[u8]) -> StoreError {
+        let detail: String = String::from_utf8_lossy(body).chars().filter(|c| !c.is_control()).take(300).collect();
+        let bucket = &self.target.bucket;
+        match status {
+            401 => StoreError::Denied(format!(
+                "{what}: HTTP 401: Cloud Storage did not accept the access token, even a fresh one: {detail}"
+            )),
+            403 => StoreError::Denied(format!(
+                "{what}: HTTP 403: the token's principal may not use bucket `{bucket}` (grant roles/storage.objectUser on the bucket): {detail}"
+            )),
+            404 => StoreError::Denied(format!("{what}: bucket `{bucket}` does not exist (HTTP 404): {detail}")),
+            _ => StoreError::Other(format!("{what}: HTTP {status}: {detail}")),
+        }
+    }
+
+    fn get(&mut self, what: &str, path: String) -> Result<Reply, StoreError> {
+        self.send(what, Request { method: Method::Get, path, headers: Vec::new(), body: Vec::new() })
+    }
+
+    fn metadata(&mut self, name: &str) -> Result<Option<ObjectResource>, StoreError> {
+        let reply = self.get("reading object metadata", self.object_path(name))?;
+        match reply.status {
+            200 => serde_json::from_slice(&reply.body)
+                .map(Some)
+                .map_err(|e| StoreError::Other(format!("object metadata: {e}"))),
+            404 => Ok(None),
+            s => Err(self.refusal("reading object metadata", s, &reply.body)),
+        }
+    }
+
+    /// Uploads `data` under `name` if the object's generation is `if_generation` (0: absent);
+    /// a 412 is `on_412`, unless the object holds exactly these bytes (a retried request whose
+    /// first attempt went through).
+    fn upload(
+        &mut self,
+        name: &str,
+        data: &[u8],
+        content_type: &str,
+        if_generation: u64,
+        on_412: StoreError,
+    ) -> Result<u64, StoreError> {
+        let metadata = serde_json::json!({ "name": name, "contentType": content_type, "crc32c": crc32c_b64(data) });
+        let (boundary, body) = multipart_body(&metadata, content_type, data);
+        let path = format!(
+            "/upload/storage/v1/b/{}/o?uploadType=multipart&ifGenerationMatch={if_generation}",
+            self.target.bucket
+        );
+        let headers = vec![("content-type".into(), format!("multipart/related; boundary={boundary}"))];
+        let reply = self.send("uploading object", Request { method: Method::Post, path, headers, body })?;
+        match reply.status {
+            200 | 201 => {
+                let stored = serde_json::from_slice::<ObjectResource>(&reply.body)
+                    .map_err(|e| StoreError::Other(format!("upload reply: {e}")))?;
+                if !stored.same_bytes(data) {
+                    return Err(StoreError::Other(format!(
+                        "uploading object `{name}`: the stored object's size or CRC32C differs from what was sent"
+                    )));
+                }
+                stored.generation()
+            }
+            412 => match self.metadata(name)? {
+                Some(existing) if existing.same_bytes(data) => existing.generation(),
+                _ => Err(on_412),
+            },
+            s => Err(self.refusal("uploading object", s, &reply.body)),
+        }
+    }
+
+    /// How long the bucket keeps deleted objects, in seconds; 0 when it does not or its policy
+    /// cannot be read (it needs `storage.buckets.get`).
+    fn soft_delete_seconds(&mut self) -> Result<u64, StoreError> {
+        let path = format!("/storage/v1/b/{}?fields=softDeletePolicy", self.target.bucket);
+        let reply = self.get("reading the bucket's soft delete policy", path)?;
+        if reply.status != 200 {
+            return Ok(0);
+        }
+        let policy: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+        let seconds = &policy["softDeletePolicy"]["retentionDurationSeconds"];
+        Ok(seconds.as_str().and_then(|s| s.parse::<u64>().ok()).or_else(|| seconds.as_u64()).unwrap_or(0))
+    }
+
+    /// Whether a soft-deleted version of `name` is listed; `None` when the listing is refused.
+    fn soft_deleted(&mut self, name: &str) -> Result<Option<bool>, StoreError> {
+        let path = format!(
+            "/storage/v1/b/{}/o?prefix={}&softDeleted=true&fields=items(name)&maxResults=1000",
+            self.target.bucket,
+            encode_segment(name)
+        );
+        let reply = self.get("listing soft-deleted objects", path)?;
+        if reply.status != 200 {
+            return Ok(None);
+        }
+        let page: serde_json::Value = serde_json::from_slice(&reply.body)
+            .map_err(|e| StoreError::Other(format!("listing soft-deleted objects: {e}")))?;
+        let items = page["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+        Ok(Some(items.iter().any(|item| item["name"].as_str() == Some(name))))
+    }
+}
+
+impl<P: Platform> ObjectStore for Gcs<P> {
+    fn create(&mut self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError> {
+        let name = self.name(key)?;
+        self.upload(&name, data, content_type, 0, StoreError::AlreadyExists)
+    }
+
+    fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        let name = self.name(key)?;
+        // Metadata first, then exactly that generation's bytes: a concurrent replace makes the
+        // second request miss, and the object is read again rather than two versions mixed.
+        for _ in 0..5 {
+            let Some(meta) = self.metadata(&name)? else {
+                return Ok(None);
+            };
+            let generation = meta.generation()?;
+            let path = format!("{}?alt=media&generation={generation}", self.object_path(&name));
+            let reply = self.get("reading object", path)?;
+            match reply.status {
+                200 => return Ok(Some((reply.body, generation))),
+                404 => continue,
+                s => return Err(self.refusal("reading object", s, &reply.body)),
+            }
+        }
+        Err(StoreError::Unavailable(format!("object `{name}` kept changing while being read")))
+    }
+
+    fn write_if_generation(
+        &mut self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+        generation: u64,
+    ) -> Result<u64, StoreError> {
+        let name = self.name(key)?;
+        self.upload(&name, data, content_type, generation, StoreError::GenerationMismatch)
+    }
+
+    fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
+        let name = self.name(key)?;
+        if self.metadata(&name)?.is_some() {
+            return Ok(Presence::Present);
+        }
+        let deleted = self.soft_deleted(&name)?;
+        let kept = if deleted == Some(false) { self.soft_delete_seconds()? } else { 0 };
+        Ok(absence(deleted, kept, since_ms, self.platform.now_ms()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, VecDeque};
+
+    #[test]
+    fn names_are_encoded_as_one_segment() {
+        assert_eq!(encode_segment("logs/2024/01/01/a b.json.gz"), "logs%2F2024%2F01%2F01%2Fa%20b.json.gz");
+    }
+
+    #[test]
+    fn crc32c_is_base64_big_endian() {
+        // CRC32C("123456789") = 0xE3069283.
+        assert_eq!(
+            crc32c_b64(b"123456789"),
+            base64::engine::general_purpose::STANDARD.encode([0xE3, 0x06, 0x92, 0x83])
+        );
+    }
+
+    #[test]
+    fn multipart_body_has_both_parts_and_a_boundary_not_in_the_data() {
+        let meta = serde_json::json!({"name": "a"});
+        let (boundary, body) = multipart_body(&meta, "application/gzip", b"\x1f\x8bdata");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.starts_with(&format!("--{boundary}\r\nContent-Type: application/json")));
+        assert!(text.contains("{\"name\":\"a\"}"));
+        assert!(text.contains("Content-Type: application/gzip\r\n\r\n\u{1f}"));
+        assert!(text.ends_with(&format!("--{boundary}--\r\n")));
+        // Data that contains the first candidate boundary forces another.
+        let (first, _) = multipart_body(&meta, "x", b"");
+        let tricky = first.as_bytes().to_vec();
+        let (other, _) = multipart_body(&meta, "x", &tricky);
+        assert!(!tricky.windows(other.len()).any(|w| w == other.as_bytes()));
+    }
+
+    #[test]
+    fn statuses_are_classified() {
+        assert_eq!(classify(200), Class::Done);
+        assert_eq!(classify(308), Class::Done);
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(classify(s), Class::Retry);
+        }
+        for s in [400, 401, 403, 404, 410, 412] {
+            assert_eq!(classify(s), Class::Final);
+        }
+    }
+
+    #[test]
+    fn an_absence_proves_only_what_the_bucket_remembers() {
+        let now = 10_000_000;
+        assert_eq!(absence(Some(true), 0, None, now), Presence::Deleted);
+        assert_eq!(absence(None, 604_800, Some(now - 1), now), Presence::Unknown);
+        assert_eq!(absence(Some(false), 0, Some(now - 1), now), Presence::Unknown);
+        assert_eq!(absence(Some(false), 60, Some(now - 59_000), now), Presence::Absent);
+        assert_eq!(absence(Some(false), 60, Some(now - 61_000), now), Presence::Unknown);
+        assert_eq!(absence(Some(false), 60, None, now), Presence::Unknown);
+    }
+
+    fn values(pairs: &[(&str, &str)]) -> Values {
+        Values::from_env(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn the_target_is_read_from_the_hosts_variables() {
+        let t = Target::from_env(&values(&[(names::DEST, "gs://audit-logs/mule/")])).unwrap();
+        assert_eq!((t.bucket.as_str(), t.prefix.as_str()), ("audit-logs", "mule/"));
+        assert_eq!(t.endpoint, BaseUrl::parse(DEFAULT_ENDPOINT).unwrap());
+        assert_eq!(t.tokens, TokenSource::MetadataServer(BaseUrl::parse("http://metadata.google.internal").unwrap()));
+        let t = Target::from_env(&values(&[(names::BUCKET, "b"), (names::ACCESS_TOKEN, "ya29.x")])).unwrap();
+        assert_eq!((t.bucket.as_str(), t.prefix.as_str(), &t.tokens), ("b", "", &TokenSource::Configured));
+        let t = Target::from_env(&values(&[
+            (names::BUCKET, "b"),
+            (names::ENDPOINT, "http://127.0.0.1:4443"),
+            (names::METADATA_HOST, "127.0.0.1:9"),
+        ]))
+        .unwrap();
+        assert_eq!(t.tokens, TokenSource::MetadataServer(BaseUrl::parse("http://127.0.0.1:9").unwrap()));
+
+        let refused = |pairs: &[(&str, &str)], needle: &str| {
+            let message = Target::from_env(&values(pairs)).err().unwrap_or_default();
+            assert!(message.contains(needle), "{pairs:?}: {message}");
+        };
+        refused(&[], "no destination");
+        refused(&[(names::DEST, "/data")], "Cloud Storage only");
+        refused(&[(names::DEST, "gs://Bad_Bucket")], "not valid");
+        refused(&[(names::BUCKET, "b"), (names::STATE_DEST, "gs://s")], "not available at the edge");
+        refused(&[(names::BUCKET, "b"), (names::ENDPOINT, "http://storage.example")], "unencrypted");
+    }
+
+    /// Cloud Storage and a metadata server in memory: generations, preconditions, soft delete,
+    /// tokens that expire, and a queue of faults.
+    struct FakeGoogle {
+        now_ms: i64,
+        objects: BTreeMap<String, (Vec<u8>, u64)>,
+        deleted: Vec<String>,
+        next_generation: u64,
+        issued: Vec<String>,
+        valid: Vec<String>,
+        faults: VecDeque<u16>,
+        requests: Vec<String>,
+        lose_reply_of_next_upload: bool,
+    }
+
+    impl FakeGoogle {
+        fn new() -> Self {
+            Self {
+                now_ms: 1_700_000_000_000,
+                objects: BTreeMap::new(),
+                deleted: Vec::new(),
+                next_generation: 1000,
+                issued: Vec::new(),
+                valid: Vec::new(),
+                faults: VecDeque::new(),
+                requests: Vec::new(),
+                lose_reply_of_next_upload: false,
+            }
+        }
+
+        fn reply(status: u16, body: serde_json::Value) -> Response {
+            Response { status, headers: Vec::new(), body: body.to_string().into_bytes() }
+        }
+
+        fn resource(name: &str, data: &[u8], generation: u64) -> serde_json::Value {
+            serde_json::json!({"name": name, "generation": generation.to_string(), "size": data.len().to_string(), "crc32c": crc32c_b64(data)})
+        }
+
+        fn handle(&mut self, base: &BaseUrl, r: &Request) -> Response {
+            let header = |n: &str| r.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+            if base.authority == "metadata.test" {
+                if header("metadata-flavor").as_deref() != Some("Google") || r.path != METADATA_TOKEN_PATH {
+                    return Self::reply(403, serde_json::json!({}));
+                }
+                let token = format!("ya29.{}", self.issued.len());
+                self.issued.push(token.clone());
+                self.valid.push(token.clone());
+                return Self::reply(200, serde_json::json!({"access_token": token, "expires_in": 3599}));
+            }
+            if let Some(status) = self.faults.pop_front() {
+                return Self::reply(status, serde_json::json!({}));
+            }
+            let bearer = header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_string));
+            if !bearer.is_some_and(|t| self.valid.contains(&t)) {
+                return Self::reply(401, serde_json::json!({}));
+            }
+            let (path, query) = r.path.split_once('?').unwrap_or((&r.path, ""));
+            let param = |n: &str| query.split('&').find_map(|kv| kv.strip_prefix(&format!("{n}=")).map(str::to_string));
+            if let Some(rest) = path.strip_prefix("/upload/storage/v1/b/b/o") {
+                assert!(rest.is_empty());
+                let wanted: u64 = param("ifGenerationMatch").unwrap().parse().unwrap();
+                let body = String::from_utf8_lossy(&r.body).into_owned();
+                let name = body.split("\"name\":\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+                let data_start = body.find("application/gzip\r\n\r\n").map(|i| i + 20).unwrap_or(0);
+                let data_end = r.body.len() - body.rsplit("\r\n--").next().unwrap().len() - 4;
+                let data = r.body[data_start..data_end].to_vec();
+                let current = self.objects.get(&name).map_or(0, |(_, g)| *g);
+                if current != wanted {
+                    return Self::reply(412, serde_json::json!({}));
+                }
+                self.next_generation += 1;
+                let generation = self.next_generation;
+                self.objects.insert(name.clone(), (data.clone(), generation));
+                if std::mem::take(&mut self.lose_reply_of_next_upload) {
+                    return Self::reply(503, serde_json::json!({}));
+                }
+                return Self::reply(200, Self::resource(&name, &data, generation));
+            }
+            if path == "/storage/v1/b/b" {
+                return Self::reply(
+                    200,
+                    serde_json::json!({"softDeletePolicy": {"retentionDurationSeconds": "604800"}}),
+                );
+            }
+            if path == "/storage/v1/b/b/o" {
+                assert_eq!(param("softDeleted").as_deref(), Some("true"));
+                let prefix = param("prefix").unwrap().replace("%2F", "/");
+                let items: Vec<_> = self
+                    .deleted
+                    .iter()
+                    .filter(|n| n.starts_with(&prefix))
+                    .map(|n| serde_json::json!({"name": n}))
+                    .collect();
+                return Self::reply(200, serde_json::json!({"items": items}));
+            }
+            let name = path.strip_prefix("/storage/v1/b/b/o/").unwrap().replace("%2F", "/");
+            match (self.objects.get(&name), param("alt")) {
+                (None, _) => Self::reply(404, serde_json::json!({})),
+                (Some((data, generation)), None) => Self::reply(200, Self::resource(&name, data, *generation)),
+                (Some((data, generation)), Some(_)) => {
+                    assert_eq!(param("generation"), Some(generation.to_string()));
+                    Response { status: 200, headers: Vec::new(), body: data.clone() }
+                }
+            }
+        }
+    }
+
+    impl Platform for FakeGoogle {
+        fn send_many(&mut self, base: &BaseUrl, requests: &[Request]) -> Vec<Result<Response, TransportError>> {
+            requests
+                .iter()
+                .map(|r| {
+                    self.requests.push(format!("{} {}", base.authority, r.path));
+                    Ok(self.handle(base, r))
+                })
+                .collect()
+        }
+        fn now_ms(&self) -> i64 {
+            self.now_ms
+        }
+        fn sleep_ms(&mut self, ms: u64) {
+            self.now_ms += ms as i64;
+        }
+        fn random(&mut self) -> u64 {
+            7
+        }
+    }
+
+    fn store() -> Gcs<FakeGoogle> {
+        let target = Target::from_env(&values(&[
+            (names::DEST, "gs://b/p"),
+            (names::ENDPOINT, "http://127.0.0.1:1"),
+            (names::METADATA_HOST, "metadata.test"),
+        ]))
+        .unwrap();
+        Gcs::new(FakeGoogle::new(), target)
+    }
+
+    const GZ: &str = "application/gzip";
+
+    #[test]
+    fn creates_reads_and_swaps_with_preconditions() {
+        let mut s = store();
+        assert_eq!(s.read("a/x").unwrap(), None);
+        let g1 = s.create("a/x", b"one", GZ).unwrap();
+        assert_eq!(s.create("a/x", b"two", GZ), Err(StoreError::AlreadyExists));
+        assert_eq!(s.read("a/x").unwrap(), Some((b"one".to_vec(), g1)));
+        assert!(s.platform.objects.contains_key("p/a/x"), "keys live under the prefix");
+        assert_eq!(s.write_if_generation("a/x", b"two", GZ, g1 + 7), Err(StoreError::GenerationMismatch));
+        let g2 = s.write_if_generation("a/x", b"two", GZ, g1).unwrap();
+        assert!(g2 > g1);
+        assert_eq!(s.read("a/x").unwrap(), Some((b"two".to_vec(), g2)));
+        assert_eq!(s.create("../x", b"", GZ), Err(StoreError::Other("invalid key `../x`".into())));
+        // One token for all of it, asked with the metadata server's header.
+        assert_eq!(s.platform.issued.len(), 1);
+    }
+
+    #[test]
+    fn a_lost_reply_is_recognised_as_the_write_that_happened() {
+        let mut s = store();
+        s.platform.lose_reply_of_next_upload = true;
+        let g = s.create("a/x", b"one", GZ).unwrap();
+        assert_eq!(s.read("a/x").unwrap(), Some((b"one".to_vec(), g)));
+        // Other bytes under a taken key are still a refusal.
+        s.platform.lose_reply_of_next_upload = true;
+        assert_eq!(s.create("a/y", b"y", GZ).map(|_| ()), Ok(()));
+        assert_eq!(s.create("a/y", b"other", GZ), Err(StoreError::AlreadyExists));
+    }
+
+    #[test]
+    fn transient_faults_are_retried_and_then_reported_as_unavailable() {
+        let mut s = store();
+        s.platform.faults.extend([503, 429, 500]);
+        assert!(s.create("a/x", b"one", GZ).is_ok());
+        s.platform.faults.extend([503; ATTEMPTS as usize]);
+        assert!(matches!(s.create("a/y", b"y", GZ), Err(StoreError::Unavailable(m)) if m.contains("HTTP 503")));
+        assert_eq!(s.read("a/y").unwrap(), None, "nothing written");
+    }
+
+    #[test]
+    fn an_expired_token_is_renewed_and_a_revoked_one_once_on_401() {
+        let mut s = store();
+        s.create("a/x", b"one", GZ).unwrap();
+        // An hour on: renewed before use.
+        s.platform.now_ms += 3_600_000;
+        s.read("a/x").unwrap();
+        assert_eq!(s.platform.issued.len(), 2);
+        // Revoked: a 401, then a fresh token, once.
+        s.platform.valid.clear();
+        s.read("a/x").unwrap();
+        assert_eq!(s.platform.issued.len(), 3);
+        // A configured token that Cloud Storage refuses cannot be renewed: denied, saying which.
+        let mut s = store();
+        s.target.tokens = TokenSource::Configured;
+        s.token = Some(Token { value: "ya29.stale".into(), renew_at_ms: i64::MAX });
+        assert!(matches!(s.read("a/x"), Err(StoreError::Denied(m)) if m.contains(names::ACCESS_TOKEN)));
+    }
+
+    #[test]
+    fn presence_tells_deleted_from_never_created() {
+        let mut s = store();
+        let now = s.platform.now_ms;
+        s.create("a/x", b"one", GZ).unwrap();
+        assert_eq!(s.presence("a/x", None).unwrap(), Presence::Present);
+        s.platform.objects.remove("p/a/x");
+        s.platform.deleted.push("p/a/x".into());
+        assert_eq!(s.presence("a/x", Some(now)).unwrap(), Presence::Deleted);
+        assert_eq!(s.presence("a/x2", Some(now)).unwrap(), Presence::Absent, "a/x is no a/x2");
+        assert_eq!(s.presence("a/y", Some(now - 8 * 86_400_000)).unwrap(), Presence::Unknown);
+    }
+}
