@@ -34,6 +34,7 @@ lint:
     cargo clippy -p mulesoft-audit --target wasm32-wasip2 -- -D warnings
     cargo clippy -p mulesoft-audit-command --target wasm32-wasip2 --target-dir target/command -- -D warnings
     cargo clippy -p mulesoft-audit-store -p mulesoft-audit-trigger --target wasm32-wasip2 --target-dir target/edge -- -D warnings
+    cargo clippy -p mulesoft-audit-store -p mulesoft-audit-trigger --features mulesoft-audit-store/wasi-config,mulesoft-audit-trigger/wasi-config --target wasm32-wasip2 --target-dir target/edge-config -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --document-private-items
 
 # Collect from the built-in Anypoint simulator into ./mulesoft-audit-demo.

@@ -18,25 +18,30 @@ case "${1:-}" in
 esac
 
 WAC_VERSION=0.12.0
+cargo=${CARGO:-cargo}
 target=wasm32-wasip2
 out=target/edge
 # Flags meant for a native build must not leak into the wasm builds.
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_TARGET CARGO_TARGET_DIR
 
 # rust-toolchain.toml names the target, but rustup adds listed targets only with the toolchain.
-rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+# Without rustup (a distribution's toolchain), the target must already be there.
+if command -v rustup > /dev/null; then
+  rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+fi
 
 # The collector exactly as the host embeds it (host/build.rs builds the same into the same place).
-cargo build -p mulesoft-audit --target "$target" --profile component --target-dir target/component
+"$cargo" build -p mulesoft-audit --target "$target" --profile component --target-dir target/component
 # The store and the trigger use the engine without its collector export: a target dir of their
 # own, or cargo's feature unification would give the store the collector's export as well.
 # With --config, a target dir of their own too, so that the two variants do not rebuild each other.
 store_dir="$out${features:+-config}"
-cargo build -p mulesoft-audit-store -p mulesoft-audit-trigger "${features[@]}" --target "$target" --profile component --target-dir "$store_dir"
+# (`${a[@]+"${a[@]}"}`: an empty array under `set -u` on bash before 4.4, macOS's included.)
+"$cargo" build -p mulesoft-audit-store -p mulesoft-audit-trigger ${features[@]+"${features[@]}"} --target "$target" --profile component --target-dir "$store_dir"
 
 wac="target/tools/bin/wac"
 if ! [ -x "$wac" ] || [ "$("$wac" --version)" != "wac-cli $WAC_VERSION" ]; then
-  cargo install --locked --no-default-features --root target/tools "wac-cli@$WAC_VERSION"
+  "$cargo" install --locked --no-default-features --root target/tools "wac-cli@$WAC_VERSION"
 fi
 built="$store_dir/$target/component"
 mkdir -p "$out"

@@ -21,7 +21,7 @@ pub mod names {
     pub const DEST: &str = "MULESOFT_AUDIT_DEST";
     /// A bucket, when `DEST` is unset.
     pub const BUCKET: &str = "GCS_BUCKET";
-    /// Checkpoints elsewhere: not available at the edge (one store).
+    /// Checkpoints elsewhere: not available at the edge (one store; [`crate::trigger::HOST_ONLY`]).
     pub const STATE_DEST: &str = "MULESOFT_AUDIT_STATE_DEST";
     /// Another Cloud Storage endpoint (Private Service Connect, a stand-in).
     pub const ENDPOINT: &str = "MULESOFT_AUDIT_GCS_ENDPOINT";
@@ -37,8 +37,6 @@ const METADATA_DEFAULT_HOST: &str = "metadata.google.internal";
 const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 /// A token is renewed this long before it expires, so no request carries one about to lapse.
 const RENEW_BEFORE_MS: i64 = 5 * 60 * 1000;
-/// Attempts per request before a transient fault is reported as `unavailable` (the host's count).
-const ATTEMPTS: u32 = 7;
 
 /// What a status means for a GCS request.
 #[derive(Debug, PartialEq, Eq)]
@@ -173,6 +171,9 @@ pub struct Target {
     /// Prefix of every key inside the bucket: empty or ending in `/`.
     pub prefix: String,
     pub tokens: TokenSource,
+    /// Attempts per request before a transient fault is `unavailable`: the collector's own
+    /// `MULESOFT_AUDIT_MAX_ATTEMPTS`, one knob for every request a pass makes at the edge.
+    pub attempts: u32,
     /// The configured token; never logged (no `Debug`).
     configured_token: Option<String>,
 }
@@ -193,12 +194,6 @@ impl Target {
                 values.label(names::DEST)
             )
         })?;
-        if values.get(names::STATE_DEST).is_some() {
-            return Err(format!(
-                "{} is not available at the edge: the edge component keeps checkpoints beside the logs (MULESOFT_AUDIT_STATE_PREFIX); unset it",
-                names::STATE_DEST
-            ));
-        }
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         check_bucket(bucket).map_err(|e| format!("{}: {e}", values.label(names::DEST)))?;
         let prefix = prefix.trim_matches('/');
@@ -211,18 +206,21 @@ impl Target {
                 names::ENDPOINT
             ));
         }
+        let attempts = values.required::<u32>(crate::settings::names::MAX_ATTEMPTS)?.max(1);
         let configured_token = values.get(names::ACCESS_TOKEN).map(str::to_string);
         let tokens = if configured_token.is_some() {
             TokenSource::Configured
         } else {
+            // Google's libraries take a bare `host[:port]`; a scheme in front is forgiven.
             let host = values.get(names::METADATA_HOST).unwrap_or(METADATA_DEFAULT_HOST);
+            let host = host.strip_prefix("http://").unwrap_or(host).trim_end_matches('/');
             // The metadata server speaks plain http on a link-local address, as Google's libraries
             // expect; it never leaves the machine.
             let server =
                 BaseUrl::parse(&format!("http://{host}")).map_err(|e| format!("{}: {e}", names::METADATA_HOST))?;
             TokenSource::MetadataServer(server)
         };
-        Ok(Self { endpoint, bucket: bucket.to_string(), prefix, tokens, configured_token })
+        Ok(Self { endpoint, bucket: bucket.to_string(), prefix, tokens, attempts, configured_token })
     }
 
     /// `gs://bucket/prefix`, for messages.
@@ -314,7 +312,8 @@ impl<P: Platform> Gcs<P> {
             body: Vec::new(),
         };
         let mut problem = String::new();
-        for attempt in 1..=ATTEMPTS {
+        let attempts = self.target.attempts;
+        for attempt in 1..=attempts {
             match self.send_one(&server, request.clone()) {
                 Ok(reply) if reply.status == 200 => {
                     let token: TokenReply = serde_json::from_slice(&reply.body).map_err(|e| {
@@ -345,13 +344,13 @@ impl<P: Platform> Gcs<P> {
                 }
                 Err(TransportError::Network(e)) => problem = e,
             }
-            if attempt < ATTEMPTS {
+            if attempt < attempts {
                 let pause = crate::retry::backoff_ms(attempt, self.platform.random());
                 self.platform.sleep_ms(pause);
             }
         }
         Err(StoreError::Unavailable(format!(
-            "no token from the metadata server at {}: {problem} (after {ATTEMPTS} attempts)",
+            "no token from the metadata server at {}: {problem} (after {attempts} attempts)",
             server.url("")
         )))
     }
@@ -384,7 +383,7 @@ impl<P: Platform> Gcs<P> {
                 }
                 Err(TransportError::Network(e)) => format!("{what}: {e}"),
             };
-            if attempt >= ATTEMPTS {
+            if attempt >= self.target.attempts {
                 return Err(StoreError::Unavailable(format!("{problem} (after {attempt} attempts)")));
             }
             let pause = crate::retry::backoff_ms(attempt, self.platform.random());
@@ -474,21 +473,35 @@ impl<P: Platform> Gcs<P> {
         Ok(seconds.as_str().and_then(|s| s.parse::<u64>().ok()).or_else(|| seconds.as_u64()).unwrap_or(0))
     }
 
-    /// Whether a soft-deleted version of `name` is listed; `None` when the listing is refused.
+    /// Whether a soft-deleted version of `name` is listed, page by page (a page may come back
+    /// short, even empty, with a token for the next); `None` when a page is refused.
     fn soft_deleted(&mut self, name: &str) -> Result<Option<bool>, StoreError> {
-        let path = format!(
-            "/storage/v1/b/{}/o?prefix={}&softDeleted=true&fields=items(name)&maxResults=1000",
-            self.target.bucket,
-            encode_segment(name)
-        );
-        let reply = self.get("listing soft-deleted objects", path)?;
-        if reply.status != 200 {
-            return Ok(None);
+        let what = "listing soft-deleted objects";
+        let mut page_token: Option<String> = None;
+        loop {
+            let mut path = format!(
+                "/storage/v1/b/{}/o?prefix={}&softDeleted=true&fields=items(name),nextPageToken&maxResults=1000",
+                self.target.bucket,
+                encode_segment(name)
+            );
+            if let Some(token) = &page_token {
+                path.push_str(&format!("&pageToken={}", encode_segment(token)));
+            }
+            let reply = self.get(what, path)?;
+            if reply.status != 200 {
+                return Ok(None);
+            }
+            let page: serde_json::Value =
+                serde_json::from_slice(&reply.body).map_err(|e| StoreError::Other(format!("{what}: {e}")))?;
+            let items = page["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+            if items.iter().any(|item| item["name"].as_str() == Some(name)) {
+                return Ok(Some(true));
+            }
+            match page["nextPageToken"].as_str() {
+                Some(token) if !token.is_empty() => page_token = Some(token.to_string()),
+                _ => return Ok(Some(false)),
+            }
         }
-        let page: serde_json::Value = serde_json::from_slice(&reply.body)
-            .map_err(|e| StoreError::Other(format!("listing soft-deleted objects: {e}")))?;
-        let items = page["items"].as_array().map(Vec::as_slice).unwrap_or_default();
-        Ok(Some(items.iter().any(|item| item["name"].as_str() == Some(name))))
     }
 }
 
@@ -610,13 +623,16 @@ mod tests {
         assert_eq!(t.tokens, TokenSource::MetadataServer(BaseUrl::parse("http://metadata.google.internal").unwrap()));
         let t = Target::from_env(&values(&[(names::BUCKET, "b"), (names::ACCESS_TOKEN, "ya29.x")])).unwrap();
         assert_eq!((t.bucket.as_str(), t.prefix.as_str(), &t.tokens), ("b", "", &TokenSource::Configured));
+        assert_eq!(t.attempts, 6, "the collector's default");
         let t = Target::from_env(&values(&[
             (names::BUCKET, "b"),
             (names::ENDPOINT, "http://127.0.0.1:4443"),
-            (names::METADATA_HOST, "127.0.0.1:9"),
+            (names::METADATA_HOST, "http://127.0.0.1:9/"),
+            (crate::settings::names::MAX_ATTEMPTS, "2"),
         ]))
         .unwrap();
         assert_eq!(t.tokens, TokenSource::MetadataServer(BaseUrl::parse("http://127.0.0.1:9").unwrap()));
+        assert_eq!(t.attempts, 2);
 
         let refused = |pairs: &[(&str, &str)], needle: &str| {
             let message = Target::from_env(&values(pairs)).err().unwrap_or_default();
@@ -625,7 +641,6 @@ mod tests {
         refused(&[], "no destination");
         refused(&[(names::DEST, "/data")], "Cloud Storage only");
         refused(&[(names::DEST, "gs://Bad_Bucket")], "not valid");
-        refused(&[(names::BUCKET, "b"), (names::STATE_DEST, "gs://s")], "not available at the edge");
         refused(&[(names::BUCKET, "b"), (names::ENDPOINT, "http://storage.example")], "unencrypted");
     }
 
@@ -713,15 +728,17 @@ mod tests {
                 );
             }
             if path == "/storage/v1/b/b/o" {
+                // One name a page, as Cloud Storage may answer: a reader must follow the tokens.
                 assert_eq!(param("softDeleted").as_deref(), Some("true"));
                 let prefix = param("prefix").unwrap().replace("%2F", "/");
-                let items: Vec<_> = self
-                    .deleted
-                    .iter()
-                    .filter(|n| n.starts_with(&prefix))
-                    .map(|n| serde_json::json!({"name": n}))
-                    .collect();
-                return Self::reply(200, serde_json::json!({"items": items}));
+                let matching: Vec<&String> = self.deleted.iter().filter(|n| n.starts_with(&prefix)).collect();
+                let at: usize = param("pageToken").map_or(0, |t| t.parse().unwrap());
+                let items: Vec<_> = matching.get(at).map(|n| serde_json::json!({"name": n})).into_iter().collect();
+                let mut page = serde_json::json!({"items": items});
+                if at + 1 < matching.len() {
+                    page["nextPageToken"] = serde_json::json!((at + 1).to_string());
+                }
+                return Self::reply(200, page);
             }
             let name = path.strip_prefix("/storage/v1/b/b/o/").unwrap().replace("%2F", "/");
             match (self.objects.get(&name), param("alt")) {
@@ -802,7 +819,7 @@ mod tests {
         let mut s = store();
         s.platform.faults.extend([503, 429, 500]);
         assert!(s.create("a/x", b"one", GZ).is_ok());
-        s.platform.faults.extend([503; ATTEMPTS as usize]);
+        s.platform.faults.extend(vec![503; s.target.attempts as usize]);
         assert!(matches!(s.create("a/y", b"y", GZ), Err(StoreError::Unavailable(m)) if m.contains("HTTP 503")));
         assert_eq!(s.read("a/y").unwrap(), None, "nothing written");
     }
@@ -833,9 +850,11 @@ mod tests {
         s.create("a/x", b"one", GZ).unwrap();
         assert_eq!(s.presence("a/x", None).unwrap(), Presence::Present);
         s.platform.objects.remove("p/a/x");
-        s.platform.deleted.push("p/a/x".into());
-        assert_eq!(s.presence("a/x", Some(now)).unwrap(), Presence::Deleted);
-        assert_eq!(s.presence("a/x2", Some(now)).unwrap(), Presence::Absent, "a/x is no a/x2");
+        // Names the listing of `p/a/x` also returns, on pages before the one that matters.
+        s.platform.deleted.extend(["p/a/x.1".into(), "p/a/x.2".into(), "p/a/x".into()]);
+        assert_eq!(s.presence("a/x", Some(now)).unwrap(), Presence::Deleted, "found on the third page");
+        s.platform.deleted.retain(|n| n != "p/a/x");
+        assert_eq!(s.presence("a/x", Some(now)).unwrap(), Presence::Absent, "a/x.1 is not a/x");
         assert_eq!(s.presence("a/y", Some(now - 8 * 86_400_000)).unwrap(), Presence::Unknown);
     }
 }

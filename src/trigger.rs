@@ -2,8 +2,50 @@
 //! structured CloudEvent runs a pass; 204 acknowledges it, 500 makes Pub/Sub deliver it again.
 //! `serve` (the host) and the edge component (`edge/trigger`) both answer by these rules.
 
+use crate::variables::Values;
 use base64::Engine as _;
 use serde::Deserialize;
+
+/// Settings of the host binary that a component run by an edge runtime cannot honour, each with
+/// what to do instead: refused before a pass, never silently ignored.
+pub const HOST_ONLY: &[(&str, &str)] = &[
+    (
+        crate::gcs::names::STATE_DEST,
+        "the edge component keeps checkpoints beside the logs, under MULESOFT_AUDIT_STATE_PREFIX",
+    ),
+    ("CLIENT_SECRET_FILE", "a component reads no files; give CLIENT_SECRET from the runtime's secrets"),
+    (
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "a component reads no files; tokens come from the metadata server or GOOGLE_OAUTH_ACCESS_TOKEN",
+    ),
+    (
+        "STORAGE_EMULATOR_HOST",
+        "the edge store always sends a token; point MULESOFT_AUDIT_GCS_ENDPOINT at the emulator instead",
+    ),
+    (
+        "MULESOFT_AUDIT_OIDC_AUDIENCE",
+        "the edge component does not verify push tokens; put the runtime behind an ingress that does",
+    ),
+    (
+        "MULESOFT_AUDIT_OIDC_EMAIL",
+        "the edge component does not verify push tokens; put the runtime behind an ingress that does",
+    ),
+    (
+        "MULESOFT_AUDIT_OIDC_ANY_SENDER",
+        "the edge component does not verify push tokens; put the runtime behind an ingress that does",
+    ),
+    ("MULESOFT_AUDIT_SCHEDULE", "the edge runs one pass a request; schedule the requests (Cloud Scheduler)"),
+    ("MULESOFT_AUDIT_MAX_RUN_TIME", "the runtime's request time limit bounds a pass (wasmtime serve -W timeout=...)"),
+    ("MULESOFT_AUDIT_MEMORY_MIB", "the runtime's memory limit bounds a pass (wasmtime serve -W max-memory-size=...)"),
+];
+
+/// The first [`HOST_ONLY`] setting that is set, as the line that refuses it.
+pub fn refuse_host_only(values: &Values) -> Result<(), String> {
+    match HOST_ONLY.iter().find(|(name, _)| values.get(name).is_some()) {
+        Some((name, instead)) => Err(format!("{name} is not available at the edge: {instead}; unset it")),
+        None => Ok(()),
+    }
+}
 
 /// The kind of trigger a request carried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +172,15 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn host_only_settings_are_refused_by_name() {
+        assert_eq!(refuse_host_only(&Values::from_env([("MULE_ORG_ID".to_string(), "o".to_string())])), Ok(()));
+        let refused = refuse_host_only(&Values::from_env([("MULESOFT_AUDIT_SCHEDULE".into(), "* * * * *".into())]));
+        assert!(refused.is_err_and(|m| m.starts_with("MULESOFT_AUDIT_SCHEDULE is not available at the edge")));
+        // Empty counts as unset, as everywhere.
+        assert_eq!(refuse_host_only(&Values::from_env([("CLIENT_SECRET_FILE".to_string(), " ".to_string())])), Ok(()));
     }
 
     #[test]

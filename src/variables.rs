@@ -215,7 +215,7 @@ impl Values {
     }
 
     /// A number with a default in [`SETTINGS`].
-    fn required<T: std::str::FromStr + Default>(&self, name: &str) -> Result<T, String> {
+    pub(crate) fn required<T: std::str::FromStr + Default>(&self, name: &str) -> Result<T, String> {
         self.number(name).map(Option::unwrap_or_default)
     }
 

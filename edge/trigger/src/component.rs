@@ -4,6 +4,7 @@
 #![allow(unsafe_code)]
 
 use mulesoft_audit::trigger;
+use mulesoft_audit::variables::Values;
 use wasi::http::types::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasi::io::streams::StreamError;
 
@@ -26,9 +27,6 @@ use bindings::mulesoft::audit::collector;
 
 /// Trigger bodies are small JSON documents; a larger one is refused unread.
 const MAX_BODY: usize = 1 << 20;
-
-/// The variable naming a file with the client secret, which a component cannot read.
-const SECRET_FILE: &str = "CLIENT_SECRET_FILE";
 
 struct Component;
 
@@ -85,11 +83,8 @@ fn pass() -> u8 {
 fn settings() -> Result<collector::Environment, collector::Failure> {
     let config_failure = |message| collector::Failure { org_id: None, kind: collector::ErrorKind::Config, message };
     let vars = mulesoft_audit::wasi_platform::variables().map_err(config_failure)?;
-    let no_files =
-        format!("{SECRET_FILE}: a component reads no files; set CLIENT_SECRET from the runtime's secrets instead");
-    let secret_file =
-        vars.iter().any(|(k, v)| k == SECRET_FILE && !v.trim().is_empty()).then_some(Err(no_files.as_str()));
-    collector::configure(&vars, secret_file)
+    trigger::refuse_host_only(&Values::from_env(vars.clone())).map_err(config_failure)?;
+    collector::configure(&vars, None)
 }
 
 /// The request's body, or the answer that refuses it.
