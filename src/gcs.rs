@@ -17,14 +17,7 @@ pub const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 
 /// The variables the edge store reads: the names the host reads for the same things.
 pub mod names {
-    /// `gs://bucket[/prefix]`.
-    pub const DEST: &str = "MULESOFT_AUDIT_DEST";
-    /// A bucket, when `DEST` is unset.
-    pub const BUCKET: &str = "GCS_BUCKET";
-    /// Checkpoints elsewhere: not available at the edge (one store; [`crate::trigger::HOST_ONLY`]).
-    pub const STATE_DEST: &str = "MULESOFT_AUDIT_STATE_DEST";
-    /// Another Cloud Storage endpoint (Private Service Connect, a stand-in).
-    pub const ENDPOINT: &str = "MULESOFT_AUDIT_GCS_ENDPOINT";
+    pub use crate::settings::names::{BUCKET, DEST, GCS_ENDPOINT as ENDPOINT};
     /// An OAuth access token for Cloud Storage, when no metadata server can mint one.
     pub const ACCESS_TOKEN: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
     /// The metadata server's `host[:port]` (Google's client libraries read the same variable).

@@ -34,6 +34,27 @@ pub mod names {
     pub const CLOUD_RUN_TASK_INDEX: &str = "CLOUD_RUN_TASK_INDEX";
     pub const CLOUD_RUN_TASK_COUNT: &str = "CLOUD_RUN_TASK_COUNT";
     pub const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
+
+    // The host's own settings (not in the collector's table): named here so that the host's flags
+    // and the edge component, which refuses those it cannot honour ([`crate::trigger::HOST_ONLY`]),
+    // say the same names.
+    /// Destination: `gs://bucket[/prefix]`, `file:///dir` or a directory.
+    pub const DEST: &str = "MULESOFT_AUDIT_DEST";
+    /// A bucket, when `DEST` is unset.
+    pub const BUCKET: &str = "GCS_BUCKET";
+    /// Where checkpoints go, when not beside the logs.
+    pub const STATE_DEST: &str = "MULESOFT_AUDIT_STATE_DEST";
+    /// Another Cloud Storage endpoint (Private Service Connect, a stand-in).
+    pub const GCS_ENDPOINT: &str = "MULESOFT_AUDIT_GCS_ENDPOINT";
+    pub const MEMORY_MIB: &str = "MULESOFT_AUDIT_MEMORY_MIB";
+    pub const MAX_RUN_TIME: &str = "MULESOFT_AUDIT_MAX_RUN_TIME";
+    pub const SCHEDULE: &str = "MULESOFT_AUDIT_SCHEDULE";
+    pub const OIDC_AUDIENCE: &str = "MULESOFT_AUDIT_OIDC_AUDIENCE";
+    pub const OIDC_EMAIL: &str = "MULESOFT_AUDIT_OIDC_EMAIL";
+    pub const OIDC_ANY_SENDER: &str = "MULESOFT_AUDIT_OIDC_ANY_SENDER";
+    /// Google's: an emulator that gets no credentials, and a credentials file.
+    pub const STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
+    pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
 }
 
 /// A parsed base URL: `scheme://authority` with no path.

@@ -2,6 +2,10 @@
 //! structured CloudEvent runs a pass; 204 acknowledges it, 500 makes Pub/Sub deliver it again.
 //! `serve` (the host) and the edge component (`edge/trigger`) both answer by these rules.
 
+use crate::settings::names::{
+    CLIENT_SECRET_FILE, GOOGLE_APPLICATION_CREDENTIALS, MAX_RUN_TIME, MEMORY_MIB, OIDC_ANY_SENDER, OIDC_AUDIENCE,
+    OIDC_EMAIL, SCHEDULE, STATE_DEST, STORAGE_EMULATOR_HOST,
+};
 use crate::variables::Values;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -9,35 +13,26 @@ use serde::Deserialize;
 /// Settings of the host binary that a component run by an edge runtime cannot honour, each with
 /// what to do instead: refused before a pass, never silently ignored.
 pub const HOST_ONLY: &[(&str, &str)] = &[
+    (STATE_DEST, "the edge component keeps checkpoints beside the logs, under MULESOFT_AUDIT_STATE_PREFIX"),
+    (CLIENT_SECRET_FILE, "a component reads no files; give CLIENT_SECRET from the runtime's secrets"),
     (
-        crate::gcs::names::STATE_DEST,
-        "the edge component keeps checkpoints beside the logs, under MULESOFT_AUDIT_STATE_PREFIX",
-    ),
-    ("CLIENT_SECRET_FILE", "a component reads no files; give CLIENT_SECRET from the runtime's secrets"),
-    (
-        "GOOGLE_APPLICATION_CREDENTIALS",
+        GOOGLE_APPLICATION_CREDENTIALS,
         "a component reads no files; tokens come from the metadata server or GOOGLE_OAUTH_ACCESS_TOKEN",
     ),
     (
-        "STORAGE_EMULATOR_HOST",
+        STORAGE_EMULATOR_HOST,
         "the edge store always sends a token; point MULESOFT_AUDIT_GCS_ENDPOINT at the emulator instead",
     ),
-    (
-        "MULESOFT_AUDIT_OIDC_AUDIENCE",
-        "the edge component does not verify push tokens; put the runtime behind an ingress that does",
-    ),
-    (
-        "MULESOFT_AUDIT_OIDC_EMAIL",
-        "the edge component does not verify push tokens; put the runtime behind an ingress that does",
-    ),
-    (
-        "MULESOFT_AUDIT_OIDC_ANY_SENDER",
-        "the edge component does not verify push tokens; put the runtime behind an ingress that does",
-    ),
-    ("MULESOFT_AUDIT_SCHEDULE", "the edge runs one pass a request; schedule the requests (Cloud Scheduler)"),
-    ("MULESOFT_AUDIT_MAX_RUN_TIME", "the runtime's request time limit bounds a pass (wasmtime serve -W timeout=...)"),
-    ("MULESOFT_AUDIT_MEMORY_MIB", "the runtime's memory limit bounds a pass (wasmtime serve -W max-memory-size=...)"),
+    (OIDC_AUDIENCE, NO_PUSH_CHECK),
+    (OIDC_EMAIL, NO_PUSH_CHECK),
+    (OIDC_ANY_SENDER, NO_PUSH_CHECK),
+    (SCHEDULE, "the edge runs one pass a request; schedule the requests (Cloud Scheduler)"),
+    (MAX_RUN_TIME, "the runtime's request time limit bounds a pass (wasmtime serve -W timeout=...)"),
+    (MEMORY_MIB, "the runtime's memory limit bounds a pass (wasmtime serve -W max-memory-size=...)"),
 ];
+
+const NO_PUSH_CHECK: &str =
+    "the edge component does not verify push tokens; put the runtime behind an ingress that does";
 
 /// The first [`HOST_ONLY`] setting that is set, as the line that refuses it.
 pub fn refuse_host_only(values: &Values) -> Result<(), String> {

@@ -29,17 +29,17 @@ pub struct ServeArgs {
     pub listen: IpAddr,
     /// Also run a pass on this cron schedule (UTC; 5 fields, or 6 with leading seconds), e.g.
     /// "*/15 * * * *". A pass still running at the next occurrence makes it skip, never queue.
-    #[arg(long, env = "MULESOFT_AUDIT_SCHEDULE")]
+    #[arg(long, env = mulesoft_audit::settings::names::SCHEDULE)]
     pub schedule: Option<String>,
     /// Verify the push request's Google-signed OIDC token for this audience (the push URL).
-    #[arg(long, env = "MULESOFT_AUDIT_OIDC_AUDIENCE")]
+    #[arg(long, env = mulesoft_audit::settings::names::OIDC_AUDIENCE)]
     pub oidc_audience: Option<String>,
     /// With --oidc-audience: the service account the push must come from.
-    #[arg(long, env = "MULESOFT_AUDIT_OIDC_EMAIL")]
+    #[arg(long, env = mulesoft_audit::settings::names::OIDC_EMAIL)]
     pub oidc_email: Option<String>,
     /// With --oidc-audience and no --oidc-email: accept a token for that audience from any
     /// Google account. Off by default, because anyone can mint such a token.
-    #[arg(long, env = "MULESOFT_AUDIT_OIDC_ANY_SENDER")]
+    #[arg(long, env = mulesoft_audit::settings::names::OIDC_ANY_SENDER)]
     pub oidc_any_sender: bool,
     /// Where the signing keys are (default Google's); for tests.
     #[arg(long, env = "MULESOFT_AUDIT_OIDC_JWKS_URL", hide = true)]

@@ -69,26 +69,26 @@ pub struct CollectArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
     /// Destination: gs://bucket[/prefix], file:///dir or a directory (default gs://$GCS_BUCKET).
-    #[arg(long, env = "MULESOFT_AUDIT_DEST")]
+    #[arg(long, env = mulesoft_audit::settings::names::DEST)]
     pub dest: Option<String>,
     /// GCS bucket (--dest wins).
-    #[arg(long, env = "GCS_BUCKET")]
+    #[arg(long, env = mulesoft_audit::settings::names::BUCKET)]
     pub bucket: Option<String>,
     /// Where checkpoints go, when not beside the logs: gs://bucket[/prefix], file:///dir or a
     /// directory. For a log bucket with a retention policy or a lock, where objects cannot be
     /// replaced.
-    #[arg(long, env = "MULESOFT_AUDIT_STATE_DEST")]
+    #[arg(long, env = mulesoft_audit::settings::names::STATE_DEST)]
     pub state_dest: Option<String>,
     /// Cloud Storage endpoint for gs:// destinations, with Google credentials (default
     /// `https://storage.googleapis.com`): a Private Service Connect or restricted VPC-SC endpoint.
     /// http:// only to loopback.
-    #[arg(long, env = "MULESOFT_AUDIT_GCS_ENDPOINT")]
+    #[arg(long, env = mulesoft_audit::settings::names::GCS_ENDPOINT)]
     pub gcs_endpoint: Option<String>,
     /// Memory limit of the component (MiB).
-    #[arg(long, env = "MULESOFT_AUDIT_MEMORY_MIB", default_value_t = 256)]
+    #[arg(long, env = mulesoft_audit::settings::names::MEMORY_MIB, default_value_t = 256)]
     pub memory_mib: usize,
     /// Wall-clock limit of one pass.
-    #[arg(long, env = "MULESOFT_AUDIT_MAX_RUN_TIME", default_value = "55m")]
+    #[arg(long, env = mulesoft_audit::settings::names::MAX_RUN_TIME, default_value = "55m")]
     pub max_run_time: String,
 }
 
@@ -168,8 +168,10 @@ impl CollectArgs {
                 return Err(bad("no destination: set GCS_BUCKET (or --dest gs://bucket, file:///dir)"));
             }
         };
-        let gcs =
-            GcsEndpoint::resolve(self.gcs_endpoint.as_deref(), std::env::var("STORAGE_EMULATOR_HOST").ok().as_deref())?;
+        let gcs = GcsEndpoint::resolve(
+            self.gcs_endpoint.as_deref(),
+            std::env::var(mulesoft_audit::settings::names::STORAGE_EMULATOR_HOST).ok().as_deref(),
+        )?;
         let state_dest =
             self.state_dest.as_deref().map(str::trim).filter(|d| !d.is_empty() && *d != dest).map(str::to_string);
         let (key_prefix, state_prefix) = variables::prefixes(&self.engine.0);

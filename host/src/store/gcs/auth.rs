@@ -115,7 +115,7 @@ impl Source {
     /// Finds the source ADC will use, and checks that it can work: a file that exists and is a
     /// credentials file, or a metadata server that answers and has a service account.
     pub async fn discover() -> Result<Self, StoreError> {
-        let path = match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
+        let path = match std::env::var_os(mulesoft_audit::settings::names::GOOGLE_APPLICATION_CREDENTIALS) {
             // google-cloud-auth would try to read a file named "", so say so first.
             Some(path) if path.is_empty() => {
                 return Err(StoreError::Denied(
