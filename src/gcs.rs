@@ -145,6 +145,66 @@ pub fn absence(deleted: Option<bool>, kept_seconds: u64, since_ms: Option<i64>, 
     }
 }
 
+/// What a reply to an object's metadata says.
+pub enum Metadata {
+    Found(ObjectResource),
+    /// 404: no object under the name.
+    Missing,
+    /// Another status: the caller words the refusal (it knows whose credentials were refused).
+    Refused,
+}
+
+/// Reads a metadata reply; an error only when a 200's body is not an object resource.
+pub fn metadata_reply(status: u16, body: &[u8]) -> Result<Metadata, StoreError> {
+    match status {
+        200 => serde_json::from_slice(body)
+            .map(Metadata::Found)
+            .map_err(|e| StoreError::Other(format!("object metadata: {e}"))),
+        404 => Ok(Metadata::Missing),
+        _ => Ok(Metadata::Refused),
+    }
+}
+
+/// What a reply to an upload with `ifGenerationMatch` says.
+pub enum Upload {
+    /// Written, with this generation.
+    Written(u64),
+    /// 412: the precondition failed. The object may hold exactly these bytes (a retried request
+    /// whose first attempt went through): read its metadata and ask [`written_before`].
+    Precondition,
+    /// Another status: the caller words the refusal.
+    Refused,
+}
+
+/// Reads an upload's reply. GCS checks the CRC32C sent with the bytes; a store that did not must
+/// not pass off a truncated object as written, so the stored size and checksum are compared too.
+pub fn upload_reply(name: &str, status: u16, body: &[u8], data: &[u8]) -> Result<Upload, StoreError> {
+    match status {
+        200 | 201 => {
+            let stored = serde_json::from_slice::<ObjectResource>(body)
+                .map_err(|e| StoreError::Other(format!("upload reply: {e}")))?;
+            if !stored.same_bytes(data) {
+                return Err(StoreError::Other(format!(
+                    "uploading object `{name}`: the stored object's size or CRC32C differs from what was sent"
+                )));
+            }
+            stored.generation().map(Upload::Written)
+        }
+        412 => Ok(Upload::Precondition),
+        _ => Ok(Upload::Refused),
+    }
+}
+
+/// After a 412: the write happened if the object there holds exactly `data` (its generation);
+/// otherwise the precondition really failed, which is `conflict` (`AlreadyExists` for a create,
+/// `GenerationMismatch` for a swap).
+pub fn written_before(existing: Option<&ObjectResource>, data: &[u8], conflict: StoreError) -> Result<u64, StoreError> {
+    match existing {
+        Some(existing) if existing.same_bytes(data) => existing.generation(),
+        _ => Err(conflict),
+    }
+}
+
 /// Where an access token comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
@@ -406,12 +466,10 @@ impl<P: Platform> Gcs<P> {
 
     fn metadata(&mut self, name: &str) -> Result<Option<ObjectResource>, StoreError> {
         let reply = self.get("reading object metadata", self.object_path(name))?;
-        match reply.status {
-            200 => serde_json::from_slice(&reply.body)
-                .map(Some)
-                .map_err(|e| StoreError::Other(format!("object metadata: {e}"))),
-            404 => Ok(None),
-            s => Err(self.refusal("reading object metadata", s, &reply.body)),
+        match metadata_reply(reply.status, &reply.body)? {
+            Metadata::Found(resource) => Ok(Some(resource)),
+            Metadata::Missing => Ok(None),
+            Metadata::Refused => Err(self.refusal("reading object metadata", reply.status, &reply.body)),
         }
     }
 
@@ -434,22 +492,10 @@ impl<P: Platform> Gcs<P> {
         );
         let headers = vec![("content-type".into(), format!("multipart/related; boundary={boundary}"))];
         let reply = self.send("uploading object", Request { method: Method::Post, path, headers, body })?;
-        match reply.status {
-            200 | 201 => {
-                let stored = serde_json::from_slice::<ObjectResource>(&reply.body)
-                    .map_err(|e| StoreError::Other(format!("upload reply: {e}")))?;
-                if !stored.same_bytes(data) {
-                    return Err(StoreError::Other(format!(
-                        "uploading object `{name}`: the stored object's size or CRC32C differs from what was sent"
-                    )));
-                }
-                stored.generation()
-            }
-            412 => match self.metadata(name)? {
-                Some(existing) if existing.same_bytes(data) => existing.generation(),
-                _ => Err(on_412),
-            },
-            s => Err(self.refusal("uploading object", s, &reply.body)),
+        match upload_reply(name, reply.status, &reply.body, data)? {
+            Upload::Written(generation) => Ok(generation),
+            Upload::Precondition => written_before(self.metadata(name)?.as_ref(), data, on_412),
+            Upload::Refused => Err(self.refusal("uploading object", reply.status, &reply.body)),
         }
     }
 

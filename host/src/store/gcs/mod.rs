@@ -16,7 +16,7 @@ mod upload;
 use super::{ObjectStore, Presence, StoreError, Stored, check_key};
 use crate::settings::GcsEndpoint;
 use auth::{Auth, Source};
-use request::{Class, ObjectResource, classify, encode_segment};
+use request::{Class, Metadata, ObjectResource, classify, encode_segment, metadata_reply};
 use std::time::Duration;
 use upload::OnPrecondition;
 
@@ -265,12 +265,10 @@ impl GcsStore {
     async fn metadata(&self, name: &str) -> Result<Option<ObjectResource>, StoreError> {
         let url = self.object_url(name);
         let reply = self.send("reading object metadata", || self.client.get(&url)).await?;
-        match reply.status {
-            200 => serde_json::from_slice(&reply.body)
-                .map(Some)
-                .map_err(|e| StoreError::Other(format!("object metadata: {e}"))),
-            404 => Ok(None),
-            s => Err(self.final_error("reading object metadata", s, &reply.body)),
+        match metadata_reply(reply.status, &reply.body)? {
+            Metadata::Found(resource) => Ok(Some(resource)),
+            Metadata::Missing => Ok(None),
+            Metadata::Refused => Err(self.final_error("reading object metadata", reply.status, &reply.body)),
         }
     }
 }

@@ -2,7 +2,10 @@
 //! ([`mulesoft_audit::gcs`]), so that both stores speak one dialect; what only the host's
 //! resumable uploads need is here. No I/O here.
 
-pub use mulesoft_audit::gcs::{Class, ObjectResource, classify, crc32c_b64, encode_segment, multipart_body};
+pub use mulesoft_audit::gcs::{
+    Class, Metadata, ObjectResource, Upload, classify, crc32c_b64, encode_segment, metadata_reply, multipart_body,
+    upload_reply, written_before,
+};
 
 /// How many bytes a resumable session holds, from a 308 reply's `Range: bytes=0-N` (none: 0).
 pub fn persisted(range: Option<&str>) -> Option<usize> {

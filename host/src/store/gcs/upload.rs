@@ -3,7 +3,7 @@
 //! whose progress is asked for after any failed chunk, and which starts over when the session
 //! itself has expired.
 
-use super::request::{ObjectResource, crc32c_b64, multipart_body, persisted};
+use super::request::{Upload, crc32c_b64, multipart_body, persisted, upload_reply, written_before};
 use super::{Failure, GcsStore, Reply, StoreError};
 
 /// New objects larger than this (compressed bytes) go up in a resumable upload instead of one
@@ -50,31 +50,16 @@ impl GcsStore {
             })
             .await?
         };
-        match reply.status {
-            200 | 201 => {
-                let stored = serde_json::from_slice::<ObjectResource>(&reply.body)
-                    .map_err(|e| StoreError::Other(format!("upload reply: {e}")))?;
-                // GCS checks the crc32c we send; a store that did not must not pass off a
-                // truncated object as written.
-                if !stored.same_bytes(data) {
-                    return Err(StoreError::Other(format!(
-                        "uploading object `{name}`: the stored object's size or CRC32C differs from what was sent"
-                    )));
-                }
-                stored.generation()
+        match upload_reply(name, reply.status, &reply.body, data)? {
+            Upload::Written(generation) => Ok(generation),
+            Upload::Precondition => {
+                let conflict = match on_412 {
+                    OnPrecondition::AlreadyExists => StoreError::AlreadyExists,
+                    OnPrecondition::Mismatch => StoreError::GenerationMismatch,
+                };
+                written_before(self.metadata(name).await?.as_ref(), data, conflict)
             }
-            412 => {
-                // A retried request whose first attempt went through, or a store that already
-                // holds exactly these bytes: either way the write has happened.
-                match self.metadata(name).await? {
-                    Some(existing) if existing.same_bytes(data) => existing.generation(),
-                    _ => Err(match on_412 {
-                        OnPrecondition::AlreadyExists => StoreError::AlreadyExists,
-                        OnPrecondition::Mismatch => StoreError::GenerationMismatch,
-                    }),
-                }
-            }
-            s => Err(self.final_error("uploading object", s, &reply.body)),
+            Upload::Refused => Err(self.final_error("uploading object", reply.status, &reply.body)),
         }
     }
 
