@@ -22,7 +22,7 @@ cargo=${CARGO:-cargo}
 target=wasm32-wasip2
 out=target/edge
 # Flags meant for a native build must not leak into the wasm builds.
-unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_TARGET CARGO_TARGET_DIR
+unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_TARGET CARGO_TARGET_DIR RUSTC_WORKSPACE_WRAPPER
 
 # rust-toolchain.toml names the target, but rustup adds listed targets only with the toolchain.
 # Without rustup (a distribution's toolchain), the target must already be there.

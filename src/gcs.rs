@@ -25,7 +25,7 @@ pub mod names {
 }
 
 /// Where the metadata server is when `GCE_METADATA_HOST` is unset.
-const METADATA_DEFAULT_HOST: &str = "metadata.google.internal";
+pub const METADATA_DEFAULT_HOST: &str = "metadata.google.internal";
 /// The metadata server's token of the attached service account.
 const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 /// A token is renewed this long before it expires, so no request carries one about to lapse.
@@ -211,8 +211,9 @@ pub enum TokenSource {
     /// The metadata server at this address (Cloud Run, GKE, Compute Engine): renewed before it
     /// expires and after a 401.
     MetadataServer(BaseUrl),
-    /// A token given in the configuration: it cannot be renewed, so a pass outliving it fails
-    /// (retryable) and the next trigger, with a fresh token, continues.
+    /// A token given in the configuration. The store cannot renew it: once Cloud Storage refuses
+    /// it (an access token lasts about an hour) every pass fails as `denied`, marking nothing done
+    /// it did not write, until the runtime is given a fresh one.
     Configured,
 }
 
@@ -282,13 +283,13 @@ impl Target {
     }
 }
 
+/// Whether an authority (`host[:port]`) is this machine.
 fn loopback(authority: &str) -> bool {
     let host = match authority.rsplit_once(':') {
         Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
         _ => authority,
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    crate::settings::is_loopback(host)
 }
 
 /// A token and when to renew it (Unix ms).
@@ -391,6 +392,15 @@ impl<P: Platform> Gcs<P> {
                 Err(TransportError::Denied(e)) => {
                     return Err(StoreError::Denied(format!(
                         "the runtime may not reach the metadata server at {} ({e}): allow it, or set {}",
+                        server.url(""),
+                        names::ACCESS_TOKEN
+                    )));
+                }
+                // A name that does not resolve: no metadata server here (not on Google Cloud), which
+                // no retry will change.
+                Err(TransportError::Network(e)) if e.contains("DnsError") => {
+                    return Err(StoreError::Denied(format!(
+                        "there is no metadata server at {} ({e}): off Google Cloud, set {}",
                         server.url(""),
                         names::ACCESS_TOKEN
                     )));
@@ -722,6 +732,9 @@ mod tests {
 
         fn handle(&mut self, base: &BaseUrl, r: &Request) -> Response {
             let header = |n: &str| r.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+            if base.authority == "nowhere.test" {
+                unreachable!("answered by send_many");
+            }
             if base.authority == "metadata.test" {
                 if header("metadata-flavor").as_deref() != Some("Google") || r.path != METADATA_TOKEN_PATH {
                     return Self::reply(403, serde_json::json!({}));
@@ -797,6 +810,12 @@ mod tests {
                 .iter()
                 .map(|r| {
                     self.requests.push(format!("{} {}", base.authority, r.path));
+                    if base.authority == "nowhere.test" {
+                        // What wasmtime reports for a name that does not resolve.
+                        return Err(TransportError::Network(
+                            "ErrorCode::DnsError(DnsErrorPayload { rcode: None })".into(),
+                        ));
+                    }
                     Ok(self.handle(base, r))
                 })
                 .collect()
@@ -880,6 +899,15 @@ mod tests {
         s.target.tokens = TokenSource::Configured;
         s.token = Some(Token { value: "ya29.stale".into(), renew_at_ms: i64::MAX });
         assert!(matches!(s.read("a/x"), Err(StoreError::Denied(m)) if m.contains(names::ACCESS_TOKEN)));
+    }
+
+    #[test]
+    fn no_metadata_server_is_a_setting_to_fix_not_an_outage() {
+        let mut s = store();
+        s.target.tokens = TokenSource::MetadataServer(BaseUrl::parse("http://nowhere.test").unwrap());
+        let refused = s.read("a/x");
+        assert!(matches!(&refused, Err(StoreError::Denied(m)) if m.contains(names::ACCESS_TOKEN)), "{refused:?}");
+        assert_eq!(s.platform.requests.len(), 1, "asked once, not retried");
     }
 
     #[test]

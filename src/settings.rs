@@ -52,9 +52,24 @@ pub mod names {
     pub const OIDC_AUDIENCE: &str = "MULESOFT_AUDIT_OIDC_AUDIENCE";
     pub const OIDC_EMAIL: &str = "MULESOFT_AUDIT_OIDC_EMAIL";
     pub const OIDC_ANY_SENDER: &str = "MULESOFT_AUDIT_OIDC_ANY_SENDER";
+    pub const LISTEN: &str = "MULESOFT_AUDIT_LISTEN";
+    pub const LOG: &str = "MULESOFT_AUDIT_LOG";
+    pub const LOG_FORMAT: &str = "MULESOFT_AUDIT_LOG_FORMAT";
+    pub const CACHE_DIR: &str = "MULESOFT_AUDIT_CACHE_DIR";
+    /// Tuning of the host's GCS client (tests use them).
+    pub const GCS_TIMEOUT_SECS: &str = "MULESOFT_AUDIT_GCS_TIMEOUT_SECS";
+    pub const GCS_RESUMABLE_ABOVE: &str = "MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE";
+    pub const GCS_CHUNK_KIB: &str = "MULESOFT_AUDIT_GCS_CHUNK_KIB";
     /// Google's: an emulator that gets no credentials, and a credentials file.
     pub const STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
     pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+}
+
+/// Whether `host` (a name or an address, IPv6 in brackets or not) is this machine: the one place
+/// plain `http://` may carry credentials.
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A parsed base URL: `scheme://authority` with no path.

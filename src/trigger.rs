@@ -3,8 +3,9 @@
 //! `serve` (the host) and the edge component (`edge/trigger`) both answer by these rules.
 
 use crate::settings::names::{
-    CLIENT_SECRET_FILE, GOOGLE_APPLICATION_CREDENTIALS, MAX_RUN_TIME, MEMORY_MIB, OIDC_ANY_SENDER, OIDC_AUDIENCE,
-    OIDC_EMAIL, SCHEDULE, STATE_DEST, STORAGE_EMULATOR_HOST,
+    CACHE_DIR, CLIENT_SECRET_FILE, GCS_CHUNK_KIB, GCS_RESUMABLE_ABOVE, GCS_TIMEOUT_SECS,
+    GOOGLE_APPLICATION_CREDENTIALS, HTTP_TIMEOUT, LISTEN, LOG, LOG_FORMAT, MAX_RUN_TIME, MEMORY_MIB, OIDC_ANY_SENDER,
+    OIDC_AUDIENCE, OIDC_EMAIL, SCHEDULE, STATE_DEST, STORAGE_EMULATOR_HOST,
 };
 use crate::variables::Values;
 use base64::Engine as _;
@@ -29,7 +30,21 @@ pub const HOST_ONLY: &[(&str, &str)] = &[
     (SCHEDULE, "the edge runs one pass a request; schedule the requests (Cloud Scheduler)"),
     (MAX_RUN_TIME, "the runtime's request time limit bounds a pass (wasmtime serve -W timeout=...)"),
     (MEMORY_MIB, "the runtime's memory limit bounds a pass (wasmtime serve -W max-memory-size=...)"),
+    (
+        HTTP_TIMEOUT,
+        "the runtime's own timeouts for outgoing requests apply (the collector asks for 60 s to a reply's first byte)",
+    ),
+    (LOG, "the edge prints the report (summary on stdout, a line a failure on stderr), not a log"),
+    (LOG_FORMAT, "the edge prints the report (summary on stdout, a line a failure on stderr), not a log"),
+    (CACHE_DIR, "the runtime compiles and caches the component"),
+    (LISTEN, "the runtime listens (wasmtime serve --addr)"),
+    (GCS_TIMEOUT_SECS, "the runtime's own timeouts for outgoing requests apply"),
+    (GCS_RESUMABLE_ABOVE, "the edge store sends every object in one request"),
+    (GCS_CHUNK_KIB, "the edge store sends every object in one request"),
 ];
+
+/// The largest trigger body taken: push bodies and CloudEvents are small JSON documents.
+pub const MAX_BODY: usize = 1 << 20;
 
 const NO_PUSH_CHECK: &str =
     "the edge component does not verify push tokens; put the runtime behind an ingress that does";

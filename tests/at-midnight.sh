@@ -14,8 +14,11 @@ cd "$(dirname "$0")/.."
 lib=$(echo "$PWD"/.venv/lib/python3*/site-packages/libfaketime/vendor/libfaketime/src/libfaketime.so.1)
 [ -f "$lib" ] || { echo "error: libfaketime.so.1 not found in .venv (PyPI package libfaketime)" >&2; exit 2; }
 
-# Built with the real clock, so that only the tests see the shifted one.
+# Built with the real clock, so that only the tests see the shifted one (the edge components too,
+# which the suite builds with edge/build.sh when they are missing).
 cargo test --workspace --all-targets --no-run
+edge/build.sh
+edge/build.sh --config
 offset=$(( $(date -ud "today 00:00" +%s) - 60 - $(date +%s) ))
 echo "clock shifted by ${offset} s: the tests start at $(FAKETIME="${offset}" LD_PRELOAD="$lib" date -u)"
 # --all-targets: no doc-tests (there are none), whose rustdoc stalls under libfaketime.

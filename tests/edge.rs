@@ -198,6 +198,10 @@ fn a_post_delivers_every_entry_exactly_once_through_wasmtime_serve() {
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("not a Pub/Sub push body"));
     assert_eq!(http_get(&format!("{}/", edge.url)).unwrap().0, 405);
+    // serve's other routes: the health check, and nothing else.
+    assert_eq!(http_get(&format!("{}/healthz", edge.url)).map(|(s, _, b)| (s, b)), Some((200, b"ok".to_vec())));
+    let elsewhere = http_request("POST", &format!("{}/run", edge.url), &[], PUSH.as_bytes()).map(|r| r.0);
+    assert_eq!(elsewhere, Some(404), "a trigger runs a pass only at /");
     assert_eq!(edge.summaries(2).len(), 2, "no pass for a bad request");
 }
 
@@ -341,4 +345,26 @@ fn triggers_that_arrive_together_deliver_each_entry_once() {
     let last = edge.summaries(4).pop().unwrap_or_default();
     let (_, to) = covered(&[&last], "org-edge-twice");
     assert_exactly_once(&sim, "org-edge-twice", &delivered(&google), ms_of_first_window(), to);
+}
+
+#[test]
+fn without_soft_delete_an_object_the_feed_took_comes_again_said_never_lost() {
+    // The bucket keeps no deleted objects: whether the feed took the unrecorded object cannot be
+    // told, so its entries are delivered again (twice rather than never), and the summary says so.
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-edge-nosoft", 1500)]));
+    let plan = Plan { die_after_next_log_upload: true, no_soft_delete: true, ..Plan::default() };
+    let google = Google::start(BUCKET, plan);
+    let edge = Edge::start(&sim, &google, &[("MULESOFT_AUDIT_MAX_ATTEMPTS", "2")], &[]);
+    assert_eq!(edge.post(&[], PUSH.as_bytes()).unwrap().0, 500, "{}", edge.printed());
+    google.state.plan.lock().unwrap().fail_next = 0;
+    google.feed_deletes(BUCKET, "mulesoft/logs/");
+    assert_eq!(edge.post(&[], PUSH.as_bytes()).unwrap().0, 204, "{}", edge.printed());
+    let next = edge.summaries(2).pop().unwrap_or_default();
+    assert!(next.to_string().contains("cannot tell"), "the summary says so: {next}");
+    let delivered: std::collections::BTreeSet<String> =
+        google.log_objects_ever(BUCKET, "mulesoft/logs/").into_values().flatten().collect();
+    let (_, to) = covered(&[&next], "org-edge-nosoft");
+    let missing =
+        sim.entries_in("org-edge-nosoft", ms_of_first_window(), to).into_iter().filter(|e| !delivered.contains(e));
+    assert_eq!(missing.count(), 0, "nothing lost");
 }

@@ -20,10 +20,10 @@ use std::process::ExitCode;
 )]
 struct Cli {
     /// Log format on stderr: text, or json (Cloud Logging's shape).
-    #[arg(long, env = "MULESOFT_AUDIT_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(long, env = mulesoft_audit::settings::names::LOG_FORMAT, value_enum, default_value = "text", global = true)]
     log_format: LogFormat,
     /// Directory for compiled-code cache (default: ~/.cache/mulesoft-audit).
-    #[arg(long, env = "MULESOFT_AUDIT_CACHE_DIR", global = true)]
+    #[arg(long, env = mulesoft_audit::settings::names::CACHE_DIR, global = true)]
     cache_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -95,7 +95,7 @@ struct DemoArgs {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MULESOFT_AUDIT_LOG")
+    let filter = tracing_subscriber::EnvFilter::try_from_env(mulesoft_audit::settings::names::LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only for a person at a terminal, never into a log file or collector.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

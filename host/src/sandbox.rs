@@ -45,10 +45,7 @@ impl Origin {
     }
 }
 
-pub fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
+pub use mulesoft_audit::settings::is_loopback;
 
 /// Host ceilings for the three wasi:http timeouts.
 #[derive(Debug, Clone, Copy)]

@@ -25,7 +25,7 @@ pub struct ServeArgs {
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
     /// Address to listen on.
-    #[arg(long, env = "MULESOFT_AUDIT_LISTEN", default_value = "0.0.0.0")]
+    #[arg(long, env = mulesoft_audit::settings::names::LISTEN, default_value = "0.0.0.0")]
     pub listen: IpAddr,
     /// Also run a pass on this cron schedule (UTC; 5 fields, or 6 with leading seconds), e.g.
     /// "*/15 * * * *". A pass still running at the next occurrence makes it skip, never queue.
@@ -242,7 +242,7 @@ pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Resul
     }
 
     let router = Router::new()
-        .route("/", post(handle_trigger))
+        .route("/", post(handle_trigger).layer(axum::extract::DefaultBodyLimit::max(mulesoft_audit::trigger::MAX_BODY)))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .with_state(app);

@@ -180,7 +180,7 @@ impl CollectArgs {
 }
 
 /// Cloud Storage's own endpoint.
-pub const GCS_DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
+pub use mulesoft_audit::gcs::DEFAULT_ENDPOINT as GCS_DEFAULT_ENDPOINT;
 
 /// Where gs:// requests go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,9 +25,6 @@ mod bindings {
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::mulesoft::audit::collector;
 
-/// Trigger bodies are small JSON documents; a larger one is refused unread.
-const MAX_BODY: usize = 1 << 20;
-
 struct Component;
 
 impl Guest for Component {
@@ -37,10 +34,16 @@ impl Guest for Component {
     }
 }
 
-/// What to answer `request`: a bad request is refused before any work; a trigger runs a pass.
+/// What to answer `request`, on `serve`'s routes: `POST /` runs a pass, `GET /healthz` says the
+/// instance is up; a bad request is refused before any work.
 fn respond(request: &IncomingRequest) -> (u16, String) {
-    if !matches!(request.method(), Method::Post) {
-        return (405, "POST a Pub/Sub push body or a CloudEvent to run a pass".into());
+    let path = request.path_with_query().unwrap_or_default();
+    let path = path.split('?').next().unwrap_or_default();
+    match (request.method(), path) {
+        (Method::Post, "/") => {}
+        (Method::Get, "/healthz") => return (200, "ok".into()),
+        (_, "/") => return (405, "POST a Pub/Sub push body or a CloudEvent to run a pass".into()),
+        _ => return (404, "not found".into()),
     }
     let headers: Vec<(String, String)> = request
         .headers()
@@ -100,8 +103,8 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, (u16, String)> {
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(e)) => return Err(unreadable(&e.to_debug_string())),
             }
-            if body.len() > MAX_BODY {
-                return Err((413, format!("a trigger body is at most {MAX_BODY} bytes")));
+            if body.len() > trigger::MAX_BODY {
+                return Err((413, format!("a trigger body is at most {} bytes", trigger::MAX_BODY)));
             }
         }
     }

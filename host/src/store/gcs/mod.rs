@@ -83,17 +83,20 @@ impl GcsStore {
             }
         };
         // Per request; an upload of one 32 MiB object fits easily. Overridable for tests.
-        let timeout = std::env::var("MULESOFT_AUDIT_GCS_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+        let timeout = std::env::var(mulesoft_audit::settings::names::GCS_TIMEOUT_SECS)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(300);
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(timeout))
             .build()?;
-        let resumable_above = std::env::var("MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE")
+        let resumable_above = std::env::var(mulesoft_audit::settings::names::GCS_RESUMABLE_ABOVE)
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(upload::RESUMABLE_THRESHOLD);
         // The API takes chunks in multiples of 256 KiB. Overridable (KiB) for tests.
-        let chunk = std::env::var("MULESOFT_AUDIT_GCS_CHUNK_KIB")
+        let chunk = std::env::var(mulesoft_audit::settings::names::GCS_CHUNK_KIB)
             .ok()
             .and_then(|s| s.parse::<usize>().ok())
             .filter(|kib| *kib > 0 && kib % 256 == 0)
