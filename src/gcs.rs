@@ -6,7 +6,9 @@
 //! what an absence proves) are shared with the host's GCS store (`host/src/store/gcs`), so the two
 //! speak one dialect of the API.
 
-use crate::platform::{Method, ObjectStore, Platform, Presence, Request, Response, StoreError, TransportError};
+use crate::platform::{
+    Method, ObjectStore, Platform, Presence, Request, Response, StoreError, TransportError, check_key,
+};
 use crate::settings::BaseUrl;
 use crate::variables::Values;
 use base64::Engine as _;
@@ -107,19 +109,6 @@ impl ObjectResource {
     }
 }
 
-/// A key as the stores take it: `/`-separated, relative, no empty, `.` or `..` segment.
-pub fn check_key(key: &str) -> Result<(), StoreError> {
-    if key.is_empty()
-        || key.starts_with('/')
-        || key.ends_with('/')
-        || key.split('/').any(|s| s.is_empty() || s == "." || s == "..")
-        || key.contains('\0')
-    {
-        return Err(StoreError::Other(format!("invalid key `{key}`")));
-    }
-    Ok(())
-}
-
 /// A bucket name as Cloud Storage takes it (lowercase letters, digits, `-`, `_`, `.`).
 pub fn check_bucket(bucket: &str) -> Result<(), String> {
     if bucket.is_empty() || !bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
@@ -127,6 +116,31 @@ pub fn check_bucket(bucket: &str) -> Result<(), String> {
         return Err(format!("bucket name `{bucket}` is not valid: lowercase letters, digits, -, _ and . only"));
     }
     Ok(())
+}
+
+/// How long a bucket keeps deleted objects, in seconds, from the reply to
+/// `GET /storage/v1/b/<bucket>?fields=softDeletePolicy`: 0 when it keeps none, or when the policy
+/// cannot be read (it needs `storage.buckets.get`), for then nothing can be proven.
+pub fn soft_delete_seconds(status: u16, body: &[u8]) -> u64 {
+    if status != 200 {
+        return 0;
+    }
+    let policy: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let seconds = &policy["softDeletePolicy"]["retentionDurationSeconds"];
+    seconds.as_str().and_then(|s| s.parse::<u64>().ok()).or_else(|| seconds.as_u64()).unwrap_or(0)
+}
+
+/// The metadata server's `host[:port]`: `GCE_METADATA_HOST` in the form Google's client libraries
+/// read it, else the default. A scheme or a path is refused rather than half understood.
+pub fn metadata_host(value: Option<&str>) -> Result<String, String> {
+    let host = value.map(str::trim).filter(|h| !h.is_empty()).unwrap_or(METADATA_DEFAULT_HOST);
+    if host.contains("://") || host.contains('/') {
+        return Err(format!(
+            "{} `{host}` must be host[:port], without a scheme or a path (as Google's client libraries read it)",
+            names::METADATA_HOST
+        ));
+    }
+    Ok(host.to_string())
 }
 
 /// What an object's absence proves. `deleted`: whether a soft-deleted version is listed
@@ -265,9 +279,7 @@ impl Target {
         let tokens = if configured_token.is_some() {
             TokenSource::Configured
         } else {
-            // Google's libraries take a bare `host[:port]`; a scheme in front is forgiven.
-            let host = values.get(names::METADATA_HOST).unwrap_or(METADATA_DEFAULT_HOST);
-            let host = host.strip_prefix("http://").unwrap_or(host).trim_end_matches('/');
+            let host = metadata_host(values.get(names::METADATA_HOST))?;
             // The metadata server speaks plain http on a link-local address, as Google's libraries
             // expect; it never leaves the machine.
             let server =
@@ -511,15 +523,10 @@ impl<P: Platform> Gcs<P> {
 
     /// How long the bucket keeps deleted objects, in seconds; 0 when it does not or its policy
     /// cannot be read (it needs `storage.buckets.get`).
-    fn soft_delete_seconds(&mut self) -> Result<u64, StoreError> {
+    fn retention_seconds(&mut self) -> Result<u64, StoreError> {
         let path = format!("/storage/v1/b/{}?fields=softDeletePolicy", self.target.bucket);
         let reply = self.get("reading the bucket's soft delete policy", path)?;
-        if reply.status != 200 {
-            return Ok(0);
-        }
-        let policy: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-        let seconds = &policy["softDeletePolicy"]["retentionDurationSeconds"];
-        Ok(seconds.as_str().and_then(|s| s.parse::<u64>().ok()).or_else(|| seconds.as_u64()).unwrap_or(0))
+        Ok(soft_delete_seconds(reply.status, &reply.body))
     }
 
     /// Whether a soft-deleted version of `name` is listed, page by page (a page may come back
@@ -597,7 +604,7 @@ impl<P: Platform> ObjectStore for Gcs<P> {
             return Ok(Presence::Present);
         }
         let deleted = self.soft_deleted(&name)?;
-        let kept = if deleted == Some(false) { self.soft_delete_seconds()? } else { 0 };
+        let kept = if deleted == Some(false) { self.retention_seconds()? } else { 0 };
         Ok(absence(deleted, kept, since_ms, self.platform.now_ms()))
     }
 }
@@ -676,7 +683,7 @@ mod tests {
         let t = Target::from_env(&values(&[
             (names::BUCKET, "b"),
             (names::ENDPOINT, "http://127.0.0.1:4443"),
-            (names::METADATA_HOST, "http://127.0.0.1:9/"),
+            (names::METADATA_HOST, "127.0.0.1:9"),
             (crate::settings::names::MAX_ATTEMPTS, "2"),
         ]))
         .unwrap();
@@ -691,6 +698,7 @@ mod tests {
         refused(&[(names::DEST, "/data")], "Cloud Storage only");
         refused(&[(names::DEST, "gs://Bad_Bucket")], "not valid");
         refused(&[(names::BUCKET, "b"), (names::ENDPOINT, "http://storage.example")], "unencrypted");
+        refused(&[(names::BUCKET, "b"), (names::METADATA_HOST, "http://169.254.169.254")], "without a scheme");
     }
 
     /// Cloud Storage and a metadata server in memory: generations, preconditions, soft delete,

@@ -104,3 +104,16 @@ impl std::fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+/// A key as the stores take it: `/`-separated, relative, no empty, `.` or `..` segment.
+pub fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty()
+        || key.starts_with('/')
+        || key.ends_with('/')
+        || key.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+        || key.contains('\0')
+    {
+        return Err(StoreError::Other(format!("invalid key `{key}`")));
+    }
+    Ok(())
+}

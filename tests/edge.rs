@@ -200,6 +200,8 @@ fn a_post_delivers_every_entry_exactly_once_through_wasmtime_serve() {
     assert_eq!(http_get(&format!("{}/", edge.url)).unwrap().0, 405);
     // serve's other routes: the health check, and nothing else.
     assert_eq!(http_get(&format!("{}/healthz", edge.url)).map(|(s, _, b)| (s, b)), Some((200, b"ok".to_vec())));
+    let huge = vec![b' '; mulesoft_audit::trigger::MAX_BODY + 1];
+    assert_eq!(edge.post(&[], &huge).map(|r| r.0), Some(413), "a body past the limit, refused unread");
     let elsewhere = http_request("POST", &format!("{}/run", edge.url), &[], PUSH.as_bytes()).map(|r| r.0);
     assert_eq!(elsewhere, Some(404), "a trigger runs a pass only at /");
     assert_eq!(edge.summaries(2).len(), 2, "no pass for a bad request");

@@ -150,7 +150,7 @@ impl ObjectStore for Split {
 
 /// Keys are relative, `/`-separated, without empty, `.` or `..` segments (the engine's rule,
 /// which the edge store applies too).
-pub use mulesoft_audit::gcs::check_key;
+pub use mulesoft_audit::platform::check_key;
 
 /// Opens the store of a destination: the logs' store, or with `--state-dest` a [`Split`] of
 /// the two. A store that cannot be opened is a configuration problem, unless it was only

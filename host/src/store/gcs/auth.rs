@@ -148,10 +148,10 @@ impl Source {
     /// for its first seconds (GKE starts it beside a new pod), so refusals are asked again for a
     /// while; a host name that does not resolve means there is none.
     async fn metadata() -> Result<Self, StoreError> {
-        let host = std::env::var(mulesoft_audit::gcs::names::METADATA_HOST)
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| mulesoft_audit::gcs::METADATA_DEFAULT_HOST.into());
+        let host = mulesoft_audit::gcs::metadata_host(
+            std::env::var(mulesoft_audit::gcs::names::METADATA_HOST).ok().as_deref(),
+        )
+        .map_err(StoreError::Denied)?;
         let none = |why: String| {
             StoreError::Denied(format!(
                 "no Google credentials found: GOOGLE_APPLICATION_CREDENTIALS is not set, there is no gcloud application-default file, and {why}; {NO_CREDENTIALS_ADVICE}"

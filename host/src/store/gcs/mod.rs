@@ -217,11 +217,8 @@ impl GcsStore {
         let reply = self.send("reading the bucket's soft delete policy", || self.client.get(&url)).await?;
         if reply.status != 200 {
             tracing::warn!(status = reply.status, "the bucket's soft delete policy cannot be read");
-            return Ok(0);
         }
-        let policy: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-        let seconds = &policy["softDeletePolicy"]["retentionDurationSeconds"];
-        Ok(seconds.as_str().and_then(|s| s.parse::<u64>().ok()).or_else(|| seconds.as_u64()).unwrap_or(0))
+        Ok(mulesoft_audit::gcs::soft_delete_seconds(reply.status, &reply.body))
     }
 
     /// The keys of live or soft-deleted objects under `prefix`, sorted and each once (a name
