@@ -130,6 +130,21 @@ pub fn soft_delete_seconds(status: u16, body: &[u8]) -> u64 {
     seconds.as_str().and_then(|s| s.parse::<u64>().ok()).or_else(|| seconds.as_u64()).unwrap_or(0)
 }
 
+/// The Cloud Storage endpoint `MULESOFT_AUDIT_GCS_ENDPOINT` names (a Private Service Connect
+/// endpoint, a stand-in), else Google's: `https://`, or plain `http://` only to this machine, since
+/// every request carries a token. The host's store and the edge store take it by this one rule.
+pub fn endpoint(value: Option<&str>) -> Result<BaseUrl, String> {
+    let url = value.map(str::trim).filter(|v| !v.is_empty()).unwrap_or(DEFAULT_ENDPOINT);
+    let endpoint = BaseUrl::parse(url).map_err(|e| format!("{}: {e}", names::ENDPOINT))?;
+    if !endpoint.https && !loopback(&endpoint.authority) {
+        return Err(format!(
+            "{} uses plain http:// to a non-loopback host: tokens would travel unencrypted; use https://",
+            names::ENDPOINT
+        ));
+    }
+    Ok(endpoint)
+}
+
 /// The metadata server's `host[:port]`: `GCE_METADATA_HOST` in the form Google's client libraries
 /// read it, else the default. A scheme or a path is refused rather than half understood.
 pub fn metadata_host(value: Option<&str>) -> Result<String, String> {
@@ -266,14 +281,7 @@ impl Target {
         check_bucket(bucket).map_err(|e| format!("{}: {e}", values.label(names::DEST)))?;
         let prefix = prefix.trim_matches('/');
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-        let endpoint = values.get(names::ENDPOINT).unwrap_or(DEFAULT_ENDPOINT);
-        let endpoint = BaseUrl::parse(endpoint).map_err(|e| format!("{}: {e}", names::ENDPOINT))?;
-        if !endpoint.https && !loopback(&endpoint.authority) {
-            return Err(format!(
-                "{} uses plain http:// to a non-loopback host: tokens would travel unencrypted; use https://",
-                names::ENDPOINT
-            ));
-        }
+        let endpoint = endpoint(values.get(names::ENDPOINT))?;
         let attempts = values.required::<u32>(crate::settings::names::MAX_ATTEMPTS)?.max(1);
         let configured_token = values.get(names::ACCESS_TOKEN).map(str::to_string);
         let tokens = if configured_token.is_some() {

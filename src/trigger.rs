@@ -34,18 +34,20 @@ pub const HOST_ONLY: &[(&str, &str)] = &[
         HTTP_TIMEOUT,
         "the runtime's own timeouts for outgoing requests apply (the collector asks for 60 s to a reply's first byte)",
     ),
-    (LOG, "the edge prints the report (summary on stdout, a line a failure on stderr), not a log"),
-    (LOG_FORMAT, "the edge prints the report (summary on stdout, a line a failure on stderr), not a log"),
+    (LOG, NO_LOG),
+    (LOG_FORMAT, NO_LOG),
     (CACHE_DIR, "the runtime compiles and caches the component"),
     (LISTEN, "the runtime listens (wasmtime serve --addr)"),
     (GCS_TIMEOUT_SECS, "the runtime's own timeouts for outgoing requests apply"),
-    (GCS_RESUMABLE_ABOVE, "the edge store sends every object in one request"),
-    (GCS_CHUNK_KIB, "the edge store sends every object in one request"),
+    (GCS_RESUMABLE_ABOVE, ONE_REQUEST),
+    (GCS_CHUNK_KIB, ONE_REQUEST),
 ];
 
 /// The largest trigger body taken: push bodies and CloudEvents are small JSON documents.
 pub const MAX_BODY: usize = 1 << 20;
 
+const NO_LOG: &str = "the edge prints the report (summary on stdout, a line a failure on stderr), not a log";
+const ONE_REQUEST: &str = "the edge store sends every object in one request";
 const NO_PUSH_CHECK: &str =
     "the edge component does not verify push tokens; put the runtime behind an ingress that does";
 

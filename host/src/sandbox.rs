@@ -1,6 +1,7 @@
 //! The guest's outbound HTTP policy: only the configured control plane (scheme, host and port),
 //! with every timeout clamped by the host. Implemented as the `WasiHttpHooks::send_request` hook.
 
+use mulesoft_audit::settings::is_loopback;
 use std::time::Duration;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -44,8 +45,6 @@ impl Origin {
         https == self.https && uri.host().is_some_and(|h| h.eq_ignore_ascii_case(&self.host)) && port == self.port
     }
 }
-
-pub use mulesoft_audit::settings::is_loopback;
 
 /// Host ceilings for the three wasi:http timeouts.
 #[derive(Debug, Clone, Copy)]

@@ -201,11 +201,7 @@ impl GcsEndpoint {
             (Some(_), Some(_)) => Err(bad(
                 "both MULESOFT_AUDIT_GCS_ENDPOINT and STORAGE_EMULATOR_HOST are set: set only one (STORAGE_EMULATOR_HOST sends no credentials)",
             )),
-            (Some(url), None) => {
-                let url = url.trim_end_matches('/');
-                Origin::from_base_url(url).map_err(|e| bad(format!("MULESOFT_AUDIT_GCS_ENDPOINT: {e}")))?;
-                Ok(Self::Google(url.to_string()))
-            }
+            (Some(url), None) => Ok(Self::Google(mulesoft_audit::gcs::endpoint(Some(url)).map_err(bad)?.url(""))),
             (None, Some(host)) => {
                 let host = host.trim_end_matches('/');
                 Ok(Self::Emulator(if host.contains("://") { host.to_string() } else { format!("http://{host}") }))
