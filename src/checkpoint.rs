@@ -13,15 +13,20 @@
 //!   the overlap delivers nothing twice;
 //! - `pending` names the object a pass was about to create, with what recording it changes
 //!   ([`Effects`]), so that a pass stopped after creating it is recovered without reading it back
-//!   (the feed may have ingested and deleted it meanwhile).
+//!   (the feed may have ingested and deleted it meanwhile);
+//! - `lineage` is drawn when the checkpoint is made and is part of every object name it gives
+//!   ([`crate::window::object_key`]): a checkpoint made anew (state moved, lost or recreated)
+//!   numbers its objects from 1 again, and only the lineage keeps it from taking another
+//!   checkpoint's objects for its own.
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// Identifies our checkpoints among whatever else sits in a bucket.
 pub const FORMAT: &str = "mulesoft-audit/checkpoint";
-/// The version this build writes. Version 1 (no read floor, pendings without effects) is read too.
-pub const VERSION: u32 = 2;
+/// The version this build writes. Versions 1 (no read floor, pendings without effects) and 2 (no
+/// lineage: objects named without one) are read too.
+pub const VERSION: u32 = 3;
 
 /// What recording an object changes: the cursor moves to its last entry's time, and the keys of
 /// its entries that later windows may read again join `seen`.
@@ -58,6 +63,29 @@ pub struct Pending {
     /// entries may be delivered twice, which the pass that settles it says.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unprovable: bool,
+    /// The bytes it will hold, so that an object found under its name is known to be this one
+    /// before its effects are recorded. Absent before version 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<Identity>,
+}
+
+/// What identifies an object's bytes: their length and CRC32C (what Cloud Storage keeps of every
+/// object).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub bytes: u64,
+    pub crc32c: u32,
+}
+
+impl Identity {
+    pub fn of(data: &[u8]) -> Self {
+        Self { bytes: data.len() as u64, crc32c: crc32c::crc32c(data) }
+    }
+}
+
+/// A new lineage: 12 hex digits from 48 random bits.
+pub fn lineage(random: u64) -> String {
+    format!("{:012x}", random >> 16)
 }
 
 /// One organization's delivery state.
@@ -70,6 +98,9 @@ pub struct Checkpoint {
     pub pending: Option<Pending>,
     /// Dedup key → entry time (ms).
     pub seen: HashMap<String, i64>,
+    /// Drawn when the checkpoint was made ([`lineage`]); `None` for one made before version 3,
+    /// whose objects keep the names they had.
+    pub lineage: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -83,6 +114,9 @@ struct Wire {
     /// Version 2 on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     read_from_ms: Option<i64>,
+    /// Version 3 on, for checkpoints made by version 3 on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lineage: Option<String>,
     next_seq: u64,
     pending: Option<Pending>,
     /// `[time_ms, key]` pairs, oldest first (sorted, so equal states encode to equal bytes).
@@ -123,7 +157,7 @@ pub struct CheckpointError(pub String);
 
 impl Checkpoint {
     /// A first checkpoint: collection starts at `start_ms`, and nothing before it is ever read.
-    pub fn new(org_id: &str, start_ms: i64) -> Self {
+    pub fn new(org_id: &str, start_ms: i64, lineage: Option<String>) -> Self {
         Self {
             org_id: org_id.to_string(),
             cursor_ms: start_ms,
@@ -131,6 +165,16 @@ impl Checkpoint {
             next_seq: 1,
             pending: None,
             seen: HashMap::new(),
+            lineage,
+        }
+    }
+
+    /// What its object names carry after `mulesoft-audit-`: `name` (the organization, or its
+    /// repair's name), then the lineage where it has one.
+    pub fn object_name(&self, name: &str) -> String {
+        match &self.lineage {
+            Some(lineage) => format!("{name}.{lineage}"),
+            None => name.to_string(),
         }
     }
 
@@ -166,6 +210,7 @@ impl Checkpoint {
             cursor_ms: self.cursor_ms,
             cursor: crate::window::rfc3339_ms(self.cursor_ms),
             read_from_ms: Some(self.read_from_ms),
+            lineage: self.lineage.clone(),
             next_seq: self.next_seq,
             pending: self.pending.clone(),
             seen,
@@ -191,16 +236,21 @@ impl Checkpoint {
             )));
         }
         let read_from_ms = match (wire.version, wire.read_from_ms) {
-            (VERSION, Some(from)) => from,
+            (2 | VERSION, Some(from)) => from,
             // Version 1 kept no floor: its seen set reaches back as far as it was pruned.
             (1, None) => wire.seen.first().map_or(wire.cursor_ms, |(t, _)| (*t).min(wire.cursor_ms)),
             (version, _) => {
                 return Err(CheckpointError(format!(
-                    "checkpoint `{key}` has version {version}, this build reads versions 1 and {VERSION}; run a \
+                    "checkpoint `{key}` has version {version}, this build reads versions 1 to {VERSION}; run a \
                      matching release"
                 )));
             }
         };
+        if let Some(lineage) = wire.lineage.as_ref().filter(|l| !valid_lineage(l)) {
+            return Err(CheckpointError(format!(
+                "checkpoint `{key}` has a malformed lineage `{lineage}` (12 lower-case hex digits); {advice}"
+            )));
+        }
         if wire.org_id != org_id {
             return Err(CheckpointError(format!(
                 "checkpoint `{key}` belongs to organization `{}`, not `{org_id}`; {advice}",
@@ -214,8 +264,14 @@ impl Checkpoint {
             next_seq: wire.next_seq,
             pending: wire.pending,
             seen: wire.seen.into_iter().map(|(t, k)| (k, t)).collect(),
+            lineage: wire.lineage,
         })
     }
+}
+
+/// A lineage as [`lineage`] draws it: it goes into object names, so nothing else is taken.
+fn valid_lineage(lineage: &str) -> bool {
+    lineage.len() == 12 && lineage.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 #[cfg(test)]
@@ -223,7 +279,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Checkpoint {
-        let mut c = Checkpoint::new("org-1", 1_700_000_000_000);
+        let mut c = Checkpoint::new("org-1", 1_700_000_000_000, Some(lineage(0xabcd_ef01_2345_6789)));
         c.next_seq = 7;
         c.pending = Some(Pending {
             key: "2023/11/14/x.json.gz".into(),
@@ -237,6 +293,7 @@ mod tests {
             }),
             claimed: true,
             unprovable: true,
+            object: Some(Identity::of(b"bytes")),
         });
         c.seen.insert("i:a".into(), 1_700_000_000_000);
         c.seen.insert("b:ff".into(), 1_699_999_999_000);
@@ -245,7 +302,7 @@ mod tests {
 
     #[test]
     fn a_glance_reads_what_progress_needs() {
-        let mut c = Checkpoint::new("org-1", 5_000);
+        let mut c = Checkpoint::new("org-1", 5_000, None);
         c.seen.insert("i:a".into(), 4_000);
         let effects = Effects { last_ms: Some(6_000), keys: Vec::new(), keys_from_ms: 0, entries: 42 };
         c.pending = Some(Pending {
@@ -255,10 +312,22 @@ mod tests {
             effects: Some(effects),
             claimed: false,
             unprovable: false,
+            object: None,
         });
         let glance = Glance::read(&c.encode()).unwrap();
         assert_eq!(glance, Glance { org_id: "org-1".into(), cursor_ms: 5_000, pending: Some(("logs/x".into(), 42)) });
         assert_eq!(Glance::read(b"{}"), None);
+    }
+
+    #[test]
+    fn a_lineage_is_in_the_object_names_and_version_2_has_none() {
+        let c = sample();
+        assert_eq!(c.lineage.as_deref(), Some("abcdef012345"));
+        assert_eq!(c.object_name("org-1"), "org-1.abcdef012345");
+        let v2 = r#"{"format":"mulesoft-audit/checkpoint","version":2,"org_id":"org-1","cursor_ms":5000,"cursor":"x","read_from_ms":4000,"next_seq":4,"pending":null,"seen":[]}"#;
+        let c = Checkpoint::decode(v2.as_bytes(), "org-1", "k").unwrap();
+        assert_eq!((c.lineage, c.read_from_ms), (None, 4000));
+        assert_eq!(Checkpoint::new("o", 0, None).object_name("o"), "o");
     }
 
     #[test]
@@ -280,8 +349,10 @@ mod tests {
         assert!(Checkpoint::decode(b"garbage", "org-1", "k").unwrap_err().0.contains("not a valid"));
         let other = String::from_utf8(bytes).unwrap().replace(FORMAT, "something-else");
         assert!(Checkpoint::decode(other.as_bytes(), "org-1", "k").unwrap_err().0.contains("not a mulesoft-audit"));
-        let v3 = String::from_utf8(sample().encode()).unwrap().replace("\"version\":2", "\"version\":3");
-        assert!(Checkpoint::decode(v3.as_bytes(), "org-1", "k").unwrap_err().0.contains("version 3"));
+        let v4 = String::from_utf8(sample().encode()).unwrap().replace("\"version\":3", "\"version\":4");
+        assert!(Checkpoint::decode(v4.as_bytes(), "org-1", "k").unwrap_err().0.contains("version 4"));
+        let odd = String::from_utf8(sample().encode()).unwrap().replace(&lineage(0xabcd_ef01_2345_6789), "../x");
+        assert!(Checkpoint::decode(odd.as_bytes(), "org-1", "k").unwrap_err().0.contains("malformed lineage"));
     }
 
     #[test]
@@ -297,7 +368,8 @@ mod tests {
                 named_ms: None,
                 effects: None,
                 claimed: false,
-                unprovable: false
+                unprovable: false,
+                object: None,
             })
         );
         let empty = v1.replace(r#"[[4400,"i:a"],[4900,"i:b"]]"#, "[]");
@@ -319,7 +391,7 @@ mod tests {
 
     #[test]
     fn recording_moves_the_cursor_and_keeps_keys_from_the_floor_on() {
-        let mut c = Checkpoint::new("org-1", 1_000);
+        let mut c = Checkpoint::new("org-1", 1_000, None);
         c.seen.insert("i:early".into(), 2_000);
         let keys = vec![(900, "i:old".into()), (4_000, "i:new".into())];
         c.record(&Effects { last_ms: Some(5_000), keys, keys_from_ms: 3_000, entries: 2 });

@@ -91,14 +91,16 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
 /// bounds memory while the slices behind the head keep reading.
 const READ_AHEAD_BYTES: usize = 12 << 20;
 
-/// Writes a page's new entries (those not already delivered or already in the current object).
-/// The page answered the query for `slice`: an entry whose time lies outside it fails the org.
+/// Writes a page's new entries (those not already delivered or already in the current object),
+/// and says how many there were. The page answered the query for `slice`: an entry whose time
+/// lies outside it fails the org.
 fn write_page<S: ObjectStore>(
     delivery: &mut Delivery<'_, S>,
     page: &ReadPage,
     slice: (i64, i64),
     summary: &mut OrgSummary,
-) -> Result<(), Failure> {
+) -> Result<usize, Failure> {
+    let mut new = 0;
     let (from_ms, to_ms) = slice;
     for raw in page.entries() {
         let line = entry::ndjson_line(raw);
@@ -127,8 +129,9 @@ fn write_page<S: ObjectStore>(
             keep_ms: meta.timestamp_ms.map_or(to_ms, span_end),
         };
         delivery.add(entry, summary)?;
+        new += 1;
     }
-    Ok(())
+    Ok(new)
 }
 
 /// Verifies credentials and access without writing anything (see the WIT `check`).
@@ -181,7 +184,7 @@ fn collect_org<P: Platform, S: ObjectStore>(
             Some(_) => Some(retention_floor(client, org, now)?),
             None => None,
         };
-        Ok(window::first_cursor(now, settings.since_ms, settings.lookback_ms, floor))
+        Ok((window::first_cursor(now, settings.since_ms, settings.lookback_ms, floor), client.platform.random()))
     };
     let mut delivery = Delivery::open(store, settings, org, start)?;
     if delivery.first {
@@ -193,7 +196,7 @@ fn collect_org<P: Platform, S: ObjectStore>(
 
     let checkpoint = &delivery.checkpoint;
     let Some(Window { from_ms, to_ms }) =
-        window::next_window(checkpoint.cursor_ms, checkpoint.read_from_ms, now, settings.lag_ms, settings.overlap_ms)
+        window::next_window(checkpoint.cursor_ms, checkpoint.read_from_ms, now, settings.lag_ms)
     else {
         // Nothing to read yet: what is delivered ends just before the cursor.
         summary.window_start = window::rfc3339_ms(checkpoint.cursor_ms - 1);
@@ -207,10 +210,16 @@ fn collect_org<P: Platform, S: ObjectStore>(
     let mut split_considered = false;
     let mut in_flight = 1usize;
     let mut pages = 0u32;
+    // The cap counts pages that brought a new entry (and pages read ahead, not yet written):
+    // re-reading what is already delivered (the overlap) costs none of it, so every capped pass
+    // delivers something new, and the next one goes on from there.
+    let mut spent = 0u32;
     loop {
         while let Some(head) = slices.front_mut() {
             while let Some(page) = head.pages.pop_front() {
-                write_page(&mut delivery, &page, (head.from_ms, head.to_ms), summary)?;
+                if write_page(&mut delivery, &page, (head.from_ms, head.to_ms), summary)? > 0 {
+                    spent += 1;
+                }
             }
             if head.done {
                 slices.pop_front();
@@ -221,25 +230,28 @@ fn collect_org<P: Platform, S: ObjectStore>(
         if slices.is_empty() {
             break;
         }
-        // The head slice always reads; the ones behind it while the read-ahead budget lasts.
+        // The head slice always reads, while the cap allows; the ones behind it while the cap
+        // and the read-ahead budget last (what they read is dropped if the cap stops the head).
         let buffered: usize = slices.iter().flat_map(|s| s.pages.iter()).map(|p| p.text.len()).sum();
+        let ahead = slices.iter().map(|s| s.pages.len() as u32).sum::<u32>();
+        let budget = settings.max_pages.saturating_sub(spent.saturating_add(ahead)) as usize;
         let mut chosen = Vec::new();
         for (i, slice) in slices.iter().enumerate() {
-            if chosen.len() == in_flight || (i > 0 && buffered >= READ_AHEAD_BYTES) {
+            if chosen.len() == in_flight.min(budget) || (i > 0 && buffered >= READ_AHEAD_BYTES) {
                 break;
             }
             if !slice.done {
                 chosen.push(i);
             }
         }
-        if pages.saturating_add(chosen.len() as u32) > settings.max_pages {
+        if chosen.is_empty() {
             // What was read so far is written: the next pass goes on from there instead of
             // meeting the same cap in the same window for ever.
             delivery.flush(summary)?;
             return Err(Failure::new(
                 ErrorKind::PageCap,
                 format!(
-                    "reached the cap of {} pages in window {}..{}; raise --max-pages or collect a shorter window with --since",
+                    "reached the cap of {} pages of new entries in window {}..{}; what was read is delivered and the next pass goes on from there; raise --max-pages to catch up in fewer passes",
                     settings.max_pages, summary.window_start, summary.window_end
                 ),
             ));
@@ -273,7 +285,10 @@ fn collect_org<P: Platform, S: ObjectStore>(
                     // Each slice costs one extra (empty) page at its end: a few slices per request
                     // in flight keep them all busy without wasting many requests.
                     let parts = (remaining_pages / 2).min(u64::from(useful) * 2);
-                    if useful > 1 && parts >= 2 {
+                    // A window the cap will cut is read in order: pages read for later slices
+                    // would be dropped at the cap, and the head would move less.
+                    let fits = remaining_pages + 1 < u64::from(settings.max_pages.saturating_sub(spent));
+                    if useful > 1 && parts >= 2 && fits {
                         in_flight = useful as usize;
                         // The first slice ends with this page; the rest starts at its last
                         // entry's millisecond (entries there already read are recognised).

@@ -99,6 +99,7 @@ macro_rules! wit_conversions {
                             org_id: c.org_id,
                             read_from_ms: c.read_from_ms,
                             next_seq: c.next_seq,
+                            lineage: c.lineage,
                         })
                         .collect(),
                 }
@@ -117,6 +118,7 @@ macro_rules! wit_conversions {
                             org_id: c.org_id,
                             read_from_ms: c.read_from_ms,
                             next_seq: c.next_seq,
+                            lineage: c.lineage,
                         })
                         .collect(),
                 }

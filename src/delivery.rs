@@ -22,7 +22,7 @@
 //!   stopped between marking and claiming and the object is deleted by the time another pass
 //!   looks: the owner's deleted object and a deleted claim cannot be told apart.
 
-use crate::checkpoint::{Checkpoint, Effects, Pending};
+use crate::checkpoint::{self, Checkpoint, Effects, Identity, Pending};
 use crate::entry;
 use crate::gzip::{GzipError, GzipWriter, gunzip};
 use crate::platform::{ObjectStore, Presence, StoreError};
@@ -122,13 +122,14 @@ pub struct Delivery<'s, S: ObjectStore> {
 }
 
 impl<'s, S: ObjectStore> Delivery<'s, S> {
-    /// The organization's checkpoint as stored, or a first one starting at `start()`, saved at
-    /// once so that a later pass starts from the same point whatever becomes of this one.
+    /// The organization's checkpoint as stored, or a first one saved at once, so that a later pass
+    /// starts from the same point whatever becomes of this one. `start()` gives a first one's
+    /// start and the random bits of its lineage.
     pub fn open(
         store: &'s mut S,
         settings: &'s Settings,
         org: &str,
-        start: impl FnOnce() -> Result<i64, Failure>,
+        start: impl FnOnce() -> Result<(i64, u64), Failure>,
     ) -> Result<Self, Failure> {
         Self::open_as(store, settings, org, Role::Collect, start)
     }
@@ -139,7 +140,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         settings: &'s Settings,
         org: &str,
         role: Role,
-        start: impl FnOnce() -> Result<i64, Failure>,
+        start: impl FnOnce() -> Result<(i64, u64), Failure>,
     ) -> Result<Self, Failure> {
         let (checkpoint_key, name) = match role {
             Role::Collect => (window::checkpoint_key(&settings.state_prefix, org), org.to_string()),
@@ -155,7 +156,10 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
                     .map_err(|e| Failure::new(ErrorKind::Checkpoint, e.0))?;
                 (checkpoint, generation, false)
             }
-            None => (Checkpoint::new(org, start()?), 0, true),
+            None => {
+                let (start_ms, random) = start()?;
+                (Checkpoint::new(org, start_ms, Some(checkpoint::lineage(random))), 0, true)
+            }
         };
         let mut delivery =
             Self { store, settings, name, checkpoint_key, checkpoint, generation, builder: None, now_ms: 0, first };
@@ -175,7 +179,10 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         Ok(())
     }
 
-    /// Settles a `pending` object a stopped pass left (see the module docs) and saves.
+    /// Settles a `pending` object a stopped pass left (see the module docs) and saves. The read
+    /// floor moves only when the object is recorded: entries of one that was not are read again
+    /// from the floor, whatever overlap this pass has (a smaller one than the stopped pass's would
+    /// not reach back to the late entries among them).
     pub fn recover(&mut self, summary: &mut OrgSummary) -> Result<(), Failure> {
         let Some(mut pending) = self.checkpoint.pending.clone() else {
             return Ok(());
@@ -199,7 +206,23 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             self.checkpoint.pending = Some(pending.clone());
             self.save()?;
         }
-        let settled = if pending.claimed { self.claim(&pending)? } else { Settled::Created };
+        let settled = match (pending.claimed, presence) {
+            (true, _) => self.claim(&pending)?,
+            // Only this checkpoint's passes give its names, but a checkpoint restored from a
+            // backup gives them again: what is there must be the object it meant to write.
+            (false, Presence::Present) if pending.object.is_some() => {
+                match self
+                    .store
+                    .read(&pending.key)
+                    .map_err(|e| storage_failure("reading pending object", &pending.key, &e))?
+                {
+                    Some((bytes, _)) => self.identify(&pending, &bytes)?,
+                    // There a moment ago: the feed took it.
+                    None => Settled::Created,
+                }
+            }
+            _ => Settled::Created,
+        };
         // A version 1 pending object carries no effects: read it back to learn them.
         let effects = match (settled, pending.effects.clone()) {
             (Settled::Created, Some(effects)) => Some(effects),
@@ -213,6 +236,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         match effects {
             Some(effects) => {
                 self.checkpoint.record(&effects);
+                self.checkpoint.prune(self.checkpoint.cursor_ms - self.settings.overlap_ms);
                 summary.objects.push(format!("(recovered) {}", pending.key));
             }
             None if pending.unprovable => summary.objects.push(format!(
@@ -223,7 +247,6 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         }
         self.checkpoint.next_seq = self.checkpoint.next_seq.max(pending.seq + 1);
         self.checkpoint.pending = None;
-        self.checkpoint.prune(self.checkpoint.cursor_ms - self.settings.overlap_ms);
         self.save()
     }
 
@@ -237,16 +260,38 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             Ok(_) => Ok(Settled::Claimed),
             Err(StoreError::AlreadyExists) => {
                 match self.store.read(key).map_err(|e| storage_failure("reading claimed object", key, &e))? {
-                    // A claim holds no entry (real objects hold at least one), whichever build
-                    // compressed it.
-                    Some((bytes, _)) if gunzip(&bytes).is_ok_and(|plain| plain.is_empty()) => Ok(Settled::Claimed),
-                    Some(_) => Ok(Settled::Created),
+                    Some((bytes, _)) => self.identify(pending, &bytes),
                     // There a moment ago, gone now: the owner's, or a claim, taken by the feed.
                     None => Ok(Settled::Gone),
                 }
             }
             Err(e) => Err(storage_failure("claiming pending object", key, &e)),
         }
+    }
+
+    /// What an object found under a pending name is: a claim (it holds no entry, and real
+    /// objects hold at least one, whichever build compressed it), the object the pending one
+    /// names, or, where its bytes are known and differ, another's: the checkpoint is older than
+    /// the objects (restored, or copied), and recording it would mark entries done that are not.
+    fn identify(&self, pending: &Pending, bytes: &[u8]) -> Result<Settled, Failure> {
+        if gunzip(bytes).is_ok_and(|plain| plain.is_empty()) {
+            return Ok(Settled::Claimed);
+        }
+        match pending.object {
+            Some(identity) if identity != Identity::of(bytes) => Err(self.not_ours(&pending.key)),
+            _ => Ok(Settled::Created),
+        }
+    }
+
+    /// An object under a name this checkpoint gives that it did not write.
+    fn not_ours(&self, key: &str) -> Failure {
+        Failure::new(
+            ErrorKind::Checkpoint,
+            format!(
+                "log object `{key}` exists but checkpoint `{}` did not write it: the checkpoint is older than the objects it numbers (restored from a backup, or copied from another state location); nothing was written or marked done. Put back the newest checkpoint, or see the README's \"Moved, lost or restored state\"",
+                self.checkpoint_key
+            ),
+        )
     }
 
     /// Reads a version 1 pending object back to learn its effects; `None` when it is gone or
@@ -323,7 +368,8 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             return Ok(());
         };
         let seq = self.checkpoint.next_seq;
-        let key = window::object_key(&self.settings.key_prefix, builder.day, &self.name, seq);
+        let key =
+            window::object_key(&self.settings.key_prefix, builder.day, &self.checkpoint.object_name(&self.name), seq);
         // What recording it will change: keys that a later window may read again.
         let cursor_after = builder.last_ms.map_or(self.checkpoint.cursor_ms, |l| l.max(self.checkpoint.cursor_ms));
         let floor = cursor_after - self.settings.overlap_ms;
@@ -331,6 +377,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             builder.keys.into_iter().filter(|(_, t)| *t >= floor).map(|(k, t)| (t, k)).collect();
         keys.sort();
         let effects = Effects { last_ms: builder.last_ms, keys, keys_from_ms: floor, entries: builder.entries };
+        let bytes = builder.gzip.finish().map_err(compress_failure)?;
         // 1.
         self.checkpoint.pending = Some(Pending {
             key: key.clone(),
@@ -339,22 +386,13 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             effects: Some(effects.clone()),
             claimed: false,
             unprovable: false,
+            object: Some(Identity::of(&bytes)),
         });
         self.save()?;
         // 2.
-        let bytes = builder.gzip.finish().map_err(compress_failure)?;
         match self.store.create(&key, &bytes, CONTENT_TYPE_LOGS) {
             Ok(_) => {}
-            // Our own pending name, taken: another pass found this one's pending object missing
-            // and claimed it. That pass carries on from the checkpoint; this one stops.
-            Err(StoreError::AlreadyExists) => {
-                return Err(Failure::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "creating log object `{key}`: another pass claimed it while this one was writing; nothing was lost, the next pass continues"
-                    ),
-                ));
-            }
+            Err(StoreError::AlreadyExists) => return Err(self.name_taken(&key)),
             Err(e) => return Err(storage_failure("creating log object", &key, &e)),
         }
         // 3.
@@ -366,6 +404,31 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         summary.bytes_out += bytes.len() as u64;
         summary.entries_written += effects.entries;
         Ok(())
+    }
+
+    /// The pending name was taken before this pass created it. A recovering pass claims a name
+    /// only after marking it in the checkpoint, which changes its generation: that pass carries
+    /// on from the checkpoint, and this one stops. A generation unchanged means no pass of this
+    /// checkpoint took it: the name is another's, and the pending mark goes, since nothing was
+    /// written under it.
+    fn name_taken(&mut self, key: &str) -> Failure {
+        let claimed = Failure::new(
+            ErrorKind::Conflict,
+            format!(
+                "creating log object `{key}`: another pass claimed it while this one was writing; nothing was lost, the next pass continues"
+            ),
+        );
+        match self.store.read(&self.checkpoint_key) {
+            Ok(Some((_, generation))) if generation == self.generation => {
+                self.checkpoint.pending = None;
+                match self.save() {
+                    Ok(()) => self.not_ours(key),
+                    Err(failure) => failure,
+                }
+            }
+            Ok(_) => claimed,
+            Err(e) => storage_failure("reading checkpoint", &self.checkpoint_key, &e),
+        }
     }
 
     /// Closes the window `[.., to_ms]`: its last object is written and the cursor moves past it.

@@ -454,3 +454,153 @@ fn a_pending_object_older_than_soft_deletes_memory_is_not_taken_for_never_create
         result.completed[0].objects
     );
 }
+
+/// The key of the organization's checkpoint in [`World`]'s settings.
+const CHECKPOINT: &str = "state/org-1/checkpoint.json";
+
+#[test]
+fn a_checkpoint_made_anew_never_takes_an_earlier_ones_objects() {
+    // The state moved (or was lost) and collection starts again with --since at the old cursor:
+    // the new checkpoint numbers its objects from 1 again, on the day the old one wrote its own.
+    let mut w = World::new();
+    w.api.now_ms = T0 + 120 * MINUTE;
+    w.add_spread(60, T0 + 70 * MINUTE, T0 + 118 * MINUTE);
+    w.pass_ok();
+    let cursor = w.cursor();
+    w.add_spread(40, T0 + 121 * MINUTE, T0 + 140 * MINUTE);
+    w.api.now_ms = T0 + 150 * MINUTE;
+    w.raw.state_prefix = "moved/".into();
+    w.raw.since_ms = Some(cursor);
+    let moved = w.pass_ok();
+    assert!(moved.completed[0].entries_written == 40, "{:?}", moved.completed[0]);
+    w.assert_exactly_once(T0, T0 + 149 * MINUTE);
+}
+
+#[test]
+fn a_checkpoint_restored_from_a_backup_refuses_rather_than_record_anothers_object() {
+    let mut w = World::new();
+    w.api.now_ms = T0 + 120 * MINUTE;
+    w.add_spread(30, T0 + 70 * MINUTE, T0 + 100 * MINUTE);
+    w.pass_ok();
+    let backup = w.store.objects[CHECKPOINT].0.clone();
+    w.add_spread(30, T0 + 121 * MINUTE, T0 + 130 * MINUTE);
+    w.api.now_ms = T0 + 140 * MINUTE;
+    w.pass_ok();
+    // A late entry the newer checkpoint's pass never saw: the restored pass's next object holds
+    // it, so it differs from the object already under that name.
+    let late = w.add_at(T0 + 125 * MINUTE, T0 + 141 * MINUTE);
+    w.api.now_ms = T0 + 145 * MINUTE;
+    let generation = w.store.objects[CHECKPOINT].1;
+    crate::platform::ObjectStore::write_if_generation(
+        &mut w.store,
+        CHECKPOINT,
+        &backup,
+        "application/json",
+        generation,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..2 {
+        let restored = w.pass();
+        assert_eq!(restored.failures.len(), 1, "{:?}", restored.failures);
+        let failure = &restored.failures[0];
+        assert_eq!(failure.kind, ErrorKind::Checkpoint, "{}", failure.message);
+        assert!(failure.message.contains("did not write it"), "{}", failure.message);
+    }
+    let delivered = w.delivered();
+    assert!(!delivered.contains_key(&late), "nothing written under another's name");
+    assert_eq!((delivered.len(), delivered.values().max()), (60, Some(&1)), "each delivered once");
+}
+
+impl World {
+    /// A pass stopped after naming its first object (never created): its pending key.
+    fn stopped_after_naming(&mut self) -> String {
+        // Calls: read the checkpoint, save a first one (when there is none), name the object; the
+        // create never happens.
+        let calls = if self.store.objects.contains_key(CHECKPOINT) { 2 } else { 3 };
+        self.store.stop = Some((calls, Stop::Before));
+        assert!(!self.pass().failures.is_empty());
+        self.store.stop = None;
+        let checkpoint = crate::checkpoint::Checkpoint::decode(&self.store.objects[CHECKPOINT].0, ORG, "k")
+            .unwrap_or_else(|e| panic!("{}", e.0));
+        checkpoint.pending.map(|p| p.key).unwrap_or_else(|| panic!("no pending object"))
+    }
+}
+
+#[test]
+fn another_object_under_a_pending_name_is_refused_not_recorded() {
+    // What a backup taken between naming and recording meets: its name now holds other bytes.
+    let mut w = World::new();
+    w.add_spread(60, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
+    let key = w.stopped_after_naming();
+    let mut other = crate::gzip::GzipWriter::new(1);
+    other.write(br#"{"id":"not-this-one"}"#).unwrap_or_else(|e| panic!("{}", e.0));
+    let other = other.finish().unwrap_or_else(|e| panic!("{}", e.0));
+    crate::platform::ObjectStore::create(&mut w.store, &key, &other, "application/gzip")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = w.pass();
+    assert_eq!(refused.failures.len(), 1, "{:?}", refused.failures);
+    assert_eq!(refused.failures[0].kind, ErrorKind::Checkpoint, "{}", refused.failures[0].message);
+    assert_eq!(w.cursor(), T0 - 60 * MINUTE, "nothing marked done");
+}
+
+#[test]
+fn an_empty_claim_under_a_pending_name_is_a_claim_whatever_the_mark_says() {
+    // A claim left under the name by a later life of this checkpoint: nothing of it was
+    // delivered, so its entries are read again.
+    let mut w = World::new();
+    w.add_spread(60, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
+    let key = w.stopped_after_naming();
+    let empty = crate::gzip::GzipWriter::new(6).finish().unwrap_or_else(|e| panic!("{}", e.0));
+    crate::platform::ObjectStore::create(&mut w.store, &key, &empty, "application/gzip")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let result = w.pass_ok();
+    assert!(
+        result.completed[0].objects.iter().any(|o| o.starts_with("(claimed)")),
+        "{:?}",
+        result.completed[0].objects
+    );
+    w.assert_exactly_once(T0 - 60 * MINUTE, T0);
+}
+
+#[test]
+fn a_stopped_passes_late_entries_are_read_again_by_a_pass_with_a_smaller_overlap() {
+    // The stopped pass read a late entry (in its 10-minute overlap) and named an object holding
+    // it, never created. The next pass is given a 1-minute overlap: it must still reach back.
+    let mut w = World::new();
+    w.add_spread(20, T0 - 50 * MINUTE, T0 - 30 * MINUTE);
+    w.pass_ok();
+    w.add_at(T0 - 5 * MINUTE, T0 + 2 * MINUTE);
+    w.api.now_ms = T0 + 3 * MINUTE;
+    w.stopped_after_naming();
+    w.raw.overlap_seconds = 60;
+    w.pass_ok();
+    w.assert_exactly_once(T0 - 60 * MINUTE, T0 + 2 * MINUTE);
+}
+
+#[test]
+fn a_page_cap_below_the_backlog_finishes_with_any_concurrency() {
+    // 720 entries over 72 minutes, 20 a page, 12 pages a pass, 4 requests in flight, 250 ms a
+    // reply: every pass delivers something new, and the backlog is worked off.
+    let mut w = World::new();
+    w.api.latency_ms = 250;
+    w.raw.max_pages = 12;
+    w.raw.page_size = 20;
+    w.raw.concurrency = 4;
+    w.raw.object_max_bytes = 1 << 20;
+    w.raw.since_ms = Some(T0 - 75 * MINUTE);
+    w.add_spread(720, T0 - 74 * MINUTE, T0 - 2 * MINUTE);
+    let mut passes = 0;
+    loop {
+        passes += 1;
+        let before = w.delivered().len();
+        let result = w.pass();
+        if result.failures.is_empty() {
+            break;
+        }
+        assert_eq!(result.failures[0].kind, ErrorKind::PageCap, "{}", result.failures[0].message);
+        assert!(w.delivered().len() > before, "capped pass {passes} delivered nothing new");
+        assert!(passes < 8, "not finished in 8 passes");
+    }
+    assert!(passes >= 3, "the cap was met: {passes}");
+    w.assert_exactly_once(T0 - 75 * MINUTE, T0);
+}

@@ -236,6 +236,24 @@ pub fn valid_org_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Refuses checkpoints under the logs, or logs under the checkpoints. Each location is where the
+/// objects lie, root and prefix together, ending in `/` (`logs/`, or for a host with a state
+/// destination of its own `gs://bucket/logs/` and `/srv/data/logs/` with paths made canonical),
+/// so that the rule holds for prefixes and destinations alike.
+pub fn separate_locations(logs: &str, state: &str) -> Result<(), String> {
+    if state.starts_with(logs) {
+        return Err(format!(
+            "checkpoints in `{state}` lie under the log objects in `{logs}`: the SecOps feed would ingest (and may delete) them; keep the state outside the log prefix (prefixes such as `logs/` and `state/`, or a --state-dest beside the logs, not inside them)"
+        ));
+    }
+    if logs.starts_with(state) {
+        return Err(format!(
+            "log objects in `{logs}` lie under the checkpoints in `{state}`: log objects would be taken for state; keep the logs outside the state prefix (prefixes such as `logs/` and `state/`)"
+        ));
+    }
+    Ok(())
+}
+
 fn valid_prefix(p: &str) -> bool {
     !p.starts_with('/') && !p.contains("//") && !p.split('/').any(|s| s == "." || s == "..")
 }
@@ -300,21 +318,15 @@ impl Settings {
         if !valid_prefix(&raw.key_prefix) || !valid_prefix(&raw.state_prefix) {
             return Err("key and state prefixes must be relative paths without `.`, `..` or `//`".into());
         }
-        if raw.state_prefix.is_empty() || raw.state_prefix.starts_with(&raw.key_prefix) {
-            return Err(format!(
-                "state prefix `{}` lies under the log prefix `{}`: the SecOps feed would ingest (and may delete) the checkpoints; use separate prefixes such as `logs/` and `state/`",
-                raw.state_prefix, raw.key_prefix
-            ));
+        if raw.state_prefix.is_empty() {
+            return Err("the state prefix is empty: checkpoints need a prefix of their own, such as `state/`".into());
         }
-        if raw.key_prefix.starts_with(&raw.state_prefix) {
-            return Err(format!(
-                "log prefix `{}` lies under the state prefix `{}`: log objects would be taken for state (and go to the state destination); use separate prefixes such as `logs/` and `state/`",
-                raw.key_prefix, raw.state_prefix
-            ));
-        }
+        separate_locations(&raw.key_prefix, &raw.state_prefix)?;
         let seconds = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        // Each organization once, in the order given (`dedup` alone keeps repeats apart).
         let mut org_ids = raw.org_ids;
-        org_ids.dedup();
+        let mut given = std::collections::HashSet::new();
+        org_ids.retain(|id| given.insert(id.clone()));
         Ok(Self {
             org_ids,
             discover_children: raw.discover_children,
@@ -549,6 +561,25 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn each_organization_is_collected_once_in_the_order_given() {
+        let mut r = raw();
+        r.org_ids = vec!["a".into(), "b".into(), "a".into(), "b".into(), "c".into()];
+        assert_eq!(Settings::from_raw(r).unwrap().org_ids, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn checkpoints_and_logs_lie_apart_wherever_they_are() {
+        assert!(separate_locations("logs/", "state/").is_ok());
+        assert!(separate_locations("gs://b/logs/", "gs://b/state/").is_ok());
+        assert!(separate_locations("gs://b/logs/", "gs://b2/logs/state/").is_ok());
+        assert!(separate_locations("/d/logs/", "/d/logs/state/").unwrap_err().contains("lie under the log objects"));
+        assert!(separate_locations("gs://b/", "gs://b/state/").unwrap_err().contains("lie under the log objects"));
+        assert!(separate_locations("/d/state/logs/", "/d/state/").unwrap_err().contains("lie under the checkpoints"));
+        // A name that merely starts alike is another folder.
+        assert!(separate_locations("/d/logs/", "/d/logs2/").is_ok());
+    }
+
+    #[test]
     fn planes_by_name() {
         let mut r = raw();
         r.base_url = None;
@@ -571,7 +602,7 @@ pub(crate) mod tests {
             (|r| r.base_url = Some("ftp://x".into()), "https://"),
             (|r| r.base_url = Some("https://x/path".into()), "no path"),
             (|r| r.page_size = 201, "1..200"),
-            (|r| r.state_prefix = "logs/state/".into(), "under the log prefix"),
+            (|r| r.state_prefix = "logs/state/".into(), "lie under the log objects"),
             (|r| r.key_prefix = "../x/".into(), "relative"),
             (|r| r.shard_index = 4, "shard index"),
         ];

@@ -51,6 +51,8 @@ pub struct ListedCheckpoint {
     pub org_id: String,
     pub read_from_ms: i64,
     pub next_seq: u64,
+    /// Its lineage, part of its objects' names (none before version 3).
+    pub lineage: Option<String>,
 }
 
 /// One organization's verdict.
@@ -280,12 +282,15 @@ fn verify_org<P: Platform, S: ObjectStore>(
         ..OrgVerdict::default()
     };
     let own = objects_of(settings, org, &listing.objects);
-    let regular: HashSet<u64> = own.iter().filter(|o| !o.repair).map(|o| o.seq).collect();
+    // Matched by the whole name: another lineage's objects with the same numbers are not the
+    // checkpoint's.
+    let lineage = listed.lineage.as_deref();
+    let regular: HashSet<u64> = own.iter().filter(|o| o.of(false, lineage)).map(|o| o.seq).collect();
     let not_found: Vec<u64> = (1..listed.next_seq).filter(|seq| !regular.contains(seq)).collect();
     verdict.objects_not_found = not_found.len() as u64;
     verdict.objects_soft_deleted = listing.deleted.as_ref().map(|deleted| {
         let deleted: HashSet<u64> =
-            objects_of(settings, org, deleted).into_iter().filter(|o| !o.repair).map(|o| o.seq).collect();
+            objects_of(settings, org, deleted).into_iter().filter(|o| o.of(false, lineage)).map(|o| o.seq).collect();
         not_found.iter().filter(|seq| deleted.contains(seq)).count() as u64
     });
     if since > until {
@@ -298,10 +303,13 @@ fn verify_org<P: Platform, S: ObjectStore>(
         if verdict.objects_not_found > 0 {
             return Err(not_found_failure(verdict.objects_not_found, "objects the checkpoint records"));
         }
-        let mut delivery = Delivery::open_as(store, settings, org, Role::Repair, || Ok(since))?;
+        let mut delivery =
+            Delivery::open_as(store, settings, org, Role::Repair, || Ok((since, client.platform.random())))?;
         delivery.now_ms = client.platform.now_ms();
         delivery.recover(&mut recovery)?;
-        let listed_repairs: HashSet<u64> = own.iter().filter(|o| o.repair).map(|o| o.seq).collect();
+        let repair_lineage = delivery.checkpoint.lineage.clone();
+        let listed_repairs: HashSet<u64> =
+            own.iter().filter(|o| o.of(true, repair_lineage.as_deref())).map(|o| o.seq).collect();
         // Settled just now: recorded, or its name taken by an empty claim.
         let recovered: Vec<String> = recovery
             .objects
@@ -309,7 +317,11 @@ fn verify_org<P: Platform, S: ObjectStore>(
             .filter_map(|o| o.strip_prefix("(recovered) ").or_else(|| o.strip_prefix("(claimed) ")))
             .map(str::to_string)
             .collect();
-        let recovered: HashSet<u64> = objects_of(settings, org, &recovered).into_iter().map(|o| o.seq).collect();
+        let recovered: HashSet<u64> = objects_of(settings, org, &recovered)
+            .into_iter()
+            .filter(|o| o.of(true, repair_lineage.as_deref()))
+            .map(|o| o.seq)
+            .collect();
         let unseen =
             (1..delivery.checkpoint.next_seq).filter(|s| !listed_repairs.contains(s) && !recovered.contains(s)).count();
         if unseen > 0 {
@@ -339,7 +351,8 @@ fn verify_org<P: Platform, S: ObjectStore>(
     // changed the numbers; one that records from now on makes this one's first write fail.
     let mut repair = match repair_seq {
         Some(next_seq) => {
-            let mut delivery = Delivery::open_as(store, settings, org, Role::Repair, || Ok(since))?;
+            let mut delivery =
+                Delivery::open_as(store, settings, org, Role::Repair, || Ok((since, client.platform.random())))?;
             if delivery.checkpoint.next_seq != next_seq || delivery.checkpoint.pending.is_some() {
                 return Err(Failure::new(
                     ErrorKind::Conflict,
@@ -435,29 +448,48 @@ struct Named {
     /// Its number: among the pass's objects, or among the repair's.
     seq: u64,
     repair: bool,
+    /// The lineage of the checkpoint that named it (none before version 3).
+    lineage: Option<String>,
     day: (i32, u32, u32),
     key: String,
 }
 
-/// The organization's objects among `keys`, the pass's and the repair's (named
-/// `<org>.repair`, which no organization id can be: ids have no `.`).
+impl Named {
+    /// Whether the checkpoint `listed` (of lineage `lineage`) gave this name.
+    fn of(&self, repair: bool, lineage: Option<&str>) -> bool {
+        self.repair == repair && self.lineage.as_deref() == lineage
+    }
+}
+
+/// The organization's objects among `keys`, the pass's and the repair's, of any lineage:
+/// `mulesoft-audit-<org>[.repair][.<lineage>]-<seq>.json.gz` ([`window::object_key`]; no
+/// organization id has a `.`, so none's objects are taken for another's).
 fn objects_of(settings: &Settings, org: &str, keys: &[String]) -> Vec<Named> {
-    let regular = format!("mulesoft-audit-{org}-");
-    let repair = format!("mulesoft-audit-{org}{}-", crate::delivery::REPAIR_SUFFIX);
+    let own = format!("mulesoft-audit-{org}");
     keys.iter()
         .filter_map(|key| {
             let rest = key.strip_prefix(settings.key_prefix.as_str())?;
             let (date, name) = rest.rsplit_once('/')?;
             let mut parts = date.split('/').map(str::parse::<u32>);
             let day = (i32::try_from(parts.next()?.ok()?).ok()?, parts.next()?.ok()?, parts.next()?.ok()?);
-            let stem = name.strip_suffix(".json.gz")?;
-            let (is_repair, number) = match stem.strip_prefix(&repair) {
-                Some(number) => (true, number),
-                None => (false, stem.strip_prefix(&regular)?),
+            let rest = name.strip_suffix(".json.gz")?.strip_prefix(&own)?;
+            let (repair, rest) = match rest.strip_prefix(crate::delivery::REPAIR_SUFFIX) {
+                Some(rest) => (true, rest),
+                None => (false, rest),
+            };
+            let (lineage, number) = match rest.strip_prefix('.') {
+                Some(rest) => {
+                    let (lineage, number) = rest.split_once('-')?;
+                    (Some(lineage.to_string()), number)
+                }
+                None => (None, rest.strip_prefix('-')?),
             };
             // Only a number may follow: `acme-eu`'s objects are not `acme`'s.
+            if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
             let seq = number.parse().ok()?;
-            Some(Named { seq, repair: is_repair, day, key: key.clone() })
+            Some(Named { seq, repair, lineage, day, key: key.clone() })
         })
         .collect()
 }
@@ -506,6 +538,7 @@ mod tests {
                 org_id: "org-1".into(),
                 read_from_ms: checkpoint.read_from_ms,
                 next_seq: checkpoint.next_seq,
+                lineage: checkpoint.lineage,
             }],
             objects: world.store.objects.keys().filter(|k| k.starts_with("logs/")).cloned().collect(),
             deleted: None,
@@ -622,7 +655,7 @@ mod tests {
         let v = &first.orgs[0];
         assert_eq!((v.repaired, v.missing, v.duplicates), (25, 0, 0), "verified again after the repair: {v:?}");
         assert!(first.complete());
-        assert!(world.store.objects.keys().any(|k| k.contains("-org-1.repair-")), "named apart from the pass's");
+        assert!(world.store.objects.keys().any(|k| k.contains("-org-1.repair.")), "named apart from the pass's");
         let second = verify_now(&mut world, true);
         assert_eq!((second.orgs[0].repaired, second.orgs[0].missing, second.orgs[0].duplicates), (0, 0, 0));
         // The pass goes on as before: the repair's objects and checkpoint are its own.

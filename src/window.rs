@@ -24,15 +24,20 @@ pub struct Window {
     pub to_ms: i64,
 }
 
-/// The window after a checkpoint at `cursor_ms`: back `overlap` to catch late entries (never
-/// before `read_from_ms`, before which nothing is read again), up to `now - lag`. `None` when
-/// there is nothing to read yet.
-pub fn next_window(cursor_ms: i64, read_from_ms: i64, now_ms: i64, lag_ms: i64, overlap_ms: i64) -> Option<Window> {
+/// The window after a checkpoint at `cursor_ms`: from its read floor, up to `now - lag`. `None`
+/// when there is nothing to read yet.
+///
+/// The floor is an overlap before the cursor, as the pass that last recorded an object set it
+/// ([`crate::checkpoint::Checkpoint::prune`]), and the dedup keys are complete from it on: a
+/// window from there catches late entries, delivers nothing twice, and takes a changed overlap
+/// from the next recording on. Reading from `cursor - overlap` instead would skip late entries
+/// that a stopped pass had read but never delivered, once the overlap is lowered.
+pub fn next_window(cursor_ms: i64, read_from_ms: i64, now_ms: i64, lag_ms: i64) -> Option<Window> {
     let to_ms = now_ms - lag_ms;
     if to_ms < cursor_ms {
         return None;
     }
-    Some(Window { from_ms: (cursor_ms - overlap_ms).max(read_from_ms).min(cursor_ms), to_ms })
+    Some(Window { from_ms: read_from_ms.min(cursor_ms), to_ms })
 }
 
 /// Where an organization's first pass starts: an explicit `since`, clamped to the retention floor
@@ -44,13 +49,15 @@ pub fn first_cursor(now_ms: i64, since_ms: Option<i64>, lookback_ms: i64, retent
     }
 }
 
-/// `{prefix}YYYY/MM/DD/mulesoft-audit-{org}-{seq}.json.gz`: the layout of Google's published
-/// function (which SecOps users already know), the day of the
-/// object's first entry, and the org's object sequence number, so that the name depends only on
-/// the checkpoint and a re-run reproduces it (no random UUIDs).
-pub fn object_key(prefix: &str, day: (i32, u32, u32), org_id: &str, seq: u64) -> String {
+/// `{prefix}YYYY/MM/DD/mulesoft-audit-{name}-{seq}.json.gz`: the layout of Google's published
+/// function (which SecOps users already know), the day of the object's first entry, and the
+/// object's number in its checkpoint, so that the name depends only on the checkpoint and a
+/// re-run reproduces it. `name` is the organization and the checkpoint's lineage
+/// ([`crate::checkpoint::Checkpoint::object_name`]): a checkpoint made anew numbers from 1 again
+/// under names no earlier one gave.
+pub fn object_key(prefix: &str, day: (i32, u32, u32), name: &str, seq: u64) -> String {
     let (y, m, d) = day;
-    format!("{prefix}{y:04}/{m:02}/{d:02}/mulesoft-audit-{org_id}-{seq:010}.json.gz")
+    format!("{prefix}{y:04}/{m:02}/{d:02}/mulesoft-audit-{name}-{seq:010}.json.gz")
 }
 
 /// `{state_prefix}{org}/repair.json`: the checkpoint of `verify --repair`'s objects.
@@ -86,14 +93,12 @@ mod tests {
     }
 
     #[test]
-    fn windows_overlap_back_and_lag_behind() {
-        let w = next_window(1_000_000, 0, 2_000_000, 60_000, 600_000).unwrap();
+    fn windows_start_at_the_read_floor_and_lag_behind() {
+        let w = next_window(1_000_000, 400_000, 2_000_000, 60_000).unwrap();
         assert_eq!(w, Window { from_ms: 400_000, to_ms: 1_940_000 });
-        assert_eq!(next_window(1_000_000, 0, 1_050_000, 60_000, 0), None);
+        assert_eq!(next_window(1_000_000, 400_000, 1_050_000, 60_000), None);
         // Exactly at the cursor: a one-millisecond window is still read.
-        assert_eq!(next_window(1_000, 0, 61_000, 60_000, 0), Some(Window { from_ms: 1_000, to_ms: 1_000 }));
-        // Never back past the read floor (where collection started, or the keys were forgotten).
-        assert_eq!(next_window(1_000_000, 700_000, 2_000_000, 0, 600_000).unwrap().from_ms, 700_000);
+        assert_eq!(next_window(1_000, 1_000, 61_000, 60_000), Some(Window { from_ms: 1_000, to_ms: 1_000 }));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use regex_lite_free::key_ok;
 use std::collections::BTreeMap;
 
 mod regex_lite_free {
-    /// `logs/YYYY/MM/DD/mulesoft-audit-<org>-<10 digits>.json.gz`, checked without a regex crate.
+    /// `logs/YYYY/MM/DD/mulesoft-audit-<org>.<lineage>-<10 digits>.json.gz`, checked without a regex crate.
     pub fn key_ok(key: &str, org: &str) -> bool {
         let Some(rest) = key.strip_prefix("logs/") else {
             return false;
@@ -19,9 +19,15 @@ mod regex_lite_free {
             && parts[2].len() == 2
             && parts[..3].iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()))
             && parts[3]
-                .strip_prefix(&format!("mulesoft-audit-{org}-"))
+                .strip_prefix(&format!("mulesoft-audit-{org}."))
                 .and_then(|s| s.strip_suffix(".json.gz"))
-                .is_some_and(|n| n.len() == 10 && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.split_once('-'))
+                .is_some_and(|(lineage, n)| {
+                    lineage.len() == 12
+                        && lineage.bytes().all(|b| b.is_ascii_hexdigit())
+                        && n.len() == 10
+                        && n.bytes().all(|b| b.is_ascii_digit())
+                })
     }
 }
 

@@ -29,7 +29,7 @@ fn missing_and_malformed_settings() {
         ("MULESOFT_AUDIT_LAG", Some("soon"), "MULESOFT_AUDIT_LAG `soon` is not a duration"),
         ("MULESOFT_AUDIT_PAGE_SIZE", Some("500"), "1..200"),
         ("MULESOFT_AUDIT_CONCURRENCY", Some("99"), "concurrency 99 is out of range"),
-        ("MULESOFT_AUDIT_STATE_PREFIX", Some("logs/state"), "under the log prefix"),
+        ("MULESOFT_AUDIT_STATE_PREFIX", Some("logs/state"), "lie under the log objects"),
         ("MULESOFT_AUDIT_DEST", Some("/nonexistent/dir"), "create it first"),
         ("MULESOFT_AUDIT_DEST", Some("s3://bucket"), "not supported"),
     ];
@@ -210,4 +210,53 @@ fn a_page_larger_than_the_memory_limit_stops_the_guest_and_nothing_is_marked_don
     assert_eq!(r.summary["failures"][0]["kind"], "memory-limit", "{}", r.stdout);
     assert!(sim.stats().query_requests >= 1, "the guest started, read a page, and was stopped by it");
     assert_nothing_marked_done_in(dir.path());
+}
+
+#[test]
+fn checkpoints_under_the_log_prefix_are_refused_however_the_destinations_are_spelled() {
+    // The feed ingests (and may delete) everything under the log prefix: checkpoints there
+    // would be taken, the state lost, and entries delivered again.
+    let sim = quick_sim();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("d");
+    std::fs::create_dir_all(root.join("logs")).unwrap();
+    std::os::unix::fs::symlink(root.join("logs"), dir.path().join("link")).unwrap();
+    let dest = format!("file://{}", root.display());
+    let states = [
+        format!("file://{}/logs", root.display()),
+        format!("{}/logs/../logs/", root.display()),
+        format!("file://{}", dir.path().join("link").display()),
+    ];
+    for state in &states {
+        for subcommand in ["check", "run"] {
+            let mut cmd = command(&sim, &dest);
+            cmd.env("MULESOFT_AUDIT_STATE_DEST", state);
+            if subcommand == "check" {
+                cmd.arg("check");
+                let output = cmd.output().unwrap();
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                assert_eq!(output.status.code(), Some(2), "check with state in {state}:\n{stderr}");
+                assert!(stderr.contains("lie under the log objects"), "{stderr}");
+            } else {
+                assert_config_error(&run(cmd), "lie under the log objects");
+            }
+        }
+    }
+    let files: Vec<_> = walk(&root);
+    assert!(files.is_empty(), "nothing written: {files:?}");
+    // Beside the logs is where they belong.
+    let mut cmd = command(&sim, &dest);
+    cmd.env("MULESOFT_AUDIT_STATE_DEST", format!("file://{}", dir.path().join("state").display()));
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    run_ok(cmd);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
 }

@@ -300,7 +300,12 @@ fn verify(collector: &Collector, request: mulesoft_audit::verify::Request) -> an
         };
         if let Some(object) = store.read(&key).map_err(|e| failed("reading a checkpoint", e))? {
             let c = Checkpoint::decode(&object.data, org, &key).map_err(|e| anyhow::anyhow!("{}", e.0))?;
-            checkpoints.push(ListedCheckpoint { org_id: c.org_id, read_from_ms: c.read_from_ms, next_seq: c.next_seq });
+            checkpoints.push(ListedCheckpoint {
+                org_id: c.org_id,
+                read_from_ms: c.read_from_ms,
+                next_seq: c.next_seq,
+                lineage: c.lineage,
+            });
         }
     }
     let objects = store.list(&s.destination.key_prefix).map_err(|e| failed("listing log objects", e))?;

@@ -101,7 +101,7 @@ mod tests {
     fn the_bar_follows_the_cursor_and_counts_created_objects() {
         let hour = 3_600_000;
         let mut progress = Progress::new(10 * hour, ProgressDrawTarget::hidden());
-        let mut checkpoint = Checkpoint::new("org-1", 6 * hour);
+        let mut checkpoint = Checkpoint::new("org-1", 6 * hour, None);
         progress.checkpoint(&glance(&checkpoint));
         assert_eq!(progress.state("org-1"), Some((0, 4 * 3600, 0)));
         let effects = Effects { last_ms: Some(7 * hour), keys: Vec::new(), keys_from_ms: 0, entries: 250 };
@@ -112,6 +112,7 @@ mod tests {
             effects: Some(effects),
             claimed: false,
             unprovable: false,
+            object: None,
         });
         progress.checkpoint(&glance(&checkpoint));
         progress.created("logs/other");

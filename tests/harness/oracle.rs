@@ -83,7 +83,7 @@ pub fn assert_exactly_once(sim: &Simulator, org: &str, objects: &BTreeMap<String
     let mut got: BTreeMap<&str, usize> = BTreeMap::new();
     for (key, lines) in objects {
         // The pass's objects and a repair's (`<org>.repair`).
-        if !key.contains(&format!("mulesoft-audit-{org}-")) && !key.contains(&format!("mulesoft-audit-{org}.repair-")) {
+        if !is_objects_of(key, org) {
             continue;
         }
         for l in lines {
@@ -156,4 +156,19 @@ pub fn assert_race_delivered_once(sim: &Simulator, org: &str, dir: &Path, racers
     let summaries: Vec<&serde_json::Value> = racers.iter().chain([catch_up]).map(|r| &r.summary).collect();
     let (_, to) = covered(&summaries, org);
     assert_exactly_once(sim, org, &objects_in_dir(dir), ms_of_first_window(), to);
+}
+
+/// Whether `key` names an object of `org`'s: `<org>.<lineage>-<seq>`, `<org>.repair.<lineage>-<seq>`,
+/// or before lineages `<org>-<seq>` and `<org>.repair-<seq>` (no organization id has a `.`, and
+/// only digits follow the `-`, so `acme-eu`'s objects are not `acme`'s).
+pub fn is_objects_of(key: &str, org: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap_or_default();
+    let Some(rest) = name.strip_prefix(&format!("mulesoft-audit-{org}")).and_then(|r| r.strip_suffix(".json.gz"))
+    else {
+        return false;
+    };
+    match rest.strip_prefix('-') {
+        Some(seq) => !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()),
+        None => rest.starts_with('.'),
+    }
 }

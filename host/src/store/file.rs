@@ -223,6 +223,12 @@ impl ObjectStore for FileStore {
     fn describe(&self) -> String {
         format!("file://{}", self.root.display())
     }
+
+    fn location(&self) -> Option<String> {
+        // Symbolic links, `..` and relative paths resolved: one directory, one spelling.
+        let root = fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        Some(format!("{}/", root.display().to_string().trim_end_matches('/')))
+    }
 }
 
 #[cfg(test)]

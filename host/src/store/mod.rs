@@ -48,6 +48,12 @@ pub trait ObjectStore: Send + Sync {
     }
     /// Where it stores, for logs (no credentials in it).
     fn describe(&self) -> String;
+    /// Where its keys begin, ending in `/`, in one spelling for one place (`gs://bucket/prefix/`,
+    /// a canonical directory path), so that two stores can be told apart or nested; `None`
+    /// where no other store can share its place (memory).
+    fn location(&self) -> Option<String> {
+        None
+    }
     /// Whose credentials it writes with, for `check` (never a token); `None` where none apply.
     fn credentials(&self) -> Option<String> {
         None
@@ -170,12 +176,23 @@ pub fn open_destination(
     };
     let logs = open_one(&destination.dest, "destination")?;
     Ok(match &destination.state_dest {
-        Some(state_dest) => Arc::new(Split {
-            logs,
-            state: open_one(state_dest, "state destination")?,
-            key_prefix: destination.key_prefix.clone(),
-            state_prefix: destination.state_prefix.clone(),
-        }),
+        Some(state_dest) => {
+            let state = open_one(state_dest, "state destination")?;
+            // The engine compared the prefixes; the places compare only now, resolved.
+            if let (Some(l), Some(s)) = (logs.location(), state.location()) {
+                mulesoft_audit::settings::separate_locations(
+                    &format!("{l}{}", destination.key_prefix),
+                    &format!("{s}{}", destination.state_prefix),
+                )
+                .map_err(|e| ConfigError(format!("state destination: {e}")))?;
+            }
+            Arc::new(Split {
+                logs,
+                state,
+                key_prefix: destination.key_prefix.clone(),
+                state_prefix: destination.state_prefix.clone(),
+            })
+        }
         None => logs,
     })
 }

@@ -381,6 +381,10 @@ impl ObjectStore for GcsStore {
         format!("gs://{}/{}", self.bucket, self.prefix)
     }
 
+    fn location(&self) -> Option<String> {
+        Some(format!("gs://{}/{}", self.bucket, self.prefix))
+    }
+
     fn credentials(&self) -> Option<String> {
         Some(match &self.auth {
             Some((_, source)) => source.to_string(),
