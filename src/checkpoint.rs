@@ -101,6 +101,10 @@ pub struct Checkpoint {
     /// Drawn when the checkpoint was made ([`lineage`]); `None` for one made before version 3,
     /// whose objects keep the names they had.
     pub lineage: Option<String>,
+    /// The lineages of the objects it was rebuilt from ([`crate::ledger`]; `""` for names
+    /// without one): their objects are behind it. Another lineage's objects beside its own show
+    /// a later checkpoint of the organization, and this one restored over it.
+    pub superseded: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -117,6 +121,8 @@ struct Wire {
     /// Version 3 on, for checkpoints made by version 3 on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lineage: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    superseded: Vec<String>,
     next_seq: u64,
     pending: Option<Pending>,
     /// `[time_ms, key]` pairs, oldest first (sorted, so equal states encode to equal bytes).
@@ -166,6 +172,7 @@ impl Checkpoint {
             pending: None,
             seen: HashMap::new(),
             lineage,
+            superseded: Vec::new(),
         }
     }
 
@@ -211,6 +218,7 @@ impl Checkpoint {
             cursor: crate::window::rfc3339_ms(self.cursor_ms),
             read_from_ms: Some(self.read_from_ms),
             lineage: self.lineage.clone(),
+            superseded: self.superseded.clone(),
             next_seq: self.next_seq,
             pending: self.pending.clone(),
             seen,
@@ -246,7 +254,9 @@ impl Checkpoint {
                 )));
             }
         };
-        if let Some(lineage) = wire.lineage.as_ref().filter(|l| !valid_lineage(l)) {
+        if let Some(lineage) =
+            wire.lineage.iter().chain(wire.superseded.iter().filter(|l| !l.is_empty())).find(|l| !valid_lineage(l))
+        {
             return Err(CheckpointError(format!(
                 "checkpoint `{key}` has a malformed lineage `{lineage}` (12 lower-case hex digits); {advice}"
             )));
@@ -265,6 +275,7 @@ impl Checkpoint {
             pending: wire.pending,
             seen: wire.seen.into_iter().map(|(t, k)| (k, t)).collect(),
             lineage: wire.lineage,
+            superseded: wire.superseded,
         })
     }
 }

@@ -5,7 +5,7 @@
 //! another time than it filters on must not move the cursor to where no window reads again.
 
 use crate::anypoint::{Client, organizations, retention_floor};
-use crate::delivery::{Delivery, Entry};
+use crate::delivery::{Delivery, Entry, Fresh};
 use crate::entry;
 use crate::paging::{FetchedPage, ReadPage, Slice, page_request, read_page, split};
 use crate::platform::{Method, ObjectStore, Platform};
@@ -184,15 +184,18 @@ fn collect_org<P: Platform, S: ObjectStore>(
             Some(_) => Some(retention_floor(client, org, now)?),
             None => None,
         };
-        Ok((window::first_cursor(now, settings.since_ms, settings.lookback_ms, floor), client.platform.random()))
+        let start_ms = window::first_cursor(now, settings.since_ms, settings.lookback_ms, floor);
+        Ok(Fresh { start_ms, now_ms: now, random: client.platform.random() })
     };
     let mut delivery = Delivery::open(store, settings, org, start)?;
     if delivery.first {
         *started = Some(delivery.checkpoint.read_from_ms);
     }
+    summary.objects.extend(delivery.rebuilt.take());
     let now = client.platform.now_ms();
     delivery.now_ms = now;
     delivery.recover(summary)?;
+    delivery.refuse_if_behind()?;
 
     let checkpoint = &delivery.checkpoint;
     let Some(Window { from_ms, to_ms }) =

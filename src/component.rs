@@ -4,7 +4,7 @@
 #![allow(unsafe_code)]
 
 use crate::collect::{self, PassResult};
-use crate::platform::{ObjectStore, Presence, StoreError};
+use crate::platform::{Found, ObjectStore, Presence, StoreError};
 use crate::report::Report;
 use crate::settings::{ErrorKind, Failure, Settings};
 use crate::variables::{self, Values};
@@ -49,6 +49,9 @@ impl ObjectStore for HostStore {
     }
     fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
         wit_store::presence(key, since_ms).map(Presence::from).map_err(StoreError::from)
+    }
+    fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+        wit_store::find(prefix, name, limit).map(Found::from).map_err(StoreError::from)
     }
 }
 

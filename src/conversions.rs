@@ -143,6 +143,18 @@ macro_rules! wit_conversions {
         $crate::wit_conversions!(@enum $($s)::+::ObjectPresence, $crate::platform::Presence {
             Present, Deleted, Absent, Unknown
         });
+
+        impl From<$($s)::+::Found> for $crate::platform::Found {
+            fn from(found: $($s)::+::Found) -> Self {
+                Self { live: found.live, deleted: found.deleted }
+            }
+        }
+
+        impl From<$crate::platform::Found> for $($s)::+::Found {
+            fn from(found: $crate::platform::Found) -> Self {
+                Self { live: found.live, deleted: found.deleted }
+            }
+        }
     };
 
     // The fields a WIT record and the engine's type share, moved across by name.
@@ -155,6 +167,7 @@ macro_rules! wit_conversions {
             client_secret: $from.client_secret,
             lookback_seconds: $from.lookback_seconds,
             since_ms: $from.since_ms,
+            start_anew: $from.start_anew,
             lag_seconds: $from.lag_seconds,
             overlap_seconds: $from.overlap_seconds,
             page_size: $from.page_size,

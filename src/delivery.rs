@@ -25,6 +25,7 @@
 use crate::checkpoint::{self, Checkpoint, Effects, Identity, Pending};
 use crate::entry;
 use crate::gzip::{GzipError, GzipWriter, gunzip};
+use crate::ledger;
 use crate::platform::{ObjectStore, Presence, StoreError};
 use crate::settings::{ErrorKind, Failure, OrgSummary, Settings};
 use crate::window;
@@ -119,17 +120,28 @@ pub struct Delivery<'s, S: ObjectStore> {
     pub now_ms: i64,
     /// The checkpoint was made by this delivery: collection begins at its cursor.
     pub first: bool,
+    /// The checkpoint was rebuilt from the destination's objects: what the summary says of it.
+    pub rebuilt: Option<String>,
+}
+
+/// What a first checkpoint needs: where collection starts, the clock, and the random bits of
+/// its lineage.
+pub struct Fresh {
+    pub start_ms: i64,
+    pub now_ms: i64,
+    pub random: u64,
 }
 
 impl<'s, S: ObjectStore> Delivery<'s, S> {
     /// The organization's checkpoint as stored, or a first one saved at once, so that a later pass
-    /// starts from the same point whatever becomes of this one. `start()` gives a first one's
-    /// start and the random bits of its lineage.
+    /// starts from the same point whatever becomes of this one: rebuilt from the destination
+    /// where it holds the organization's objects ([`crate::ledger`]), else starting where
+    /// `start()` says.
     pub fn open(
         store: &'s mut S,
         settings: &'s Settings,
         org: &str,
-        start: impl FnOnce() -> Result<(i64, u64), Failure>,
+        start: impl FnOnce() -> Result<Fresh, Failure>,
     ) -> Result<Self, Failure> {
         Self::open_as(store, settings, org, Role::Collect, start)
     }
@@ -140,7 +152,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         settings: &'s Settings,
         org: &str,
         role: Role,
-        start: impl FnOnce() -> Result<(i64, u64), Failure>,
+        start: impl FnOnce() -> Result<Fresh, Failure>,
     ) -> Result<Self, Failure> {
         let (checkpoint_key, name) = match role {
             Role::Collect => (window::checkpoint_key(&settings.state_prefix, org), org.to_string()),
@@ -150,6 +162,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         };
         let stored =
             store.read(&checkpoint_key).map_err(|e| storage_failure("reading checkpoint", &checkpoint_key, &e))?;
+        let mut rebuilt = None;
         let (checkpoint, generation, first) = match stored {
             Some((bytes, generation)) => {
                 let checkpoint = Checkpoint::decode(&bytes, org, &checkpoint_key)
@@ -157,15 +170,57 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
                 (checkpoint, generation, false)
             }
             None => {
-                let (start_ms, random) = start()?;
-                (Checkpoint::new(org, start_ms, Some(checkpoint::lineage(random))), 0, true)
+                let fresh = start()?;
+                let found = match role {
+                    Role::Collect if !settings.start_anew => {
+                        ledger::search(store, settings, org, fresh.now_ms, fresh.random)?
+                    }
+                    // A repair's objects are named apart; `verify` reads every object anyway.
+                    _ => ledger::Found::Nothing,
+                };
+                match found {
+                    ledger::Found::Nothing => {
+                        let mut checkpoint =
+                            Checkpoint::new(org, fresh.start_ms, Some(checkpoint::lineage(fresh.random)));
+                        if role == Role::Collect && settings.start_anew {
+                            checkpoint.superseded = ledger::lineages(store, settings, org)?;
+                        }
+                        (checkpoint, 0, true)
+                    }
+                    ledger::Found::Rebuilt { checkpoint, objects, unsure } => {
+                        let mut note = format!(
+                            "(checkpoint rebuilt from {objects} delivered objects in the destination: collection goes on after {}",
+                            window::rfc3339_ms(checkpoint.cursor_ms)
+                        );
+                        if let Some((from, to)) = unsure {
+                            note.push_str(&format!(
+                                "; the store cannot tell which objects the feed deleted, so entries timed {} to {} that only those held are delivered again",
+                                window::rfc3339_ms(from),
+                                window::rfc3339_ms(to)
+                            ));
+                        }
+                        rebuilt = Some(format!("{note})"));
+                        (*checkpoint, 0, false)
+                    }
+                }
             }
         };
-        let mut delivery =
-            Self { store, settings, name, checkpoint_key, checkpoint, generation, builder: None, now_ms: 0, first };
-        if first {
+        let mut delivery = Self {
+            store,
+            settings,
+            name,
+            checkpoint_key,
+            checkpoint,
+            generation,
+            builder: None,
+            now_ms: 0,
+            first,
+            rebuilt: None,
+        };
+        if first || rebuilt.is_some() {
             delivery.save()?;
         }
+        delivery.rebuilt = rebuilt;
         Ok(delivery)
     }
 
@@ -269,6 +324,31 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         }
     }
 
+    /// Refuses a checkpoint older than the objects it numbers ([`ledger::ahead`]). Objects a
+    /// concurrent pass of this checkpoint created since it was read are no such sign: it is read
+    /// again, and a changed generation is that pass's conflict.
+    pub fn refuse_if_behind(&mut self) -> Result<(), Failure> {
+        let later = ledger::ahead(self.store, self.settings, &self.checkpoint, self.now_ms)?;
+        let Some(first) = later.first() else {
+            return Ok(());
+        };
+        let stored = self
+            .store
+            .read(&self.checkpoint_key)
+            .map_err(|e| storage_failure("reading checkpoint", &self.checkpoint_key, &e))?;
+        if stored.is_some_and(|(_, generation)| generation != self.generation) {
+            return Err(storage_failure("reading checkpoint", &self.checkpoint_key, &StoreError::GenerationMismatch));
+        }
+        Err(Failure::new(
+            ErrorKind::Checkpoint,
+            format!(
+                "checkpoint `{}` is older than the objects in the destination: {} objects it did not write are there from where it would go on (first: `{first}`), so it was restored from a backup or copied back over a newer one; nothing was collected. Put back the newest checkpoint, or see the README's \"Moved, lost or restored state\"",
+                self.checkpoint_key,
+                later.len()
+            ),
+        ))
+    }
+
     /// What an object found under a pending name is: a claim (it holds no entry, and real
     /// objects hold at least one, whichever build compressed it), the object the pending one
     /// names, or, where its bytes are known and differ, another's: the checkpoint is older than
@@ -325,11 +405,13 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
     /// Adds an entry to the object being filled, closing that object first when the entry
     /// belongs to another day or would take it over the size cap.
     pub fn add(&mut self, entry: Entry<'_>, summary: &mut OrgSummary) -> Result<(), Failure> {
+        // An entry without a time is filed under the day its key is kept to: an object then
+        // holds only entries of its own day (or kept to it), so the newest days' objects hold
+        // every key a checkpoint rebuilt from them needs ([`crate::ledger`]).
         let day = window::utc_day(entry.time_ms.unwrap_or(entry.keep_ms));
         let line_len = entry.line.len() as u64 + 1;
         if let Some(b) = &self.builder
-            && ((entry.time_ms.is_some() && b.day != day)
-                || b.gzip.uncompressed_len() + line_len > self.settings.object_max_bytes)
+            && (b.day != day || b.gzip.uncompressed_len() + line_len > self.settings.object_max_bytes)
             && b.entries > 0
         {
             self.flush(summary)?;

@@ -2,7 +2,7 @@
 //! on a manual clock, and [`MemoryStore`], an object store that can stop working after any call
 //! (as a killed pass does) and delete objects as the SecOps feed does.
 
-use crate::platform::{ObjectStore, Platform, Presence, Request, Response, StoreError, TransportError};
+use crate::platform::{Found, ObjectStore, Platform, Presence, Request, Response, StoreError, TransportError};
 use crate::settings::BaseUrl;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, mpsc};
@@ -128,7 +128,11 @@ impl Platform for FakeApi {
         self.now_ms += ms as i64;
     }
     fn random(&mut self) -> u64 {
-        // xorshift64
+        // xorshift64, from a seed no clone shares: a pass runs on a clone of the API, and two
+        // passes drawing the same lineage is what real randomness never does.
+        static DRAWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        self.seed ^= DRAWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed).wrapping_mul(0xd134_2543_de82_ef95);
+        self.seed |= 1;
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;
         self.seed ^= self.seed << 17;
@@ -164,12 +168,20 @@ pub struct MemoryStore {
     pub calls: Vec<(String, Vec<u8>)>,
     /// Calls left before the store stops working, and how it stops.
     pub stop: Option<(u32, Stop)>,
+    /// Whether the calls of the search before a first checkpoint ([`crate::ledger`]: `find`,
+    /// and reading `status.json`) count towards `stop`. Off, scenarios count only the calls of
+    /// the write protocol they name; the model turns it on.
+    pub stops_in_search: bool,
     generation: u64,
 }
 
 impl MemoryStore {
-    /// Whether this call may go ahead, and whether its reply is then lost.
-    fn gate(&mut self) -> Result<bool, StoreError> {
+    /// Whether this call may go ahead, and whether its reply is then lost. `search`: a call of
+    /// the search before a first checkpoint.
+    fn gate(&mut self, search: bool) -> Result<bool, StoreError> {
+        if search && !self.stops_in_search {
+            return Ok(false);
+        }
         match &mut self.stop {
             None => Ok(false),
             Some((0, _)) => Err(StoreError::Unavailable("the pass was stopped".into())),
@@ -202,7 +214,7 @@ impl MemoryStore {
 
 impl ObjectStore for MemoryStore {
     fn create(&mut self, key: &str, data: &[u8], _content_type: &str) -> Result<u64, StoreError> {
-        let lost = self.gate()?;
+        let lost = self.gate(false)?;
         self.calls.push((format!("create {key}"), Vec::new()));
         let result = if self.objects.contains_key(key) {
             Err(StoreError::AlreadyExists)
@@ -214,7 +226,7 @@ impl ObjectStore for MemoryStore {
     }
 
     fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
-        let lost = self.gate()?;
+        let lost = self.gate(key.ends_with("/status.json"))?;
         self.calls.push((format!("read {key}"), Vec::new()));
         Self::outcome(lost, Ok(self.objects.get(key).cloned()))
     }
@@ -226,7 +238,7 @@ impl ObjectStore for MemoryStore {
         _content_type: &str,
         generation: u64,
     ) -> Result<u64, StoreError> {
-        let lost = self.gate()?;
+        let lost = self.gate(false)?;
         self.calls.push((format!("write {key}"), data.to_vec()));
         let current = self.objects.get(key).map_or(0, |(_, g)| *g);
         let result = if current == generation { Ok(self.put(key, data)) } else { Err(StoreError::GenerationMismatch) };
@@ -234,7 +246,7 @@ impl ObjectStore for MemoryStore {
     }
 
     fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
-        let lost = self.gate()?;
+        let lost = self.gate(false)?;
         self.calls.push((format!("presence {key}"), Vec::new()));
         // Deleted objects are remembered for `remembers_ms`; absence is proven only that far.
         let remembered = since_ms.is_some_and(|since| self.now_ms - since <= self.remembers_ms);
@@ -251,6 +263,25 @@ impl ObjectStore for MemoryStore {
         };
         Self::outcome(lost, Ok(presence))
     }
+
+    fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+        let lost = self.gate(true)?;
+        self.calls.push((format!("find {prefix} {name}"), Vec::new()));
+        let under = |keys: &mut dyn Iterator<Item = &String>| -> Vec<String> {
+            keys.filter(|k| crate::platform::found_by(k, prefix, name)).take(limit as usize).cloned().collect()
+        };
+        let live = under(&mut self.objects.keys());
+        // Deleted and not created again since; remembered for as long as soft delete keeps them.
+        let deleted = self.soft_delete.then(|| {
+            let remembered = self
+                .deleted
+                .iter()
+                .filter(|(k, at)| self.now_ms - **at <= self.remembers_ms && !self.objects.contains_key(*k))
+                .map(|(k, _)| k);
+            under(&mut remembered.into_iter())
+        });
+        Self::outcome(lost, Ok(Found { live, deleted }))
+    }
 }
 
 /// A store two threads share; one of them may pause after a number of calls.
@@ -261,8 +292,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn call<T>(&mut self, op: impl FnOnce(&mut MemoryStore) -> T) -> T {
-        if let Some((left, paused, resume)) = &mut self.pause {
+    /// `search`: a call of the search before a first checkpoint, which counts towards the pause
+    /// only where the store counts it towards a stop ([`MemoryStore::stops_in_search`]).
+    fn call<T>(&mut self, search: bool, op: impl FnOnce(&mut MemoryStore) -> T) -> T {
+        let counted = !search || self.store.lock().unwrap_or_else(|p| p.into_inner()).stops_in_search;
+        if let (true, Some((left, paused, resume))) = (counted, &mut self.pause) {
             if *left == 0 {
                 let _ = paused.send(());
                 let _ = resume.recv();
@@ -278,10 +312,10 @@ impl Shared {
 
 impl ObjectStore for Shared {
     fn create(&mut self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError> {
-        self.call(|s| s.create(key, data, content_type))
+        self.call(false, |s| s.create(key, data, content_type))
     }
     fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
-        self.call(|s| s.read(key))
+        self.call(key.ends_with("/status.json"), |s| s.read(key))
     }
     fn write_if_generation(
         &mut self,
@@ -290,9 +324,12 @@ impl ObjectStore for Shared {
         content_type: &str,
         generation: u64,
     ) -> Result<u64, StoreError> {
-        self.call(|s| s.write_if_generation(key, data, content_type, generation))
+        self.call(false, |s| s.write_if_generation(key, data, content_type, generation))
     }
     fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
-        self.call(|s| s.presence(key, since_ms))
+        self.call(false, |s| s.presence(key, since_ms))
+    }
+    fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+        self.call(true, |s| s.find(prefix, name, limit))
     }
 }

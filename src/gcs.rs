@@ -7,7 +7,7 @@
 //! speak one dialect of the API.
 
 use crate::platform::{
-    Method, ObjectStore, Platform, Presence, Request, Response, StoreError, TransportError, check_key,
+    Found, Method, ObjectStore, Platform, Presence, Request, Response, StoreError, TransportError, check_key,
 };
 use crate::settings::BaseUrl;
 use crate::variables::Values;
@@ -63,6 +63,15 @@ pub fn encode_segment(name: &str) -> String {
 }
 
 /// The base64 of the big-endian CRC32C, as GCS reports and checks it.
+/// The `matchGlob` that narrows a listing under `prefix` (full object names) to names whose last
+/// segment begins with `name`: a superset (`**` may take a part of that segment too), which the
+/// caller filters ([`crate::platform::found_by`]); `None` where either holds a glob character, or
+/// `name` is empty (the prefix alone then).
+pub fn name_glob(prefix: &str, name: &str) -> Option<String> {
+    let plain = |s: &str| !s.contains(['*', '?', '[', ']', '{', '}', '\\', ',']);
+    (!name.is_empty() && plain(prefix) && plain(name)).then(|| format!("{prefix}**{name}*"))
+}
+
 pub fn crc32c_b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(data).to_be_bytes())
 }
@@ -537,17 +546,32 @@ impl<P: Platform> Gcs<P> {
         Ok(soft_delete_seconds(reply.status, &reply.body))
     }
 
-    /// Whether a soft-deleted version of `name` is listed, page by page (a page may come back
-    /// short, even empty, with a token for the next); `None` when a page is refused.
-    fn soft_deleted(&mut self, name: &str) -> Result<Option<bool>, StoreError> {
-        let what = "listing soft-deleted objects";
+    /// The names that begin with `prefix`, live or soft-deleted ones, page by page (a page may
+    /// come back short, even empty, with a token for the next), at most `limit`; `None` when a
+    /// page is refused (listing soft-deleted objects needs more than reading them).
+    fn names(
+        &mut self,
+        prefix: &str,
+        glob: Option<&str>,
+        listed: Listed,
+        limit: u32,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let what = match listed {
+            Listed::Live => "listing objects",
+            Listed::SoftDeleted => "listing soft-deleted objects",
+        };
+        let deleted = if listed == Listed::SoftDeleted { "&softDeleted=true" } else { "" };
+        let mut names = Vec::new();
         let mut page_token: Option<String> = None;
-        loop {
+        while names.len() < limit as usize {
             let mut path = format!(
-                "/storage/v1/b/{}/o?prefix={}&softDeleted=true&fields=items(name),nextPageToken&maxResults=1000",
+                "/storage/v1/b/{}/o?prefix={}{deleted}&fields=items(name),nextPageToken&maxResults=1000",
                 self.target.bucket,
-                encode_segment(name)
+                encode_segment(prefix)
             );
+            if let Some(glob) = glob {
+                path.push_str(&format!("&matchGlob={}", encode_segment(glob)));
+            }
             if let Some(token) = &page_token {
                 path.push_str(&format!("&pageToken={}", encode_segment(token)));
             }
@@ -558,15 +582,22 @@ impl<P: Platform> Gcs<P> {
             let page: serde_json::Value =
                 serde_json::from_slice(&reply.body).map_err(|e| StoreError::Other(format!("{what}: {e}")))?;
             let items = page["items"].as_array().map(Vec::as_slice).unwrap_or_default();
-            if items.iter().any(|item| item["name"].as_str() == Some(name)) {
-                return Ok(Some(true));
-            }
+            names.extend(items.iter().filter_map(|item| item["name"].as_str()).map(str::to_string));
             match page["nextPageToken"].as_str() {
                 Some(token) if !token.is_empty() => page_token = Some(token.to_string()),
-                _ => return Ok(Some(false)),
+                _ => break,
             }
         }
+        names.truncate(limit as usize);
+        Ok(Some(names))
     }
+}
+
+/// Which objects a listing names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listed {
+    Live,
+    SoftDeleted,
 }
 
 impl<P: Platform> ObjectStore for Gcs<P> {
@@ -611,9 +642,40 @@ impl<P: Platform> ObjectStore for Gcs<P> {
         if self.metadata(&name)?.is_some() {
             return Ok(Presence::Present);
         }
-        let deleted = self.soft_deleted(&name)?;
+        let deleted = self.names(&name, None, Listed::SoftDeleted, u32::MAX)?.map(|names| names.contains(&name));
         let kept = if deleted == Some(false) { self.retention_seconds()? } else { 0 };
         Ok(absence(deleted, kept, since_ms, self.platform.now_ms()))
+    }
+
+    fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+        if prefix.starts_with('/') || prefix.split('/').any(|s| s == "." || s == "..") {
+            return Err(StoreError::Other(format!("invalid prefix `{prefix}`")));
+        }
+        let root = self.target.prefix.clone();
+        let full = format!("{root}{prefix}");
+        let glob = name_glob(&full, name);
+        let keys = |names: Vec<String>| -> Vec<String> {
+            let mut keys: Vec<String> = names
+                .iter()
+                .filter_map(|n| n.strip_prefix(root.as_str()))
+                .filter(|k| crate::platform::found_by(k, prefix, name))
+                .map(str::to_string)
+                .collect();
+            keys.sort();
+            keys.dedup();
+            keys.truncate(limit as usize);
+            keys
+        };
+        let live = match self.names(&full, glob.as_deref(), Listed::Live, u32::MAX)? {
+            Some(names) => keys(names),
+            None => return Err(StoreError::Denied(format!("listing objects under `{full}` was refused"))),
+        };
+        // Soft-deleted names only where the bucket keeps them.
+        let deleted = match self.retention_seconds()? {
+            0 => None,
+            _ => self.names(&full, glob.as_deref(), Listed::SoftDeleted, u32::MAX)?.map(keys),
+        };
+        Ok(Found { live, deleted })
     }
 }
 
@@ -797,9 +859,11 @@ mod tests {
             }
             if path == "/storage/v1/b/b/o" {
                 // One name a page, as Cloud Storage may answer: a reader must follow the tokens.
-                assert_eq!(param("softDeleted").as_deref(), Some("true"));
                 let prefix = param("prefix").unwrap().replace("%2F", "/");
-                let matching: Vec<&String> = self.deleted.iter().filter(|n| n.starts_with(&prefix)).collect();
+                let matching: Vec<&String> = match param("softDeleted").as_deref() {
+                    Some("true") => self.deleted.iter().filter(|n| n.starts_with(&prefix)).collect(),
+                    _ => self.objects.keys().filter(|n| n.starts_with(&prefix)).collect(),
+                };
                 let at: usize = param("pageToken").map_or(0, |t| t.parse().unwrap());
                 let items: Vec<_> = matching.get(at).map(|n| serde_json::json!({"name": n})).into_iter().collect();
                 let mut page = serde_json::json!({"items": items});
@@ -939,5 +1003,21 @@ mod tests {
         s.platform.deleted.retain(|n| n != "p/a/x");
         assert_eq!(s.presence("a/x", Some(now)).unwrap(), Presence::Absent, "a/x.1 is not a/x");
         assert_eq!(s.presence("a/y", Some(now - 8 * 86_400_000)).unwrap(), Presence::Unknown);
+    }
+
+    #[test]
+    fn find_lists_live_and_soft_deleted_keys_under_any_prefix_page_by_page() {
+        let mut s = store();
+        for key in ["logs/d/mulesoft-audit-o.1-1", "logs/d/mulesoft-audit-o.1-2", "logs/d/mulesoft-audit-other-1"] {
+            s.create(key, b"x", GZ).unwrap();
+        }
+        s.platform.deleted.extend(["p/logs/d/mulesoft-audit-o.0-9".into(), "p/state/x".into()]);
+        let found = s.find("logs/", "mulesoft-audit-o.", 10).unwrap();
+        assert_eq!(found.live, ["logs/d/mulesoft-audit-o.1-1", "logs/d/mulesoft-audit-o.1-2"]);
+        assert_eq!(found.deleted, Some(vec!["logs/d/mulesoft-audit-o.0-9".to_string()]));
+        assert_eq!(s.find("logs/", "mulesoft-audit-o.", 1).unwrap().live.len(), 1, "at most the limit");
+        assert!(s.find("../x", "", 10).is_err());
+        assert_eq!(name_glob("p/logs/", "mulesoft-audit-o."), Some("p/logs/**mulesoft-audit-o.*".into()));
+        assert_eq!(name_glob("p/[x]/", "m"), None, "a glob character in a prefix is not sent");
     }
 }

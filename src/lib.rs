@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod entry;
 pub mod gcs;
 pub mod gzip;
+pub mod ledger;
 pub mod pacer;
 pub mod paging;
 pub mod platform;

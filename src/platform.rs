@@ -66,6 +66,16 @@ pub enum Presence {
     Unknown,
 }
 
+/// Keys found under a prefix (the WIT `found`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Found {
+    /// Keys of the objects there, sorted.
+    pub live: Vec<String>,
+    /// Keys of deleted objects the store still keeps there; `None` where it keeps none or
+    /// cannot say.
+    pub deleted: Option<Vec<String>>,
+}
+
 /// The object store (the WIT `object-store` interface).
 pub trait ObjectStore {
     fn create(&mut self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError>;
@@ -80,6 +90,15 @@ pub trait ObjectStore {
     /// What became of an object that may have been created from `since_ms` on (`None`: at any
     /// time).
     fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError>;
+    /// The keys under `prefix` whose last segment begins with `name`, at most `limit` of each
+    /// kind (the WIT `find`).
+    fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError>;
+}
+
+/// Whether `key`, under `prefix`, has a last segment that begins with `name`: the WIT `find`'s
+/// rule, which every store applies (Cloud Storage's glob filters on the server as well).
+pub fn found_by(key: &str, prefix: &str, name: &str) -> bool {
+    key.starts_with(prefix) && key.rsplit('/').next().is_some_and(|last| last.starts_with(name))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -479,6 +479,7 @@ fn a_checkpoint_made_anew_never_takes_an_earlier_ones_objects() {
 #[test]
 fn a_checkpoint_restored_from_a_backup_refuses_rather_than_record_anothers_object() {
     let mut w = World::new();
+    w.store.soft_delete = true;
     w.api.now_ms = T0 + 120 * MINUTE;
     w.add_spread(30, T0 + 70 * MINUTE, T0 + 100 * MINUTE);
     w.pass_ok();
@@ -490,6 +491,9 @@ fn a_checkpoint_restored_from_a_backup_refuses_rather_than_record_anothers_objec
     // it, so it differs from the object already under that name.
     let late = w.add_at(T0 + 125 * MINUTE, T0 + 141 * MINUTE);
     w.api.now_ms = T0 + 145 * MINUTE;
+    // The feed took the newer objects: their deleted names are what is left of them.
+    w.store.now_ms = w.api.now_ms;
+    w.store.delete_under("logs/");
     let generation = w.store.objects[CHECKPOINT].1;
     crate::platform::ObjectStore::write_if_generation(
         &mut w.store,
@@ -504,7 +508,7 @@ fn a_checkpoint_restored_from_a_backup_refuses_rather_than_record_anothers_objec
         assert_eq!(restored.failures.len(), 1, "{:?}", restored.failures);
         let failure = &restored.failures[0];
         assert_eq!(failure.kind, ErrorKind::Checkpoint, "{}", failure.message);
-        assert!(failure.message.contains("did not write it"), "{}", failure.message);
+        assert!(failure.message.contains("older than the objects in the destination"), "{}", failure.message);
     }
     let delivered = w.delivered();
     assert!(!delivered.contains_key(&late), "nothing written under another's name");
@@ -603,4 +607,107 @@ fn a_page_cap_below_the_backlog_finishes_with_any_concurrency() {
     }
     assert!(passes >= 3, "the cap was met: {passes}");
     w.assert_exactly_once(T0 - 75 * MINUTE, T0);
+}
+
+impl World {
+    /// The state is lost: every checkpoint and status object goes.
+    fn lose_state(&mut self) {
+        self.store.objects.retain(|k, _| !k.starts_with("state/"));
+    }
+}
+
+#[test]
+fn a_lost_checkpoint_is_rebuilt_from_the_delivered_objects_whatever_since_says() {
+    // A three-day backfill, then the state is lost; --since stays in the service's environment.
+    let mut w = World::new();
+    w.raw.since_ms = Some(T0 - 3 * 1440 * MINUTE);
+    w.add_spread(3000, T0 - 3 * 1440 * MINUTE + MINUTE, T0 - 2 * MINUTE);
+    w.pass_ok();
+    w.add_spread(40, T0 + MINUTE, T0 + 20 * MINUTE);
+    w.api.now_ms = T0 + 30 * MINUTE;
+    w.lose_state();
+    let rebuilt = w.pass_ok();
+    let said = &rebuilt.completed[0].objects;
+    assert!(said.iter().any(|o| o.starts_with("(checkpoint rebuilt from")), "{said:?}");
+    assert_eq!(rebuilt.completed[0].entries_written, 40, "only what is new: {:?}", rebuilt.completed[0]);
+    // And in a new state location (--state-prefix or --state-dest changed).
+    w.add_spread(10, T0 + 21 * MINUTE, T0 + 25 * MINUTE);
+    w.api.now_ms = T0 + 40 * MINUTE;
+    w.raw.state_prefix = "elsewhere/".into();
+    w.pass_ok();
+    w.assert_exactly_once(T0 - 3 * 1440 * MINUTE, T0 + 39 * MINUTE);
+}
+
+#[test]
+fn a_collector_stopped_for_days_whose_state_is_lost_fills_the_gap() {
+    // The lookback (an hour) would start after three days nobody collected: the objects say
+    // where delivery stopped, and collection goes on from there.
+    let mut w = World::new();
+    w.add_spread(30, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
+    w.pass_ok();
+    w.add_spread(300, T0 + MINUTE, T0 + 3 * 1440 * MINUTE);
+    w.api.now_ms = T0 + 3 * 1440 * MINUTE + 10 * MINUTE;
+    w.lose_state();
+    w.pass_ok();
+    w.assert_exactly_once(T0 - 60 * MINUTE, T0 + 3 * 1440 * MINUTE);
+}
+
+#[test]
+fn a_lost_checkpoint_whose_objects_the_feed_took_is_refused_until_started_anew_on_purpose() {
+    let mut w = World::new();
+    w.store.soft_delete = true;
+    w.store.remembers_ms = 7 * 1440 * MINUTE;
+    w.add_spread(30, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
+    w.pass_ok();
+    w.store.now_ms = w.api.now_ms;
+    w.store.delete_under("logs/");
+    w.lose_state();
+    for _ in 0..2 {
+        let refused = w.pass();
+        assert_eq!(refused.failures.len(), 1, "{:?}", refused.failures);
+        let failure = &refused.failures[0];
+        assert_eq!(failure.kind, ErrorKind::Checkpoint, "{}", failure.message);
+        assert!(
+            failure.message.contains("were deleted") && failure.message.contains("--start-anew"),
+            "{}",
+            failure.message
+        );
+        assert!(!w.store.objects.contains_key(CHECKPOINT), "no checkpoint made");
+    }
+    assert_eq!(crate::settings::exit_code([ErrorKind::Checkpoint]), 2, "a person must act");
+    // On purpose, from the first entry not yet delivered: nothing comes twice.
+    w.add_spread(10, T0 + MINUTE, T0 + 5 * MINUTE);
+    w.api.now_ms = T0 + 10 * MINUTE;
+    w.raw.start_anew = true;
+    w.raw.since_ms = Some(T0);
+    w.pass_ok();
+    w.assert_exactly_once(T0 - 60 * MINUTE, T0 + 9 * MINUTE);
+}
+
+#[test]
+fn a_status_without_a_checkpoint_or_objects_is_refused() {
+    // The checkpoint was deleted by hand; the feed took the objects and the bucket keeps no
+    // deleted names: the status is the only trace.
+    let mut w = World::new();
+    w.add_spread(30, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
+    w.pass_ok();
+    w.store.delete_under("logs/");
+    w.store.objects.remove(CHECKPOINT);
+    let refused = w.pass();
+    assert_eq!(refused.failures.len(), 1, "{:?}", refused.failures);
+    assert!(refused.failures[0].message.contains("status"), "{}", refused.failures[0].message);
+}
+
+#[test]
+fn another_organizations_objects_are_no_trace_of_this_one() {
+    // `org-1-eu`'s objects share the name's beginning: org-1 is still new.
+    let mut w = World::new();
+    let key = "logs/2025/12/31/mulesoft-audit-org-1-eu.0123456789ab-0000000001.json.gz";
+    let data = crate::gzip::GzipWriter::new(1).finish().unwrap_or_else(|e| panic!("{}", e.0));
+    crate::platform::ObjectStore::create(&mut w.store, key, &data, "application/gzip")
+        .unwrap_or_else(|e| panic!("{e}"));
+    w.add_spread(30, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
+    let result = w.pass_ok();
+    assert!(!result.completed[0].objects.iter().any(|o| o.starts_with("(checkpoint rebuilt")));
+    w.assert_exactly_once(T0 - 60 * MINUTE, T0);
 }

@@ -15,6 +15,7 @@ pub mod names {
     pub const CLIENT_SECRET: &str = "CLIENT_SECRET";
     pub const CLIENT_SECRET_FILE: &str = "CLIENT_SECRET_FILE";
     pub const SINCE: &str = "MULESOFT_AUDIT_SINCE";
+    pub const START_ANEW: &str = "MULESOFT_AUDIT_START_ANEW";
     pub const LOOKBACK: &str = "MULESOFT_AUDIT_LOOKBACK";
     pub const LAG: &str = "MULESOFT_AUDIT_LAG";
     pub const OVERLAP: &str = "MULESOFT_AUDIT_OVERLAP";
@@ -172,6 +173,9 @@ pub struct Settings {
     pub client_secret: String,
     pub lookback_ms: i64,
     pub since_ms: Option<i64>,
+    /// An organization without a checkpoint starts at `since_ms` (or the lookback) even where
+    /// the destination shows it was collected ([`crate::ledger`]).
+    pub start_anew: bool,
     pub lag_ms: i64,
     pub overlap_ms: i64,
     pub page_size: u32,
@@ -210,6 +214,7 @@ pub struct RawConfig {
     pub client_secret: String,
     pub lookback_seconds: u64,
     pub since_ms: Option<i64>,
+    pub start_anew: bool,
     pub lag_seconds: u64,
     pub overlap_seconds: u64,
     pub page_size: u32,
@@ -335,6 +340,7 @@ impl Settings {
             client_secret: raw.client_secret,
             lookback_ms: seconds(raw.lookback_seconds),
             since_ms: raw.since_ms,
+            start_anew: raw.start_anew,
             lag_ms: seconds(raw.lag_seconds),
             overlap_ms: seconds(raw.overlap_seconds),
             page_size: raw.page_size,
@@ -377,7 +383,7 @@ impl ErrorKind {
     /// Failures a person must fix in the configuration (a setting, a secret, a grant); the others
     /// a later pass gets past by itself.
     pub fn needs_a_person(self) -> bool {
-        matches!(self, Self::Config | Self::Unauthorized | Self::Forbidden | Self::Denied)
+        matches!(self, Self::Config | Self::Unauthorized | Self::Forbidden | Self::Denied | Self::Checkpoint)
     }
 
     /// The WIT name, as reports print it.
@@ -471,6 +477,7 @@ pub(crate) mod tests {
             client_secret: "s3cret".into(),
             lookback_seconds: 86_400,
             since_ms: None,
+            start_anew: false,
             lag_seconds: 60,
             overlap_seconds: 600,
             page_size: 200,

@@ -94,6 +94,13 @@ pub const SETTINGS: &[Setting] = &[
         "Backfill start for organizations without a checkpoint: RFC 3339, YYYY-MM-DD or epoch ms",
         None,
     ),
+    setting(
+        START_ANEW,
+        "start-anew",
+        Shape::Switch,
+        "Organizations without a checkpoint start at --since or the lookback even where the destination shows them collected (their entries may come again)",
+        None,
+    ),
     setting(LOOKBACK, "lookback", Shape::Value, "First pass without --since: how far back (e.g. 24h, 7d)", Some("24h")),
     setting(LAG, "lag", Shape::Value, "How far behind now a window ends, so that entries settle", Some("60s")),
     setting(
@@ -104,7 +111,13 @@ pub const SETTINGS: &[Setting] = &[
         Some("10m"),
     ),
     setting(PAGE_SIZE, "page-size", Shape::Value, "Entries per query (1..200)", Some("200")),
-    setting(MAX_PAGES, "max-pages", Shape::Value, "Hard cap of query pages per organization per pass", Some("100000")),
+    setting(
+        MAX_PAGES,
+        "max-pages",
+        Shape::Value,
+        "Cap of query pages with new entries per organization per pass (re-reading the overlap is free)",
+        Some("100000"),
+    ),
     setting(OBJECT_KIB, "object-kib", Shape::Value, "Close an object at this uncompressed size, in KiB", Some("32768")),
     setting(
         KEY_PREFIX,
@@ -332,6 +345,7 @@ pub fn configure(
         client_secret,
         lookback_seconds: values.seconds(LOOKBACK)?,
         since_ms,
+        start_anew: values.switch(START_ANEW)?,
         lag_seconds: values.seconds(LAG)?,
         overlap_seconds: values.seconds(OVERLAP)?,
         page_size: values.required(PAGE_SIZE)?,

@@ -8,7 +8,7 @@
 //! that became visible late), so neither verifying nor repairing them could be right yet.
 
 use crate::anypoint::Client;
-use crate::delivery::{Delivery, Entry, Role, storage_failure};
+use crate::delivery::{Delivery, Entry, Fresh, Role, storage_failure};
 use crate::entry;
 use crate::gzip::gunzip;
 use crate::paging::{Slice, page_request, read_page};
@@ -303,8 +303,9 @@ fn verify_org<P: Platform, S: ObjectStore>(
         if verdict.objects_not_found > 0 {
             return Err(not_found_failure(verdict.objects_not_found, "objects the checkpoint records"));
         }
-        let mut delivery =
-            Delivery::open_as(store, settings, org, Role::Repair, || Ok((since, client.platform.random())))?;
+        let mut delivery = Delivery::open_as(store, settings, org, Role::Repair, || {
+            Ok(Fresh { start_ms: since, now_ms: client.platform.now_ms(), random: client.platform.random() })
+        })?;
         delivery.now_ms = client.platform.now_ms();
         delivery.recover(&mut recovery)?;
         let repair_lineage = delivery.checkpoint.lineage.clone();
@@ -351,8 +352,9 @@ fn verify_org<P: Platform, S: ObjectStore>(
     // changed the numbers; one that records from now on makes this one's first write fail.
     let mut repair = match repair_seq {
         Some(next_seq) => {
-            let mut delivery =
-                Delivery::open_as(store, settings, org, Role::Repair, || Ok((since, client.platform.random())))?;
+            let mut delivery = Delivery::open_as(store, settings, org, Role::Repair, || {
+                Ok(Fresh { start_ms: since, now_ms: client.platform.now_ms(), random: client.platform.random() })
+            })?;
             if delivery.checkpoint.next_seq != next_seq || delivery.checkpoint.pending.is_some() {
                 return Err(Failure::new(
                     ErrorKind::Conflict,

@@ -17,6 +17,7 @@ fn config(base_url: &str) -> wit::Config {
         client_secret: anypoint_sim::DEMO_CLIENT_SECRET.into(),
         lookback_seconds: 86_400,
         since_ms: None,
+        start_anew: false,
         lag_seconds: 1,
         overlap_seconds: 600,
         page_size: 200,

@@ -5,7 +5,7 @@
 //! and any change is seen.
 
 use mulesoft_audit::entry::fnv1a_128;
-use mulesoft_audit::platform::{ObjectStore, Presence, StoreError};
+use mulesoft_audit::platform::{Found, ObjectStore, Presence, StoreError};
 use std::fs::{self, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{ErrorKind, Write};
@@ -148,6 +148,44 @@ impl ObjectStore for DirStore {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(StoreError::AlreadyExists),
             Err(e) => Err(io("linking", &e)),
         }
+    }
+
+    /// Files under the folder `prefix` names, whose keys begin with it (temporary and lock files,
+    /// whose names begin with `.` or end in `.lock`, are no objects). A directory keeps nothing
+    /// deleted.
+    fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+        let start = match prefix.rfind('/') {
+            Some(i) => self.root.join(&prefix[..i]),
+            None => self.root.clone(),
+        };
+        let mut live = Vec::new();
+        let mut dirs = vec![start];
+        while let Some(dir) = dirs.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io("listing", &e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| io("listing", &e))?;
+                let path = entry.path();
+                let file = entry.file_name().to_string_lossy().into_owned();
+                if file.starts_with('.') || file.ends_with(".lock") {
+                    continue;
+                }
+                if entry.file_type().map_err(|e| io("listing", &e))?.is_dir() {
+                    dirs.push(path);
+                } else if let Ok(relative) = path.strip_prefix(&self.root) {
+                    let key = relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+                    if mulesoft_audit::platform::found_by(&key, prefix, name) {
+                        live.push(key);
+                    }
+                }
+            }
+        }
+        live.sort();
+        live.truncate(limit as usize);
+        Ok(Found { live, deleted: Some(Vec::new()) })
     }
 
     /// A directory has no feed deleting from it: a missing file was never created.

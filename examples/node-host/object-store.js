@@ -183,6 +183,35 @@ export function writeIfGeneration(key, data, _contentType, expected) {
   }
 }
 
+/**
+ * The keys under `prefix` whose last segment begins with `name`: files under the folder it
+ * names (temporary and lock files are no objects), sorted, at most `limit`. A directory keeps
+ * nothing deleted.
+ */
+export function find(prefix, name, limit) {
+  if (!root) throw { tag: 'other', val: 'the object store has no directory: call useDirectory first' };
+  const folder = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
+  const live = [];
+  const walk = (relative) => {
+    let entries;
+    try {
+      entries = fs.readdirSync(relative ? pathOf(relative) : root, { withFileTypes: true });
+    } catch (e) {
+      if (e.code === 'ENOENT') return;
+      throw storeError(`listing ${relative}`, e);
+    }
+    for (const entry of entries) {
+      if (entry.name.startsWith('.') || entry.name.endsWith('.lock')) continue;
+      const key = relative ? `${relative}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) walk(key);
+      else if (key.startsWith(prefix) && entry.name.startsWith(name)) live.push(key);
+    }
+  };
+  walk(folder);
+  live.sort();
+  return { live: live.slice(0, limit), deleted: [] };
+}
+
 /** A directory has no feed deleting from it: a missing file was never created. */
 export function presence(key) {
   try {

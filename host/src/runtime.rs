@@ -165,6 +165,11 @@ impl wit_store::Host for RunState {
     fn presence(&mut self, key: String, since_ms: Option<i64>) -> Result<Presence, wit_store::StoreError> {
         self.store.presence(&key, since_ms).map_err(wit_store::StoreError::from)
     }
+    fn find(&mut self, prefix: String, name: String, limit: u32) -> Result<wit_store::Found, wit_store::StoreError> {
+        crate::store::find(self.store.as_ref(), &prefix, &name, limit)
+            .map(Into::into)
+            .map_err(wit_store::StoreError::from)
+    }
 }
 
 /// A compiled, pre-linked collector, ready for any number of runs.

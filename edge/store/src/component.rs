@@ -71,6 +71,10 @@ impl wit::Guest for Component {
     fn presence(key: String, since_ms: Option<i64>) -> Result<wit::ObjectPresence, wit::StoreError> {
         with_store(|s| s.presence(&key, since_ms)).map(Into::into)
     }
+
+    fn find(prefix: String, name: String, limit: u32) -> Result<wit::Found, wit::StoreError> {
+        with_store(|s| s.find(&prefix, &name, limit)).map(Into::into)
+    }
 }
 
 bindings::export!(Component with_types_in bindings);

@@ -46,6 +46,15 @@ pub trait ObjectStore: Send + Sync {
     fn list_deleted(&self, _prefix: &str) -> Result<Option<Vec<String>>, StoreError> {
         Ok(None)
     }
+    /// [`ObjectStore::list`] of the keys whose last segment begins with `name` (more may come
+    /// back: the caller filters); a store that can filter on its side overrides it.
+    fn list_named(&self, prefix: &str, _name: &str) -> Result<Vec<String>, StoreError> {
+        self.list(prefix)
+    }
+    /// [`ObjectStore::list_deleted`] as [`ObjectStore::list_named`] narrows it.
+    fn list_deleted_named(&self, prefix: &str, _name: &str) -> Result<Option<Vec<String>>, StoreError> {
+        self.list_deleted(prefix)
+    }
     /// Where it stores, for logs (no credentials in it).
     fn describe(&self) -> String;
     /// Where its keys begin, ending in `/`, in one spelling for one place (`gs://bucket/prefix/`,
@@ -83,6 +92,26 @@ impl mulesoft_audit::platform::ObjectStore for EngineStore<'_> {
     fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<mulesoft_audit::platform::Presence, StoreError> {
         self.0.presence(key, since_ms).map(Into::into)
     }
+    fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<mulesoft_audit::platform::Found, StoreError> {
+        find(self.0, prefix, name, limit)
+    }
+}
+
+/// The WIT `find` over a host store: its live keys and the deleted ones it keeps, each cut at
+/// `limit`.
+pub fn find(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    name: &str,
+    limit: u32,
+) -> Result<mulesoft_audit::platform::Found, StoreError> {
+    let cut = |keys: Vec<String>| -> Vec<String> {
+        keys.into_iter().filter(|k| mulesoft_audit::platform::found_by(k, prefix, name)).take(limit as usize).collect()
+    };
+    Ok(mulesoft_audit::platform::Found {
+        live: cut(store.list_named(prefix, name)?),
+        deleted: store.list_deleted_named(prefix, name)?.map(cut),
+    })
 }
 
 /// Log objects in one store and checkpoints in another (`--state-dest`): a log bucket with a
@@ -145,6 +174,13 @@ impl ObjectStore for Split {
     /// Log objects only: the feed deletes nothing in the state destination.
     fn list_deleted(&self, prefix: &str) -> Result<Option<Vec<String>>, StoreError> {
         self.logs.list_deleted(prefix)
+    }
+    /// Under the log prefix from the logs' store, narrowed by it; anything else as `list`.
+    fn list_named(&self, prefix: &str, name: &str) -> Result<Vec<String>, StoreError> {
+        if prefix.starts_with(&self.key_prefix) { self.logs.list_named(prefix, name) } else { self.list(prefix) }
+    }
+    fn list_deleted_named(&self, prefix: &str, name: &str) -> Result<Option<Vec<String>>, StoreError> {
+        self.logs.list_deleted_named(prefix, name)
     }
     fn describe(&self) -> String {
         format!("{} (checkpoints in {})", self.logs.describe(), self.state.describe())

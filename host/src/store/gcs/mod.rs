@@ -224,7 +224,7 @@ impl GcsStore {
     /// The keys of live or soft-deleted objects under `prefix`, sorted and each once (a name
     /// can have several soft-deleted generations), page by page; or the reply that refused a
     /// page, for the caller to judge.
-    async fn names(&self, prefix: &str, listed: Listed) -> Result<Result<Vec<String>, Reply>, StoreError> {
+    async fn names(&self, prefix: &str, name: &str, listed: Listed) -> Result<Result<Vec<String>, Reply>, StoreError> {
         let full = format!("{}{prefix}", self.prefix);
         let (what, soft) = match listed {
             Listed::Live => ("listing objects", ""),
@@ -239,6 +239,9 @@ impl GcsStore {
                 self.bucket,
                 encode_segment(&full)
             );
+            if let Some(glob) = mulesoft_audit::gcs::name_glob(&full, name) {
+                url.push_str(&format!("&matchGlob={}", encode_segment(&glob)));
+            }
             if let Some(token) = &page_token {
                 url.push_str(&format!("&pageToken={}", encode_segment(token)));
             }
@@ -339,7 +342,7 @@ impl ObjectStore for GcsStore {
             if self.metadata(&name).await?.is_some() {
                 return Ok(Presence::Present);
             }
-            let deleted = match self.names(key, Listed::SoftDeleted).await? {
+            let deleted = match self.names(key, "", Listed::SoftDeleted).await? {
                 Ok(deleted) => Some(deleted.iter().any(|k| k == key)),
                 Err(reply) => {
                     tracing::warn!(status = reply.status, "soft-deleted objects cannot be listed");
@@ -353,8 +356,12 @@ impl ObjectStore for GcsStore {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.list_named(prefix, "")
+    }
+
+    fn list_named(&self, prefix: &str, name: &str) -> Result<Vec<String>, StoreError> {
         self.block_on(async {
-            self.names(prefix, Listed::Live)
+            self.names(prefix, name, Listed::Live)
                 .await?
                 .map_err(|reply| self.final_error("listing objects", reply.status, &reply.body))
         })
@@ -363,11 +370,15 @@ impl ObjectStore for GcsStore {
     /// Soft-deleted objects: their names can still be listed, though not their bytes. `None`
     /// when the bucket keeps none, or its policy or the listing cannot be read.
     fn list_deleted(&self, prefix: &str) -> Result<Option<Vec<String>>, StoreError> {
+        self.list_deleted_named(prefix, "")
+    }
+
+    fn list_deleted_named(&self, prefix: &str, name: &str) -> Result<Option<Vec<String>>, StoreError> {
         self.block_on(async {
             if self.soft_delete_seconds().await? == 0 {
                 return Ok(None);
             }
-            Ok(match self.names(prefix, Listed::SoftDeleted).await? {
+            Ok(match self.names(prefix, name, Listed::SoftDeleted).await? {
                 Ok(keys) => Some(keys),
                 Err(reply) => {
                     tracing::warn!(status = reply.status, "soft-deleted objects cannot be listed");

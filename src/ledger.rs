@@ -1,0 +1,327 @@
+//! What the destination shows of an organization that has no checkpoint.
+//!
+//! A missing checkpoint is no proof of a new organization: state is moved (`--state-dest`,
+//! `--state-prefix`), lost with a container's disk, deleted by hand, or recreated, while the
+//! organization's objects stay where the feed reads them. Starting anew from `--since` or the
+//! lookback would then deliver again what those objects hold, or skip what came after them,
+//! at exit 0. So before a first checkpoint is made, the destination is asked ([`search`]):
+//!
+//! - its `status.json` in the state, which every pass writes;
+//! - its objects under the log prefix, live and deleted ones the store still keeps, found with
+//!   one narrowed listing ([`ObjectStore::find`]), whatever day they are filed under.
+//!
+//! With no trace, the organization is new. Where its newest objects can be read, the bucket is
+//! the ledger: the checkpoint is rebuilt from them (the cursor at their last entry, the
+//! overlap's keys from their entries), and collection goes on after what was delivered. Where
+//! they cannot (the feed deleted them and soft delete keeps names, not bytes; or only the status
+//! shows), the organization is refused with one line naming the evidence, until a person puts
+//! the checkpoint back or starts anew on purpose (`--start-anew`).
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::entry;
+use crate::gzip::gunzip;
+use crate::platform::ObjectStore;
+use crate::settings::{ErrorKind, Failure, Settings};
+use crate::{delivery, status, window};
+use std::collections::BTreeMap;
+
+/// Most keys one day's search returns of each kind: more than a day of objects of one
+/// organization at the smallest object size.
+const FIND_LIMIT: u32 = 100_000;
+const DAY_MS: i64 = 86_400_000;
+/// How long a store that tells deleted objects is taken to remember them: Cloud Storage's
+/// shortest soft delete retention (the default).
+const DELETIONS_KEPT_MS: i64 = 7 * DAY_MS;
+
+/// What the destination says of an organization without a checkpoint.
+#[derive(Debug)]
+pub enum Found {
+    /// No trace: a new organization.
+    Nothing,
+    /// Its newest objects, read back: collection goes on after them. Where the store cannot
+    /// tell which objects the feed deleted, entries from `unsure.0` to `unsure.1` that only such
+    /// objects held are delivered again (and the summary says so).
+    Rebuilt { checkpoint: Box<Checkpoint>, objects: usize, unsure: Option<(i64, i64)> },
+}
+
+/// The prefix of `org`'s objects in one day's folder ([`window::object_key`]).
+fn day_prefix(key_prefix: &str, day: (i32, u32, u32), org: &str) -> String {
+    let (y, m, d) = day;
+    format!("{key_prefix}{y:04}/{m:02}/{d:02}/mulesoft-audit-{org}")
+}
+
+/// Whether `key` (under [`day_prefix`]) is `org`'s: `<org>.…` (a lineage, a repair) or, from
+/// before lineages, `<org>-<digits>`; not `acme-eu`'s for `acme`.
+fn is_org_object(key: &str, prefix: &str) -> bool {
+    let Some(rest) = key.strip_prefix(prefix).and_then(|r| r.strip_suffix(".json.gz")) else {
+        return false;
+    };
+    match rest.strip_prefix('-') {
+        Some(seq) => !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()),
+        None => rest.starts_with('.'),
+    }
+}
+
+/// The organization's objects in the destination, by day: live ones, and deleted ones that are
+/// not live again.
+#[derive(Debug, Default)]
+struct Day {
+    live: Vec<String>,
+    deleted: Vec<String>,
+}
+
+/// The organization's objects by day folder `(year, month, day)`.
+type Days = BTreeMap<(i32, u32, u32), Day>;
+
+/// The day folder a key is in (`{prefix}YYYY/MM/DD/…`).
+fn day_of(key: &str, key_prefix: &str) -> Option<(i32, u32, u32)> {
+    let mut parts = key.strip_prefix(key_prefix)?.split('/').map(str::parse::<u32>);
+    Some((i32::try_from(parts.next()?.ok()?).ok()?, parts.next()?.ok()?, parts.next()?.ok()?))
+}
+
+/// Every object of the organization under the log prefix, live and deleted, by day: one
+/// narrowed listing ([`ObjectStore::find`]); and whether the store tells deleted objects.
+fn objects_by_day<S: ObjectStore>(store: &mut S, settings: &Settings, org: &str) -> Result<(Days, bool), Failure> {
+    let name = format!("mulesoft-audit-{org}");
+    let found = store.find(&settings.key_prefix, &name, FIND_LIMIT).map_err(|e| {
+        delivery::storage_failure("looking for the organization's objects under", &settings.key_prefix, &e)
+    })?;
+    // A listing cut at the limit may have lost the newest: not a base to rebuild on.
+    if found.live.len() >= FIND_LIMIT as usize || found.deleted.as_ref().is_some_and(|d| d.len() >= FIND_LIMIT as usize)
+    {
+        return Err(Failure::new(
+            ErrorKind::Checkpoint,
+            format!(
+                "organization {org} has no checkpoint, and over {FIND_LIMIT} of its objects are under `{}`: too many to find where delivery got to; put the checkpoint back, or start anew on purpose with --start-anew and --since",
+                settings.key_prefix
+            ),
+        ));
+    }
+    let mut days = Days::new();
+    let ours = |key: &String| {
+        let day = day_of(key, &settings.key_prefix)?;
+        is_org_object(key, &day_prefix(&settings.key_prefix, day, org)).then_some(day)
+    };
+    for key in &found.live {
+        if let Some(day) = ours(key) {
+            days.entry(day).or_default().live.push(key.clone());
+        }
+    }
+    for key in found.deleted.iter().flatten().filter(|k| !found.live.contains(k)) {
+        if let Some(day) = ours(key) {
+            days.entry(day).or_default().deleted.push(key.clone());
+        }
+    }
+    Ok((days, found.deleted.is_some()))
+}
+
+/// Looks for the organization's traces (module docs) before a first checkpoint is made; a
+/// refusal is its failure.
+/// Entries without a time are kept until `now_ms`: the window they came from ended before it.
+pub fn search<S: ObjectStore>(
+    store: &mut S,
+    settings: &Settings,
+    org: &str,
+    now_ms: i64,
+    random: u64,
+) -> Result<Found, Failure> {
+    let status_key = status::status_key(&settings.state_prefix, org);
+    let stored_status =
+        store.read(&status_key).map_err(|e| delivery::storage_failure("reading status", &status_key, &e))?;
+    let status = stored_status.is_some();
+    let started_ms = stored_status.and_then(|(bytes, _)| status::OrgStatus::decode(&bytes)).and_then(|s| s.started_ms);
+    let checkpoint_key = window::checkpoint_key(&settings.state_prefix, org);
+    let refuse = |evidence: String, why: &str| {
+        Failure::new(
+            ErrorKind::Checkpoint,
+            format!(
+                "organization {org} has no checkpoint `{checkpoint_key}`, but {evidence}: it was collected before, and {why}, so starting anew would deliver its entries again or skip some; nothing was collected. Put the checkpoint back (the state moved? point --state-dest and --state-prefix at it), or start anew on purpose with --start-anew and --since at the first entry not yet delivered"
+            ),
+        )
+    };
+    let (days, tells_deleted) = objects_by_day(store, settings, org)?;
+    let Some((&newest, found)) = days.iter().next_back() else {
+        if status {
+            return Err(refuse(
+                format!("its status `{status_key}` is there"),
+                "none of its objects is left to read where delivery got to",
+            ));
+        }
+        return Ok(Found::Nothing);
+    };
+    let (y, m, d) = newest;
+    let folder = format!("{}{y:04}/{m:02}/{d:02}/", settings.key_prefix);
+    if !found.deleted.is_empty() {
+        return Err(refuse(
+            format!(
+                "{} of its newest objects, in {folder}, were deleted (the feed's source deletion)",
+                found.deleted.len()
+            ),
+            "what they held cannot be read back",
+        ));
+    }
+    let mut entries = read_entries(store, &found.live)?;
+    let Some(last_ms) = entries.iter().filter_map(|(t, _)| *t).max() else {
+        return Err(refuse(
+            format!("its newest objects, in {folder}, hold no entry with a readable time"),
+            "where delivery got to cannot be told",
+        ));
+    };
+    // Never back before where collection began: the status says, or else the oldest object's
+    // first entry is no earlier than it (what came before was another collector's to deliver).
+    let began = match started_ms {
+        Some(started) => Some(started),
+        None => match days.iter().next() {
+            Some((_, oldest)) if oldest.deleted.is_empty() => {
+                read_entries(store, &oldest.live)?.iter().filter_map(|(t, _)| *t).min()
+            }
+            _ => None,
+        },
+    };
+    let floor = last_ms.saturating_sub(settings.overlap_ms).max(began.unwrap_or(i64::MIN)).min(last_ms);
+    let mut objects = found.live.len();
+    // The overlap reaches into the days before: their entries' keys are needed too.
+    for (&(y, m, d), before) in days.range(window::utc_day(floor)..newest) {
+        if !before.deleted.is_empty() {
+            return Err(refuse(
+                format!(
+                    "{} of its objects in {}{y:04}/{m:02}/{d:02}/, within the overlap before its newest entry, were deleted (the feed's source deletion)",
+                    before.deleted.len(),
+                    settings.key_prefix
+                ),
+                "what they held cannot be read back",
+            ));
+        }
+        entries.extend(read_entries(store, &before.live)?);
+        objects += before.live.len();
+    }
+    let mut checkpoint = Checkpoint::new(org, last_ms, Some(checkpoint::lineage(random)));
+    checkpoint.read_from_ms = floor;
+    checkpoint.superseded = lineages_in(&days, org);
+    checkpoint.seen = entries
+        .into_iter()
+        .map(|(time, (key, keep))| (key, time.map_or(now_ms, |_| keep)))
+        .filter(|(_, keep)| *keep >= floor)
+        .collect();
+    // A store that cannot tell deleted objects, or whose memory of them may not reach back to
+    // the floor, may have lost some the feed took, in the overlap or after it: their entries
+    // come again, said.
+    let unsure = (!tells_deleted || floor < now_ms.saturating_sub(DELETIONS_KEPT_MS)).then_some((floor, now_ms));
+    Ok(Found::Rebuilt { checkpoint: Box::new(checkpoint), objects, unsure })
+}
+
+/// Every lineage among the organization's objects.
+fn lineages_in(days: &Days, org: &str) -> Vec<String> {
+    let mut lineages: Vec<String> = days
+        .values()
+        .flat_map(|day| day.live.iter().chain(&day.deleted))
+        .filter_map(|key| lineage_of(key, org))
+        .map(|(lineage, _)| lineage.to_string())
+        .collect();
+    lineages.sort();
+    lineages.dedup();
+    lineages
+}
+
+/// The lineages of the organization's objects in the destination, which a checkpoint started
+/// anew on purpose (`--start-anew`) leaves behind it.
+pub fn lineages<S: ObjectStore>(store: &mut S, settings: &Settings, org: &str) -> Result<Vec<String>, Failure> {
+    Ok(lineages_in(&objects_by_day(store, settings, org)?.0, org))
+}
+
+/// The lineage in the name of an object of `org`'s (`""` for a name without one) and its
+/// number; `None` for a repair's object or another organization's.
+fn lineage_of<'k>(key: &'k str, org: &str) -> Option<(&'k str, u64)> {
+    let name = key.rsplit('/').next()?.strip_prefix("mulesoft-audit-")?.strip_prefix(org)?.strip_suffix(".json.gz")?;
+    let (lineage, seq) = match name.strip_prefix('.') {
+        Some(rest) => rest.split_once('-')?,
+        None => ("", name.strip_prefix('-')?),
+    };
+    if lineage.starts_with("repair") || seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((lineage, seq.parse().ok()?))
+}
+
+/// The objects that show this checkpoint is behind, live or deleted, in the days it may still
+/// write to (from its read floor's, since objects are filed under their first entry's day, to
+/// today): its own lineage's numbered from its `next_seq` on, which only a later state of it gave
+/// (restored from a backup, or copied back); and another lineage's that it was not rebuilt from,
+/// which only a later checkpoint of the organization wrote (this one restored over it). A
+/// checkpoint without a lineage (made before version 3) is not searched.
+pub fn ahead<S: ObjectStore>(
+    store: &mut S,
+    settings: &Settings,
+    checkpoint: &Checkpoint,
+    now_ms: i64,
+) -> Result<Vec<String>, Failure> {
+    let Some(own) = &checkpoint.lineage else {
+        return Ok(Vec::new());
+    };
+    let org = &checkpoint.org_id;
+    let mut later = Vec::new();
+    let mut at = now_ms;
+    let stop = checkpoint.read_from_ms.min(now_ms).saturating_sub(DAY_MS);
+    while at >= stop {
+        let (y, m, d) = window::utc_day(at);
+        at -= DAY_MS;
+        let folder = format!("{}{y:04}/{m:02}/{d:02}/", settings.key_prefix);
+        let found = store
+            .find(&folder, &format!("mulesoft-audit-{org}"), FIND_LIMIT)
+            .map_err(|e| delivery::storage_failure("looking for objects under", &folder, &e))?;
+        let behind = |key: &&String| match lineage_of(key, org) {
+            Some((lineage, seq)) if lineage == own => seq >= checkpoint.next_seq,
+            Some((lineage, _)) => !checkpoint.superseded.iter().any(|s| s == lineage),
+            None => false,
+        };
+        later.extend(found.live.iter().chain(found.deleted.iter().flatten()).filter(behind).cloned());
+    }
+    later.sort();
+    later.dedup();
+    Ok(later)
+}
+
+/// Each entry of the objects: its time (if readable) and its dedup key with how long to keep it.
+type Read = (Option<i64>, (String, i64));
+
+fn read_entries<S: ObjectStore>(store: &mut S, keys: &[String]) -> Result<Vec<Read>, Failure> {
+    let mut entries = Vec::new();
+    for key in keys {
+        let Some((bytes, _)) = store.read(key).map_err(|e| delivery::storage_failure("reading log object", key, &e))?
+        else {
+            // Gone since the listing: the feed took it; what it held is not known.
+            return Err(Failure::new(
+                ErrorKind::Conflict,
+                format!(
+                    "log object `{key}` went while the checkpoint was being rebuilt from it; the next pass looks again"
+                ),
+            ));
+        };
+        let plain = gunzip(&bytes)
+            .map_err(|e| Failure::new(ErrorKind::Storage, format!("log object `{key}` is not gzip: {}", e.0)))?;
+        for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let text = String::from_utf8_lossy(line);
+            let meta = entry::meta(&text);
+            let keep = meta.timestamp_ms.map_or(i64::MAX, |t| t.saturating_add(meta.precision_ms - 1));
+            entries.push((meta.timestamp_ms, (meta.key, keep)));
+        }
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_organizations_objects_are_told_from_a_longer_ids() {
+        let prefix = day_prefix("logs/", (2026, 1, 2), "acme");
+        assert_eq!(prefix, "logs/2026/01/02/mulesoft-audit-acme");
+        assert!(is_org_object("logs/2026/01/02/mulesoft-audit-acme.0123456789ab-0000000001.json.gz", &prefix));
+        assert!(is_org_object("logs/2026/01/02/mulesoft-audit-acme-0000000001.json.gz", &prefix));
+        assert!(is_org_object("logs/2026/01/02/mulesoft-audit-acme.repair-0000000001.json.gz", &prefix));
+        assert!(!is_org_object("logs/2026/01/02/mulesoft-audit-acme-eu-0000000001.json.gz", &prefix));
+        assert!(!is_org_object("logs/2026/01/02/mulesoft-audit-acme-eu.0123456789ab-0000000001.json.gz", &prefix));
+        assert!(!is_org_object("logs/2026/01/02/mulesoft-audit-acme.0123456789ab-0000000001.json", &prefix));
+    }
+}
