@@ -231,9 +231,9 @@ impl Checkpoint {
     /// silently starting over from the lookback) would lose or duplicate data.
     pub fn decode(bytes: &[u8], org_id: &str, key: &str) -> Result<Self, CheckpointError> {
         let advice = format!(
-            "inspect it; if it is damaged, restore it from a backup, or delete `{key}` and run with \
-             --since set to the time of the first entry not yet delivered and a new --key-prefix \
-             (object names start again)"
+            "inspect it; if it is damaged, put back the newest backup, or delete `{key}`: the next \
+             pass rebuilds it from the delivered objects, or says what it needs (README, \"Moved, \
+             lost or restored state\")"
         );
         let wire: Wire = serde_json::from_slice(bytes)
             .map_err(|e| CheckpointError(format!("checkpoint `{key}` is not a valid checkpoint ({e}); {advice}")))?;

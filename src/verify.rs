@@ -86,6 +86,10 @@ pub struct OrgVerdict {
     /// Listed objects gone by the time they were read (the feed taking them meanwhile): not in
     /// `objects_not_found`, which counts from the listing.
     pub objects_vanished: u64,
+    /// Objects under the log prefix not named the collector's way (a copy, a restore, another
+    /// tool) that hold entries of this window: the feed ingests them too, so their entries count
+    /// as delivered, and as duplicates where delivered elsewhere as well.
+    pub foreign_objects: Vec<String>,
     /// The first missing entries (after a repair: those still missing).
     pub first_missing: Vec<MissingEntry>,
     /// Entries delivered by this repair.
@@ -172,6 +176,13 @@ impl VerifyReport {
                 lines.push(format!(
                     "  {} listed objects were gone by the time they were read (taken while verifying): their entries show as missing",
                     o.objects_vanished
+                ));
+            }
+            if !o.foreign_objects.is_empty() {
+                lines.push(format!(
+                    "  {} objects under the log prefix that the collector did not name hold entries of this window; the feed ingests them too, so they count (first: `{}`)",
+                    o.foreign_objects.len(),
+                    o.foreign_objects[0]
                 ));
             }
             if o.unexpected > 0 {
@@ -338,6 +349,10 @@ fn verify_org<P: Platform, S: ObjectStore>(
     // An object a stopped repair created and this one just recorded.
     keys.extend(recovery.objects.iter().filter_map(|o| o.strip_prefix("(recovered) ")));
     let delivered = read_objects(store, &keys, since, until)?;
+    // What the feed ingests besides: every object under the prefix not named the collector's way.
+    let foreign_keys: Vec<&str> =
+        listing.objects.iter().map(String::as_str).filter(|k| !collector_named(k, &settings.key_prefix)).collect();
+    let foreign = read_foreign(store, &foreign_keys, since, until)?;
     verdict.objects_vanished = delivered.vanished;
     if repair_seq.is_some() && delivered.vanished > 0 {
         return Err(Failure::new(
@@ -393,7 +408,8 @@ fn verify_org<P: Platform, S: ObjectStore>(
             // An entry without a time is filed under the day its pass's window ended, which may
             // lie past the days read here: it may be delivered, so a repair leaves it alone.
             let placed = meta.timestamp_ms.is_some();
-            if let Some(delivery) = repair.as_mut().filter(|_| placed && !delivered.copies.contains_key(&meta.key)) {
+            let somewhere = delivered.copies.contains_key(&meta.key) || foreign.contains_key(&meta.key);
+            if let Some(delivery) = repair.as_mut().filter(|_| placed && !somewhere) {
                 let entry = Entry {
                     line: &line,
                     key: meta.key,
@@ -416,6 +432,15 @@ fn verify_org<P: Platform, S: ObjectStore>(
         }
         None => delivered,
     };
+    let mut delivered = delivered;
+    // Copies in foreign objects count where they are this window's entries (others may be
+    // another organization's).
+    let mut named = std::collections::BTreeSet::new();
+    for (key, copies) in foreign.iter().filter(|(key, _)| expected.contains_key(*key)) {
+        *delivered.copies.entry(key.clone()).or_default() += copies.len() as u64;
+        named.extend(copies.iter().cloned());
+    }
+    verdict.foreign_objects = named.into_iter().collect();
     verdict.objects_read = delivered.objects;
     verdict.outside_window = delivered.outside;
     verdict.expected = expected.len() as u64;
@@ -496,6 +521,53 @@ fn objects_of(settings: &Settings, org: &str, keys: &[String]) -> Vec<Named> {
         .collect()
 }
 
+/// Whether a key is named as the collector names objects: `<prefix>YYYY/MM/DD/mulesoft-audit-
+/// <name>-<10 digits>.json.gz`.
+fn collector_named(key: &str, key_prefix: &str) -> bool {
+    let Some(rest) = key.strip_prefix(key_prefix) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [y, m, d, name] = parts.as_slice() else {
+        return false;
+    };
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    digits(y, 4)
+        && digits(m, 2)
+        && digits(d, 2)
+        && name
+            .strip_prefix("mulesoft-audit-")
+            .and_then(|n| n.strip_suffix(".json.gz"))
+            .and_then(|n| n.rsplit_once('-'))
+            .is_some_and(|(_, seq)| digits(seq, 10))
+}
+
+/// Entry key → the foreign objects holding it (once per copy), for entries of the window. An
+/// object that is not gzip, or gone, holds nothing the feed could read from it either.
+fn read_foreign<S: ObjectStore>(
+    store: &mut S,
+    keys: &[&str],
+    since: i64,
+    until: i64,
+) -> Result<HashMap<String, Vec<String>>, Failure> {
+    let mut copies: HashMap<String, Vec<String>> = HashMap::new();
+    for key in keys {
+        let Some((bytes, _)) = store.read(key).map_err(|e| storage_failure("reading object", key, &e))? else {
+            continue;
+        };
+        let Ok(plain) = gunzip(&bytes) else {
+            continue;
+        };
+        for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let meta = entry::meta(&String::from_utf8_lossy(line));
+            if meta.timestamp_ms.is_none_or(|t| t.saturating_add(meta.precision_ms - 1) >= since && t <= until) {
+                copies.entry(meta.key).or_default().push((*key).to_string());
+            }
+        }
+    }
+    Ok(copies)
+}
+
 fn read_objects<S: ObjectStore>(store: &mut S, keys: &[&str], since: i64, until: i64) -> Result<Delivered, Failure> {
     let mut delivered = Delivered::default();
     let mut seen_keys = HashSet::new();
@@ -561,6 +633,26 @@ mod tests {
         let objects: Vec<String> = world.store.objects.keys().filter(|k| k.starts_with("logs/")).cloned().collect();
         assert!(objects.len() >= 3, "{objects:?}");
         (world, objects)
+    }
+
+    #[test]
+    fn a_renamed_copy_under_the_prefix_counts_as_the_duplicates_the_feed_ingests() {
+        let (mut world, objects) = collected();
+        let (bytes, _) = world.store.objects[&objects[1]].clone();
+        let copy = "logs/2025/12/31/restored-copy.json.gz".to_string();
+        crate::platform::ObjectStore::create(&mut world.store, &copy, &bytes, "application/gzip").unwrap();
+        // Also one named almost the collector's way, and one that is not gzip.
+        let near = objects[1].replace(".json.gz", "-copy.json.gz");
+        crate::platform::ObjectStore::create(&mut world.store, &near, &bytes, "application/gzip").unwrap();
+        crate::platform::ObjectStore::create(&mut world.store, "logs/notes.txt", b"hello", "text/plain").unwrap();
+        let report = verify_now(&mut world, false);
+        let v = &report.orgs[0];
+        let copies = in_object(&world, &objects[1], v);
+        assert!(copies > 0);
+        assert_eq!((v.missing, v.duplicates), (0, 2 * copies), "{v:?}");
+        assert_eq!(v.foreign_objects, [near.clone(), copy.clone()], "{v:?}");
+        assert!(!report.complete(), "exit 1");
+        assert!(report.lines().iter().any(|l| l.contains("did not name")), "{:?}", report.lines());
     }
 
     fn in_object(world: &World, key: &str, verdict: &OrgVerdict) -> u64 {

@@ -126,7 +126,9 @@ fn offset_paging_and_small_objects() {
         for (s, lines) in day.iter() {
             assert!(size(lines) <= cap || lines.len() == 1, "object {s} exceeds the cap: {} bytes", size(lines));
         }
-        for pair in day.windows(2) {
+        // Objects numbered one after the other: an object between them in another day's folder
+        // (an entry without a time, filed under its window's end) closes one early.
+        for pair in day.windows(2).filter(|pair| pair[1].0 == pair[0].0 + 1) {
             let ((s, lines), (_, next)) = (pair[0], pair[1]);
             let with_next = size(lines) + next[0].len() + 1;
             assert!(

@@ -102,7 +102,7 @@ fn a_corrupt_or_foreign_checkpoint_is_refused_not_guessed() {
     for content in ["garbage{", r#"{"format":"something-else"}"#] {
         std::fs::write(dir.path().join("state/org-cfg/checkpoint.json"), content).unwrap();
         let r = run(command(&sim, &dest));
-        assert_eq!(r.code, 1);
+        assert_eq!(r.code, 2, "a checkpoint to put right is a person's to act on");
         assert_eq!(r.summary["failures"][0]["kind"], "checkpoint");
         assert!(r.stderr.contains("checkpoint") && r.stderr.contains("state/org-cfg/checkpoint.json"), "{}", r.stderr);
         assert!(!dir.path().join("logs").exists(), "nothing collected from a guessed start");

@@ -119,7 +119,7 @@ fn verify_refuses_a_window_the_wrong_way_round_and_an_organization_never_collect
     assert_eq!(r.code, 2, "{}", r.report());
     assert!(r.stderr.contains("--since is after --until"), "{}", r.stderr);
     let r = verify(&sim, &dest, &[]);
-    assert_eq!(r.code, 1, "{}", r.report());
+    assert_eq!(r.code, 2, "{}", r.report());
     assert_eq!(summary(&r)["failures"][0]["kind"], "checkpoint", "{}", r.stdout);
     assert!(r.stderr.contains("never collected"), "{}", r.stderr);
 }
