@@ -21,6 +21,8 @@
 //! - `progress`: the live progress line a backfill draws at a terminal (a pseudo-terminal).
 //! - `status`: the state's account of each organization, `--max-lag`, on a directory and a bucket.
 //! - `verify`: missing and doubled entries counted against the API, `--repair`, its cost.
+//! - `lifecycle`: the checkpoint's whole life: state moved, lost or made anew, a page cap that
+//!   always progresses, `verify` over what the feed ingests.
 
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -33,6 +35,7 @@ mod edge;
 mod faults;
 mod google;
 mod harness;
+mod lifecycle;
 mod node;
 mod progress;
 mod sandbox;
