@@ -151,8 +151,8 @@ impl ObjectStore for DirStore {
     }
 
     /// Files under the folder `prefix` names, whose keys begin with it (temporary and lock files,
-    /// whose names begin with `.` or end in `.lock`, are no objects). A directory keeps nothing
-    /// deleted.
+    /// whose names begin with `.` or end in `.lock`, are no objects). A directory cannot tell
+    /// which files were removed.
     fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
         let start = match prefix.rfind('/') {
             Some(i) => self.root.join(&prefix[..i]),
@@ -185,14 +185,15 @@ impl ObjectStore for DirStore {
         }
         live.sort();
         live.truncate(limit as usize);
-        Ok(Found { live, deleted: Some(Vec::new()) })
+        Ok(Found { live, deleted: None })
     }
 
-    /// A directory has no feed deleting from it: a missing file was never created.
+    /// A directory keeps no record of removed files: a shipper that uploads and removes them
+    /// leaves a missing file that may have been created, so absence proves nothing.
     fn presence(&mut self, key: &str, _since_ms: Option<i64>) -> Result<Presence, StoreError> {
         match fs::metadata(self.path(key)?) {
             Ok(_) => Ok(Presence::Present),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Presence::Absent),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Presence::Unknown),
             Err(e) => Err(io("looking up", &e)),
         }
     }

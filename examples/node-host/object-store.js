@@ -185,8 +185,8 @@ export function writeIfGeneration(key, data, _contentType, expected) {
 
 /**
  * The keys under `prefix` whose last segment begins with `name`: files under the folder it
- * names (temporary and lock files are no objects), sorted, at most `limit`. A directory keeps
- * nothing deleted.
+ * names (temporary and lock files are no objects), sorted, at most `limit`. A directory cannot
+ * tell which files were removed.
  */
 export function find(prefix, name, limit) {
   if (!root) throw { tag: 'other', val: 'the object store has no directory: call useDirectory first' };
@@ -209,16 +209,19 @@ export function find(prefix, name, limit) {
   };
   walk(folder);
   live.sort();
-  return { live: live.slice(0, limit), deleted: [] };
+  return { live: live.slice(0, limit), deleted: undefined };
 }
 
-/** A directory has no feed deleting from it: a missing file was never created. */
+/**
+ * A directory keeps no record of removed files: a shipper that uploads and removes them leaves a
+ * missing file that may have been created, so absence proves nothing.
+ */
 export function presence(key) {
   try {
     fs.statSync(pathOf(key));
     return 'present';
   } catch (e) {
-    if (e.code === 'ENOENT') return 'absent';
+    if (e.code === 'ENOENT') return 'unknown';
     throw storeError(`looking up ${key}`, e);
   }
 }

@@ -174,12 +174,14 @@ impl ObjectStore for FileStore {
         }
     }
 
-    /// A directory has no feed deleting from it: a missing file was never created.
+    /// A directory keeps no record of removed files: a shipper that uploads and removes them
+    /// (`rsync --remove-source-files`) leaves a missing file that may have been created, so
+    /// absence proves nothing.
     fn presence(&self, key: &str, _since_ms: Option<i64>) -> Result<Presence, StoreError> {
         let path = self.path(key)?;
         match fs::metadata(&path) {
             Ok(_) => Ok(Presence::Present),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Presence::Absent),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Presence::Unknown),
             Err(e) => Err(io_error("looking up", &path, &e)),
         }
     }
@@ -272,6 +274,17 @@ mod tests {
             .collect();
         let winners = handles.into_iter().filter(|_| true).map(|h| h.join().unwrap()).filter(|ok| *ok).count();
         assert_eq!(winners, 1);
+    }
+
+    #[test]
+    fn a_file_a_shipper_removed_is_not_taken_for_one_never_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().to_str().unwrap()).unwrap();
+        store.create("logs/2026/01/01/x.json.gz", b"x", "application/gzip").unwrap();
+        // `rsync --remove-source-files`, or any shipper that uploads and removes.
+        std::fs::remove_file(dir.path().join("logs/2026/01/01/x.json.gz")).unwrap();
+        assert_eq!(store.presence("logs/2026/01/01/x.json.gz", None).unwrap(), Presence::Unknown);
+        assert_eq!(store.list_deleted("logs/").unwrap(), None, "nor can it list what was removed");
     }
 
     #[test]
