@@ -102,9 +102,10 @@ pub struct Checkpoint {
     /// whose objects keep the names they had.
     pub lineage: Option<String>,
     /// The lineages of the objects it was rebuilt from ([`crate::ledger`]; `""` for names
-    /// without one): their objects are behind it. Another lineage's objects beside its own show
-    /// a later checkpoint of the organization, and this one restored over it.
-    pub superseded: Vec<String>,
+    /// without one), each with the highest number seen then: their objects up to it are behind
+    /// it. Another lineage's objects beside its own, or past those numbers, show another
+    /// checkpoint of the organization writing: this one restored over it, or an old deployment.
+    pub superseded: Vec<(String, u64)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -122,7 +123,7 @@ struct Wire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lineage: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    superseded: Vec<String>,
+    superseded: Vec<(String, u64)>,
     next_seq: u64,
     pending: Option<Pending>,
     /// `[time_ms, key]` pairs, oldest first (sorted, so equal states encode to equal bytes).
@@ -254,8 +255,11 @@ impl Checkpoint {
                 )));
             }
         };
-        if let Some(lineage) =
-            wire.lineage.iter().chain(wire.superseded.iter().filter(|l| !l.is_empty())).find(|l| !valid_lineage(l))
+        if let Some(lineage) = wire
+            .lineage
+            .iter()
+            .chain(wire.superseded.iter().map(|(l, _)| l).filter(|l| !l.is_empty()))
+            .find(|l| !valid_lineage(l))
         {
             return Err(CheckpointError(format!(
                 "checkpoint `{key}` has a malformed lineage `{lineage}` (12 lower-case hex digits); {advice}"

@@ -188,9 +188,7 @@ fn collect_org<P: Platform, S: ObjectStore>(
         Ok(Fresh { start_ms, now_ms: now, random: client.platform.random() })
     };
     let mut delivery = Delivery::open(store, settings, org, start)?;
-    if delivery.first {
-        *started = Some(delivery.checkpoint.read_from_ms);
-    }
+    *started = delivery.began;
     summary.objects.extend(delivery.rebuilt.take());
     let now = client.platform.now_ms();
     delivery.now_ms = now;
@@ -217,12 +215,27 @@ fn collect_org<P: Platform, S: ObjectStore>(
     // re-reading what is already delivered (the overlap) costs none of it, so every capped pass
     // delivers something new, and the next one goes on from there.
     let mut spent = 0u32;
+    // Pages with nothing new have a cap of their own, so that an API that serves the same page
+    // again and again (or an overlap far larger than the cap) still ends the pass.
+    let (mut free, free_cap) = (0u32, settings.max_pages.saturating_mul(4).max(1000));
     loop {
         while let Some(head) = slices.front_mut() {
             while let Some(page) = head.pages.pop_front() {
                 if write_page(&mut delivery, &page, (head.from_ms, head.to_ms), summary)? > 0 {
                     spent += 1;
+                } else {
+                    free += 1;
                 }
+            }
+            if free > free_cap {
+                delivery.flush(summary)?;
+                return Err(Failure::new(
+                    ErrorKind::PageCap,
+                    format!(
+                        "read {free} pages holding only entries already delivered in window {}..{}: the API repeats pages, or the overlap holds more than that; lower --overlap, or raise --max-pages",
+                        summary.window_start, summary.window_end
+                    ),
+                ));
             }
             if head.done {
                 slices.pop_front();

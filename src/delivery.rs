@@ -120,8 +120,11 @@ pub struct Delivery<'s, S: ObjectStore> {
     pub now_ms: i64,
     /// The checkpoint was made by this delivery: collection begins at its cursor.
     pub first: bool,
-    /// The checkpoint was rebuilt from the destination's objects: what the summary says of it.
+    /// The checkpoint was rebuilt from the destination's objects, or started anew over them:
+    /// what the summary says of it.
     pub rebuilt: Option<String>,
+    /// Where collection began, where this delivery made the checkpoint and can tell.
+    pub began: Option<i64>,
 }
 
 /// What a first checkpoint needs: where collection starts, the clock, and the random bits of
@@ -163,6 +166,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         let stored =
             store.read(&checkpoint_key).map_err(|e| storage_failure("reading checkpoint", &checkpoint_key, &e))?;
         let mut rebuilt = None;
+        let mut began = None;
         let (checkpoint, generation, first) = match stored {
             Some((bytes, generation)) => {
                 let checkpoint = Checkpoint::decode(&bytes, org, &checkpoint_key)
@@ -183,11 +187,19 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
                         let mut checkpoint =
                             Checkpoint::new(org, fresh.start_ms, Some(checkpoint::lineage(fresh.random)));
                         if role == Role::Collect && settings.start_anew {
-                            checkpoint.superseded = ledger::lineages(store, settings, org)?;
+                            checkpoint.superseded =
+                                ledger::lineages(store, settings, org, fresh.start_ms, fresh.now_ms)?;
+                            if !checkpoint.superseded.is_empty() {
+                                rebuilt = Some(format!(
+                                    "(started anew on purpose at {}, though the destination holds earlier objects of this organization: entries they hold from then on are delivered again)",
+                                    window::rfc3339_ms(fresh.start_ms)
+                                ));
+                            }
                         }
                         (checkpoint, 0, true)
                     }
-                    ledger::Found::Rebuilt { checkpoint, objects, unsure } => {
+                    ledger::Found::Rebuilt { checkpoint, objects, unsure, began: rebuilt_began } => {
+                        began = rebuilt_began;
                         let mut note = format!(
                             "(checkpoint rebuilt from {objects} delivered objects in the destination: collection goes on after {}",
                             window::rfc3339_ms(checkpoint.cursor_ms)
@@ -216,11 +228,13 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             now_ms: 0,
             first,
             rebuilt: None,
+            began: None,
         };
         if first || rebuilt.is_some() {
             delivery.save()?;
         }
         delivery.rebuilt = rebuilt;
+        delivery.began = if first { Some(delivery.checkpoint.read_from_ms) } else { began };
         Ok(delivery)
     }
 

@@ -348,12 +348,15 @@ pub struct Gcs<P> {
     platform: P,
     target: Target,
     token: Option<Token>,
+    /// The bucket's soft delete retention as read, with the clock then: passes ask it for every
+    /// organization, and it is read again after a minute (a policy can change).
+    retention: Option<(i64, u64)>,
 }
 
 impl<P: Platform> Gcs<P> {
     pub fn new(platform: P, target: Target) -> Self {
         let token = target.configured_token.clone().map(|value| Token { value, renew_at_ms: i64::MAX });
-        Self { platform, target, token }
+        Self { platform, target, token, retention: None }
     }
 
     fn name(&self, key: &str) -> Result<String, StoreError> {
@@ -541,9 +544,15 @@ impl<P: Platform> Gcs<P> {
     /// How long the bucket keeps deleted objects, in seconds; 0 when it does not or its policy
     /// cannot be read (it needs `storage.buckets.get`).
     fn retention_seconds(&mut self) -> Result<u64, StoreError> {
+        let now = self.platform.now_ms();
+        if let Some((_, seconds)) = self.retention.filter(|(at, _)| now - at < 60_000) {
+            return Ok(seconds);
+        }
         let path = format!("/storage/v1/b/{}?fields=softDeletePolicy", self.target.bucket);
         let reply = self.get("reading the bucket's soft delete policy", path)?;
-        Ok(soft_delete_seconds(reply.status, &reply.body))
+        let seconds = soft_delete_seconds(reply.status, &reply.body);
+        self.retention = Some((now, seconds));
+        Ok(seconds)
     }
 
     /// The names that begin with `prefix`, live or soft-deleted ones, page by page (a page may

@@ -7,8 +7,9 @@
 //! at exit 0. So before a first checkpoint is made, the destination is asked ([`search`]):
 //!
 //! - its `status.json` in the state, which every pass writes;
-//! - its objects under the log prefix, live and deleted ones the store still keeps, found with
-//!   one narrowed listing ([`ObjectStore::find`]), whatever day they are filed under.
+//! - its objects under the log prefix, live and deleted ones the store still keeps: one listing
+//!   narrowed to its names ([`ObjectStore::find`]) a month folder at a time, newest first, back
+//!   13 months.
 //!
 //! With no trace, the organization is new. Where its newest objects can be read, the bucket is
 //! the ledger: the checkpoint is rebuilt from them (the cursor at their last entry, the
@@ -23,11 +24,16 @@ use crate::gzip::gunzip;
 use crate::platform::ObjectStore;
 use crate::settings::{ErrorKind, Failure, Settings};
 use crate::{delivery, status, window};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
-/// Most keys one day's search returns of each kind: more than a day of objects of one
-/// organization at the smallest object size.
+/// Most keys one listing returns of each kind: more than a month of one organization's objects
+/// written a minute apart.
 const FIND_LIMIT: u32 = 100_000;
+/// Keys enough to tell whether a month holds any of the organization's objects.
+const PROBE_LIMIT: u32 = 100;
+/// How many month folders back a search for a missing checkpoint's organization goes: further
+/// than the audit log's retention.
+const MONTHS_BACK: usize = 13;
 const DAY_MS: i64 = 86_400_000;
 /// How long a store that tells deleted objects is taken to remember them: Cloud Storage's
 /// shortest soft delete retention (the default).
@@ -40,8 +46,9 @@ pub enum Found {
     Nothing,
     /// Its newest objects, read back: collection goes on after them. Where the store cannot
     /// tell which objects the feed deleted, entries from `unsure.0` to `unsure.1` that only such
-    /// objects held are delivered again (and the summary says so).
-    Rebuilt { checkpoint: Box<Checkpoint>, objects: usize, unsure: Option<(i64, i64)> },
+    /// objects held are delivered again (and the summary says so). `began`: where collection
+    /// began, where it can be told.
+    Rebuilt { checkpoint: Box<Checkpoint>, objects: usize, unsure: Option<(i64, i64)>, began: Option<i64> },
 }
 
 /// The prefix of `org`'s objects in one day's folder ([`window::object_key`]).
@@ -73,51 +80,77 @@ struct Day {
 /// The organization's objects by day folder `(year, month, day)`.
 type Days = BTreeMap<(i32, u32, u32), Day>;
 
+/// A month folder, `(year, month)`: the unit of a search, so that one listing holds a month of
+/// one organization's objects at most (a busy one writes about 45,000 in a month).
+type Month = (i32, u32);
+
+fn month_of(ms: i64) -> Month {
+    let (y, m, _) = window::utc_day(ms);
+    (y, m)
+}
+
+fn month_before((y, m): Month) -> Month {
+    if m == 1 { (y - 1, 12) } else { (y, m - 1) }
+}
+
 /// The day folder a key is in (`{prefix}YYYY/MM/DD/…`).
 fn day_of(key: &str, key_prefix: &str) -> Option<(i32, u32, u32)> {
     let mut parts = key.strip_prefix(key_prefix)?.split('/').map(str::parse::<u32>);
     Some((i32::try_from(parts.next()?.ok()?).ok()?, parts.next()?.ok()?, parts.next()?.ok()?))
 }
 
-/// Every object of the organization under the log prefix, live and deleted, by day: one
-/// narrowed listing ([`ObjectStore::find`]); and whether the store tells deleted objects.
-fn objects_by_day<S: ObjectStore>(store: &mut S, settings: &Settings, org: &str) -> Result<(Days, bool), Failure> {
-    let name = format!("mulesoft-audit-{org}");
-    let found = store.find(&settings.key_prefix, &name, FIND_LIMIT).map_err(|e| {
-        delivery::storage_failure("looking for the organization's objects under", &settings.key_prefix, &e)
-    })?;
-    // A listing cut at the limit may have lost the newest: not a base to rebuild on.
-    if found.live.len() >= FIND_LIMIT as usize || found.deleted.as_ref().is_some_and(|d| d.len() >= FIND_LIMIT as usize)
-    {
-        return Err(Failure::new(
-            ErrorKind::Checkpoint,
-            format!(
-                "organization {org} has no checkpoint, and over {FIND_LIMIT} of its objects are under `{}`: too many to find where delivery got to; put the checkpoint back, or start anew on purpose with --start-anew and --since",
-                settings.key_prefix
-            ),
-        ));
-    }
+/// One month's objects of the organization.
+struct Listed {
+    days: Days,
+    /// The store tells deleted objects.
+    tells_deleted: bool,
+    /// The listing reached its limit: objects may be missing from it.
+    cut: bool,
+}
+
+/// The organization's objects in one month folder, live and deleted, by day: one narrowed
+/// listing ([`ObjectStore::find`]) of at most `limit` of each.
+fn month_objects<S: ObjectStore>(
+    store: &mut S,
+    settings: &Settings,
+    org: &str,
+    (y, m): Month,
+    limit: u32,
+) -> Result<Listed, Failure> {
+    let folder = format!("{}{y:04}/{m:02}/", settings.key_prefix);
+    let found = store
+        .find(&folder, &format!("mulesoft-audit-{org}"), limit)
+        .map_err(|e| delivery::storage_failure("looking for the organization's objects under", &folder, &e))?;
+    let cut = found.live.len() >= limit as usize || found.deleted.as_ref().is_some_and(|d| d.len() >= limit as usize);
     let mut days = Days::new();
     let ours = |key: &String| {
         let day = day_of(key, &settings.key_prefix)?;
         is_org_object(key, &day_prefix(&settings.key_prefix, day, org)).then_some(day)
     };
+    let live: HashSet<&String> = found.live.iter().collect();
     for key in &found.live {
         if let Some(day) = ours(key) {
             days.entry(day).or_default().live.push(key.clone());
         }
     }
-    for key in found.deleted.iter().flatten().filter(|k| !found.live.contains(k)) {
+    for key in found.deleted.iter().flatten().filter(|k| !live.contains(k)) {
         if let Some(day) = ours(key) {
             days.entry(day).or_default().deleted.push(key.clone());
         }
     }
-    Ok((days, found.deleted.is_some()))
+    Ok(Listed { days, tells_deleted: found.deleted.is_some(), cut })
+}
+
+/// Whether a status object shows the organization was collected: a pass that made its
+/// checkpoint, succeeded, or wrote. A pass that failed before making one (a wrong secret, an
+/// outage, a time limit) leaves a status that shows nothing of the kind.
+pub(crate) fn shows_collection(status: &status::OrgStatus) -> bool {
+    status.started_ms.is_some() || status.last_success_ms.is_some() || status.objects_written > 0
 }
 
 /// Looks for the organization's traces (module docs) before a first checkpoint is made; a
-/// refusal is its failure.
-/// Entries without a time are kept until `now_ms`: the window they came from ended before it.
+/// refusal is its failure. Entries without a time are kept until `now_ms`: the window they came
+/// from ended before it.
 pub fn search<S: ObjectStore>(
     store: &mut S,
     settings: &Settings,
@@ -126,10 +159,11 @@ pub fn search<S: ObjectStore>(
     random: u64,
 ) -> Result<Found, Failure> {
     let status_key = status::status_key(&settings.state_prefix, org);
-    let stored_status =
-        store.read(&status_key).map_err(|e| delivery::storage_failure("reading status", &status_key, &e))?;
-    let status = stored_status.is_some();
-    let started_ms = stored_status.and_then(|(bytes, _)| status::OrgStatus::decode(&bytes)).and_then(|s| s.started_ms);
+    let status = store
+        .read(&status_key)
+        .map_err(|e| delivery::storage_failure("reading status", &status_key, &e))?
+        .and_then(|(bytes, _)| status::OrgStatus::decode(&bytes))
+        .filter(shows_collection);
     let checkpoint_key = window::checkpoint_key(&settings.state_prefix, org);
     let refuse = |evidence: String, why: &str| {
         Failure::new(
@@ -139,65 +173,97 @@ pub fn search<S: ObjectStore>(
             ),
         )
     };
-    let (days, tells_deleted) = objects_by_day(store, settings, org)?;
-    let Some((&newest, found)) = days.iter().next_back() else {
-        if status {
+    // The newest month with objects of the organization, back to the horizon.
+    let mut month = month_of(now_ms);
+    let mut listed = None;
+    for _ in 0..MONTHS_BACK {
+        let found = month_objects(store, settings, org, month, FIND_LIMIT)?;
+        if !found.days.is_empty() {
+            listed = Some(found);
+            break;
+        }
+        month = month_before(month);
+    }
+    let Some(mut listed) = listed else {
+        if status.is_some() {
             return Err(refuse(
-                format!("its status `{status_key}` is there"),
+                format!("its status `{status_key}` shows passes that collected it"),
                 "none of its objects is left to read where delivery got to",
             ));
         }
         return Ok(Found::Nothing);
     };
+    if listed.cut {
+        return Err(refuse(
+            format!("over {FIND_LIMIT} of its objects are in one month folder"),
+            "too many to find where delivery got to",
+        ));
+    }
+    let Some((&newest, found)) = listed.days.iter().next_back() else {
+        return Ok(Found::Nothing);
+    };
+    let (newest_live, newest_deleted) = (found.live.clone(), found.deleted.len());
     let (y, m, d) = newest;
     let folder = format!("{}{y:04}/{m:02}/{d:02}/", settings.key_prefix);
-    if !found.deleted.is_empty() {
+    if newest_deleted > 0 {
         return Err(refuse(
-            format!(
-                "{} of its newest objects, in {folder}, were deleted (the feed's source deletion)",
-                found.deleted.len()
-            ),
+            format!("{newest_deleted} of its newest objects, in {folder}, were deleted (the feed's source deletion)"),
             "what they held cannot be read back",
         ));
     }
-    let mut entries = read_entries(store, &found.live)?;
+    let mut entries = read_entries(store, &newest_live)?;
     let Some(last_ms) = entries.iter().filter_map(|(t, _)| *t).max() else {
         return Err(refuse(
             format!("its newest objects, in {folder}, hold no entry with a readable time"),
             "where delivery got to cannot be told",
         ));
     };
-    // Never back before where collection began: the status says, or else the oldest object's
-    // first entry is no earlier than it (what came before was another collector's to deliver).
-    let began = match started_ms {
+    let floor = last_ms.saturating_sub(settings.overlap_ms);
+    // The overlap may reach into the months before.
+    let mut earlier = month_before(month);
+    while month_of(floor) <= earlier {
+        let before = month_objects(store, settings, org, earlier, FIND_LIMIT)?;
+        listed.tells_deleted &= before.tells_deleted;
+        listed.days.extend(before.days);
+        earlier = month_before(earlier);
+    }
+    // Never back before where collection began: the status says; or, where no object of it is
+    // older than those listed, the oldest one's first entry is no earlier (what came before was
+    // another collector's to deliver).
+    let began = match status.as_ref().and_then(|s| s.started_ms) {
         Some(started) => Some(started),
-        None => match days.iter().next() {
-            Some((_, oldest)) if oldest.deleted.is_empty() => {
+        None => match listed.days.iter().next() {
+            Some((_, oldest))
+                if oldest.deleted.is_empty() && !older_objects(store, settings, org, earlier, now_ms)? =>
+            {
                 read_entries(store, &oldest.live)?.iter().filter_map(|(t, _)| *t).min()
             }
             _ => None,
         },
     };
-    let floor = last_ms.saturating_sub(settings.overlap_ms).max(began.unwrap_or(i64::MIN)).min(last_ms);
-    let mut objects = found.live.len();
+    let floor = floor.max(began.unwrap_or(i64::MIN)).min(last_ms);
+    let mut objects = newest_live.len();
     // The overlap reaches into the days before: their entries' keys are needed too.
-    for (&(y, m, d), before) in days.range(window::utc_day(floor)..newest) {
-        if !before.deleted.is_empty() {
-            return Err(refuse(
-                format!(
-                    "{} of its objects in {}{y:04}/{m:02}/{d:02}/, within the overlap before its newest entry, were deleted (the feed's source deletion)",
-                    before.deleted.len(),
-                    settings.key_prefix
-                ),
-                "what they held cannot be read back",
-            ));
+    let first_day = window::utc_day(floor);
+    if first_day < newest {
+        for (&(y, m, d), before) in listed.days.range(first_day..newest) {
+            if !before.deleted.is_empty() {
+                return Err(refuse(
+                    format!(
+                        "{} of its objects in {}{y:04}/{m:02}/{d:02}/, within the overlap before its newest entry, were deleted (the feed's source deletion)",
+                        before.deleted.len(),
+                        settings.key_prefix
+                    ),
+                    "what they held cannot be read back",
+                ));
+            }
+            entries.extend(read_entries(store, &before.live)?);
+            objects += before.live.len();
         }
-        entries.extend(read_entries(store, &before.live)?);
-        objects += before.live.len();
     }
     let mut checkpoint = Checkpoint::new(org, last_ms, Some(checkpoint::lineage(random)));
     checkpoint.read_from_ms = floor;
-    checkpoint.superseded = lineages_in(&days, org);
+    checkpoint.superseded = lineages_in(&listed.days, org);
     checkpoint.seen = entries
         .into_iter()
         .map(|(time, (key, keep))| (key, time.map_or(now_ms, |_| keep)))
@@ -206,27 +272,61 @@ pub fn search<S: ObjectStore>(
     // A store that cannot tell deleted objects, or whose memory of them may not reach back to
     // the floor, may have lost some the feed took, in the overlap or after it: their entries
     // come again, said.
-    let unsure = (!tells_deleted || floor < now_ms.saturating_sub(DELETIONS_KEPT_MS)).then_some((floor, now_ms));
-    Ok(Found::Rebuilt { checkpoint: Box::new(checkpoint), objects, unsure })
+    let unsure = (!listed.tells_deleted || floor < now_ms.saturating_sub(DELETIONS_KEPT_MS)).then_some((floor, now_ms));
+    Ok(Found::Rebuilt { checkpoint: Box::new(checkpoint), objects, unsure, began })
 }
 
-/// Every lineage among the organization's objects.
-fn lineages_in(days: &Days, org: &str) -> Vec<String> {
-    let mut lineages: Vec<String> = days
-        .values()
-        .flat_map(|day| day.live.iter().chain(&day.deleted))
-        .filter_map(|key| lineage_of(key, org))
-        .map(|(lineage, _)| lineage.to_string())
-        .collect();
-    lineages.sort();
-    lineages.dedup();
-    lineages
+/// Whether any object of the organization lies in a month folder from `month` back to the
+/// horizon (a listing of a few names each).
+fn older_objects<S: ObjectStore>(
+    store: &mut S,
+    settings: &Settings,
+    org: &str,
+    mut month: Month,
+    now_ms: i64,
+) -> Result<bool, Failure> {
+    let horizon = (0..MONTHS_BACK).fold(month_of(now_ms), |m, _| month_before(m));
+    while month > horizon {
+        if !month_objects(store, settings, org, month, PROBE_LIMIT)?.days.is_empty() {
+            return Ok(true);
+        }
+        month = month_before(month);
+    }
+    Ok(false)
 }
 
-/// The lineages of the organization's objects in the destination, which a checkpoint started
-/// anew on purpose (`--start-anew`) leaves behind it.
-pub fn lineages<S: ObjectStore>(store: &mut S, settings: &Settings, org: &str) -> Result<Vec<String>, Failure> {
-    Ok(lineages_in(&objects_by_day(store, settings, org)?.0, org))
+/// Every lineage among the organization's objects, each with the highest number seen.
+fn lineages_in(days: &Days, org: &str) -> Vec<(String, u64)> {
+    let mut lineages: BTreeMap<String, u64> = BTreeMap::new();
+    for (lineage, seq) in
+        days.values().flat_map(|day| day.live.iter().chain(&day.deleted)).filter_map(|key| lineage_of(key, org))
+    {
+        let highest = lineages.entry(lineage.to_string()).or_default();
+        *highest = (*highest).max(seq);
+    }
+    lineages.into_iter().collect()
+}
+
+/// The lineages of the organization's objects from `from_ms`'s month on, which a checkpoint
+/// started anew on purpose (`--start-anew`) leaves behind it.
+pub fn lineages<S: ObjectStore>(
+    store: &mut S,
+    settings: &Settings,
+    org: &str,
+    from_ms: i64,
+    now_ms: i64,
+) -> Result<Vec<(String, u64)>, Failure> {
+    let mut days = Days::new();
+    let mut month = month_of(now_ms);
+    let first = month_of(from_ms.min(now_ms));
+    for _ in 0..MONTHS_BACK {
+        days.extend(month_objects(store, settings, org, month, FIND_LIMIT)?.days);
+        if month <= first {
+            break;
+        }
+        month = month_before(month);
+    }
+    Ok(lineages_in(&days, org))
 }
 
 /// The lineage in the name of an object of `org`'s (`""` for a name without one) and its
@@ -247,8 +347,9 @@ fn lineage_of<'k>(key: &'k str, org: &str) -> Option<(&'k str, u64)> {
 /// write to (from its read floor's, since objects are filed under their first entry's day, to
 /// today): its own lineage's numbered from its `next_seq` on, which only a later state of it gave
 /// (restored from a backup, or copied back); and another lineage's that it was not rebuilt from,
-/// which only a later checkpoint of the organization wrote (this one restored over it). A
-/// checkpoint without a lineage (made before version 3) is not searched.
+/// or numbered past the highest it saw then, which only another checkpoint of the organization
+/// wrote (this one restored over it, or an old deployment still writing). A checkpoint without a
+/// lineage (made before version 3) is not searched.
 pub fn ahead<S: ObjectStore>(
     store: &mut S,
     settings: &Settings,
@@ -260,18 +361,24 @@ pub fn ahead<S: ObjectStore>(
     };
     let org = &checkpoint.org_id;
     let mut later = Vec::new();
+    let first = window::utc_day(checkpoint.read_from_ms.min(now_ms));
     let mut at = now_ms;
-    let stop = checkpoint.read_from_ms.min(now_ms).saturating_sub(DAY_MS);
-    while at >= stop {
-        let (y, m, d) = window::utc_day(at);
+    loop {
+        let day = window::utc_day(at);
+        if day < first {
+            break;
+        }
         at -= DAY_MS;
+        let (y, m, d) = day;
         let folder = format!("{}{y:04}/{m:02}/{d:02}/", settings.key_prefix);
         let found = store
             .find(&folder, &format!("mulesoft-audit-{org}"), FIND_LIMIT)
             .map_err(|e| delivery::storage_failure("looking for objects under", &folder, &e))?;
         let behind = |key: &&String| match lineage_of(key, org) {
             Some((lineage, seq)) if lineage == own => seq >= checkpoint.next_seq,
-            Some((lineage, _)) => !checkpoint.superseded.iter().any(|s| s == lineage),
+            Some((lineage, seq)) => {
+                checkpoint.superseded.iter().find(|(l, _)| l == lineage).is_none_or(|(_, highest)| seq > *highest)
+            }
             None => false,
         };
         later.extend(found.live.iter().chain(found.deleted.iter().flatten()).filter(behind).cloned());

@@ -515,10 +515,15 @@ fn delivered_lines(store: &MemoryStore) -> usize {
         .sum()
 }
 
-/// Whether something still shows the organization was collected: its status (unless it goes
-/// too), or one of its objects, there or remembered as deleted.
+/// Whether something still shows the organization was collected: its status, where it shows
+/// collection (unless it goes too), or one of its objects, there or remembered as deleted.
 fn traces_remain(store: &MemoryStore, status_stays: bool) -> bool {
-    let status = status_stays && store.objects.contains_key(&format!("state/{ORG}/status.json"));
+    let status = status_stays
+        && store
+            .objects
+            .get(&format!("state/{ORG}/status.json"))
+            .and_then(|(bytes, _)| crate::status::OrgStatus::decode(bytes))
+            .is_some_and(|status| crate::ledger::shows_collection(&status));
     let remembered = |k: &String| {
         store.objects.contains_key(k)
             || (store.soft_delete && store.deleted.get(k).is_some_and(|at| store.now_ms - at <= store.remembers_ms))

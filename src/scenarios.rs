@@ -680,8 +680,22 @@ fn a_lost_checkpoint_whose_objects_the_feed_took_is_refused_until_started_anew_o
     w.api.now_ms = T0 + 10 * MINUTE;
     w.raw.start_anew = true;
     w.raw.since_ms = Some(T0);
-    w.pass_ok();
+    let anew = w.pass_ok();
+    // Its earlier objects all lie before the new start: nothing of theirs comes again.
+    assert!(!anew.completed[0].objects.iter().any(|o| o.starts_with("(started anew")), "{anew:?}");
     w.assert_exactly_once(T0 - 60 * MINUTE, T0 + 9 * MINUTE);
+}
+
+#[test]
+fn starting_anew_over_earlier_objects_says_their_entries_come_again() {
+    let mut w = World::new();
+    w.add_spread(30, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
+    w.pass_ok();
+    w.lose_state();
+    w.raw.start_anew = true;
+    w.raw.since_ms = Some(T0 - 30 * MINUTE);
+    let anew = w.pass_ok();
+    assert!(anew.completed[0].objects.iter().any(|o| o.starts_with("(started anew on purpose")), "{anew:?}");
 }
 
 #[test]
@@ -709,5 +723,93 @@ fn another_organizations_objects_are_no_trace_of_this_one() {
     w.add_spread(30, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
     let result = w.pass_ok();
     assert!(!result.completed[0].objects.iter().any(|o| o.starts_with("(checkpoint rebuilt")));
+    w.assert_exactly_once(T0 - 60 * MINUTE, T0);
+}
+
+#[test]
+fn a_status_left_by_a_first_pass_that_failed_is_no_trace_of_collection() {
+    // A wrong secret, an outage or a time limit before the first checkpoint was made: the status
+    // records the failure, and shows nothing collected.
+    let mut w = World::new();
+    let status = crate::status::OrgStatus {
+        format: crate::status::FORMAT.into(),
+        org_id: ORG.into(),
+        last_failure: Some(crate::status::LastFailure {
+            at_ms: T0,
+            kind: "unauthorized".into(),
+            message: "401".into(),
+        }),
+        failed_in_a_row: 1,
+        ..crate::status::OrgStatus::default()
+    };
+    let bytes = serde_json::to_vec(&status).unwrap_or_default();
+    crate::platform::ObjectStore::create(&mut w.store, "state/org-1/status.json", &bytes, "application/json")
+        .unwrap_or_else(|e| panic!("{e}"));
+    w.add_spread(30, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
+    w.pass_ok();
+    w.assert_exactly_once(T0 - 60 * MINUTE, T0);
+}
+
+#[test]
+fn an_old_deployment_still_writing_after_a_rebuild_is_seen() {
+    // The state moved to a new deployment, which rebuilt the checkpoint; the old one, still
+    // running, then created one more object of its own lineage.
+    let mut w = World::new();
+    w.add_spread(30, T0 - 50 * MINUTE, T0 - 20 * MINUTE);
+    w.pass_ok();
+    let old = crate::checkpoint::Checkpoint::decode(&w.store.objects[CHECKPOINT].0, ORG, "k")
+        .unwrap_or_else(|e| panic!("{}", e.0));
+    w.raw.state_prefix = "moved/".into();
+    assert!(w.pass_ok().completed[0].objects.iter().any(|o| o.starts_with("(checkpoint rebuilt")));
+    let late = w.add_at(T0 - 10 * MINUTE, i64::MIN);
+    let mut gzip = crate::gzip::GzipWriter::new(1);
+    gzip.write(late.as_bytes()).unwrap_or_else(|e| panic!("{}", e.0));
+    gzip.write(b"\n").unwrap_or_else(|e| panic!("{}", e.0));
+    let bytes = gzip.finish().unwrap_or_else(|e| panic!("{}", e.0));
+    let key = crate::window::object_key(
+        "logs/",
+        crate::window::utc_day(T0 - 10 * MINUTE),
+        &old.object_name(ORG),
+        old.next_seq,
+    );
+    crate::platform::ObjectStore::create(&mut w.store, &key, &bytes, "application/gzip")
+        .unwrap_or_else(|e| panic!("{e}"));
+    w.api.now_ms += 5 * MINUTE;
+    let refused = w.pass();
+    assert_eq!(refused.failures.len(), 1, "{:?}", refused.failures);
+    assert_eq!(refused.failures[0].kind, ErrorKind::Checkpoint, "{}", refused.failures[0].message);
+}
+
+#[test]
+fn an_object_in_an_earlier_days_folder_than_its_entries_does_not_stop_a_rebuild() {
+    // Copied by hand into the wrong day's folder: its entry is of the next day.
+    let mut w = World::new();
+    let json = format!(r#"{{"id":"moved","timestamp":{},"action":"Login"}}"#, T0 + 30 * MINUTE);
+    let mut gzip = crate::gzip::GzipWriter::new(1);
+    gzip.write(json.as_bytes()).unwrap_or_else(|e| panic!("{}", e.0));
+    let bytes = gzip.finish().unwrap_or_else(|e| panic!("{}", e.0));
+    let key = "logs/2025/12/31/mulesoft-audit-org-1.0123456789ab-0000000001.json.gz";
+    crate::platform::ObjectStore::create(&mut w.store, key, &bytes, "application/gzip")
+        .unwrap_or_else(|e| panic!("{e}"));
+    w.api.now_ms = T0 + 60 * MINUTE;
+    let result = w.pass_ok();
+    assert!(result.completed[0].objects.iter().any(|o| o.starts_with("(checkpoint rebuilt")), "{result:?}");
+}
+
+#[test]
+fn pages_with_nothing_new_have_a_cap_of_their_own() {
+    // 1,100 delivered entries in the overlap, one a page: the re-read ends at its own cap.
+    let mut w = World::new();
+    w.raw.overlap_seconds = 3600;
+    w.raw.object_max_bytes = 1 << 20;
+    w.add_spread(1100, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
+    w.pass_ok();
+    w.api.now_ms += MINUTE;
+    w.raw.page_size = 1;
+    w.raw.max_pages = 1;
+    let capped = w.pass();
+    assert_eq!(capped.failures.len(), 1, "{:?}", capped.failures);
+    assert_eq!(capped.failures[0].kind, ErrorKind::PageCap);
+    assert!(capped.failures[0].message.contains("already delivered"), "{}", capped.failures[0].message);
     w.assert_exactly_once(T0 - 60 * MINUTE, T0);
 }

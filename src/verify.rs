@@ -216,9 +216,21 @@ pub fn verify<P: Platform, S: ObjectStore>(
             return report;
         }
     };
+    // What the feed ingests besides: every object under the prefix not named the collector's
+    // way, read once for every organization.
+    let foreign_keys: Vec<&str> =
+        listing.objects.iter().map(String::as_str).filter(|k| !collector_named(k, &settings.key_prefix)).collect();
+    let foreign = match read_foreign(store, &foreign_keys) {
+        Ok(foreign) => foreign,
+        Err(mut f) => {
+            f.message = crate::settings::scrub(&f.message, &settings.client_secret);
+            report.failures.push(f);
+            return report;
+        }
+    };
     for org in orgs.iter().filter(|o| settings.owns(o)) {
         let before = client.stats.requests;
-        match verify_org(&mut client, store, settings, request, listing, org) {
+        match verify_org(&mut client, store, settings, request, listing, &foreign, org) {
             Ok(mut verdict) => {
                 verdict.requests = client.stats.requests - before;
                 report.orgs.push(verdict);
@@ -256,6 +268,7 @@ fn verify_org<P: Platform, S: ObjectStore>(
     settings: &Settings,
     request: Request,
     listing: &Listing,
+    foreign: &Foreign,
     org: &str,
 ) -> Result<OrgVerdict, Failure> {
     let Some(listed) = listing.checkpoints.iter().find(|c| c.org_id == org) else {
@@ -349,10 +362,11 @@ fn verify_org<P: Platform, S: ObjectStore>(
     // An object a stopped repair created and this one just recorded.
     keys.extend(recovery.objects.iter().filter_map(|o| o.strip_prefix("(recovered) ")));
     let delivered = read_objects(store, &keys, since, until)?;
-    // What the feed ingests besides: every object under the prefix not named the collector's way.
-    let foreign_keys: Vec<&str> =
-        listing.objects.iter().map(String::as_str).filter(|k| !collector_named(k, &settings.key_prefix)).collect();
-    let foreign = read_foreign(store, &foreign_keys, since, until)?;
+    let foreign: HashMap<&String, &Vec<String>> = foreign
+        .iter()
+        .filter(|(_, (time, _))| time.is_none_or(|(t, end)| end >= since && t <= until))
+        .map(|(key, (_, objects))| (key, objects))
+        .collect();
     verdict.objects_vanished = delivered.vanished;
     if repair_seq.is_some() && delivered.vanished > 0 {
         return Err(Failure::new(
@@ -408,7 +422,7 @@ fn verify_org<P: Platform, S: ObjectStore>(
             // An entry without a time is filed under the day its pass's window ended, which may
             // lie past the days read here: it may be delivered, so a repair leaves it alone.
             let placed = meta.timestamp_ms.is_some();
-            let somewhere = delivered.copies.contains_key(&meta.key) || foreign.contains_key(&meta.key);
+            let somewhere = delivered.copies.contains_key(&meta.key) || foreign.contains_key(&&meta.key);
             if let Some(delivery) = repair.as_mut().filter(|_| placed && !somewhere) {
                 let entry = Entry {
                     line: &line,
@@ -436,8 +450,8 @@ fn verify_org<P: Platform, S: ObjectStore>(
     // Copies in foreign objects count where they are this window's entries (others may be
     // another organization's).
     let mut named = std::collections::BTreeSet::new();
-    for (key, copies) in foreign.iter().filter(|(key, _)| expected.contains_key(*key)) {
-        *delivered.copies.entry(key.clone()).or_default() += copies.len() as u64;
+    for (key, copies) in foreign.iter().filter(|(key, _)| expected.contains_key(key.as_str())) {
+        *delivered.copies.entry((*key).clone()).or_default() += copies.len() as u64;
         named.extend(copies.iter().cloned());
     }
     verdict.foreign_objects = named.into_iter().collect();
@@ -542,15 +556,14 @@ fn collector_named(key: &str, key_prefix: &str) -> bool {
             .is_some_and(|(_, seq)| digits(seq, 10))
 }
 
-/// Entry key → the foreign objects holding it (once per copy), for entries of the window. An
-/// object that is not gzip, or gone, holds nothing the feed could read from it either.
-fn read_foreign<S: ObjectStore>(
-    store: &mut S,
-    keys: &[&str],
-    since: i64,
-    until: i64,
-) -> Result<HashMap<String, Vec<String>>, Failure> {
-    let mut copies: HashMap<String, Vec<String>> = HashMap::new();
+/// Entry key → its time and the last millisecond it spans (where it has one), and the foreign
+/// objects holding it, once per copy.
+type Foreign = HashMap<String, (Option<(i64, i64)>, Vec<String>)>;
+
+/// Reads the objects under the prefix that the collector did not name. One that is not gzip, or
+/// gone, holds nothing the feed could read from it either.
+fn read_foreign<S: ObjectStore>(store: &mut S, keys: &[&str]) -> Result<Foreign, Failure> {
+    let mut copies = Foreign::new();
     for key in keys {
         let Some((bytes, _)) = store.read(key).map_err(|e| storage_failure("reading object", key, &e))? else {
             continue;
@@ -560,9 +573,8 @@ fn read_foreign<S: ObjectStore>(
         };
         for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let meta = entry::meta(&String::from_utf8_lossy(line));
-            if meta.timestamp_ms.is_none_or(|t| t.saturating_add(meta.precision_ms - 1) >= since && t <= until) {
-                copies.entry(meta.key).or_default().push((*key).to_string());
-            }
+            let time = meta.timestamp_ms.map(|t| (t, t.saturating_add(meta.precision_ms - 1)));
+            copies.entry(meta.key).or_insert_with(|| (time, Vec::new())).1.push((*key).to_string());
         }
     }
     Ok(copies)

@@ -53,7 +53,12 @@ pub struct GcsStore {
     resumable_above: usize,
     /// Bytes per resumable chunk.
     chunk: usize,
+    /// The soft delete policy as last read, and when: passes ask it for every organization.
+    policy: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
 }
+
+/// How long a soft delete policy read is trusted: a minute, as it can change while `serve` runs.
+const POLICY_FRESH: Duration = Duration::from_secs(60);
 
 /// A reply that is not a transient failure.
 pub(crate) struct Reply {
@@ -111,6 +116,7 @@ impl GcsStore {
             retry: Retry::default(),
             resumable_above,
             chunk,
+            policy: std::sync::Mutex::new(None),
         })
     }
 
@@ -211,14 +217,20 @@ impl GcsStore {
 
     /// How long the bucket keeps deleted objects (soft delete), in seconds; 0 when it does not,
     /// or when the policy cannot be read (it needs `storage.buckets.get`): then nothing can be
-    /// proven. Asked each time, as a policy can change while `serve` runs.
+    /// proven. Read again after [`POLICY_FRESH`], as a policy can change while `serve` runs.
     async fn soft_delete_seconds(&self) -> Result<u64, StoreError> {
+        let cached = *self.policy.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(seconds) = cached.filter(|(at, _)| at.elapsed() < POLICY_FRESH).map(|(_, seconds)| seconds) {
+            return Ok(seconds);
+        }
         let url = format!("{}/storage/v1/b/{}?fields=softDeletePolicy", self.endpoint, self.bucket);
         let reply = self.send("reading the bucket's soft delete policy", || self.client.get(&url)).await?;
         if reply.status != 200 {
             tracing::warn!(status = reply.status, "the bucket's soft delete policy cannot be read");
         }
-        Ok(mulesoft_audit::gcs::soft_delete_seconds(reply.status, &reply.body))
+        let seconds = mulesoft_audit::gcs::soft_delete_seconds(reply.status, &reply.body);
+        *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), seconds));
+        Ok(seconds)
     }
 
     /// The keys of live or soft-deleted objects under `prefix`, sorted and each once (a name
