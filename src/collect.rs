@@ -87,6 +87,9 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
     result
 }
 
+/// How far before page 1's last shown time the slices after it start ([`collect_org`]).
+const SPLIT_MARGIN_MS: i64 = 1000;
+
 /// Bytes of pages read ahead (not yet writable, because an earlier slice is still being read):
 /// bounds memory while the slices behind the head keep reading.
 const READ_AHEAD_BYTES: usize = 12 << 20;
@@ -292,9 +295,13 @@ fn collect_org<P: Platform, S: ObjectStore>(
             if !split_considered {
                 split_considered = true;
                 let head = &slices[i];
-                // The split starts at the page's last entry, within the slice whatever the entry
-                // says (an entry outside it fails the org when the page is written).
-                let split_from = last_entry_ts.map(|t| t.clamp(head.from_ms, head.to_ms));
+                // The split starts a second before the page's last entry as it shows its time,
+                // within the slice whatever the entry says (an entry outside it fails the org
+                // when the page is written): an API may show a time rounded up from the one it
+                // filters on, and the entries after this page at that time must not fall before
+                // the split. Those read twice are recognised.
+                let split_from =
+                    last_entry_ts.map(|t| t.saturating_sub(SPLIT_MARGIN_MS).clamp(head.from_ms, head.to_ms));
                 if let (Some(total), Some(split_from), false) = (total, split_from, head.done) {
                     let remaining_pages = total.saturating_sub(count as u64) / u64::from(settings.page_size);
                     let useful = client.useful_concurrency(settings.concurrency);

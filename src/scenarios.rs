@@ -813,3 +813,25 @@ fn pages_with_nothing_new_have_a_cap_of_their_own() {
     assert!(capped.failures[0].message.contains("already delivered"), "{}", capped.failures[0].message);
     w.assert_exactly_once(T0 - 60 * MINUTE, T0);
 }
+
+#[test]
+fn slices_after_the_first_page_start_before_a_time_shown_rounded_up() {
+    // The API filters on the millisecond but shows the time rounded up to the second: page 1
+    // ends inside a second whose other entries come after it, all shown at the second's end.
+    let mut w = World::new();
+    // Replies slow enough for slices to be read side by side.
+    w.api.latency_ms = 250;
+    w.raw.page_size = 5;
+    w.raw.concurrency = 4;
+    w.raw.object_max_bytes = 1 << 20;
+    let second = T0 - 30 * MINUTE;
+    for k in 0..12 {
+        let api_ms = second - 999 + k * 50;
+        let shown = (api_ms + 999) / 1000 * 1000;
+        w.add_json(api_ms, format!(r#"{{"id":"r{k}","timestamp":{shown},"action":"Login"}}"#));
+    }
+    w.add_spread(200, T0 - 29 * MINUTE, T0 - 2 * MINUTE);
+    w.raw.since_ms = Some(second - 999);
+    w.pass_ok();
+    w.assert_exactly_once(second - 999, T0);
+}
