@@ -300,8 +300,9 @@ fn collect_org<P: Platform, S: ObjectStore>(
                 // when the page is written): an API may show a time rounded up from the one it
                 // filters on, and the entries after this page at that time must not fall before
                 // the split. Those read twice are recognised.
-                let split_from =
-                    last_entry_ts.map(|t| t.saturating_sub(SPLIT_MARGIN_MS).clamp(head.from_ms, head.to_ms));
+                let split_from = last_entry_ts.map(|t| {
+                    t.saturating_sub(SPLIT_MARGIN_MS.min(settings.overlap_ms)).clamp(head.from_ms, head.to_ms)
+                });
                 if let (Some(total), Some(split_from), false) = (total, split_from, head.done) {
                     let remaining_pages = total.saturating_sub(count as u64) / u64::from(settings.page_size);
                     let useful = client.useful_concurrency(settings.concurrency);

@@ -125,6 +125,8 @@ pub struct Delivery<'s, S: ObjectStore> {
     pub rebuilt: Option<String>,
     /// Where collection began, where this delivery made the checkpoint and can tell.
     pub began: Option<i64>,
+    /// The newest time of an entry this delivery has added (entries come oldest first).
+    position_ms: Option<i64>,
 }
 
 /// What a first checkpoint needs: where collection starts, the clock, and the random bits of
@@ -201,9 +203,13 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
                     ledger::Found::Rebuilt { checkpoint, objects, unsure, began: rebuilt_began } => {
                         began = rebuilt_began;
                         let mut note = format!(
-                            "(checkpoint rebuilt from {objects} delivered objects in the destination: collection goes on after {}",
-                            window::rfc3339_ms(checkpoint.cursor_ms)
+                            "(checkpoint rebuilt from {objects} delivered objects in the destination: collection goes on after {}, reading again from {}",
+                            window::rfc3339_ms(checkpoint.cursor_ms),
+                            window::rfc3339_ms(checkpoint.read_from_ms)
                         );
+                        if began.is_none() {
+                            note.push_str(" (where collection began is not on record)");
+                        }
                         if let Some((from, to)) = unsure {
                             note.push_str(&format!(
                                 "; the store cannot tell which objects the feed deleted, so entries timed {} to {} that only those held are delivered again",
@@ -229,6 +235,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             first,
             rebuilt: None,
             began: None,
+            position_ms: None,
         };
         if first || rebuilt.is_some() {
             delivery.save()?;
@@ -444,6 +451,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         builder.entries += 1;
         if let Some(t) = entry.time_ms {
             builder.last_ms = Some(builder.last_ms.map_or(t, |l| l.max(t)));
+            self.position_ms = Some(self.position_ms.map_or(t, |p| p.max(t)));
         }
         // Entries are read oldest first: keys older than the overlap before this one cannot come
         // back, in this pass or (after the checkpoint's pruning) the next, so an object of a
@@ -467,8 +475,11 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         let key =
             window::object_key(&self.settings.key_prefix, builder.day, &self.checkpoint.object_name(&self.name), seq);
         // What recording it will change: keys that a later window may read again.
-        let cursor_after = builder.last_ms.map_or(self.checkpoint.cursor_ms, |l| l.max(self.checkpoint.cursor_ms));
-        let floor = cursor_after - self.settings.overlap_ms;
+        // Keys are kept from an overlap before the newest timed entry this pass has written, not
+        // before the cursor: a window that starts further back than that (from a floor a larger
+        // overlap set, or a rebuilt checkpoint's) reads the rest of it after this object, and
+        // must still know what was delivered there.
+        let floor = self.position_ms.map_or(self.checkpoint.read_from_ms, |p| p - self.settings.overlap_ms);
         let mut keys: Vec<(i64, String)> =
             builder.keys.into_iter().filter(|(_, t)| *t >= floor).map(|(k, t)| (t, k)).collect();
         keys.sort();

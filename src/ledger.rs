@@ -29,8 +29,6 @@ use std::collections::{BTreeMap, HashSet};
 /// Most keys one listing returns of each kind: more than a month of one organization's objects
 /// written a minute apart.
 const FIND_LIMIT: u32 = 100_000;
-/// Keys enough to tell whether a month holds any of the organization's objects.
-const PROBE_LIMIT: u32 = 100;
 /// How many month folders back a search for a missing checkpoint's organization goes: further
 /// than the audit log's retention.
 const MONTHS_BACK: usize = 13;
@@ -227,20 +225,10 @@ pub fn search<S: ObjectStore>(
         listed.days.extend(before.days);
         earlier = month_before(earlier);
     }
-    // Never back before where collection began: the status says; or, where no object of it is
-    // older than those listed, the oldest one's first entry is no earlier (what came before was
-    // another collector's to deliver).
-    let began = match status.as_ref().and_then(|s| s.started_ms) {
-        Some(started) => Some(started),
-        None => match listed.days.iter().next() {
-            Some((_, oldest))
-                if oldest.deleted.is_empty() && !older_objects(store, settings, org, earlier, now_ms)? =>
-            {
-                read_entries(store, &oldest.live)?.iter().filter_map(|(t, _)| *t).min()
-            }
-            _ => None,
-        },
-    };
+    // Never back before where collection began: the status says, or `--since` (what came
+    // before was another collector's to deliver). Where neither does, the whole overlap is read
+    // (late entries are not lost), and the summary says from when.
+    let began = status.as_ref().and_then(|s| s.started_ms).or(settings.since_ms);
     let floor = floor.max(began.unwrap_or(i64::MIN)).min(last_ms);
     let mut objects = newest_live.len();
     // The overlap reaches into the days before: their entries' keys are needed too.
@@ -274,25 +262,6 @@ pub fn search<S: ObjectStore>(
     // come again, said.
     let unsure = (!listed.tells_deleted || floor < now_ms.saturating_sub(DELETIONS_KEPT_MS)).then_some((floor, now_ms));
     Ok(Found::Rebuilt { checkpoint: Box::new(checkpoint), objects, unsure, began })
-}
-
-/// Whether any object of the organization lies in a month folder from `month` back to the
-/// horizon (a listing of a few names each).
-fn older_objects<S: ObjectStore>(
-    store: &mut S,
-    settings: &Settings,
-    org: &str,
-    mut month: Month,
-    now_ms: i64,
-) -> Result<bool, Failure> {
-    let horizon = (0..MONTHS_BACK).fold(month_of(now_ms), |m, _| month_before(m));
-    while month > horizon {
-        if !month_objects(store, settings, org, month, PROBE_LIMIT)?.days.is_empty() {
-            return Ok(true);
-        }
-        month = month_before(month);
-    }
-    Ok(false)
 }
 
 /// Every lineage among the organization's objects, each with the highest number seen.
