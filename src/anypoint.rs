@@ -52,7 +52,7 @@ struct TokenReply {
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
-fn form_encode(value: &str) -> String {
+pub(crate) fn form_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         match b {
@@ -62,6 +62,13 @@ fn form_encode(value: &str) -> String {
         }
     }
     out
+}
+
+/// A token's lifetime from `expires_in` (seconds; an hour when absent), capped at a day: a
+/// lifetime beyond `i64` ms must not wrap into one already over.
+fn token_lifetime_ms(expires_in: Option<u64>) -> i64 {
+    let seconds = expires_in.unwrap_or(3600).min(86_400);
+    i64::try_from(seconds).unwrap_or(86_400).saturating_mul(1000)
 }
 
 impl<'a, P: Platform> Client<'a, P> {
@@ -105,7 +112,7 @@ impl<'a, P: Platform> Client<'a, P> {
             })
             .pop()
             .unwrap_or_else(|| Err(Failure::new(ErrorKind::Api, "no token reply")))?;
-        let lifetime_ms = reply.expires_in.unwrap_or(3600).saturating_mul(1000) as i64;
+        let lifetime_ms = token_lifetime_ms(reply.expires_in);
         // Refresh a minute early, or at 90% of a short lifetime.
         let margin = (lifetime_ms / 10).min(60_000);
         let now = self.platform.now_ms();
@@ -438,6 +445,13 @@ pub fn retention_floor<P: Platform>(client: &mut Client<'_, P>, org: &str, now_m
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_lifetimes_saturate() {
+        assert_eq!(token_lifetime_ms(None), 3_600_000);
+        assert_eq!(token_lifetime_ms(Some(60)), 60_000);
+        assert_eq!(token_lifetime_ms(Some(u64::MAX)), 86_400_000);
+    }
 
     #[test]
     fn form_encoding() {

@@ -410,9 +410,38 @@ pub fn exit_code(kinds: impl IntoIterator<Item = ErrorKind>) -> u8 {
 }
 
 /// Removes the secret from text that leaves the engine: the engine never writes it into a
-/// message, but a reply body it quotes could hold it.
+/// message, but a reply body it quotes could hold it, as sent (form-encoded), percent-encoded or
+/// JSON-escaped as well as raw.
 pub fn scrub(text: &str, secret: &str) -> String {
-    if secret.len() >= 4 { text.replace(secret, "<redacted>") } else { text.to_string() }
+    if secret.len() < 4 {
+        return text.to_string();
+    }
+    let form = crate::anypoint::form_encode(secret);
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let forms = [secret.to_string(), form.clone(), form.replace('+', "%20"), json.trim_matches('"').to_string()];
+    let mut text = text.to_string();
+    for form in forms.iter().filter(|f| f.len() >= 4) {
+        text = text.replace(form.as_str(), "<redacted>");
+        // Percent-encodings may come back in lower case.
+        if form.contains('%') {
+            text = replace_ignoring_case(&text, form, "<redacted>");
+        }
+    }
+    text
+}
+
+/// `text` with every ASCII-case-insensitive occurrence of `from` replaced.
+fn replace_ignoring_case(text: &str, from: &str, to: &str) -> String {
+    let (lower, needle) = (text.to_ascii_lowercase(), from.to_ascii_lowercase());
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(found) = lower[at..].find(&needle) {
+        out.push_str(&text[at..at + found]);
+        out.push_str(to);
+        at += found + needle.len();
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -523,6 +552,23 @@ pub(crate) mod tests {
         assert_eq!(exit_code([Storage, Forbidden]), 2);
         assert_eq!(scrub("token s3cret-value leaked", "s3cret-value"), "token <redacted> leaked");
         assert_eq!(scrub("abc", "ab"), "abc", "too short to scrub safely");
+    }
+
+    #[test]
+    fn the_secret_is_scrubbed_in_every_form_a_reply_may_echo() {
+        let secret = "s3c&r+e/t=é \"q\"";
+        let echoed = [
+            secret.to_string(),
+            crate::anypoint::form_encode(secret),
+            crate::anypoint::form_encode(secret).replace('+', "%20"),
+            crate::anypoint::form_encode(secret).to_ascii_lowercase(),
+            serde_json::to_string(secret).unwrap().trim_matches('"').to_string(),
+        ];
+        for form in echoed {
+            let text = format!("400 invalid_client: client_secret={form}&grant_type=client_credentials");
+            let scrubbed = scrub(&text, secret);
+            assert!(!scrubbed.contains(&form) && scrubbed.contains("<redacted>"), "{form}: {scrubbed}");
+        }
     }
 
     #[test]

@@ -268,6 +268,38 @@ pub struct Configured {
     pub http_timeout: Duration,
 }
 
+/// The most a secret file may hold: a connected app's secret is tens of bytes, and a mount
+/// pointed at the wrong path must not be read to the end.
+pub const SECRET_FILE_MAX_BYTES: u64 = 64 * 1024;
+
+/// Reads the file [`CLIENT_SECRET_FILE`] names, bounded: a regular file of at most
+/// [`SECRET_FILE_MAX_BYTES`], never a FIFO (which would block), a device (`/dev/zero` never ends)
+/// or a directory, each named as such. For every host that has a file system (the binary, the
+/// WASI command).
+pub fn read_secret_file(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.is_dir() {
+        return Err("it is a directory, not a file".into());
+    }
+    if !meta.is_file() {
+        return Err(
+            "it is not a regular file (a FIFO, socket or device): point it at the file that holds the secret".into()
+        );
+    }
+    if meta.len() > SECRET_FILE_MAX_BYTES {
+        return Err(format!("it holds {} bytes, more than a secret's {SECRET_FILE_MAX_BYTES}", meta.len()));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(SECRET_FILE_MAX_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > SECRET_FILE_MAX_BYTES {
+        return Err(format!("it holds more than a secret's {SECRET_FILE_MAX_BYTES} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".into())
+}
+
 /// Reads and validates every setting. `read_file` reads the file [`CLIENT_SECRET_FILE`] names
 /// (the caller's file system, or a reason it cannot). Each message names the setting as the user
 /// gave it and says what to do.
@@ -503,6 +535,22 @@ mod tests {
         assert_eq!(unread, "CLIENT_SECRET_FILE `/run/secret` cannot be read (no file system)");
         v.set(CLIENT_SECRET_FILE, "", CLIENT_SECRET_FILE);
         assert!(configure(&v, no_file).err().unwrap_or_default().contains("CLIENT_SECRET is not set"));
+    }
+
+    #[test]
+    fn a_secret_file_is_read_only_where_it_is_a_small_regular_file() {
+        let dir = std::env::temp_dir().join(format!("mulesoft-audit-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+        std::fs::write(path("ok"), "s3cret\n").unwrap();
+        assert_eq!(read_secret_file(&path("ok")).unwrap(), "s3cret\n");
+        std::fs::write(path("big"), vec![b'x'; SECRET_FILE_MAX_BYTES as usize + 1]).unwrap();
+        assert!(read_secret_file(&path("big")).unwrap_err().contains("more than a secret's"));
+        assert!(read_secret_file(&dir.to_string_lossy()).unwrap_err().contains("directory"));
+        // Never read to the end, never blocked on.
+        assert!(read_secret_file("/dev/zero").unwrap_err().contains("not a regular file"));
+        assert!(read_secret_file(&path("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -260,3 +260,18 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn a_secret_file_that_is_a_device_or_too_large_is_a_setting_to_fix() {
+    // A Secret Manager mount pointed at the wrong path: refused at once, never read to the end.
+    let sim = quick_sim();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}", dir.path().display());
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'x'; 1 << 20]).unwrap();
+    for (file, needle) in [("/dev/zero".to_string(), "not a regular file"), (big.display().to_string(), "more than")] {
+        let mut cmd = command(&sim, &dest);
+        cmd.env_remove("CLIENT_SECRET").env("CLIENT_SECRET_FILE", &file);
+        assert_config_error(&run(cmd), needle);
+    }
+}

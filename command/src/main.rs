@@ -51,7 +51,8 @@ mod run {
 
     /// The secret file is a path inside a preopened directory.
     fn read_secret_file(path: &str) -> Result<String, String> {
-        std::fs::read_to_string(path).map_err(|e| format!("{e}; is its directory preopened with --dir?"))
+        mulesoft_audit::variables::read_secret_file(path)
+            .map_err(|e| format!("{e}; is its directory preopened with --dir?"))
     }
 
     pub fn main() -> u8 {

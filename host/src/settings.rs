@@ -142,8 +142,7 @@ impl std::fmt::Debug for Resolved {
 impl CollectArgs {
     pub fn resolve(&self) -> Result<Resolved, ConfigError> {
         let values = &self.engine.0;
-        let configured = variables::configure(values, |path| std::fs::read_to_string(path).map_err(|e| e.to_string()))
-            .map_err(ConfigError)?;
+        let configured = variables::configure(values, variables::read_secret_file).map_err(ConfigError)?;
         // The sandbox lets the component reach this origin only (plain http only on loopback).
         let origin = Origin::from_base_url(&configured.settings.base.url(""))
             .map_err(|e| bad(format!("{}: {e}", values.label(variables::BASE_URL))))?;
