@@ -3,7 +3,7 @@
 use crate::pacer::Pacer;
 use crate::platform::{Method, Platform, Request, Response, TransportError};
 use crate::retry::{self, StatusClass};
-use crate::settings::{ErrorKind, Failure, Settings};
+use crate::settings::{ErrorKind, Failure, Settings, form_encode};
 use serde::Deserialize;
 
 /// Counters for the summary.
@@ -49,19 +49,6 @@ struct TokenReply {
     access_token: String,
     #[serde(default)]
     expires_in: Option<u64>,
-}
-
-/// `application/x-www-form-urlencoded` encoding of one value.
-pub(crate) fn form_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// A token's lifetime from `expires_in` (seconds; an hour when absent), capped at a day: a

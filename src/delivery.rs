@@ -26,13 +26,11 @@ use crate::checkpoint::{self, Checkpoint, Effects, Identity, Pending};
 use crate::entry;
 use crate::gzip::{GzipError, GzipWriter, gunzip};
 use crate::ledger;
-use crate::platform::{ObjectStore, Presence, StoreError};
+use crate::platform::{CONTENT_TYPE_LOGS, CONTENT_TYPE_STATE, ObjectStore, Presence, StoreError, storage_failure};
 use crate::settings::{ErrorKind, Failure, OrgSummary, Settings};
 use crate::window;
 use std::collections::HashMap;
 
-pub const CONTENT_TYPE_LOGS: &str = "application/gzip";
-pub const CONTENT_TYPE_STATE: &str = "application/json";
 /// Deflate level. Measured on the simulator's entries (`just bench -- cpu`, BENCHMARKS.md):
 /// level 1 compresses 4.2x faster than level 6 (3.1 against 13.2 µs an entry natively) for
 /// objects 19% larger; CPU is what a Cloud Run user pays for, storage of these objects is cheap.
@@ -43,27 +41,6 @@ const KEYS_PRUNE_MIN: usize = 16 * 1024;
 
 fn compress_failure(e: GzipError) -> Failure {
     Failure::new(ErrorKind::Storage, format!("compressing: {}", e.0))
-}
-
-/// A store error as the pass's failure, with what to do about it.
-pub fn storage_failure(what: &str, key: &str, e: &StoreError) -> Failure {
-    let kind = match e {
-        StoreError::GenerationMismatch => ErrorKind::Conflict,
-        StoreError::Denied(_) => ErrorKind::Denied,
-        _ => ErrorKind::Storage,
-    };
-    let advice = match e {
-        StoreError::GenerationMismatch => {
-            "another pass for this organization advanced it meanwhile; nothing was lost, the next pass continues"
-        }
-        StoreError::Unavailable(_) => "the next pass retries",
-        StoreError::Denied(_) => {
-            "check that the bucket exists and that the service account may create and read objects in it"
-        }
-        StoreError::AlreadyExists => "another writer uses this prefix; give each collector its own key prefix",
-        StoreError::Other(_) => "see the store's message",
-    };
-    Failure::new(kind, format!("{what} `{key}`: {e}; {advice}"))
 }
 
 /// An entry on its way into an object.

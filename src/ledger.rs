@@ -21,9 +21,9 @@
 use crate::checkpoint::{self, Checkpoint};
 use crate::entry;
 use crate::gzip::gunzip;
-use crate::platform::ObjectStore;
+use crate::platform::{ObjectStore, storage_failure};
 use crate::settings::{ErrorKind, Failure, Settings};
-use crate::{delivery, status, window};
+use crate::{status, window};
 use std::collections::{BTreeMap, HashSet};
 
 /// Most keys one listing returns of each kind: more than a month of one organization's objects
@@ -118,7 +118,7 @@ fn month_objects<S: ObjectStore>(
     let folder = format!("{}{y:04}/{m:02}/", settings.key_prefix);
     let found = store
         .find(&folder, &format!("mulesoft-audit-{org}"), limit)
-        .map_err(|e| delivery::storage_failure("looking for the organization's objects under", &folder, &e))?;
+        .map_err(|e| storage_failure("looking for the organization's objects under", &folder, &e))?;
     let cut = found.live.len() >= limit as usize || found.deleted.as_ref().is_some_and(|d| d.len() >= limit as usize);
     let mut days = Days::new();
     let ours = |key: &String| {
@@ -159,7 +159,7 @@ pub fn search<S: ObjectStore>(
     let status_key = status::status_key(&settings.state_prefix, org);
     let status = store
         .read(&status_key)
-        .map_err(|e| delivery::storage_failure("reading status", &status_key, &e))?
+        .map_err(|e| storage_failure("reading status", &status_key, &e))?
         .and_then(|(bytes, _)| status::OrgStatus::decode(&bytes))
         .filter(shows_collection);
     let checkpoint_key = window::checkpoint_key(&settings.state_prefix, org);
@@ -342,7 +342,7 @@ pub fn ahead<S: ObjectStore>(
         let folder = format!("{}{y:04}/{m:02}/{d:02}/", settings.key_prefix);
         let found = store
             .find(&folder, &format!("mulesoft-audit-{org}"), FIND_LIMIT)
-            .map_err(|e| delivery::storage_failure("looking for objects under", &folder, &e))?;
+            .map_err(|e| storage_failure("looking for objects under", &folder, &e))?;
         let behind = |key: &&String| match lineage_of(key, org) {
             Some((lineage, seq)) if lineage == own => seq >= checkpoint.next_seq,
             Some((lineage, seq)) => {
@@ -363,8 +363,7 @@ type Read = (Option<i64>, (String, i64));
 fn read_entries<S: ObjectStore>(store: &mut S, keys: &[String]) -> Result<Vec<Read>, Failure> {
     let mut entries = Vec::new();
     for key in keys {
-        let Some((bytes, _)) = store.read(key).map_err(|e| delivery::storage_failure("reading log object", key, &e))?
-        else {
+        let Some((bytes, _)) = store.read(key).map_err(|e| storage_failure("reading log object", key, &e))? else {
             // Gone since the listing: the feed took it; what it held is not known.
             return Err(Failure::new(
                 ErrorKind::Conflict,

@@ -124,6 +124,33 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// What log objects are stored as.
+pub const CONTENT_TYPE_LOGS: &str = "application/gzip";
+/// What checkpoints and status objects are stored as.
+pub const CONTENT_TYPE_STATE: &str = "application/json";
+
+/// A store error as the pass's failure, with what to do about it.
+pub fn storage_failure(what: &str, key: &str, e: &StoreError) -> crate::settings::Failure {
+    use crate::settings::{ErrorKind, Failure};
+    let kind = match e {
+        StoreError::GenerationMismatch => ErrorKind::Conflict,
+        StoreError::Denied(_) => ErrorKind::Denied,
+        _ => ErrorKind::Storage,
+    };
+    let advice = match e {
+        StoreError::GenerationMismatch => {
+            "another pass for this organization advanced it meanwhile; nothing was lost, the next pass continues"
+        }
+        StoreError::Unavailable(_) => "the next pass retries",
+        StoreError::Denied(_) => {
+            "check that the bucket exists and that the service account may create and read objects in it"
+        }
+        StoreError::AlreadyExists => "another writer uses this prefix; give each collector its own key prefix",
+        StoreError::Other(_) => "see the store's message",
+    };
+    Failure::new(kind, format!("{what} `{key}`: {e}; {advice}"))
+}
+
 /// A key as the stores take it: `/`-separated, relative, no empty, `.` or `..` segment.
 pub fn check_key(key: &str) -> Result<(), StoreError> {
     if key.is_empty()

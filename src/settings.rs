@@ -409,6 +409,19 @@ pub fn exit_code(kinds: impl IntoIterator<Item = ErrorKind>) -> u8 {
     kinds.into_iter().fold(0, |code, kind| code.max(if kind.needs_a_person() { 2 } else { 1 }))
 }
 
+/// `application/x-www-form-urlencoded` encoding of one value.
+pub fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// Removes the secret from text that leaves the engine: the engine never writes it into a
 /// message, but a reply body it quotes could hold it, as sent (form-encoded), percent-encoded or
 /// JSON-escaped as well as raw.
@@ -416,7 +429,7 @@ pub fn scrub(text: &str, secret: &str) -> String {
     if secret.len() < 4 {
         return text.to_string();
     }
-    let form = crate::anypoint::form_encode(secret);
+    let form = form_encode(secret);
     let json = serde_json::to_string(secret).unwrap_or_default();
     let forms = [secret.to_string(), form.clone(), form.replace('+', "%20"), json.trim_matches('"').to_string()];
     let mut text = text.to_string();
@@ -559,9 +572,9 @@ pub(crate) mod tests {
         let secret = "s3c&r+e/t=é \"q\"";
         let echoed = [
             secret.to_string(),
-            crate::anypoint::form_encode(secret),
-            crate::anypoint::form_encode(secret).replace('+', "%20"),
-            crate::anypoint::form_encode(secret).to_ascii_lowercase(),
+            form_encode(secret),
+            form_encode(secret).replace('+', "%20"),
+            form_encode(secret).to_ascii_lowercase(),
             serde_json::to_string(secret).unwrap().trim_matches('"').to_string(),
         ];
         for form in echoed {

@@ -163,7 +163,7 @@ fn update<S: ObjectStore>(store: &mut S, state_prefix: &str, org: &str, change: 
         if !change(&mut status) {
             return;
         }
-        match store.write_if_generation(&key, &status.encode(), crate::delivery::CONTENT_TYPE_STATE, generation) {
+        match store.write_if_generation(&key, &status.encode(), crate::platform::CONTENT_TYPE_STATE, generation) {
             Err(crate::platform::StoreError::GenerationMismatch) => continue,
             _ => return,
         }

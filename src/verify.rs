@@ -8,11 +8,11 @@
 //! that became visible late), so neither verifying nor repairing them could be right yet.
 
 use crate::anypoint::Client;
-use crate::delivery::{Delivery, Entry, Fresh, Role, storage_failure};
+use crate::delivery::{Delivery, Entry, Fresh, Role};
 use crate::entry;
 use crate::gzip::gunzip;
 use crate::paging::{Slice, page_request, read_page};
-use crate::platform::{Method, ObjectStore, Platform};
+use crate::platform::{Method, ObjectStore, Platform, storage_failure};
 use crate::settings::{ErrorKind, Failure, OrgSummary, Settings, exit_code};
 use crate::status::{OrgStatus, status_key};
 use crate::window;
