@@ -288,7 +288,12 @@ fn collect_org<P: Platform, S: ObjectStore>(
         for (&i, reply) in chosen.iter().zip(replies) {
             let FetchedPage { page, count, cursor, total, last_entry_ts } = reply?;
             let slice = &mut slices[i];
-            slice.advance(settings.paging, count, cursor);
+            slice.advance(settings.paging, count, cursor).map_err(|why| {
+                Failure::new(
+                    ErrorKind::Api,
+                    format!("audit query for organization {org}: {why}; nothing past the last object is marked done"),
+                )
+            })?;
             if count > 0 {
                 slice.pages.push_back(page);
             }

@@ -28,6 +28,8 @@ pub struct FakeApi {
     pub page_cap: Option<usize>,
     /// Query requests answered.
     pub queries: u32,
+    /// Organizations whose cursor never moves: every page is the first (a looping API).
+    pub looping: Vec<String>,
     /// How long each batch of requests takes (the clock moves on by it).
     pub latency_ms: i64,
     seed: u64,
@@ -104,7 +106,8 @@ impl FakeApi {
             reply.push_str(&format!(r#","total":{}"#, matching.len()));
         }
         if cursor_paging && !page.is_empty() {
-            reply.push_str(&format!(r#","cursor":"c{}""#, offset + page.len()));
+            let next = if self.looping.iter().any(|o| o == org) { offset } else { offset + page.len() };
+            reply.push_str(&format!(r#","cursor":"c{next}""#));
         }
         reply.push('}');
         Response {

@@ -63,21 +63,42 @@ pub struct Slice {
     pub done: bool,
     /// Pages read but not yet written.
     pub pages: VecDeque<ReadPage>,
+    /// Hashes of the cursors this slice was given: one given twice is a loop.
+    cursors: std::collections::HashSet<u128>,
 }
 
 impl Slice {
     pub fn new(from_ms: i64, to_ms: i64) -> Self {
-        Self { from_ms, to_ms, cursor: None, offset: 0, done: false, pages: VecDeque::new() }
+        Self {
+            from_ms,
+            to_ms,
+            cursor: None,
+            offset: 0,
+            done: false,
+            pages: VecDeque::new(),
+            cursors: std::collections::HashSet::new(),
+        }
     }
 
     /// Moves past a page of `count` entries. A slice ends only on a signal that cannot mean
     /// anything else: an empty page, or no cursor. A short page proves nothing (an API may cap
     /// pages below the limit asked for), and neither does a total (it may be capped or an
-    /// estimate): stopping on either would skip the rest of the window.
-    pub fn advance(&mut self, paging: Paging, count: usize, cursor: Option<String>) {
+    /// estimate): stopping on either would skip the rest of the window. A cursor given a second
+    /// time is an API paging in a loop: refused at once, rather than read until the pass's time
+    /// runs out with every organization after it waiting.
+    pub fn advance(&mut self, paging: Paging, count: usize, cursor: Option<String>) -> Result<(), String> {
         match paging {
             Paging::Cursor => match cursor {
-                Some(next) if count > 0 => self.cursor = Some(next),
+                Some(next) if count > 0 => {
+                    if !self.cursors.insert(crate::entry::fnv1a_128(next.as_bytes())) {
+                        return Err(format!(
+                            "the API gave the same cursor twice while paging {}..{}: it pages in a loop, so the window cannot be read to its end",
+                            crate::window::rfc3339_ms(self.from_ms),
+                            crate::window::rfc3339_ms(self.to_ms)
+                        ));
+                    }
+                    self.cursor = Some(next);
+                }
                 _ => self.done = true,
             },
             Paging::Offset => {
@@ -85,6 +106,7 @@ impl Slice {
                 self.done = count == 0;
             }
         }
+        Ok(())
     }
 }
 
@@ -143,18 +165,18 @@ mod tests {
     #[test]
     fn offset_paging_ends_on_an_empty_page_never_on_a_short_page() {
         let mut slice = Slice::new(0, 10);
-        slice.advance(Paging::Offset, 50, None);
+        slice.advance(Paging::Offset, 50, None).unwrap();
         assert!(!slice.done, "a short page (capped below the limit) is not the end");
-        slice.advance(Paging::Offset, 0, None);
+        slice.advance(Paging::Offset, 0, None).unwrap();
         assert!(slice.done);
     }
 
     #[test]
     fn cursor_paging_ends_without_a_cursor_or_entries() {
         let mut slice = Slice::new(0, 10);
-        slice.advance(Paging::Cursor, 3, Some("c".into()));
+        slice.advance(Paging::Cursor, 3, Some("c".into())).unwrap();
         assert!(!slice.done && slice.cursor.as_deref() == Some("c"));
-        slice.advance(Paging::Cursor, 0, Some("d".into()));
+        slice.advance(Paging::Cursor, 0, Some("d".into())).unwrap();
         assert!(slice.done);
     }
 }

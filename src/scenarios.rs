@@ -835,3 +835,26 @@ fn slices_after_the_first_page_start_before_a_time_shown_rounded_up() {
     w.pass_ok();
     w.assert_exactly_once(second - 999, T0);
 }
+
+#[test]
+fn a_cursor_that_never_moves_fails_its_organization_at_once_and_the_next_is_collected() {
+    let mut w = World::new();
+    w.raw.org_ids = vec![ORG.into(), "org-2".into()];
+    w.api.looping = vec![ORG.into()];
+    w.add_spread(200, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
+    for k in 0..30 {
+        let api_ms = T0 - 40 * MINUTE + k * MINUTE;
+        w.api.add(
+            "org-2",
+            ApiEntry { api_ms, json: format!(r#"{{"id":"o2-{k}","timestamp":{api_ms}}}"#), visible_from_ms: i64::MIN },
+        );
+    }
+    let result = w.pass();
+    assert_eq!(result.failures.len(), 1, "{:?}", result.failures);
+    let failure = &result.failures[0];
+    assert_eq!((failure.kind, failure.org_id.as_deref()), (ErrorKind::Api, Some(ORG)), "{}", failure.message);
+    assert!(failure.message.contains("same cursor twice"), "{}", failure.message);
+    assert!(w.api.queries < 10, "refused at once: {} queries", w.api.queries);
+    let other = result.completed.iter().find(|s| s.org_id == "org-2").map(|s| s.entries_written);
+    assert_eq!(other, Some(30), "the next organization is collected");
+}

@@ -433,7 +433,9 @@ fn verify_org<P: Platform, S: ObjectStore>(
                 delivery.add(entry, &mut summary)?;
             }
         }
-        slice.advance(settings.paging, fetched.count, fetched.cursor);
+        slice
+            .advance(settings.paging, fetched.count, fetched.cursor)
+            .map_err(|why| Failure::new(ErrorKind::Api, format!("audit query for organization {org}: {why}")))?;
     }
     let delivered = match repair.take() {
         Some(mut delivery) => {
