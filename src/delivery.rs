@@ -68,10 +68,6 @@ struct Builder {
     prune_at: usize,
 }
 
-/// What a repair's object names add to the organization id: a `.`, which no id has, so that no
-/// organization's own objects can be taken for another's repair objects.
-pub const REPAIR_SUFFIX: &str = ".repair";
-
 /// Whose objects a delivery writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -95,8 +91,6 @@ pub struct Delivery<'s, S: ObjectStore> {
     builder: Option<Builder>,
     /// The pass's clock, when it began reading (pending objects are named with it).
     pub now_ms: i64,
-    /// The checkpoint was made by this delivery: collection begins at its cursor.
-    pub first: bool,
     /// The checkpoint was rebuilt from the destination's objects, or started anew over them:
     /// what the summary says of it.
     pub rebuilt: Option<String>,
@@ -139,18 +133,18 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         let (checkpoint_key, name) = match role {
             Role::Collect => (window::checkpoint_key(&settings.state_prefix, org), org.to_string()),
             Role::Repair => {
-                (window::repair_checkpoint_key(&settings.state_prefix, org), format!("{org}{REPAIR_SUFFIX}"))
+                (window::repair_checkpoint_key(&settings.state_prefix, org), format!("{org}{}", window::REPAIR_SUFFIX))
             }
         };
         let stored =
             store.read(&checkpoint_key).map_err(|e| storage_failure("reading checkpoint", &checkpoint_key, &e))?;
         let mut rebuilt = None;
         let mut began = None;
-        let (checkpoint, generation, first) = match stored {
+        let (checkpoint, generation) = match stored {
             Some((bytes, generation)) => {
                 let checkpoint = Checkpoint::decode(&bytes, org, &checkpoint_key)
                     .map_err(|e| Failure::new(ErrorKind::Checkpoint, e.0))?;
-                (checkpoint, generation, false)
+                (checkpoint, generation)
             }
             None => {
                 let fresh = start()?;
@@ -175,7 +169,9 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
                                 ));
                             }
                         }
-                        (checkpoint, 0, true)
+                        // Collection begins at its cursor.
+                        began = Some(fresh.start_ms);
+                        (checkpoint, 0)
                     }
                     ledger::Found::Rebuilt { checkpoint, objects, unsure, began: rebuilt_began } => {
                         began = rebuilt_began;
@@ -195,7 +191,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
                             ));
                         }
                         rebuilt = Some(format!("{note})"));
-                        (*checkpoint, 0, false)
+                        (*checkpoint, 0)
                     }
                 }
             }
@@ -209,16 +205,14 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             generation,
             builder: None,
             now_ms: 0,
-            first,
-            rebuilt: None,
-            began: None,
+            rebuilt,
+            began,
             position_ms: None,
         };
-        if first || rebuilt.is_some() {
+        // Made here (first, rebuilt or started anew): saved before anything is read.
+        if delivery.generation == 0 {
             delivery.save()?;
         }
-        delivery.rebuilt = rebuilt;
-        delivery.began = if first { Some(delivery.checkpoint.read_from_ms) } else { began };
         Ok(delivery)
     }
 
@@ -330,11 +324,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         let Some(first) = later.first() else {
             return Ok(());
         };
-        let stored = self
-            .store
-            .read(&self.checkpoint_key)
-            .map_err(|e| storage_failure("reading checkpoint", &self.checkpoint_key, &e))?;
-        if stored.is_some_and(|(_, generation)| generation != self.generation) {
+        if self.stored_generation()?.is_some_and(|generation| generation != self.generation) {
             return Err(storage_failure("reading checkpoint", &self.checkpoint_key, &StoreError::GenerationMismatch));
         }
         Err(Failure::new(
@@ -502,8 +492,8 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
                 "creating log object `{key}`: another pass claimed it while this one was writing; nothing was lost, the next pass continues"
             ),
         );
-        match self.store.read(&self.checkpoint_key) {
-            Ok(Some((_, generation))) if generation == self.generation => {
+        match self.stored_generation() {
+            Ok(Some(generation)) if generation == self.generation => {
                 self.checkpoint.pending = None;
                 match self.save() {
                     Ok(()) => self.not_ours(key),
@@ -511,8 +501,18 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
                 }
             }
             Ok(_) => claimed,
-            Err(e) => storage_failure("reading checkpoint", &self.checkpoint_key, &e),
+            Err(failure) => failure,
         }
+    }
+
+    /// The stored checkpoint's generation now (`None` when it is gone): another pass's swap
+    /// since this one read or wrote it shows as a different one.
+    fn stored_generation(&mut self) -> Result<Option<u64>, Failure> {
+        let stored = self
+            .store
+            .read(&self.checkpoint_key)
+            .map_err(|e| storage_failure("reading checkpoint", &self.checkpoint_key, &e))?;
+        Ok(stored.map(|(_, generation)| generation))
     }
 
     /// Closes the window `[.., to_ms]`: its last object is written and the cursor moves past it.

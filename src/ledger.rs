@@ -49,24 +49,6 @@ pub enum Found {
     Rebuilt { checkpoint: Box<Checkpoint>, objects: usize, unsure: Option<(i64, i64)>, began: Option<i64> },
 }
 
-/// The prefix of `org`'s objects in one day's folder ([`window::object_key`]).
-fn day_prefix(key_prefix: &str, day: (i32, u32, u32), org: &str) -> String {
-    let (y, m, d) = day;
-    format!("{key_prefix}{y:04}/{m:02}/{d:02}/mulesoft-audit-{org}")
-}
-
-/// Whether `key` (under [`day_prefix`]) is `org`'s: `<org>.…` (a lineage, a repair) or, from
-/// before lineages, `<org>-<digits>`; not `acme-eu`'s for `acme`.
-fn is_org_object(key: &str, prefix: &str) -> bool {
-    let Some(rest) = key.strip_prefix(prefix).and_then(|r| r.strip_suffix(".json.gz")) else {
-        return false;
-    };
-    match rest.strip_prefix('-') {
-        Some(seq) => !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()),
-        None => rest.starts_with('.'),
-    }
-}
-
 /// The organization's objects in the destination, by day: live ones, and deleted ones that are
 /// not live again.
 #[derive(Debug, Default)]
@@ -89,12 +71,6 @@ fn month_of(ms: i64) -> Month {
 
 fn month_before((y, m): Month) -> Month {
     if m == 1 { (y - 1, 12) } else { (y, m - 1) }
-}
-
-/// The day folder a key is in (`{prefix}YYYY/MM/DD/…`).
-fn day_of(key: &str, key_prefix: &str) -> Option<(i32, u32, u32)> {
-    let mut parts = key.strip_prefix(key_prefix)?.split('/').map(str::parse::<u32>);
-    Some((i32::try_from(parts.next()?.ok()?).ok()?, parts.next()?.ok()?, parts.next()?.ok()?))
 }
 
 /// One month's objects of the organization.
@@ -121,10 +97,7 @@ fn month_objects<S: ObjectStore>(
         .map_err(|e| storage_failure("looking for the organization's objects under", &folder, &e))?;
     let cut = found.live.len() >= limit as usize || found.deleted.as_ref().is_some_and(|d| d.len() >= limit as usize);
     let mut days = Days::new();
-    let ours = |key: &String| {
-        let day = day_of(key, &settings.key_prefix)?;
-        is_org_object(key, &day_prefix(&settings.key_prefix, day, org)).then_some(day)
-    };
+    let ours = |key: &String| window::object_name(key, &settings.key_prefix, org).map(|name| name.day);
     let live: HashSet<&String> = found.live.iter().collect();
     for key in &found.live {
         if let Some(day) = ours(key) {
@@ -201,8 +174,7 @@ pub fn search<S: ObjectStore>(
         return Ok(Found::Nothing);
     };
     let (newest_live, newest_deleted) = (found.live.clone(), found.deleted.len());
-    let (y, m, d) = newest;
-    let folder = format!("{}{y:04}/{m:02}/{d:02}/", settings.key_prefix);
+    let folder = window::day_folder(&settings.key_prefix, newest);
     if newest_deleted > 0 {
         return Err(refuse(
             format!("{newest_deleted} of its newest objects, in {folder}, were deleted (the feed's source deletion)"),
@@ -234,13 +206,13 @@ pub fn search<S: ObjectStore>(
     // The overlap reaches into the days before: their entries' keys are needed too.
     let first_day = window::utc_day(floor);
     if first_day < newest {
-        for (&(y, m, d), before) in listed.days.range(first_day..newest) {
+        for (&day, before) in listed.days.range(first_day..newest) {
             if !before.deleted.is_empty() {
                 return Err(refuse(
                     format!(
-                        "{} of its objects in {}{y:04}/{m:02}/{d:02}/, within the overlap before its newest entry, were deleted (the feed's source deletion)",
+                        "{} of its objects in {}, within the overlap before its newest entry, were deleted (the feed's source deletion)",
                         before.deleted.len(),
-                        settings.key_prefix
+                        window::day_folder(&settings.key_prefix, day)
                     ),
                     "what they held cannot be read back",
                 ));
@@ -251,7 +223,7 @@ pub fn search<S: ObjectStore>(
     }
     let mut checkpoint = Checkpoint::new(org, last_ms, Some(checkpoint::lineage(random)));
     checkpoint.read_from_ms = floor;
-    checkpoint.superseded = lineages_in(&listed.days, org);
+    checkpoint.superseded = lineages_in(&listed.days, settings, org);
     checkpoint.seen = entries
         .into_iter()
         .map(|(time, (key, keep))| (key, time.map_or(now_ms, |_| keep)))
@@ -265,10 +237,12 @@ pub fn search<S: ObjectStore>(
 }
 
 /// Every lineage among the organization's objects, each with the highest number seen.
-fn lineages_in(days: &Days, org: &str) -> Vec<(String, u64)> {
+fn lineages_in(days: &Days, settings: &Settings, org: &str) -> Vec<(String, u64)> {
     let mut lineages: BTreeMap<String, u64> = BTreeMap::new();
-    for (lineage, seq) in
-        days.values().flat_map(|day| day.live.iter().chain(&day.deleted)).filter_map(|key| lineage_of(key, org))
+    for (lineage, seq) in days
+        .values()
+        .flat_map(|day| day.live.iter().chain(&day.deleted))
+        .filter_map(|key| lineage_of(key, settings, org))
     {
         let highest = lineages.entry(lineage.to_string()).or_default();
         *highest = (*highest).max(seq);
@@ -295,21 +269,14 @@ pub fn lineages<S: ObjectStore>(
         }
         month = month_before(month);
     }
-    Ok(lineages_in(&days, org))
+    Ok(lineages_in(&days, settings, org))
 }
 
 /// The lineage in the name of an object of `org`'s (`""` for a name without one) and its
 /// number; `None` for a repair's object or another organization's.
-fn lineage_of<'k>(key: &'k str, org: &str) -> Option<(&'k str, u64)> {
-    let name = key.rsplit('/').next()?.strip_prefix("mulesoft-audit-")?.strip_prefix(org)?.strip_suffix(".json.gz")?;
-    let (lineage, seq) = match name.strip_prefix('.') {
-        Some(rest) => rest.split_once('-')?,
-        None => ("", name.strip_prefix('-')?),
-    };
-    if lineage.starts_with("repair") || seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((lineage, seq.parse().ok()?))
+fn lineage_of<'k>(key: &'k str, settings: &Settings, org: &str) -> Option<(&'k str, u64)> {
+    let name = window::object_name(key, &settings.key_prefix, org).filter(|name| !name.repair)?;
+    Some((name.lineage.unwrap_or_default(), name.seq))
 }
 
 /// The objects that show this checkpoint is behind, live or deleted, in the days it may still
@@ -338,12 +305,11 @@ pub fn ahead<S: ObjectStore>(
             break;
         }
         at -= DAY_MS;
-        let (y, m, d) = day;
-        let folder = format!("{}{y:04}/{m:02}/{d:02}/", settings.key_prefix);
+        let folder = window::day_folder(&settings.key_prefix, day);
         let found = store
             .find(&folder, &format!("mulesoft-audit-{org}"), FIND_LIMIT)
             .map_err(|e| storage_failure("looking for objects under", &folder, &e))?;
-        let behind = |key: &&String| match lineage_of(key, org) {
+        let behind = |key: &&String| match lineage_of(key, settings, org) {
             Some((lineage, seq)) if lineage == own => seq >= checkpoint.next_seq,
             Some((lineage, seq)) => {
                 checkpoint.superseded.iter().find(|(l, _)| l == lineage).is_none_or(|(_, highest)| seq > *highest)
@@ -382,21 +348,4 @@ fn read_entries<S: ObjectStore>(store: &mut S, keys: &[String]) -> Result<Vec<Re
         }
     }
     Ok(entries)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_organizations_objects_are_told_from_a_longer_ids() {
-        let prefix = day_prefix("logs/", (2026, 1, 2), "acme");
-        assert_eq!(prefix, "logs/2026/01/02/mulesoft-audit-acme");
-        assert!(is_org_object("logs/2026/01/02/mulesoft-audit-acme.0123456789ab-0000000001.json.gz", &prefix));
-        assert!(is_org_object("logs/2026/01/02/mulesoft-audit-acme-0000000001.json.gz", &prefix));
-        assert!(is_org_object("logs/2026/01/02/mulesoft-audit-acme.repair-0000000001.json.gz", &prefix));
-        assert!(!is_org_object("logs/2026/01/02/mulesoft-audit-acme-eu-0000000001.json.gz", &prefix));
-        assert!(!is_org_object("logs/2026/01/02/mulesoft-audit-acme-eu.0123456789ab-0000000001.json.gz", &prefix));
-        assert!(!is_org_object("logs/2026/01/02/mulesoft-audit-acme.0123456789ab-0000000001.json", &prefix));
-    }
 }

@@ -508,31 +508,11 @@ impl Named {
 /// `mulesoft-audit-<org>[.repair][.<lineage>]-<seq>.json.gz` ([`window::object_key`]; no
 /// organization id has a `.`, so none's objects are taken for another's).
 fn objects_of(settings: &Settings, org: &str, keys: &[String]) -> Vec<Named> {
-    let own = format!("mulesoft-audit-{org}");
     keys.iter()
         .filter_map(|key| {
-            let rest = key.strip_prefix(settings.key_prefix.as_str())?;
-            let (date, name) = rest.rsplit_once('/')?;
-            let mut parts = date.split('/').map(str::parse::<u32>);
-            let day = (i32::try_from(parts.next()?.ok()?).ok()?, parts.next()?.ok()?, parts.next()?.ok()?);
-            let rest = name.strip_suffix(".json.gz")?.strip_prefix(&own)?;
-            let (repair, rest) = match rest.strip_prefix(crate::delivery::REPAIR_SUFFIX) {
-                Some(rest) => (true, rest),
-                None => (false, rest),
-            };
-            let (lineage, number) = match rest.strip_prefix('.') {
-                Some(rest) => {
-                    let (lineage, number) = rest.split_once('-')?;
-                    (Some(lineage.to_string()), number)
-                }
-                None => (None, rest.strip_prefix('-')?),
-            };
-            // Only a number may follow: `acme-eu`'s objects are not `acme`'s.
-            if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            let seq = number.parse().ok()?;
-            Some(Named { seq, repair, lineage, day, key: key.clone() })
+            let name = window::object_name(key, &settings.key_prefix, org)?;
+            let lineage = name.lineage.map(str::to_string);
+            Some(Named { seq: name.seq, repair: name.repair, lineage, day: name.day, key: key.clone() })
         })
         .collect()
 }

@@ -56,8 +56,52 @@ pub fn first_cursor(now_ms: i64, since_ms: Option<i64>, lookback_ms: i64, retent
 /// ([`crate::checkpoint::Checkpoint::object_name`]): a checkpoint made anew numbers from 1 again
 /// under names no earlier one gave.
 pub fn object_key(prefix: &str, day: (i32, u32, u32), name: &str, seq: u64) -> String {
-    let (y, m, d) = day;
-    format!("{prefix}{y:04}/{m:02}/{d:02}/mulesoft-audit-{name}-{seq:010}.json.gz")
+    format!("{}mulesoft-audit-{name}-{seq:010}.json.gz", day_folder(prefix, day))
+}
+
+/// `{prefix}YYYY/MM/DD/`: the folder of a day's objects.
+pub fn day_folder(prefix: &str, (y, m, d): (i32, u32, u32)) -> String {
+    format!("{prefix}{y:04}/{m:02}/{d:02}/")
+}
+
+/// What a repair's object names add to the organization id: a `.`, which no id has, so that no
+/// organization's own objects can be taken for another's repair objects.
+pub const REPAIR_SUFFIX: &str = ".repair";
+
+/// An object name of an organization's, read back ([`object_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectName<'k> {
+    pub day: (i32, u32, u32),
+    /// A repair's (`<org>.repair…`).
+    pub repair: bool,
+    /// The lineage of the checkpoint that gave it; `None` before version 3.
+    pub lineage: Option<&'k str>,
+    pub seq: u64,
+}
+
+/// `key` read as one of `org`'s objects under `prefix`:
+/// `YYYY/MM/DD/mulesoft-audit-<org>[.repair][.<lineage>]-<seq>.json.gz`. No organization id has
+/// a `.`, and only digits may follow the `-`, so `acme-eu`'s objects are not `acme`'s.
+pub fn object_name<'k>(key: &'k str, prefix: &str, org: &str) -> Option<ObjectName<'k>> {
+    let (folder, name) = key.strip_prefix(prefix)?.rsplit_once('/')?;
+    let mut parts = folder.split('/').map(str::parse::<u32>);
+    let day = (i32::try_from(parts.next()?.ok()?).ok()?, parts.next()?.ok()?, parts.next()?.ok()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let rest = name.strip_suffix(".json.gz")?.strip_prefix("mulesoft-audit-")?.strip_prefix(org)?;
+    let (repair, rest) = match rest.strip_prefix(REPAIR_SUFFIX) {
+        Some(rest) => (true, rest),
+        None => (false, rest),
+    };
+    let (lineage, seq) = match rest.strip_prefix('.') {
+        Some(rest) => rest.split_once('-').map(|(lineage, seq)| (Some(lineage), seq))?,
+        None => (None, rest.strip_prefix('-')?),
+    };
+    if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(ObjectName { day, repair, lineage, seq: seq.parse().ok()? })
 }
 
 /// `{state_prefix}{org}/repair.json`: the checkpoint of `verify --repair`'s objects.
@@ -106,6 +150,23 @@ mod tests {
         assert_eq!(first_cursor(10_000, None, 3_000, Some(0)), 7_000);
         assert_eq!(first_cursor(10_000, Some(5_000), 3_000, Some(6_000)), 6_000);
         assert_eq!(first_cursor(10_000, Some(5_000), 3_000, None), 5_000);
+    }
+
+    #[test]
+    fn an_object_name_reads_back_as_its_organization_only() {
+        let name = |key| object_name(key, "logs/", "acme");
+        let lineage = "0123456789ab";
+        let key = object_key("logs/", (2026, 1, 2), &format!("acme.{lineage}"), 7);
+        assert_eq!(name(&key), Some(ObjectName { day: (2026, 1, 2), repair: false, lineage: Some(lineage), seq: 7 }));
+        let old = object_key("logs/", (2026, 1, 2), "acme", 3);
+        assert_eq!(name(&old).map(|n| (n.lineage, n.seq)), Some((None, 3)));
+        let repair = name("logs/2026/01/02/mulesoft-audit-acme.repair.0123456789ab-0000000001.json.gz").unwrap();
+        assert_eq!((repair.repair, repair.lineage), (true, Some(lineage)));
+        assert!(name("logs/2026/01/02/mulesoft-audit-acme.repair-0000000001.json.gz").is_some_and(|n| n.repair));
+        assert_eq!(name("logs/2026/01/02/mulesoft-audit-acme-eu-0000000001.json.gz"), None);
+        assert_eq!(name("logs/2026/01/02/mulesoft-audit-acme-eu.0123456789ab-0000000001.json.gz"), None);
+        assert_eq!(name("logs/2026/01/02/mulesoft-audit-acme.0123456789ab-0000000001.json"), None);
+        assert_eq!(name("logs/2026/01/02/x/mulesoft-audit-acme-0000000001.json.gz"), None);
     }
 
     #[test]
