@@ -2,6 +2,7 @@
 //! made anew, a page cap that must always progress, and `verify` over what the feed ingests (the
 //! reproductions of issue #22).
 
+use crate::google::{Credentials, Google, Plan};
 use crate::harness::*;
 use anypoint_sim::{OrgSpec, SimConfig};
 use std::time::Duration;
@@ -141,4 +142,28 @@ fn verify_counts_a_renamed_copy_under_the_prefix_as_duplicates() {
     assert!(in_window > 0);
     assert_eq!(verdict["orgs"][0]["duplicates"].as_u64(), Some(in_window), "{}", r.stdout);
     assert!(r.stderr.contains("did not name"), "{}", r.stderr);
+}
+
+#[test]
+fn a_moved_state_in_a_bucket_is_rebuilt_through_google_credentials() {
+    // As deployed: Cloud Storage through the metadata server's credentials (no emulator
+    // variable), the organization's objects found with a narrowed listing, then the state moved.
+    let google = Google::start("audit-bucket", Plan::default());
+    let files = tempfile::tempdir().unwrap();
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-gm", 800)]));
+    let mut cmd = command(&sim, "gs://audit-bucket/mulesoft");
+    google.configure(&mut cmd, Credentials::MetadataServer, files.path());
+    let first = run_ok(cmd);
+    let now = now_ms();
+    sim.add_entries("org-gm", 30, now - 30_000, now - 2_000);
+    let mut cmd = command(&sim, "gs://audit-bucket/mulesoft");
+    google.configure(&mut cmd, Credentials::MetadataServer, files.path());
+    cmd.env("MULESOFT_AUDIT_STATE_PREFIX", "moved/");
+    let moved = run_ok(cmd);
+    assert!(moved.summary["orgs"][0]["objects"].to_string().contains("checkpoint rebuilt"), "{}", moved.report());
+    let objects = google.log_objects("audit-bucket", "mulesoft/logs/");
+    let objects = objects.into_iter().map(|(k, v)| (k.trim_start_matches("mulesoft/").to_string(), v)).collect();
+    let (from, to) = covered(&[&first.summary, &moved.summary], "org-gm");
+    assert_exactly_once(&sim, "org-gm", &objects, from, to);
+    assert_eq!(google.state.seen.lock().unwrap().refused_anonymous, 0, "every request carried a token");
 }
