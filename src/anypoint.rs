@@ -31,6 +31,11 @@ struct Token {
 /// reply would exhaust the component's memory.
 const MAX_REPLY_BYTES: usize = 48 << 20;
 
+/// Access tokens longer than this are refused: a bearer header of that size is far beyond any
+/// token Anypoint issues (a JWT is a few KiB), and a runtime limits the size of a request's
+/// headers (wasmtime traps above its limit).
+const MAX_TOKEN_BYTES: usize = 16 << 10;
+
 /// How many throttling waits one request may sit through before the org fails.
 const MAX_THROTTLE_WAITS: u32 = 10;
 
@@ -49,6 +54,20 @@ struct TokenReply {
     access_token: String,
     #[serde(default)]
     expires_in: Option<u64>,
+}
+
+/// Whether a token can go in a header as it is: at most [`MAX_TOKEN_BYTES`] of visible ASCII.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+        return Err(format!(
+            "gave an access token of {} bytes (expected 1 to {MAX_TOKEN_BYTES}); it cannot be sent",
+            token.len()
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("gave an access token with characters a header cannot carry".into());
+    }
+    Ok(())
 }
 
 /// A token's lifetime from `expires_in` (seconds; an hour when absent), capped at a day: a
@@ -99,6 +118,9 @@ impl<'a, P: Platform> Client<'a, P> {
             })
             .pop()
             .unwrap_or_else(|| Err(Failure::new(ErrorKind::Api, "no token reply")))?;
+        check_token(&reply.access_token).map_err(|why| {
+            Failure::new(ErrorKind::Api, format!("the token endpoint at {} {why}", self.settings.base.url("")))
+        })?;
         let lifetime_ms = token_lifetime_ms(reply.expires_in);
         // Refresh a minute early, or at 90% of a short lifetime.
         let margin = (lifetime_ms / 10).min(60_000);
@@ -161,6 +183,8 @@ impl<'a, P: Platform> Client<'a, P> {
             attempts: u32,
             throttles: u32,
             refreshed: bool,
+            /// The last attempt's reply arrived whole but could not be read.
+            unreadable: bool,
         }
         let n = requests.len();
         let mut results: Vec<Option<Result<T, Failure>>> = (0..n).map(|_| None).collect();
@@ -240,10 +264,23 @@ impl<'a, P: Platform> Client<'a, P> {
                         }
                         continue;
                     }
-                    Verdict::Retry(problem) => problem,
+                    Verdict::Retry { problem, unreadable } => {
+                        p.unreadable = unreadable;
+                        problem
+                    }
                 };
                 p.attempts += 1;
-                if p.attempts >= self.settings.max_attempts {
+                if p.attempts >= self.settings.max_attempts && p.unreadable {
+                    // Whole replies that never parse are the API's fault, which waiting will not
+                    // mend: a person must look.
+                    results[i] = Some(Err(Failure::new(
+                        ErrorKind::Api,
+                        format!(
+                            "{what} to {url} was answered {} times with a reply that cannot be read, last: {problem}; nothing past the last object is marked done; report it to MuleSoft with the time",
+                            p.attempts
+                        ),
+                    )));
+                } else if p.attempts >= self.settings.max_attempts {
                     results[i] = Some(Err(Failure::new(
                         ErrorKind::Unavailable,
                         format!(
@@ -269,8 +306,16 @@ enum Verdict<T> {
     Done(T),
     Fail(Failure),
     Unauthorized(Failure),
-    Throttled { wait_ms: u64, status: u16 },
-    Retry(String),
+    Throttled {
+        wait_ms: u64,
+        status: u16,
+    },
+    /// Worth another attempt; `unreadable`: the reply came whole but does not parse (a proxy's
+    /// page may pass, an API that always answers so will not).
+    Retry {
+        problem: String,
+        unreadable: bool,
+    },
 }
 
 /// Applies the retry policy to one outcome.
@@ -294,7 +339,7 @@ fn judge<T>(
         }
         Err(TransportError::Network(reason)) => {
             stats.no_reply += 1;
-            return Verdict::Retry(format!("network error: {reason}"));
+            return Verdict::Retry { problem: format!("network error: {reason}"), unreadable: false };
         }
         Ok(response) => response,
     };
@@ -315,7 +360,7 @@ fn judge<T>(
         // A truncated or garbled body is retried like a dropped connection.
         StatusClass::Success => match parse(&response.body) {
             Ok(value) => Verdict::Done(value),
-            Err(problem) => Verdict::Retry(problem),
+            Err(problem) => Verdict::Retry { problem, unreadable: true },
         },
         StatusClass::Unauthorized if authenticated => Verdict::Unauthorized(Failure::new(
             ErrorKind::Unauthorized,
@@ -335,15 +380,15 @@ fn judge<T>(
         )),
         StatusClass::Rejected => {
             let kind = if !authenticated && response.status == 400 { ErrorKind::Unauthorized } else { ErrorKind::Api };
-            Verdict::Fail(Failure::new(
-                kind,
-                format!("{what} to {url} answered {}: {}", response.status, excerpt(&response.body)),
-            ))
+            // A token endpoint's error body may echo the request, secret and all: only its OAuth
+            // error code is shown.
+            let detail = if authenticated { excerpt(&response.body) } else { oauth_error(&response.body) };
+            Verdict::Fail(Failure::new(kind, format!("{what} to {url} answered {}: {detail}", response.status)))
         }
         StatusClass::Throttled => {
             Verdict::Throttled { wait_ms: throttle_wait(&response, now_ms), status: response.status }
         }
-        StatusClass::Transient => Verdict::Retry(format!("status {}", response.status)),
+        StatusClass::Transient => Verdict::Retry { problem: format!("status {}", response.status), unreadable: false },
     }
 }
 
@@ -356,6 +401,19 @@ fn throttle_wait(response: &Response, now_ms: i64) -> u64 {
         .or_else(|| response.header("x-ratelimit-reset").and_then(|v| retry::reset_at_ms(v, now_ms)))
         .unwrap_or_else(|| retry::until_next_minute_ms(now_ms))
         .min(retry::MAX_THROTTLE_WAIT_MS)
+}
+
+/// The OAuth error code of a token endpoint's error reply (`invalid_client`), and nothing else
+/// of it.
+fn oauth_error(body: &[u8]) -> String {
+    let code =
+        serde_json::from_slice::<serde_json::Value>(body).ok().and_then(|v| v["error"].as_str().map(str::to_string));
+    match code {
+        Some(code) if (1..=64).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
+            format!("error `{code}` (the rest of the reply is not shown: it may echo the request)")
+        }
+        _ => "(the reply is not shown: it may echo the request)".into(),
+    }
 }
 
 /// The start of an error body, printable, for error messages.
@@ -381,6 +439,8 @@ pub fn organizations<P: Platform>(client: &mut Client<'_, P>, settings: &Setting
 
 fn discover<P: Platform>(client: &mut Client<'_, P>, roots: &[String]) -> Result<Vec<String>, Failure> {
     let mut ids = Vec::new();
+    // Seen ids in a set: a hierarchy of 100,000 groups is read in linear time, not quadratic.
+    let mut seen = std::collections::HashSet::new();
     for root in roots {
         let tree: OrgNode = client.call(
             Method::Get,
@@ -394,7 +454,7 @@ fn discover<P: Platform>(client: &mut Client<'_, P>, roots: &[String]) -> Result
             if !crate::settings::valid_org_id(&node.id) {
                 return Err(Failure::new(ErrorKind::Api, format!("hierarchy of {root} lists a malformed id")));
             }
-            if !ids.contains(&node.id) {
+            if seen.insert(node.id.clone()) {
                 ids.push(node.id);
             }
             stack.extend(node.sub_organizations.into_iter().rev());
@@ -409,24 +469,31 @@ struct Retention {
 }
 #[derive(Deserialize)]
 struct RetentionItem {
-    #[serde(rename = "retentionPeriod")]
+    #[serde(rename = "retentionPeriod", default)]
     retention_period: u32,
 }
 
-/// The oldest time still retained for `org` (365 days when the API will not say).
-pub fn retention_floor<P: Platform>(client: &mut Client<'_, P>, org: &str, now_ms: i64) -> Result<i64, Failure> {
-    let days = match client.call(
+/// How long the API keeps `org`'s entries, in days: `None` where it does not say (no item, a
+/// period of 0, or no permission to read it). A period of 0 is read as "not said", never as
+/// "nothing is kept": taken literally it would fix a first checkpoint at now and discard a
+/// requested backfill for good.
+pub fn retention_days<P: Platform>(client: &mut Client<'_, P>, org: &str) -> Result<Option<u32>, Failure> {
+    match client.call(
         Method::Get,
         format!("/audit/v2/organizations/{org}/retentionSettings"),
         Vec::new(),
         &format!("retention request for organization {org}"),
         |b| serde_json::from_slice::<Retention>(b).map_err(|e| format!("retention reply has the wrong shape ({e})")),
     ) {
-        Ok(r) => r.data.first().map(|i| i.retention_period).unwrap_or(365),
-        Err(f) if f.kind == ErrorKind::Forbidden => 365,
-        Err(f) => return Err(f),
-    };
-    Ok(now_ms - i64::from(days) * 86_400_000)
+        Ok(r) => Ok(r.data.first().map(|i| i.retention_period).filter(|days| *days > 0)),
+        Err(f) if f.kind == ErrorKind::Forbidden => Ok(None),
+        Err(f) => Err(f),
+    }
+}
+
+/// The oldest time `days` of retention keep at `now_ms`.
+pub fn retention_floor(days: u32, now_ms: i64) -> i64 {
+    now_ms.saturating_sub(i64::from(days).saturating_mul(86_400_000))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! Every entry's time is checked against the query that returned it: an API whose entries carry
 //! another time than it filters on must not move the cursor to where no window reads again.
 
-use crate::anypoint::{Client, organizations, retention_floor};
+use crate::anypoint::{Client, organizations, retention_days, retention_floor};
 use crate::delivery::{Delivery, Entry, Fresh};
 use crate::entry;
 use crate::paging::{FetchedPage, ReadPage, Slice, page_request, read_page, split};
@@ -102,10 +102,17 @@ fn write_page<S: ObjectStore>(
     page: &ReadPage,
     slice: (i64, i64),
     summary: &mut OrgSummary,
+    aside: &mut SetAside,
 ) -> Result<usize, Failure> {
     let mut new = 0;
     let (from_ms, to_ms) = slice;
     for raw in page.entries() {
+        if !entry::is_object(raw) {
+            // Not an audit entry (`1`, `null`, `[…]`): the feed reads objects. Set aside, counted
+            // and said in the summary, never delivered unsaid.
+            aside.add(raw);
+            continue;
+        }
         let line = entry::ndjson_line(raw);
         let meta = entry::meta(&line);
         // A time given in whole seconds spans a thousand ms: any of them in the query will do.
@@ -137,6 +144,19 @@ fn write_page<S: ObjectStore>(
     Ok(new)
 }
 
+/// What a retention of `days` does to a backfill from `since_ms`, when it cuts it: said in the
+/// summary of the pass that starts the organization there, and by `check`.
+fn since_clamp(since_ms: i64, days: u32, now_ms: i64) -> Option<String> {
+    let floor = retention_floor(days, now_ms);
+    (since_ms < floor).then(|| {
+        format!(
+            "--since {} is before the organization's {days}-day retention: collection begins at {}, the oldest time the API keeps",
+            window::rfc3339_ms(since_ms),
+            window::rfc3339_ms(floor)
+        )
+    })
+}
+
 /// Verifies credentials and access without writing anything (see the WIT `check`).
 pub fn check<P: Platform>(platform: &mut P, settings: &Settings) -> Result<Vec<String>, Failure> {
     verify_access(platform, settings).map_err(|mut failure| {
@@ -155,8 +175,16 @@ fn verify_access<P: Platform>(platform: &mut P, settings: &Settings) -> Result<V
             f.org_id = Some(org.clone());
             f
         };
-        let floor = retention_floor(&mut client, org, now).map_err(with_org)?;
-        let days = (now - floor) / 86_400_000;
+        let retention = match retention_days(&mut client, org).map_err(with_org)? {
+            Some(days) => {
+                let mut line = format!("retention {days} days");
+                if let Some(clamp) = settings.since_ms.and_then(|since| since_clamp(since, days, now)) {
+                    line.push_str(&format!("; {clamp}"));
+                }
+                line
+            }
+            None => "retention not stated (nothing is clamped)".to_string(),
+        };
         let body = serde_json::json!({ "startDate": now - 86_400_000, "endDate": now, "limit": 1, "ascending": true });
         client
             .call(
@@ -167,12 +195,36 @@ fn verify_access<P: Platform>(platform: &mut P, settings: &Settings) -> Result<V
                 |b| entry::parse_page(b).map(|_| ()),
             )
             .map_err(with_org)?;
-        lines.push(format!("organization {org}: audit log readable, retention {days} days"));
+        lines.push(format!("organization {org}: audit log readable, {retention}"));
     }
     lines.insert(0, format!("token: issued for client `{}`", settings.client_id));
     Ok(lines)
 }
 
+/// Entries a page held that are not JSON objects, and so no audit entries the feed can read.
+#[derive(Default)]
+struct SetAside {
+    count: u64,
+    first: Option<String>,
+}
+
+impl SetAside {
+    fn add(&mut self, raw: &str) {
+        self.count += 1;
+        self.first.get_or_insert_with(|| raw.chars().filter(|c| !c.is_control()).take(40).collect());
+    }
+
+    /// The summary's note, when any was set aside.
+    fn note(&self) -> Option<String> {
+        let first = self.first.as_deref()?;
+        Some(format!(
+            "({} entries set aside, not delivered: they are not JSON objects, which the feed reads as audit entries; the first was `{first}`)",
+            self.count
+        ))
+    }
+}
+
+/// Collects one organization; what it set aside is said in its summary however it ends.
 fn collect_org<P: Platform, S: ObjectStore>(
     client: &mut Client<'_, P>,
     store: &mut S,
@@ -181,10 +233,29 @@ fn collect_org<P: Platform, S: ObjectStore>(
     summary: &mut OrgSummary,
     started: &mut Option<i64>,
 ) -> Result<(), Failure> {
+    let mut aside = SetAside::default();
+    let outcome = collect_window(client, store, settings, org, summary, started, &mut aside);
+    summary.objects.extend(aside.note());
+    outcome
+}
+
+fn collect_window<P: Platform, S: ObjectStore>(
+    client: &mut Client<'_, P>,
+    store: &mut S,
+    settings: &Settings,
+    org: &str,
+    summary: &mut OrgSummary,
+    started: &mut Option<i64>,
+    aside: &mut SetAside,
+) -> Result<(), Failure> {
+    let mut clamped = None;
     let start = || {
         let now = client.platform.now_ms();
         let floor = match settings.since_ms {
-            Some(_) => Some(retention_floor(client, org, now)?),
+            Some(since) => retention_days(client, org)?.map(|days| {
+                clamped = since_clamp(since, days, now).map(|clamp| format!("({clamp})"));
+                retention_floor(days, now)
+            }),
             None => None,
         };
         let start_ms = window::first_cursor(now, settings.since_ms, settings.lookback_ms, floor);
@@ -193,6 +264,7 @@ fn collect_org<P: Platform, S: ObjectStore>(
     let mut delivery = Delivery::open(store, settings, org, start)?;
     *started = delivery.began;
     summary.objects.extend(delivery.rebuilt.take());
+    summary.objects.extend(clamped);
     let now = client.platform.now_ms();
     delivery.now_ms = now;
     delivery.recover(summary)?;
@@ -224,7 +296,7 @@ fn collect_org<P: Platform, S: ObjectStore>(
     loop {
         while let Some(head) = slices.front_mut() {
             while let Some(page) = head.pages.pop_front() {
-                if write_page(&mut delivery, &page, (head.from_ms, head.to_ms), summary)? > 0 {
+                if write_page(&mut delivery, &page, (head.from_ms, head.to_ms), summary, aside)? > 0 {
                     spent += 1;
                 } else {
                     free += 1;

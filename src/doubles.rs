@@ -32,6 +32,16 @@ pub struct FakeApi {
     pub looping: Vec<String>,
     /// How long each batch of requests takes (the clock moves on by it).
     pub latency_ms: i64,
+    /// The retention reply's body, when not the usual 365 days.
+    pub retention: Option<serde_json::Value>,
+    /// The hierarchy reply's body (any organization's), when discovery asks.
+    pub hierarchy: Option<String>,
+    /// The access token issued, when not the usual one.
+    pub token: Option<String>,
+    /// The token endpoint refuses with a 400 that echoes the request, secret and all.
+    pub echoing_token_endpoint: bool,
+    /// Organizations whose query replies are never UTF-8.
+    pub garbled: Vec<String>,
     seed: u64,
 }
 
@@ -63,14 +73,29 @@ impl FakeApi {
     fn answer(&mut self, request: &Request) -> Response {
         let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
         if path == "/accounts/api/v2/oauth2/token" {
-            return Self::reply(200, serde_json::json!({"access_token": "token", "expires_in": 3600}));
+            if self.echoing_token_endpoint {
+                let echoed = String::from_utf8_lossy(&request.body).into_owned();
+                return Self::reply(400, serde_json::json!({"error": "invalid_client", "request": echoed}));
+            }
+            let token = self.token.clone().unwrap_or_else(|| "token".into());
+            return Self::reply(200, serde_json::json!({"access_token": token, "expires_in": 3600}));
+        }
+        if let (Some(body), true) = (&self.hierarchy, path.ends_with("/hierarchy")) {
+            return Response { status: 200, headers: Vec::new(), body: body.clone().into_bytes() };
         }
         let Some(rest) = path.strip_prefix("/audit/v2/organizations/") else {
             return Self::reply(404, serde_json::json!({"message": "not found"}));
         };
         let (org, what) = rest.split_once('/').unwrap_or((rest, ""));
         match what {
-            "retentionSettings" => Self::reply(200, serde_json::json!({"data": [{"retentionPeriod": 365}]})),
+            "retentionSettings" => Self::reply(
+                200,
+                self.retention.clone().unwrap_or_else(|| serde_json::json!({"data": [{"retentionPeriod": 365}]})),
+            ),
+            "query" if self.garbled.iter().any(|o| o == org) => {
+                self.queries += 1;
+                Response { status: 200, headers: Vec::new(), body: b"{\"data\":[\"\xff\xfe\"]}".to_vec() }
+            }
             "query" => self.query(org, query, &request.body),
             _ => Self::reply(404, serde_json::json!({"message": "not found"})),
         }

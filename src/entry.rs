@@ -37,6 +37,11 @@ pub fn parse_page_text(text: &str) -> Result<Page<'_>, String> {
     })
 }
 
+/// Whether a raw entry is a JSON object: anything else (`1`, `null`, `[…]`) is no audit entry.
+pub fn is_object(raw: &str) -> bool {
+    raw.trim_start().starts_with('{')
+}
+
 /// What we read out of an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryMeta {

@@ -29,6 +29,8 @@ pub mod window;
 #[cfg(test)]
 mod doubles;
 #[cfg(test)]
+mod hostile;
+#[cfg(test)]
 mod model;
 #[cfg(test)]
 mod scenarios;
