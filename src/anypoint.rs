@@ -1,7 +1,7 @@
 //! The Anypoint API client: token cache, pacing, and the retry loop every request goes through.
 
 use crate::pacer::Pacer;
-use crate::platform::{Method, Platform, Request, Response, TransportError};
+use crate::platform::{Method, Platform, Request, Response, TransportError, check_token};
 use crate::retry::{self, StatusClass};
 use crate::settings::{ErrorKind, Failure, Settings, form_encode};
 use serde::Deserialize;
@@ -27,14 +27,12 @@ struct Token {
     refresh_at_ms: i64,
 }
 
-/// Replies larger than this are refused: a page of 200 entries is far smaller, and an unbounded
-/// reply would exhaust the component's memory.
+/// Replies larger than this are refused (the platform stops reading there): a page of 200
+/// entries is far smaller, and an unbounded reply would exhaust the component's memory.
 const MAX_REPLY_BYTES: usize = 48 << 20;
-
-/// Access tokens longer than this are refused: a bearer header of that size is far beyond any
-/// token Anypoint issues (a JWT is a few KiB), and a runtime limits the size of a request's
-/// headers (wasmtime traps above its limit).
-const MAX_TOKEN_BYTES: usize = 16 << 10;
+/// A token reply's limit: large enough that an oversized token is named as such
+/// ([`check_token`]).
+const MAX_TOKEN_REPLY_BYTES: usize = 1 << 20;
 
 /// How many throttling waits one request may sit through before the org fails.
 const MAX_THROTTLE_WAITS: u32 = 10;
@@ -54,20 +52,6 @@ struct TokenReply {
     access_token: String,
     #[serde(default)]
     expires_in: Option<u64>,
-}
-
-/// Whether a token can go in a header as it is: at most [`MAX_TOKEN_BYTES`] of visible ASCII.
-pub fn check_token(token: &str) -> Result<(), String> {
-    if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
-        return Err(format!(
-            "gave an access token of {} bytes (expected 1 to {MAX_TOKEN_BYTES}); it cannot be sent",
-            token.len()
-        ));
-    }
-    if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("gave an access token with characters a header cannot carry".into());
-    }
-    Ok(())
 }
 
 /// A token's lifetime from `expires_in` (seconds; an hour when absent), capped at a day: a
@@ -110,6 +94,7 @@ impl<'a, P: Platform> Client<'a, P> {
                 ("accept".into(), "application/json".into()),
             ],
             body: body.into_bytes(),
+            reply_limit: MAX_TOKEN_REPLY_BYTES,
         };
         let reply = self
             .exchange(&[request], &["token request".to_string()], false, |body| {
@@ -164,8 +149,10 @@ impl<'a, P: Platform> Client<'a, P> {
         if method == Method::Post {
             headers.push(("content-type".into(), "application/json".into()));
         }
-        let requests: Vec<Request> =
-            requests.into_iter().map(|(path, body)| Request { method, path, headers: headers.clone(), body }).collect();
+        let requests: Vec<Request> = requests
+            .into_iter()
+            .map(|(path, body)| Request { method, path, headers: headers.clone(), body, reply_limit: MAX_REPLY_BYTES })
+            .collect();
         self.exchange(&requests, whats, true, parse)
     }
 
@@ -335,6 +322,12 @@ fn judge<T>(
                 format!(
                     "{what} to {url} was refused by the host ({reason}): the destination is not allowed; check the base URL / region setting"
                 ),
+            ));
+        }
+        Err(TransportError::TooLarge(reason)) => {
+            return Verdict::Fail(Failure::new(
+                ErrorKind::Api,
+                format!("{what} to {url}: {reason}; lower the page size, or report it to MuleSoft"),
             ));
         }
         Err(TransportError::Network(reason)) => {

@@ -65,7 +65,7 @@ struct Component;
 impl wit::Guest for Component {
     fn run(config: wit::Config) -> Result<wit::RunSummary, wit::RunError> {
         let settings = Self::settings(config)?;
-        let result = collect::run_pass(&mut WasiPlatform, &mut HostStore, &settings);
+        let result = collect::run_pass(&mut WasiPlatform::new(&settings), &mut HostStore, &settings);
         let completed: Vec<_> = result.completed.into_iter().map(wit::OrgSummary::from).collect();
         if result.failures.is_empty() {
             Ok(wit::RunSummary { orgs: completed })
@@ -76,7 +76,7 @@ impl wit::Guest for Component {
 
     fn check(config: wit::Config) -> Result<Vec<String>, wit::RunError> {
         let settings = Self::settings(config)?;
-        collect::check(&mut WasiPlatform, &settings)
+        collect::check(&mut WasiPlatform::new(&settings), &settings)
             .map_err(|f| wit::RunError { failures: vec![f.into()], completed: Vec::new() })
     }
 
@@ -87,10 +87,7 @@ impl wit::Guest for Component {
         let read = |_: &str| secret_file.unwrap_or_else(|| Err("the host read no file".into()));
         let configured = variables::configure(&Values::from_env(vars), read)
             .map_err(|message| wit::Failure::from(Failure::new(ErrorKind::Config, message)))?;
-        Ok(wit::Environment {
-            config: configured.raw.into(),
-            http_timeout_ms: u64::try_from(configured.http_timeout.as_millis()).unwrap_or(u64::MAX),
-        })
+        Ok(wit::Environment { config: configured.raw.into() })
     }
 
     fn verify(
@@ -108,7 +105,8 @@ impl wit::Guest for Component {
             }
         };
         let request = crate::verify::Request { since_ms, until_ms, repair };
-        crate::verify::verify(&mut WasiPlatform, &mut HostStore, &settings, request, &listing.into()).into()
+        crate::verify::verify(&mut WasiPlatform::new(&settings), &mut HostStore, &settings, request, &listing.into())
+            .into()
     }
 
     fn report_of(outcome: Result<wit::RunSummary, wit::RunError>) -> wit::Report {

@@ -180,6 +180,7 @@ macro_rules! wit_conversions {
             shard_index: $from.shard_index,
             shard_count: $from.shard_count,
             concurrency: $from.concurrency,
+            http_timeout_ms: $from.http_timeout_ms,
         }
     };
 

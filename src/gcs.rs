@@ -8,6 +8,7 @@
 
 use crate::platform::{
     Found, Method, ObjectStore, Platform, Presence, Request, Response, StoreError, TransportError, check_key,
+    check_token,
 };
 use crate::settings::BaseUrl;
 use crate::variables::Values;
@@ -32,6 +33,9 @@ pub const METADATA_DEFAULT_HOST: &str = "metadata.google.internal";
 const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 /// A token is renewed this long before it expires, so no request carries one about to lapse.
 const RENEW_BEFORE_MS: i64 = 5 * 60 * 1000;
+/// The most a reply about objects may hold (metadata, a listing page of 1,000 names, a policy,
+/// an upload's resource, a token): far above what Cloud Storage sends.
+const REPLY_BYTES: usize = 16 << 20;
 
 /// What a status means for a GCS request.
 #[derive(Debug, PartialEq, Eq)]
@@ -110,6 +114,11 @@ impl ObjectResource {
             .as_deref()
             .and_then(|g| g.parse().ok())
             .ok_or_else(|| StoreError::Other("GCS reply has no generation".into()))
+    }
+
+    /// The stored size, 0 where the resource does not say.
+    pub fn size(&self) -> usize {
+        self.size.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0)
     }
 
     pub fn same_bytes(&self, data: &[u8]) -> bool {
@@ -266,6 +275,9 @@ pub struct Target {
     /// Attempts per request before a transient fault is `unavailable`: the collector's own
     /// `MULESOFT_AUDIT_MAX_ATTEMPTS`, one knob for every request a pass makes at the edge.
     pub attempts: u32,
+    /// The ceiling of one request to Cloud Storage, first byte to last, in ms: the host's store
+    /// takes the same setting (an upload of a large object takes longer than a page of entries).
+    pub timeout_ms: u64,
     /// The configured token; never logged (no `Debug`).
     configured_token: Option<String>,
 }
@@ -293,6 +305,7 @@ impl Target {
         let endpoint = endpoint(values.get(names::ENDPOINT))?;
         let attempts = values.required::<u32>(crate::settings::names::MAX_ATTEMPTS)?.max(1);
         let configured_token = values.get(names::ACCESS_TOKEN).map(str::to_string);
+        let timeout_ms = request_timeout_ms(values.get(crate::settings::names::GCS_TIMEOUT_SECS))?;
         let tokens = if configured_token.is_some() {
             TokenSource::Configured
         } else {
@@ -303,12 +316,24 @@ impl Target {
                 BaseUrl::parse(&format!("http://{host}")).map_err(|e| format!("{}: {e}", names::METADATA_HOST))?;
             TokenSource::MetadataServer(server)
         };
-        Ok(Self { endpoint, bucket: bucket.to_string(), prefix, tokens, attempts, configured_token })
+        Ok(Self { endpoint, bucket: bucket.to_string(), prefix, tokens, attempts, timeout_ms, configured_token })
     }
 
     /// `gs://bucket/prefix`, for messages.
     pub fn describe(&self) -> String {
         format!("gs://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+/// The ceiling of one request to Cloud Storage, in ms, from `MULESOFT_AUDIT_GCS_TIMEOUT_SECS`
+/// (300 s when unset: an upload of one 32 MiB object fits easily).
+pub fn request_timeout_ms(value: Option<&str>) -> Result<u64, String> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(300_000),
+        Some(v) => match v.parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(secs.saturating_mul(1000)),
+            _ => Err(format!("{} `{v}` is not a number of seconds above 0", crate::settings::names::GCS_TIMEOUT_SECS)),
+        },
     }
 }
 
@@ -396,6 +421,7 @@ impl<P: Platform> Gcs<P> {
             path: METADATA_TOKEN_PATH.into(),
             headers: vec![("metadata-flavor".into(), "Google".into())],
             body: Vec::new(),
+            reply_limit: REPLY_BYTES,
         };
         let mut problem = String::new();
         let attempts = self.target.attempts;
@@ -405,6 +431,8 @@ impl<P: Platform> Gcs<P> {
                     let token: TokenReply = serde_json::from_slice(&reply.body).map_err(|e| {
                         StoreError::Other(format!("the metadata server's token reply is not what Google sends ({e})"))
                     })?;
+                    check_token(&token.access_token)
+                        .map_err(|why| StoreError::Other(format!("the metadata server at {} {why}", server.url(""))))?;
                     let lifetime_ms = token.expires_in.unwrap_or(3600).saturating_mul(1000);
                     let renew_at_ms = now.saturating_add(lifetime_ms.saturating_sub(RENEW_BEFORE_MS).max(0));
                     self.token = Some(Token { value: token.access_token.clone(), renew_at_ms });
@@ -438,6 +466,9 @@ impl<P: Platform> Gcs<P> {
                     )));
                 }
                 Err(TransportError::Network(e)) => problem = e,
+                Err(TransportError::TooLarge(e)) => {
+                    return Err(StoreError::Other(format!("the metadata server at {}: {e}", server.url(""))));
+                }
             }
             if attempt < attempts {
                 let pause = crate::retry::backoff_ms(attempt, self.platform.random());
@@ -477,6 +508,7 @@ impl<P: Platform> Gcs<P> {
                     )));
                 }
                 Err(TransportError::Network(e)) => format!("{what}: {e}"),
+                Err(TransportError::TooLarge(e)) => return Err(StoreError::Other(format!("{what}: {e}"))),
             };
             if attempt >= self.target.attempts {
                 return Err(StoreError::Unavailable(format!("{problem} (after {attempt} attempts)")));
@@ -502,12 +534,13 @@ impl<P: Platform> Gcs<P> {
         }
     }
 
-    fn get(&mut self, what: &str, path: String) -> Result<Reply, StoreError> {
-        self.send(what, Request { method: Method::Get, path, headers: Vec::new(), body: Vec::new() })
+    /// A GET whose reply may hold at most `reply_limit` bytes.
+    fn get(&mut self, what: &str, path: String, reply_limit: usize) -> Result<Reply, StoreError> {
+        self.send(what, Request { method: Method::Get, path, headers: Vec::new(), body: Vec::new(), reply_limit })
     }
 
     fn metadata(&mut self, name: &str) -> Result<Option<ObjectResource>, StoreError> {
-        let reply = self.get("reading object metadata", self.object_path(name))?;
+        let reply = self.get("reading object metadata", self.object_path(name), REPLY_BYTES)?;
         match metadata_reply(reply.status, &reply.body)? {
             Metadata::Found(resource) => Ok(Some(resource)),
             Metadata::Missing => Ok(None),
@@ -533,7 +566,10 @@ impl<P: Platform> Gcs<P> {
             self.target.bucket
         );
         let headers = vec![("content-type".into(), format!("multipart/related; boundary={boundary}"))];
-        let reply = self.send("uploading object", Request { method: Method::Post, path, headers, body })?;
+        let reply = self.send(
+            "uploading object",
+            Request { method: Method::Post, path, headers, body, reply_limit: REPLY_BYTES },
+        )?;
         match upload_reply(name, reply.status, &reply.body, data)? {
             Upload::Written(generation) => Ok(generation),
             Upload::Precondition => written_before(self.metadata(name)?.as_ref(), data, on_412),
@@ -549,7 +585,7 @@ impl<P: Platform> Gcs<P> {
             return Ok(seconds);
         }
         let path = format!("/storage/v1/b/{}?fields=softDeletePolicy", self.target.bucket);
-        let reply = self.get("reading the bucket's soft delete policy", path)?;
+        let reply = self.get("reading the bucket's soft delete policy", path, REPLY_BYTES)?;
         let seconds = soft_delete_seconds(reply.status, &reply.body);
         self.retention = Some((now, seconds));
         Ok(seconds)
@@ -584,7 +620,7 @@ impl<P: Platform> Gcs<P> {
             if let Some(token) = &page_token {
                 path.push_str(&format!("&pageToken={}", encode_segment(token)));
             }
-            let reply = self.get(what, path)?;
+            let reply = self.get(what, path, REPLY_BYTES)?;
             if reply.status != 200 {
                 return Ok(None);
             }
@@ -625,7 +661,8 @@ impl<P: Platform> ObjectStore for Gcs<P> {
             };
             let generation = meta.generation()?;
             let path = format!("{}?alt=media&generation={generation}", self.object_path(&name));
-            let reply = self.get("reading object", path)?;
+            // Exactly that generation's bytes: its size is known, and no more is read.
+            let reply = self.get("reading object", path, meta.size().max(REPLY_BYTES))?;
             match reply.status {
                 200 => return Ok(Some((reply.body, generation))),
                 404 => continue,

@@ -9,6 +9,9 @@ pub struct Request {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The most bytes its reply's body may hold: a platform stops reading past it
+    /// ([`TransportError::TooLarge`]), so that no reply can exhaust memory.
+    pub reply_limit: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,9 @@ pub enum TransportError {
     Denied(String),
     /// Connection refused, reset or dropped, DNS failure, timeout, truncated reply. Transient.
     Network(String),
+    /// The reply's body is larger than the request's [`Request::reply_limit`]; reading stopped
+    /// there. Final: the same request gets the same reply.
+    TooLarge(String),
 }
 
 /// Outgoing HTTP, time and randomness.
@@ -149,6 +155,25 @@ pub fn storage_failure(what: &str, key: &str, e: &StoreError) -> crate::settings
         StoreError::Other(_) => "see the store's message",
     };
     Failure::new(kind, format!("{what} `{key}`: {e}; {advice}"))
+}
+
+/// Access tokens longer than this are refused: a bearer header of that size is far beyond any
+/// token Anypoint or Google issues (a JWT is a few KiB), and a runtime limits the size of a
+/// request's headers (wasmtime traps above its limit).
+pub const MAX_TOKEN_BYTES: usize = 16 << 10;
+
+/// Whether a token can go in a header as it is: at most [`MAX_TOKEN_BYTES`] of visible ASCII.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+        return Err(format!(
+            "gave an access token of {} bytes (expected 1 to {MAX_TOKEN_BYTES}); it cannot be sent",
+            token.len()
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("gave an access token with characters a header cannot carry".into());
+    }
+    Ok(())
 }
 
 /// A key as the stores take it: `/`-separated, relative, no empty, `.` or `..` segment.

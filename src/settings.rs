@@ -189,6 +189,8 @@ pub struct Settings {
     pub shard_index: u32,
     pub shard_count: u32,
     pub concurrency: u32,
+    /// The ceiling of one reply, from sending to its last byte.
+    pub http_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -228,6 +230,7 @@ pub struct RawConfig {
     pub shard_index: u32,
     pub shard_count: u32,
     pub concurrency: u32,
+    pub http_timeout_ms: u64,
 }
 
 /// The shard (of `count`) that collects `org_id`: stable across runs, releases and list changes.
@@ -311,6 +314,9 @@ impl Settings {
         if raw.max_attempts == 0 {
             return Err("max attempts must be at least 1".into());
         }
+        if raw.http_timeout_ms == 0 {
+            return Err("the HTTP timeout must be longer than 0s".into());
+        }
         if !(1..=16).contains(&raw.concurrency) {
             return Err(format!("concurrency {} is out of range: 1..16 requests in flight", raw.concurrency));
         }
@@ -354,6 +360,7 @@ impl Settings {
             shard_index: raw.shard_index,
             shard_count: raw.shard_count,
             concurrency: raw.concurrency,
+            http_timeout_ms: raw.http_timeout_ms,
         })
     }
 }
@@ -533,6 +540,7 @@ pub(crate) mod tests {
             shard_index: 0,
             shard_count: 1,
             concurrency: 4,
+            http_timeout_ms: 60_000,
         }
     }
 

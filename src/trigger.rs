@@ -3,9 +3,9 @@
 //! `serve` (the host) and the edge component (`edge/trigger`) both answer by these rules.
 
 use crate::settings::names::{
-    CACHE_DIR, CLIENT_SECRET_FILE, GCS_CHUNK_KIB, GCS_RESUMABLE_ABOVE, GCS_TIMEOUT_SECS,
-    GOOGLE_APPLICATION_CREDENTIALS, HTTP_TIMEOUT, LISTEN, LOG, LOG_FORMAT, MAX_RUN_TIME, MEMORY_MIB, OIDC_ANY_SENDER,
-    OIDC_AUDIENCE, OIDC_EMAIL, SCHEDULE, STATE_DEST, STORAGE_EMULATOR_HOST,
+    CACHE_DIR, CLIENT_SECRET_FILE, GCS_CHUNK_KIB, GCS_RESUMABLE_ABOVE, GOOGLE_APPLICATION_CREDENTIALS, LISTEN, LOG,
+    LOG_FORMAT, MAX_RUN_TIME, MEMORY_MIB, OIDC_ANY_SENDER, OIDC_AUDIENCE, OIDC_EMAIL, SCHEDULE, STATE_DEST,
+    STORAGE_EMULATOR_HOST,
 };
 use crate::variables::Values;
 use base64::Engine as _;
@@ -30,15 +30,10 @@ pub const HOST_ONLY: &[(&str, &str)] = &[
     (SCHEDULE, "the edge runs one pass a request; schedule the requests (Cloud Scheduler)"),
     (MAX_RUN_TIME, "the runtime's request time limit bounds a pass (wasmtime serve -W timeout=...)"),
     (MEMORY_MIB, "the runtime's memory limit bounds a pass (wasmtime serve -W max-memory-size=...)"),
-    (
-        HTTP_TIMEOUT,
-        "the runtime's own timeouts for outgoing requests apply (the collector asks for 60 s to a reply's first byte)",
-    ),
     (LOG, NO_LOG),
     (LOG_FORMAT, NO_LOG),
     (CACHE_DIR, "the runtime compiles and caches the component"),
     (LISTEN, "the runtime listens (wasmtime serve --addr)"),
-    (GCS_TIMEOUT_SECS, "the runtime's own timeouts for outgoing requests apply"),
     (GCS_RESUMABLE_ABOVE, ONE_REQUEST),
     (GCS_CHUNK_KIB, ONE_REQUEST),
 ];

@@ -163,7 +163,13 @@ pub const SETTINGS: &[Setting] = &[
         "How many tasks split the organizations (Cloud Run jobs set CLOUD_RUN_TASK_COUNT)",
         None,
     ),
-    setting(HTTP_TIMEOUT, "http-timeout", Shape::Value, "Ceiling of the wait for a reply's first byte", Some("60s")),
+    setting(
+        HTTP_TIMEOUT,
+        "http-timeout",
+        Shape::Value,
+        "Ceiling of one reply, from sending to its last byte",
+        Some("60s"),
+    ),
     setting(CLOUD_RUN_TASK_INDEX, "cloud-run-task-index", Shape::Platform, "Set by Cloud Run jobs", None),
     setting(CLOUD_RUN_TASK_COUNT, "cloud-run-task-count", Shape::Platform, "Set by Cloud Run jobs", None),
     setting(JOB_COMPLETION_INDEX, "job-completion-index", Shape::Platform, "Set by Kubernetes indexed jobs", None),
@@ -263,9 +269,6 @@ pub struct Configured {
     pub raw: RawConfig,
     /// Validated.
     pub settings: Settings,
-    /// The ceiling of the wait for a reply's first byte ([`HTTP_TIMEOUT`]), which the host's
-    /// HTTP client enforces.
-    pub http_timeout: Duration,
 }
 
 /// The most a secret file may hold: a connected app's secret is tens of bytes, and a mount
@@ -395,13 +398,15 @@ pub fn configure(
         shard_index: shard_index.or(task_index).or(completion_index).unwrap_or(0),
         shard_count,
         concurrency: values.required(CONCURRENCY)?,
+        http_timeout_ms: match values.duration(HTTP_TIMEOUT)? {
+            timeout if timeout.is_zero() => {
+                return Err(format!("{} must be longer than 0s", values.label(HTTP_TIMEOUT)));
+            }
+            timeout => u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        },
     };
-    let http_timeout = values.duration(HTTP_TIMEOUT)?;
-    if http_timeout.is_zero() {
-        return Err(format!("{} must be longer than 0s", values.label(HTTP_TIMEOUT)));
-    }
     let settings = Settings::from_raw(raw.clone())?;
-    Ok(Configured { raw, settings, http_timeout })
+    Ok(Configured { raw, settings })
 }
 
 /// The environment with a runtime's configuration (`wasi:config`) over it: a configured name wins,
@@ -454,7 +459,7 @@ mod tests {
         assert_eq!(c.raw.object_max_bytes, 32 << 20);
         assert_eq!((c.raw.key_prefix.as_str(), c.raw.state_prefix.as_str()), ("logs/", "state/"));
         assert_eq!(c.settings.requests_per_minute, 700, "the US plane's published limit");
-        assert_eq!(c.http_timeout, Duration::from_secs(60));
+        assert_eq!(c.raw.http_timeout_ms, 60_000);
         assert_eq!((c.raw.shard_index, c.raw.shard_count), (0, 1));
     }
 

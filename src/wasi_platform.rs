@@ -5,9 +5,14 @@
 //! Built on the `wasi` crate rather than waki: it gives all three timeouts and the real
 //! `wasi:http` error codes, so a request the host refuses reaches the summary as "denied", not as
 //! a closed stream that looks like a network fault.
+//!
+//! Every reply is bounded here, whatever the host: in size (a body is read no further than its
+//! request's [`Request::reply_limit`]) and in time (the whole reply, first byte to last, within
+//! the HTTP timeout: a body sent a byte a second cannot hold a pass up for longer).
 
 use crate::platform::{Method, Platform, Request, Response, TransportError};
 use crate::settings::BaseUrl;
+use wasi::clocks::monotonic_clock;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
     ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse, Method as WasiMethod, OutgoingBody,
@@ -21,7 +26,21 @@ const CONNECT_TIMEOUT_NS: u64 = 10_000_000_000;
 const FIRST_BYTE_TIMEOUT_NS: u64 = 60_000_000_000;
 const BETWEEN_BYTES_TIMEOUT_NS: u64 = 30_000_000_000;
 
-pub struct WasiPlatform;
+pub struct WasiPlatform {
+    /// The ceiling of one reply, first byte to last, in ns.
+    reply_timeout_ns: u64,
+}
+
+impl WasiPlatform {
+    /// With the pass's HTTP timeout.
+    pub fn new(settings: &crate::settings::Settings) -> Self {
+        Self::with_timeout_ms(settings.http_timeout_ms)
+    }
+
+    pub fn with_timeout_ms(ms: u64) -> Self {
+        Self { reply_timeout_ns: ms.saturating_mul(1_000_000).max(1) }
+    }
+}
 
 fn denied_or_network(code: &ErrorCode) -> TransportError {
     match code {
@@ -34,14 +53,16 @@ fn net(what: &str) -> TransportError {
     TransportError::Network(what.to_string())
 }
 
-/// A request on its way: the response future, and whether its body went out.
+/// A request on its way: the response future, whether its body went out, and how much of a
+/// reply it takes.
 struct InFlight {
     future: FutureIncomingResponse,
     sent: Result<(), TransportError>,
+    limit: usize,
 }
 
 /// Starts one request: headers, then the body, without waiting for the reply.
-fn start(base: &BaseUrl, request: &Request) -> Result<InFlight, TransportError> {
+fn start(base: &BaseUrl, request: &Request, timeout_ns: u64) -> Result<InFlight, TransportError> {
     let mut header_list: Vec<(String, Vec<u8>)> =
         request.headers.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
     if request.method == Method::Post {
@@ -63,7 +84,7 @@ fn start(base: &BaseUrl, request: &Request) -> Result<InFlight, TransportError> 
     let options = RequestOptions::new();
     // A host that does not support a timeout refuses to set it; its own defaults then apply.
     let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT_NS));
-    let _ = options.set_first_byte_timeout(Some(FIRST_BYTE_TIMEOUT_NS));
+    let _ = options.set_first_byte_timeout(Some(FIRST_BYTE_TIMEOUT_NS.min(timeout_ns)));
     let _ = options.set_between_bytes_timeout(Some(BETWEEN_BYTES_TIMEOUT_NS));
 
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| denied_or_network(&e))?;
@@ -78,13 +99,21 @@ fn start(base: &BaseUrl, request: &Request) -> Result<InFlight, TransportError> 
         drop(stream);
         OutgoingBody::finish(body, None).map_err(|e| denied_or_network(&e))
     })();
-    Ok(InFlight { future, sent })
+    Ok(InFlight { future, sent, limit: request.reply_limit })
 }
 
-/// Reads a reply whose headers have arrived.
+/// The error of a reply not complete by the deadline.
+fn late(timeout_ns: u64) -> TransportError {
+    net(&format!("no complete reply within the HTTP timeout of {} ms", timeout_ns / 1_000_000))
+}
+
+/// Reads a reply whose headers have arrived: at most `limit` bytes of body, by `deadline` (the
+/// monotonic clock's ns).
 fn finish(
     incoming: Result<Result<IncomingResponse, ErrorCode>, ()>,
     sent: Result<(), TransportError>,
+    limit: usize,
+    (deadline, timeout_ns): (u64, u64),
 ) -> Result<Response, TransportError> {
     let incoming = incoming.map_err(|()| net("response already taken"))?.map_err(|e| denied_or_network(&e))?;
     sent?;
@@ -96,7 +125,21 @@ fn finish(
     {
         let stream = body_handle.stream().map_err(|()| net("response body stream unavailable"))?;
         loop {
-            match stream.blocking_read(256 * 1024) {
+            match stream.read(256 * 1024) {
+                Ok(bytes) if bytes.is_empty() => {
+                    // Nothing yet: wait for more, or for the deadline.
+                    let more = stream.subscribe();
+                    let clock = monotonic_clock::subscribe_instant(deadline);
+                    wasi::io::poll::poll(&[&more, &clock]);
+                    if !more.ready() && monotonic_clock::now() >= deadline {
+                        return Err(late(timeout_ns));
+                    }
+                }
+                Ok(bytes) if body.len().saturating_add(bytes.len()) > limit => {
+                    return Err(TransportError::TooLarge(format!(
+                        "the reply is larger than the {limit}-byte limit (reading stopped there)"
+                    )));
+                }
                 Ok(bytes) => body.extend_from_slice(&bytes),
                 Err(StreamError::Closed) => break,
                 Err(e) => return Err(stream_error("reading body", e)),
@@ -109,10 +152,12 @@ fn finish(
 
 impl Platform for WasiPlatform {
     fn send_many(&mut self, base: &BaseUrl, requests: &[Request]) -> Vec<Result<Response, TransportError>> {
+        let timeout_ns = self.reply_timeout_ns;
+        let deadline = monotonic_clock::now().saturating_add(timeout_ns);
         let mut in_flight: Vec<Option<InFlight>> = Vec::with_capacity(requests.len());
         let mut results: Vec<Option<Result<Response, TransportError>>> = Vec::with_capacity(requests.len());
         for request in requests {
-            match start(base, request) {
+            match start(base, request, timeout_ns) {
                 Ok(f) => {
                     in_flight.push(Some(f));
                     results.push(None);
@@ -131,7 +176,7 @@ impl Platform for WasiPlatform {
                 match f.future.get() {
                     Some(incoming) => {
                         if let Some(done) = slot.take() {
-                            *result = Some(finish(incoming, done.sent));
+                            *result = Some(finish(incoming, done.sent, done.limit, (deadline, timeout_ns)));
                         }
                     }
                     None => waiting.push(f.future.subscribe()),
@@ -140,10 +185,17 @@ impl Platform for WasiPlatform {
             if waiting.is_empty() {
                 break;
             }
-            let refs: Vec<&Pollable> = waiting.iter().collect();
+            if monotonic_clock::now() >= deadline {
+                // Those still waiting are dropped, which cancels them.
+                break;
+            }
+            let clock = monotonic_clock::subscribe_instant(deadline);
+            let mut refs: Vec<&Pollable> = waiting.iter().collect();
+            refs.push(&clock);
             wasi::io::poll::poll(&refs);
         }
-        results.into_iter().map(|r| r.unwrap_or_else(|| Err(net("no reply")))).collect()
+        drop(in_flight);
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(late(timeout_ns)))).collect()
     }
 
     fn now_ms(&self) -> i64 {

@@ -137,3 +137,24 @@ fn the_command_reports_bad_settings_and_credentials() {
     assert_eq!(r.summary["failures"][0]["kind"], "config", "{}", r.stderr);
     assert!(r.stderr.contains("set only one") && !r.stderr.contains(anypoint_sim::DEMO_CLIENT_SECRET), "{}", r.stderr);
 }
+
+#[test]
+fn under_wasmtime_run_a_slow_body_is_cut_at_the_http_timeout_and_a_huge_one_at_the_limit() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-slow", 20), OrgSpec::new("org-fine", 30)]);
+    config.token_audit_entries = false;
+    config.faults = anypoint_sim::Faults { slow_body_first: 2, ..Default::default() };
+    let slow = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = [("MULESOFT_AUDIT_HTTP_TIMEOUT", "2s"), ("MULESOFT_AUDIT_MAX_ATTEMPTS", "2")];
+    let r = wasmtime_run(&slow, dir.path(), &extra);
+    assert_ne!(r.code, 0, "{}", r.report());
+    assert!(r.stderr.contains("no complete reply within the HTTP timeout of 2000 ms"), "{}", r.report());
+    let fine = r.summary["orgs"].as_array().and_then(|o| o.iter().find(|o| o["org_id"] == "org-fine").cloned());
+    assert_eq!(fine.map(|o| o["entries_written"].clone()), Some(30.into()), "{}", r.report());
+
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-huge", 20)]);
+    config.faults = anypoint_sim::Faults { oversized_first: 1, oversized_bytes: 300 << 20, ..Default::default() };
+    let huge = sim(config);
+    let r = wasmtime_run(&huge, dir.path(), &[]);
+    assert!(r.stderr.contains("larger than the 50331648-byte limit"), "{}", r.report());
+}

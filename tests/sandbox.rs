@@ -31,6 +31,7 @@ fn config(base_url: &str) -> wit::Config {
         shard_index: 0,
         shard_count: 1,
         concurrency: 4,
+        http_timeout_ms: 60_000,
     }
 }
 

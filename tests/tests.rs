@@ -21,6 +21,7 @@
 //! - `progress`: the live progress line a backfill draws at a terminal (a pseudo-terminal).
 //! - `status`: the state's account of each organization, `--max-lag`, on a directory and a bucket.
 //! - `verify`: missing and doubled entries counted against the API, `--repair`, its cost.
+//! - `hostile`: replies too large or too slow, a token endpoint that echoes the secret.
 //! - `lifecycle`: the checkpoint's whole life: state moved, lost or made anew, a page cap that
 //!   always progresses, `verify` over what the feed ingests.
 
@@ -35,6 +36,7 @@ mod edge;
 mod faults;
 mod google;
 mod harness;
+mod hostile;
 mod lifecycle;
 mod node;
 mod progress;

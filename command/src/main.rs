@@ -30,11 +30,11 @@ mod run {
 
     /// On wasm32: `wasi:http`. Natively (the benchmark's comparison build): plain sockets.
     #[cfg(target_arch = "wasm32")]
-    fn platform() -> mulesoft_audit::wasi_platform::WasiPlatform {
-        mulesoft_audit::wasi_platform::WasiPlatform
+    fn platform(settings: &mulesoft_audit::settings::Settings) -> mulesoft_audit::wasi_platform::WasiPlatform {
+        mulesoft_audit::wasi_platform::WasiPlatform::new(settings)
     }
     #[cfg(not(target_arch = "wasm32"))]
-    fn platform() -> crate::native::NativePlatform {
+    fn platform(_: &mulesoft_audit::settings::Settings) -> crate::native::NativePlatform {
         crate::native::NativePlatform::new()
     }
 
@@ -69,6 +69,6 @@ mod run {
             Ok(s) => s,
             Err(message) => return print(&Report::config(message)),
         };
-        print(&collect::run_pass(&mut platform(), &mut store, &configured.settings).into())
+        print(&collect::run_pass(&mut platform(&configured.settings), &mut store, &configured.settings).into())
     }
 }

@@ -56,8 +56,8 @@ function main() {
   }
   const configured = outcome(() => collector.configure(Object.entries(process.env), secretFile()));
   if (configured.tag === 'err') return print(collector.reportOf(failed(configured.val)));
-  const { config, httpTimeoutMs } = configured.val;
-  limitFirstByteWait(httpTimeoutMs * 1_000_000n);
+  const { config } = configured.val;
+  limitFirstByteWait(config.httpTimeoutMs * 1_000_000n);
   const dir = process.env.MULESOFT_AUDIT_DIR?.trim() || './mulesoft-audit-data';
   try {
     useDirectory(dir);

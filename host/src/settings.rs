@@ -151,7 +151,10 @@ impl CollectArgs {
         let limits = Limits {
             memory_bytes: self.memory_mib << 20,
             run_time,
-            http: Timeouts { first_byte: configured.http_timeout, ..Timeouts::default() },
+            http: Timeouts {
+                first_byte: std::time::Duration::from_millis(configured.raw.http_timeout_ms),
+                ..Timeouts::default()
+            },
         };
         let secret = configured.raw.client_secret.clone();
         Ok(Resolved { config: configured.raw.into(), origin, destination, limits, secret })

@@ -48,6 +48,15 @@ pub struct Faults {
     pub hang_first: u32,
     /// How long each of those is held: shorter than `HUNG_REPLY`, a slow but healthy reply.
     pub hang_for: Option<Duration>,
+    /// The first N query requests answer 200 with a body of this many bytes, sent as fast as the
+    /// client reads it and never held in memory here (a hostile or broken API).
+    pub oversized_first: u32,
+    pub oversized_bytes: u64,
+    /// The first N query requests answer 200 with a small, valid page sent one byte a second.
+    pub slow_body_first: u32,
+    /// The token endpoint refuses every request with a 400 that echoes the request's body, as
+    /// some gateways' error pages do.
+    pub echo_token_request: bool,
 }
 
 /// How long a hung query request is held by default: longer than any client waits.

@@ -44,6 +44,13 @@ pub(crate) async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap,
         count(&mut inner, status);
         return token_failure(status);
     }
+    if inner.config.faults.echo_token_request {
+        inner.stats.injected_faults += 1;
+        count(&mut inner, 400);
+        let echoed = String::from_utf8_lossy(&body).into_owned();
+        let reply = serde_json::json!({"error": "invalid_request", "error_description": echoed});
+        return json_response(StatusCode::BAD_REQUEST, reply.to_string());
+    }
     let Some(req) = request else {
         count(&mut inner, 400);
         return error(StatusCode::BAD_REQUEST, "malformed token request");
@@ -208,6 +215,18 @@ pub(crate) async fn query(
         inner.stats.injected_faults += 1;
         count(&mut inner, 200);
         return (StatusCode::OK, "<html>Gateway says hello</html>").into_response();
+    }
+    if inner.oversized_sent < faults.oversized_first {
+        inner.oversized_sent += 1;
+        inner.stats.injected_faults += 1;
+        count(&mut inner, 200);
+        return crate::faults::oversized(faults.oversized_bytes);
+    }
+    if inner.slow_sent < faults.slow_body_first {
+        inner.slow_sent += 1;
+        inner.stats.injected_faults += 1;
+        count(&mut inner, 200);
+        return crate::faults::slow_body();
     }
     if inner.wrong_shape_sent < faults.wrong_shape_first {
         inner.wrong_shape_sent += 1;

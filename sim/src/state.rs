@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     pub(crate) garbage_sent: u32,
     pub(crate) wrong_shape_sent: u32,
     pub(crate) hung: u32,
+    pub(crate) oversized_sent: u32,
+    pub(crate) slow_sent: u32,
 }
 
 pub(crate) struct Shared {
@@ -57,6 +59,8 @@ impl Inner {
             garbage_sent: 0,
             wrong_shape_sent: 0,
             hung: 0,
+            oversized_sent: 0,
+            slow_sent: 0,
             config,
         }
     }

@@ -39,7 +39,7 @@ fn with_store<T>(call: impl FnOnce(&mut Gcs<WasiPlatform>) -> Result<T, StoreErr
     STORE.with_borrow_mut(|slot| {
         let opened = slot.get_or_insert_with(|| {
             let values = Values::from_env(mulesoft_audit::wasi_platform::variables()?);
-            Target::from_env(&values).map(|target| Gcs::new(WasiPlatform, target))
+            Target::from_env(&values).map(|target| Gcs::new(WasiPlatform::with_timeout_ms(target.timeout_ms), target))
         });
         match opened {
             Ok(store) => call(store).map_err(Into::into),

@@ -87,14 +87,14 @@ impl GcsStore {
                 (url.clone(), Some((Auth::new(runtime.clone())?, source)))
             }
         };
-        // Per request; an upload of one 32 MiB object fits easily. Overridable for tests.
-        let timeout = std::env::var(mulesoft_audit::settings::names::GCS_TIMEOUT_SECS)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(300);
+        // Per request, first byte to last: the edge store's rule, on the same setting.
+        let timeout = mulesoft_audit::gcs::request_timeout_ms(
+            std::env::var(mulesoft_audit::settings::names::GCS_TIMEOUT_SECS).ok().as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(timeout))
+            .timeout(Duration::from_millis(timeout))
             .build()?;
         let resumable_above = std::env::var(mulesoft_audit::settings::names::GCS_RESUMABLE_ABOVE)
             .ok()
