@@ -339,3 +339,41 @@ fn a_bad_schedule_is_one_line_and_exit_code_2() {
     assert_eq!(lines.len(), 1, "{}", r.stderr);
     assert!(lines[0].contains("every fifteen minutes") && lines[0].contains("cron"), "{}", r.stderr);
 }
+
+#[test]
+fn idle_and_half_sent_connections_cannot_starve_a_push() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-crowd", 300)]));
+    let dir = tempfile::tempdir().unwrap();
+    // A low open-file limit, as a container may have: more idle connections than it allows.
+    let base = command(&sim, &format!("file://{}", dir.path().display()));
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "ulimit -n 160 && exec \"$0\" \"$@\"", BIN]).env_clear();
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let server = Server::spawn(cmd);
+    let address = format!("127.0.0.1:{}", server.port);
+    let mut crowd: Vec<std::net::TcpStream> =
+        (0..170).map(|_| std::net::TcpStream::connect(&address).unwrap()).collect();
+    // Some send half a request and stop.
+    for stream in crowd.iter_mut().take(20) {
+        use std::io::Write;
+        stream.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{").unwrap();
+    }
+    assert_eq!(post(&server, &[("content-type", "application/json")], PUSH), 204, "the push is served");
+    let now = anypoint_sim::now_ms();
+    assert_exactly_once(&sim, "org-crowd", &objects_in_dir(dir.path()), now - 25 * 3_600_000, now - 5_000);
+    // The server closed the idle ones (a read ends, rather than waiting for ever).
+    for stream in crowd.iter_mut().skip(20).take(5) {
+        use std::io::Read;
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut buf = [0u8; 16];
+        let read = stream.read(&mut buf);
+        assert!(
+            matches!(read, Ok(0)) || read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{read:?}"
+        );
+    }
+}

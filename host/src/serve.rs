@@ -6,15 +6,17 @@
 use crate::pass::Collector;
 use crate::settings::{CollectArgs, ConfigError};
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use google_cloud_auth::credentials::idtoken::verifier::{Builder as VerifierBuilder, Verifier};
+use mulesoft_audit::trigger::MAX_BODY;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr as _;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 
 #[derive(clap::Args, Clone)]
@@ -59,7 +61,67 @@ struct App {
 
 /// How long verifying a push token may take, fetching Google's signing keys included (the
 /// library sets no timeout on that fetch).
-const VERIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a client may take to send a request's head, and how long a kept-alive connection may
+/// wait for its next one: Pub/Sub and health checks send theirs at once.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a trigger's body (at most [`MAX_BODY`]).
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections open at once: half the open-file limit, so that idle or half-sent connections can
+/// never take the files a pass needs (its own connections, the store's, the code cache). Those
+/// beyond wait in the listen queue until one closes.
+fn connection_cap() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    usize::try_from(soft.map_or(2048, |files| (files / 2).clamp(8, 4096))).unwrap_or(8)
+}
+
+/// Serves `router` on `listener` until `shutdown`: at most [`connection_cap`] connections, each
+/// closed when its head is not read within [`HEADER_READ_TIMEOUT`] (idle keep-alive ones too);
+/// then waits for the connections in flight.
+async fn listen(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(connection_cap()));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => permit?,
+        };
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of files, most likely: wait for some to close rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(
+                hyper_util::rt::TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(router.clone()),
+            );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection closed");
+            }
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
 
 /// Whether verification failed only because Google's keys could not be fetched (a network fault or
 /// a 5xx), rather than because of the token (an unknown key id is the token's fault).
@@ -180,10 +242,21 @@ async fn authorize(app: &App, headers: &HeaderMap) -> Result<(), (StatusCode, St
     }
 }
 
-async fn handle_trigger(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+async fn handle_trigger(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> (StatusCode, String) {
     if let Err(refusal) = authorize(&app, &headers).await {
         return refusal;
     }
+    // A body sent slowly, or too large, is refused rather than waited for or held.
+    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => return (StatusCode::PAYLOAD_TOO_LARGE, format!("trigger body refused: {e}")),
+        Err(_) => {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                format!("trigger body not received within {} s", BODY_READ_TIMEOUT.as_secs()),
+            );
+        }
+    };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let trigger = match mulesoft_audit::trigger::parse(header, &body) {
         Ok(t) => t,
@@ -242,18 +315,16 @@ pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Resul
     }
 
     let router = Router::new()
-        .route("/", post(handle_trigger).layer(axum::extract::DefaultBodyLimit::max(mulesoft_audit::trigger::MAX_BODY)))
+        .route("/", post(handle_trigger))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .with_state(app);
     let addr = SocketAddr::new(args.listen, args.port);
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| ConfigError(format!("cannot listen on {addr}: {e}")))?;
-    tracing::info!(addr = %listener.local_addr()?, "serving");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    Ok(())
+    tracing::info!(addr = %listener.local_addr()?, connections = connection_cap(), "serving");
+    listen(listener, router, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
 }
