@@ -447,7 +447,7 @@ fn discover<P: Platform>(client: &mut Client<'_, P>, roots: &[String]) -> Result
             if !crate::settings::valid_org_id(&node.id) {
                 return Err(Failure::new(ErrorKind::Api, format!("hierarchy of {root} lists a malformed id")));
             }
-            if seen.insert(node.id.clone()) {
+            if seen.insert(node.id.to_ascii_lowercase()) {
                 ids.push(node.id);
             }
             stack.extend(node.sub_organizations.into_iter().rev());

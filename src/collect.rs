@@ -65,6 +65,7 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
         summary.no_reply = after.no_reply - before.no_reply;
         let failure = outcome.as_ref().err().map(|f| scrubbed(f, settings));
         let now = client.platform.now_ms();
+        let org = &summary.org_id;
         status::record(store, &settings.state_prefix, org, now, started, Some(&summary), failure.as_ref());
         match outcome {
             Ok(()) => result.completed.push(summary),
@@ -262,6 +263,8 @@ fn collect_window<P: Platform, S: ObjectStore>(
         Ok(Fresh { start_ms, now_ms: now, random: client.platform.random() })
     };
     let mut delivery = Delivery::open(store, settings, org, start)?;
+    // The organization as the state spells it, for the summary and the status.
+    summary.org_id.clone_from(&delivery.org);
     *started = delivery.began;
     summary.objects.extend(delivery.rebuilt.take());
     summary.objects.extend(clamped);

@@ -80,6 +80,8 @@ pub enum Role {
 
 /// One organization's checkpoint and the object being filled.
 pub struct Delivery<'s, S: ObjectStore> {
+    /// The organization as the state spells it ([`ledger::other_spelling`]).
+    pub org: String,
     store: &'s mut S,
     settings: &'s Settings,
     /// The organization's part of object names.
@@ -130,14 +132,27 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         role: Role,
         start: impl FnOnce() -> Result<Fresh, Failure>,
     ) -> Result<Self, Failure> {
-        let (checkpoint_key, name) = match role {
+        let keys = |org: &str| match role {
             Role::Collect => (window::checkpoint_key(&settings.state_prefix, org), org.to_string()),
             Role::Repair => {
                 (window::repair_checkpoint_key(&settings.state_prefix, org), format!("{org}{}", window::REPAIR_SUFFIX))
             }
         };
-        let stored =
-            store.read(&checkpoint_key).map_err(|e| storage_failure("reading checkpoint", &checkpoint_key, &e))?;
+        let (mut checkpoint_key, mut name) = keys(org);
+        let mut org = org.to_string();
+        let read =
+            |store: &mut S, key: &str| store.read(key).map_err(|e| storage_failure("reading checkpoint", key, &e));
+        let mut stored = read(store, &checkpoint_key)?;
+        if stored.is_none()
+            && role == Role::Collect
+            && let Some(other) = ledger::other_spelling(store, settings, &org)?
+        {
+            // The organization as the state spells it: its checkpoint, objects and status.
+            (checkpoint_key, name) = keys(&other);
+            stored = read(store, &checkpoint_key)?;
+            org = other;
+        }
+        let org = org.as_str();
         let mut rebuilt = None;
         let mut began = None;
         let (checkpoint, generation) = match stored {
@@ -197,6 +212,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             }
         };
         let mut delivery = Self {
+            org: org.to_string(),
             store,
             settings,
             name,

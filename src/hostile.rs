@@ -146,3 +146,47 @@ fn a_hierarchy_of_a_hundred_thousand_groups_is_read_once_each_in_order() {
     assert_eq!(orgs[8], format!("{prefix}00000007"));
     assert_eq!(orgs[100_000], format!("{prefix}00099999"));
 }
+
+#[test]
+fn an_id_in_upper_case_after_a_pass_in_lower_case_is_the_same_organization() {
+    let org = "7f8e6c2a-0d1b-4c3e-9a5f-1b2c3d4e5f60";
+    let upper = org.to_ascii_uppercase();
+    let mut w = World::new();
+    w.raw.org_ids = vec![org.into()];
+    add_spread_to(&mut w, org, 40, T0 - 50 * MINUTE, T0 - 10 * MINUTE);
+    w.pass_ok();
+    // Configured again in upper case (and twice, in both spellings): the same checkpoint goes on.
+    w.raw.org_ids = vec![upper.clone(), org.into()];
+    add_spread_to(&mut w, org, 5, T0 + MINUTE, T0 + 4 * MINUTE);
+    w.api.orgs.insert(upper.clone(), w.api.entries(org).to_vec());
+    w.api.now_ms = T0 + 10 * MINUTE;
+    let result = w.pass_ok();
+    assert_eq!(result.completed.len(), 1, "one organization: {:?}", result.completed);
+    assert_eq!(result.completed[0].org_id, org, "as the state spells it");
+    let checkpoints: Vec<&String> = w.store.objects.keys().filter(|k| k.ends_with("checkpoint.json")).collect();
+    assert_eq!(checkpoints, [&format!("state/{org}/checkpoint.json")]);
+    let delivered = w.delivered();
+    assert_eq!(delivered.len(), 40 + 5);
+    assert!(delivered.values().all(|copies| *copies == 1), "nothing twice");
+    // The shard is the same in any case.
+    assert_eq!(crate::settings::shard_of(org, 7), crate::settings::shard_of(&upper, 7));
+}
+
+#[test]
+fn checkpoints_under_two_spellings_of_an_id_are_refused() {
+    let org = "abcdef01-0000-4000-8000-000000000001";
+    let upper = org.to_ascii_uppercase();
+    let mut w = World::new();
+    w.raw.org_ids = vec![org.into()];
+    w.pass_ok();
+    // A second checkpoint in upper case, as an earlier release made when it took the two for two
+    // organizations; a third spelling meets both.
+    let (bytes, generation) = w.store.objects[&format!("state/{org}/checkpoint.json")].clone();
+    let copy = String::from_utf8_lossy(&bytes).replace(org, &upper).into_bytes();
+    w.store.objects.insert(format!("state/{upper}/checkpoint.json"), (copy, generation + 1));
+    w.raw.org_ids = vec![org.replacen('a', "A", 1)];
+    let result = w.pass();
+    assert_eq!(result.failures.len(), 1, "{:?}", result.completed);
+    assert_eq!(result.failures[0].kind, ErrorKind::Checkpoint);
+    assert!(result.failures[0].message.contains("under 2 spellings"), "{}", result.failures[0].message);
+}

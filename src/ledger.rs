@@ -279,6 +279,39 @@ fn lineage_of<'k>(key: &'k str, settings: &Settings, org: &str) -> Option<(&'k s
     Some((name.lineage.unwrap_or_default(), name.seq))
 }
 
+/// Another spelling of `org` under which the state holds a checkpoint, asked where `org` has
+/// none: an id is a UUID, the same in any case, and an organization collected as `abc` keeps its
+/// checkpoint, objects and status under that spelling when it is configured as `ABC` (one
+/// checkpoint an organization, nothing delivered twice). Refused where two spellings have one.
+pub fn other_spelling<S: ObjectStore>(
+    store: &mut S,
+    settings: &Settings,
+    org: &str,
+) -> Result<Option<String>, Failure> {
+    let found = store
+        .find(&settings.state_prefix, "checkpoint.json", FIND_LIMIT)
+        .map_err(|e| storage_failure("listing checkpoints under", &settings.state_prefix, &e))?;
+    let mut others: Vec<&str> = found
+        .live
+        .iter()
+        .filter_map(|key| window::checkpoint_org(&settings.state_prefix, key))
+        .filter(|other| other.eq_ignore_ascii_case(org) && *other != org)
+        .collect();
+    others.dedup();
+    match others.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some((*one).to_string())),
+        many => Err(Failure::new(
+            ErrorKind::Checkpoint,
+            format!(
+                "organization {org} has checkpoints under {} spellings ({}): an id is the same in any case, so its entries may have been delivered twice already; keep the newest checkpoint, delete the others, and run `verify`",
+                many.len(),
+                many.join(", ")
+            ),
+        )),
+    }
+}
+
 /// The objects that show this checkpoint is behind, live or deleted, in the days it may still
 /// write to (from its read floor's, since objects are filed under their first entry's day, to
 /// today): its own lineage's numbered from its `next_seq` on, which only a later state of it gave

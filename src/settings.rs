@@ -235,7 +235,8 @@ pub struct RawConfig {
 
 /// The shard (of `count`) that collects `org_id`: stable across runs, releases and list changes.
 pub fn shard_of(org_id: &str, count: u32) -> u32 {
-    (crate::entry::fnv1a_128(org_id.as_bytes()) % u128::from(count.max(1))) as u32
+    // In any case the same shard: an id is a UUID, however it is spelled.
+    (crate::entry::fnv1a_128(org_id.to_ascii_lowercase().as_bytes()) % u128::from(count.max(1))) as u32
 }
 
 /// Org ids are UUIDs in practice; accept any id of letters, digits, `-` and `_`, since it becomes
@@ -337,7 +338,8 @@ impl Settings {
         // Each organization once, in the order given (`dedup` alone keeps repeats apart).
         let mut org_ids = raw.org_ids;
         let mut given = std::collections::HashSet::new();
-        org_ids.retain(|id| given.insert(id.clone()));
+        // Ids are UUIDs, the same in any case: `ABC` after `abc` is a repeat.
+        org_ids.retain(|id| given.insert(id.to_ascii_lowercase()));
         Ok(Self {
             org_ids,
             discover_children: raw.discover_children,

@@ -261,6 +261,32 @@ impl Values {
     }
 }
 
+/// The environment as text, for [`Values::from_env`]: a variable a host reads (`reads`) whose
+/// value is not UTF-8 is named, with what to do, rather than taken as unset or refused in words
+/// that name no variable; any other such variable is left out.
+pub fn utf8_environment(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    reads: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, String)>, String> {
+    let mut text = Vec::new();
+    for (name, value) in vars {
+        let Ok(name) = name.into_string() else { continue };
+        match value.into_string() {
+            Ok(value) => text.push((name, value)),
+            Err(_) if reads(&name) => {
+                return Err(format!("{name} is not valid UTF-8; set it to UTF-8 text (or unset it)"));
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(text)
+}
+
+/// Whether `name` is a setting of the table ([`SETTINGS`]), in any case.
+pub fn is_setting(name: &str) -> bool {
+    SETTINGS.iter().any(|s| s.name.eq_ignore_ascii_case(name))
+}
+
 /// A pass's settings read from [`Values`], with what a host needs besides. No `Debug`: it
 /// holds the secret.
 #[derive(Clone)]

@@ -229,6 +229,13 @@ pub fn verify<P: Platform, S: ObjectStore>(
         }
     };
     for org in orgs.iter().filter(|o| settings.owns(o)) {
+        // As the state spells it: an id is the same in any case ([`crate::ledger::other_spelling`]).
+        let mut spelled = listing.checkpoints.iter().map(|c| &c.org_id);
+        let org = spelled
+            .clone()
+            .find(|c| *c == org)
+            .or_else(|| spelled.find(|c| c.eq_ignore_ascii_case(org)))
+            .unwrap_or(org);
         let before = client.stats.requests;
         match verify_org(&mut client, store, settings, request, listing, &foreign, org) {
             Ok(mut verdict) => {

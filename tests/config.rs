@@ -275,3 +275,21 @@ fn a_secret_file_that_is_a_device_or_too_large_is_a_setting_to_fix() {
         assert_config_error(&run(cmd), needle);
     }
 }
+
+#[test]
+fn a_setting_that_is_not_utf8_is_named() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let sim = quick_sim();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}", dir.path().display());
+    let bad = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+    for name in ["MULE_ORG_ID", "MULESOFT_AUDIT_LAG", "MULESOFT_AUDIT_LOG_FORMAT"] {
+        let mut cmd = command(&sim, &dest);
+        cmd.env(name, bad);
+        assert_config_error(&run(cmd), &format!("{name} is not valid UTF-8"));
+    }
+    // A variable the collector does not read is none of its business.
+    let mut cmd = command(&sim, &dest);
+    cmd.env("SOMETHING_ELSE", bad);
+    run_ok(cmd);
+}

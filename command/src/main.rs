@@ -56,10 +56,12 @@ mod run {
     }
 
     pub fn main() -> u8 {
-        // `vars` would panic on a variable that is not UTF-8; none of ours can be.
-        let values = Values::from_env(
-            std::env::vars_os().filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?))),
-        );
+        // `vars` would panic on a variable that is not UTF-8: one of ours is named instead.
+        let reads = |name: &str| mulesoft_audit::variables::is_setting(name) || name == DIR;
+        let values = match mulesoft_audit::variables::utf8_environment(std::env::vars_os(), reads) {
+            Ok(vars) => Values::from_env(vars),
+            Err(message) => return print(&Report::config(message)),
+        };
         let configured = match configure(&values, read_secret_file) {
             Ok(c) => c,
             Err(message) => return print(&Report::config(message)),

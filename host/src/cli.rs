@@ -107,7 +107,21 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Every variable the command line reads (clap's `env` of each argument), for naming one whose
+/// value is not UTF-8.
+fn reads_variable(name: &str) -> bool {
+    use clap::CommandFactory as _;
+    let cli = Cli::command();
+    let reads = |command: &clap::Command| command.get_arguments().any(|a| a.get_env().is_some_and(|e| e == name));
+    mulesoft_audit::variables::is_setting(name) || reads(&cli) || cli.get_subcommands().any(reads)
+}
+
 pub fn main() -> ExitCode {
+    // clap's own refusal ("invalid UTF-8 was detected in one or more arguments") names none.
+    if let Err(message) = mulesoft_audit::variables::utf8_environment(std::env::vars_os(), reads_variable) {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
