@@ -18,6 +18,8 @@ pub struct Request {
 pub enum Method {
     Get,
     Post,
+    Put,
+    Delete,
 }
 
 #[derive(Debug, Clone)]

@@ -234,7 +234,7 @@ impl Values {
     }
 
     /// A number with a default in [`SETTINGS`].
-    pub(crate) fn required<T: std::str::FromStr + Default>(&self, name: &str) -> Result<T, String> {
+    pub fn required<T: std::str::FromStr + Default>(&self, name: &str) -> Result<T, String> {
         self.number(name).map(Option::unwrap_or_default)
     }
 

@@ -65,7 +65,7 @@ struct InFlight {
 fn start(base: &BaseUrl, request: &Request, timeout_ns: u64) -> Result<InFlight, TransportError> {
     let mut header_list: Vec<(String, Vec<u8>)> =
         request.headers.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
-    if request.method == Method::Post {
+    if matches!(request.method, Method::Post | Method::Put) {
         header_list.push(("content-length".into(), request.body.len().to_string().into_bytes()));
     }
     let headers = Fields::from_list(&header_list).map_err(|e| net(&format!("invalid header: {e:?}")))?;
@@ -73,6 +73,8 @@ fn start(base: &BaseUrl, request: &Request, timeout_ns: u64) -> Result<InFlight,
     let method = match request.method {
         Method::Get => WasiMethod::Get,
         Method::Post => WasiMethod::Post,
+        Method::Put => WasiMethod::Put,
+        Method::Delete => WasiMethod::Delete,
     };
     outgoing.set_method(&method).map_err(|()| net("method rejected"))?;
     let scheme = if base.https { Scheme::Https } else { Scheme::Http };

@@ -29,6 +29,8 @@ fn send(base: &BaseUrl, request: &Request) -> Result<Response, TransportError> {
     let method = match request.method {
         Method::Get => "GET",
         Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
     };
     let mut head = format!(
         "{method} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",

@@ -116,6 +116,8 @@ pub struct Destination {
     pub gcs: GcsEndpoint,
     pub key_prefix: String,
     pub state_prefix: String,
+    /// Attempts per storage request (`MULESOFT_AUDIT_MAX_ATTEMPTS`, as for the API's).
+    pub attempts: u32,
 }
 
 /// Everything one pass needs, validated.
@@ -177,7 +179,8 @@ impl CollectArgs {
         let state_dest =
             self.state_dest.as_deref().map(str::trim).filter(|d| !d.is_empty() && *d != dest).map(str::to_string);
         let (key_prefix, state_prefix) = variables::prefixes(&self.engine.0);
-        Ok(Destination { dest, state_dest, gcs, key_prefix, state_prefix })
+        let attempts = self.engine.0.required::<u32>(variables::MAX_ATTEMPTS).map_err(bad)?.max(1);
+        Ok(Destination { dest, state_dest, gcs, key_prefix, state_prefix, attempts })
     }
 }
 

@@ -202,7 +202,7 @@ pub fn open_destination(
     handle: tokio::runtime::Handle,
 ) -> anyhow::Result<Arc<dyn ObjectStore>> {
     let open_one = |dest: &str, what: &'static str| {
-        open(dest, &destination.gcs, handle.clone()).map_err(|e| {
+        open(dest, &destination.gcs, destination.attempts, handle.clone()).map_err(|e| {
             if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Unavailable(_))) {
                 e.context(what)
             } else {
@@ -235,10 +235,15 @@ pub fn open_destination(
 
 /// Opens the store a destination URL names: `gs://bucket[/prefix]`, `file:///dir`, a plain path,
 /// or `memory:`.
-pub fn open(dest: &str, gcs: &GcsEndpoint, runtime: tokio::runtime::Handle) -> anyhow::Result<Arc<dyn ObjectStore>> {
+pub fn open(
+    dest: &str,
+    gcs: &GcsEndpoint,
+    attempts: u32,
+    runtime: tokio::runtime::Handle,
+) -> anyhow::Result<Arc<dyn ObjectStore>> {
     if let Some(rest) = dest.strip_prefix("gs://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        return Ok(Arc::new(gcs::GcsStore::new(bucket, prefix, gcs, runtime)?));
+        return Ok(Arc::new(gcs::GcsStore::new(bucket, prefix, gcs, attempts, runtime)?));
     }
     if dest == "memory:" {
         return Ok(Arc::new(memory::MemoryStore::default()));

@@ -243,6 +243,38 @@ impl Auth {
     }
 }
 
+/// Application Default Credentials as the one Cloud Storage client's [`TokenProvider`]: their
+/// headers for each request, renewed after a 401, named by their [`Source`].
+pub struct Adc {
+    auth: Auth,
+    source: Source,
+}
+
+impl Adc {
+    pub fn new(source: Source, runtime: tokio::runtime::Handle) -> Result<Self, StoreError> {
+        Ok(Self { auth: Auth::new(runtime)?, source })
+    }
+}
+
+impl mulesoft_audit::gcs::TokenProvider for Adc {
+    fn headers(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let headers = self.auth.runtime.block_on(self.auth.headers())?;
+        Ok(headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect())
+    }
+
+    fn renew(&mut self) -> Result<(), StoreError> {
+        tracing::warn!("Cloud Storage refused the access token (HTTP 401); fetching a new one");
+        self.auth.renew()
+    }
+
+    fn who(&self) -> String {
+        self.source.to_string()
+    }
+}
+
 fn poisoned() -> StoreError {
     StoreError::Other("credentials lock poisoned".into())
 }
