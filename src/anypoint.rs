@@ -98,8 +98,8 @@ impl<'a, P: Platform> Client<'a, P> {
         };
         let reply = self
             .exchange(&[request], &["token request".to_string()], false, |body| {
-                serde_json::from_slice::<TokenReply>(body)
-                    .map_err(|e| format!("token reply is not the expected JSON ({e})"))
+                // No parser detail: it may quote what the reply echoed, the secret among it.
+                serde_json::from_slice::<TokenReply>(body).map_err(|_| "token reply is not the expected JSON".to_string())
             })
             .pop()
             .unwrap_or_else(|| Err(Failure::new(ErrorKind::Api, "no token reply")))?;
@@ -327,7 +327,7 @@ fn judge<T>(
         Err(TransportError::TooLarge(reason)) => {
             return Verdict::Fail(Failure::new(
                 ErrorKind::Api,
-                format!("{what} to {url}: {reason}; lower the page size, or report it to MuleSoft"),
+                format!("{what} to {url}: {reason}; report it to MuleSoft (for a page of entries, a lower page size may help)"),
             ));
         }
         Err(TransportError::Network(reason)) => {
@@ -353,7 +353,11 @@ fn judge<T>(
         // A truncated or garbled body is retried like a dropped connection.
         StatusClass::Success => match parse(&response.body) {
             Ok(value) => Verdict::Done(value),
-            Err(problem) => Verdict::Retry { problem, unreadable: true },
+            // Cut short is the connection's doing (a proxy closing it early), not the API's.
+            Err(problem) => {
+                let unreadable = !problem.starts_with(crate::entry::TRUNCATED);
+                Verdict::Retry { problem, unreadable }
+            }
         },
         StatusClass::Unauthorized if authenticated => Verdict::Unauthorized(Failure::new(
             ErrorKind::Unauthorized,
@@ -456,14 +460,20 @@ fn discover<P: Platform>(client: &mut Client<'_, P>, roots: &[String]) -> Result
     Ok(ids)
 }
 
+/// A retention reply, read leniently: a period as a number or numeric text; anything else,
+/// `null` or missing is "not said".
 #[derive(Deserialize)]
 struct Retention {
-    data: Vec<RetentionItem>,
+    #[serde(default)]
+    data: Option<Vec<serde_json::Value>>,
 }
-#[derive(Deserialize)]
-struct RetentionItem {
-    #[serde(rename = "retentionPeriod", default)]
-    retention_period: u32,
+
+impl Retention {
+    fn days(&self) -> Option<u32> {
+        let period = &self.data.as_ref()?.first()?["retentionPeriod"];
+        let days = period.as_u64().or_else(|| period.as_str()?.trim().parse().ok())?;
+        u32::try_from(days).ok().filter(|days| *days > 0)
+    }
 }
 
 /// How long the API keeps `org`'s entries, in days: `None` where it does not say (no item, a
@@ -478,7 +488,7 @@ pub fn retention_days<P: Platform>(client: &mut Client<'_, P>, org: &str) -> Res
         &format!("retention request for organization {org}"),
         |b| serde_json::from_slice::<Retention>(b).map_err(|e| format!("retention reply has the wrong shape ({e})")),
     ) {
-        Ok(r) => Ok(r.data.first().map(|i| i.retention_period).filter(|days| *days > 0)),
+        Ok(r) => Ok(r.days()),
         Err(f) if f.kind == ErrorKind::Forbidden => Ok(None),
         Err(f) => Err(f),
     }

@@ -263,8 +263,10 @@ fn collect_window<P: Platform, S: ObjectStore>(
         Ok(Fresh { start_ms, now_ms: now, random: client.platform.random() })
     };
     let mut delivery = Delivery::open(store, settings, org, start)?;
-    // The organization as the state spells it, for the summary and the status.
+    // The organization as the state spells it, for the queries, the summary and the status.
     summary.org_id.clone_from(&delivery.org);
+    let org = delivery.org.clone();
+    let org = org.as_str();
     *started = delivery.began;
     summary.objects.extend(delivery.rebuilt.take());
     summary.objects.extend(clamped);

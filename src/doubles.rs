@@ -42,6 +42,8 @@ pub struct FakeApi {
     pub echoing_token_endpoint: bool,
     /// Organizations whose query replies are never UTF-8.
     pub garbled: Vec<String>,
+    /// Organizations whose query replies are this body, whatever was asked.
+    pub replies: BTreeMap<String, String>,
     seed: u64,
 }
 
@@ -92,6 +94,11 @@ impl FakeApi {
                 200,
                 self.retention.clone().unwrap_or_else(|| serde_json::json!({"data": [{"retentionPeriod": 365}]})),
             ),
+            "query" if self.replies.contains_key(org) => {
+                self.queries += 1;
+                let body = self.replies[org].clone().into_bytes();
+                Response { status: 200, headers: Vec::new(), body }
+            }
             "query" if self.garbled.iter().any(|o| o == org) => {
                 self.queries += 1;
                 Response { status: 200, headers: Vec::new(), body: b"{\"data\":[\"\xff\xfe\"]}".to_vec() }

@@ -8,16 +8,46 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+/// The most entries a page may hold: far above any page a query asks for (at most 200), and a
+/// bound on what a page's index of entries takes, however small each entry is (a 20 MiB reply of
+/// `0,` would otherwise index ten million).
+pub const MAX_PAGE_ENTRIES: usize = 10_000;
+
 /// One page of a query reply, entries still raw.
 #[derive(Debug, Deserialize)]
 pub struct Page<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "at_most_max_entries")]
     pub data: Vec<&'a RawValue>,
     #[serde(default)]
     pub cursor: Option<String>,
     #[serde(default)]
     pub total: Option<u64>,
 }
+
+/// `data`, refused past [`MAX_PAGE_ENTRIES`] entries before they are all indexed.
+fn at_most_max_entries<'de: 'a, 'a, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<&'a RawValue>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = Vec<&'de RawValue>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "an array of at most {MAX_PAGE_ENTRIES} entries")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut entries = Vec::new();
+            while let Some(entry) = seq.next_element::<&'de RawValue>()? {
+                if entries.len() == MAX_PAGE_ENTRIES {
+                    return Err(serde::de::Error::custom(format!("a page of more than {MAX_PAGE_ENTRIES} entries")));
+                }
+                entries.push(entry);
+            }
+            Ok(entries)
+        }
+    }
+    deserializer.deserialize_seq(Bounded)
+}
+
+/// How a reply cut short is named: a transport's fault (retried as such), not the API's.
+pub const TRUNCATED: &str = "reply is truncated JSON";
 
 /// Parses a query reply. Errors name what is wrong with the shape, never echo the body.
 pub fn parse_page(body: &[u8]) -> Result<Page<'_>, String> {
@@ -28,7 +58,7 @@ pub fn parse_page(body: &[u8]) -> Result<Page<'_>, String> {
 pub fn parse_page_text(text: &str) -> Result<Page<'_>, String> {
     serde_json::from_str::<Page<'_>>(text).map_err(|e| {
         if e.is_eof() {
-            format!("reply is truncated JSON ({} bytes)", text.len())
+            format!("{TRUNCATED} ({} bytes)", text.len())
         } else if e.is_syntax() {
             format!("reply is not JSON ({e})")
         } else {

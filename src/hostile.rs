@@ -24,6 +24,9 @@ fn a_retention_of_zero_or_none_is_not_taken_for_nothing_to_read() {
         serde_json::json!({"data": [{"retentionPeriod": 0}]}),
         serde_json::json!({"data": []}),
         serde_json::json!({"data": [{}]}),
+        serde_json::json!({"data": null}),
+        serde_json::json!({"data": [{"retentionPeriod": null}]}),
+        serde_json::json!({"data": [{"retentionPeriod": "zero"}]}),
     ] {
         let mut w = World::new();
         w.api.retention = Some(retention.clone());
@@ -39,7 +42,8 @@ fn a_retention_of_zero_or_none_is_not_taken_for_nothing_to_read() {
 #[test]
 fn a_backfill_cut_by_retention_is_said_in_the_summary() {
     let mut w = World::new();
-    w.api.retention = Some(serde_json::json!({"data": [{"retentionPeriod": 1}]}));
+    // As text, as a lenient reader takes it.
+    w.api.retention = Some(serde_json::json!({"data": [{"retentionPeriod": "1"}]}));
     w.add_spread(30, T0 - 20 * 3_600_000, T0 - 2 * MINUTE);
     w.raw.since_ms = Some(T0 - 3 * DAY);
     let result = w.pass_ok();
@@ -189,4 +193,30 @@ fn checkpoints_under_two_spellings_of_an_id_are_refused() {
     assert_eq!(result.failures.len(), 1, "{:?}", result.completed);
     assert_eq!(result.failures[0].kind, ErrorKind::Checkpoint);
     assert!(result.failures[0].message.contains("under 2 spellings"), "{}", result.failures[0].message);
+}
+
+#[test]
+fn a_page_of_tiny_entries_past_any_page_size_is_refused_before_it_is_indexed() {
+    // 20,000 two-byte entries: a reply far under the byte limit whose index would not be.
+    let flood = format!("{{\"data\":[{}]}}", vec!["0"; 20_000].join(","));
+    let mut w = World::new();
+    w.raw.org_ids = vec![ORG.into(), "org-2".into()];
+    w.api.replies.insert(ORG.into(), flood);
+    add_spread_to(&mut w, "org-2", 30, T0 - 40 * MINUTE, T0 - 2 * MINUTE);
+    let result = w.pass();
+    let failure = &result.failures[0];
+    assert_eq!((failure.kind, failure.org_id.as_deref()), (ErrorKind::Api, Some(ORG)), "{}", failure.message);
+    assert!(failure.message.contains("more than 10000 entries"), "{}", failure.message);
+    let other = result.completed.iter().find(|s| s.org_id == "org-2").map(|s| s.entries_written);
+    assert_eq!(other, Some(30));
+}
+
+#[test]
+fn a_reply_cut_short_is_the_connections_fault_not_the_apis() {
+    let mut w = World::new();
+    w.api.replies.insert(ORG.into(), r#"{"data":[{"id":"a","timestamp":1},{"id":"#.into());
+    let result = w.pass();
+    let failure = &result.failures[0];
+    assert_eq!(failure.kind, ErrorKind::Unavailable, "{}", failure.message);
+    assert!(failure.message.contains("truncated"), "{}", failure.message);
 }

@@ -18,6 +18,17 @@ pub fn status_key(state_prefix: &str, org_id: &str) -> String {
 }
 
 /// The organization whose status object `key` is ([`status_key`] read back).
+/// Organizations by the state's spelling: `ids` added to `orgs` unless already there in any case
+/// (an id is the same in any case; the state's spelling is the one its checkpoint has, see
+/// [`crate::ledger::other_spelling`]). Add those with checkpoints first.
+pub fn add_spellings(orgs: &mut Vec<String>, ids: impl IntoIterator<Item = String>) {
+    for id in ids {
+        if !orgs.iter().any(|o| o.eq_ignore_ascii_case(&id)) {
+            orgs.push(id);
+        }
+    }
+}
+
 pub fn status_org<'k>(state_prefix: &str, key: &'k str) -> Option<&'k str> {
     key.strip_prefix(state_prefix)?.strip_suffix("/status.json")
 }

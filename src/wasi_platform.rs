@@ -23,7 +23,6 @@ use wasi::io::streams::StreamError;
 
 /// Timeouts asked of the host (which may clamp them further).
 const CONNECT_TIMEOUT_NS: u64 = 10_000_000_000;
-const FIRST_BYTE_TIMEOUT_NS: u64 = 60_000_000_000;
 const BETWEEN_BYTES_TIMEOUT_NS: u64 = 30_000_000_000;
 
 pub struct WasiPlatform {
@@ -86,7 +85,9 @@ fn start(base: &BaseUrl, request: &Request, timeout_ns: u64) -> Result<InFlight,
     let options = RequestOptions::new();
     // A host that does not support a timeout refuses to set it; its own defaults then apply.
     let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT_NS));
-    let _ = options.set_first_byte_timeout(Some(FIRST_BYTE_TIMEOUT_NS.min(timeout_ns)));
+    // The whole reply's deadline bounds the first byte too: a runtime's first-byte timer may run
+    // while a large body is still being sent.
+    let _ = options.set_first_byte_timeout(Some(timeout_ns));
     let _ = options.set_between_bytes_timeout(Some(BETWEEN_BYTES_TIMEOUT_NS));
 
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| denied_or_network(&e))?;

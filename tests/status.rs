@@ -120,3 +120,31 @@ fn status_reads_a_bucket_through_google_credentials() {
     assert_eq!(org(&json, "org-gs-st")["entries_written"], pass.summary["orgs"][0]["entries_written"], "{}", r.stdout);
     assert_eq!(google.state.seen.lock().unwrap().refused_anonymous, 0);
 }
+
+#[test]
+fn an_id_configured_in_another_case_is_one_organization_in_status_and_in_a_pass() {
+    let id = "7f8e6c2a-0d1b-4c3e-9a5f-00000000abcd";
+    let sim = sim(SimConfig::new(vec![OrgSpec::new(id, 300)]));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}", dir.path().display());
+    let first = run_ok(command(&sim, &dest));
+    let upper = id.to_ascii_uppercase();
+    let mut cmd = command(&sim, &dest);
+    cmd.env("MULE_ORG_ID", &upper);
+    let again = run_ok(cmd);
+    assert_eq!(again.summary["orgs"][0]["org_id"], id, "as the state spells it: {}", again.report());
+    let objects = objects_in_dir(dir.path());
+    let (from, to) = covered(&[&first.summary, &again.summary], id);
+    assert_exactly_once(&sim, id, &objects, from, to);
+    // One row, within the lag: no second organization without a checkpoint.
+    let mut cmd = command(&sim, &dest);
+    cmd.env("MULE_ORG_ID", &upper)
+        .env_remove("CLIENT_ID")
+        .env_remove("CLIENT_SECRET")
+        .env_remove("MULE_BASE_URL")
+        .args(["status", "--json", "--max-lag", "2h"]);
+    let r = finish_status(cmd);
+    assert_eq!(r.code, 0, "{}", r.report());
+    let json: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap_or_default();
+    assert_eq!(json["orgs"].as_array().map(Vec::len), Some(1), "{}", r.stdout);
+}

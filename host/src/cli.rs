@@ -367,7 +367,8 @@ fn status(args: &StatusArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<u8>
     // Every organization with state, and the configured ones, which may have none yet.
     let mut orgs = crate::pass::orgs_with_state(store.as_ref(), prefix).map_err(stored)?;
     let configured = args.collect.engine.0.get(mulesoft_audit::variables::ORG_ID).unwrap_or_default();
-    orgs.extend(configured.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_string));
+    let configured = configured.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_string);
+    mulesoft_audit::status::add_spellings(&mut orgs, configured);
     let now = chrono::Utc::now().timestamp_millis();
     let mut rows = Vec::new();
     for org in &orgs {

@@ -78,8 +78,7 @@ impl Collector {
                 return;
             }
         };
-        orgs.extend(settings.org_ids.iter().cloned());
-        let orgs: Vec<String> = orgs.into_iter().collect();
+        mulesoft_audit::status::add_spellings(&mut orgs, settings.org_ids.iter().cloned());
         let now = chrono::Utc::now().timestamp_millis();
         let message = message.lines().next().unwrap_or_default();
         let mut store = store::EngineStore(self.store.as_ref());
@@ -87,16 +86,15 @@ impl Collector {
     }
 }
 
-/// The organizations with state under `prefix` (a checkpoint or a status object).
-pub fn orgs_with_state(
-    store: &dyn ObjectStore,
-    prefix: &str,
-) -> Result<std::collections::BTreeSet<String>, store::StoreError> {
+/// The organizations with state under `prefix` (a checkpoint or a status object), sorted, each
+/// once in the spelling of its checkpoint where it has one.
+pub fn orgs_with_state(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<String>, store::StoreError> {
     let keys = store.list(prefix)?;
-    let org = |key: &str| {
-        mulesoft_audit::window::checkpoint_org(prefix, key)
-            .or_else(|| mulesoft_audit::status::status_org(prefix, key))
-            .map(str::to_string)
+    let of = |read: fn(&str, &str) -> Option<&str>| -> Vec<String> {
+        keys.iter().filter_map(|key| read(prefix, key)).map(str::to_string).collect()
     };
-    Ok(keys.iter().filter_map(|key| org(key)).collect())
+    let mut orgs = of(|p, k| mulesoft_audit::window::checkpoint_org(p, k));
+    mulesoft_audit::status::add_spellings(&mut orgs, of(|p, k| mulesoft_audit::status::status_org(p, k)));
+    orgs.sort();
+    Ok(orgs)
 }
