@@ -99,7 +99,8 @@ impl<'a, P: Platform> Client<'a, P> {
         let reply = self
             .exchange(&[request], &["token request".to_string()], false, |body| {
                 // No parser detail: it may quote what the reply echoed, the secret among it.
-                serde_json::from_slice::<TokenReply>(body).map_err(|_| "token reply is not the expected JSON".to_string())
+                serde_json::from_slice::<TokenReply>(body)
+                    .map_err(|_| "token reply is not the expected JSON".to_string())
             })
             .pop()
             .unwrap_or_else(|| Err(Failure::new(ErrorKind::Api, "no token reply")))?;
@@ -327,7 +328,9 @@ fn judge<T>(
         Err(TransportError::TooLarge(reason)) => {
             return Verdict::Fail(Failure::new(
                 ErrorKind::Api,
-                format!("{what} to {url}: {reason}; report it to MuleSoft (for a page of entries, a lower page size may help)"),
+                format!(
+                    "{what} to {url}: {reason}; report it to MuleSoft (for a page of entries, a lower page size may help)"
+                ),
             ));
         }
         Err(TransportError::Network(reason)) => {

@@ -25,7 +25,9 @@ pub struct Page<'a> {
 }
 
 /// `data`, refused past [`MAX_PAGE_ENTRIES`] entries before they are all indexed.
-fn at_most_max_entries<'de: 'a, 'a, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<&'a RawValue>, D::Error> {
+fn at_most_max_entries<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<&'a RawValue>, D::Error> {
     struct Bounded;
     impl<'de> serde::de::Visitor<'de> for Bounded {
         type Value = Vec<&'de RawValue>;

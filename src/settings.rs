@@ -97,6 +97,29 @@ impl BaseUrl {
         Ok(Self { https, authority: rest.to_string() })
     }
 
+    /// A base URL requests with credentials go to (the Anypoint control plane, Cloud Storage):
+    /// `https://`, or plain `http://` only to this machine (a stand-in). The one rule for every
+    /// endpoint, whatever the host: `setting` names it in the refusal.
+    pub fn for_credentials(url: &str, setting: &str) -> Result<Self, String> {
+        let base = Self::parse(url).map_err(|e| format!("{setting}: {e}"))?;
+        if !base.https && !base.is_loopback() {
+            return Err(format!(
+                "{setting} `{}` uses plain http:// to a non-loopback host: credentials would travel unencrypted; use https://",
+                url.trim()
+            ));
+        }
+        Ok(base)
+    }
+
+    /// Whether the host is this machine.
+    pub fn is_loopback(&self) -> bool {
+        let host = match self.authority.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => self.authority.as_str(),
+        };
+        is_loopback(host)
+    }
+
     pub fn url(&self, path_and_query: &str) -> String {
         let scheme = if self.https { "https" } else { "http" };
         format!("{scheme}://{}{path_and_query}", self.authority)
@@ -293,7 +316,7 @@ impl Settings {
             ));
         }
         let (base, default_rpm) = match (&raw.base_url, raw.plane) {
-            (Some(url), _) => (BaseUrl::parse(url).map_err(|e| format!("{BASE_URL}: {e}"))?, 40),
+            (Some(url), _) => (BaseUrl::for_credentials(url, BASE_URL)?, 40),
             (None, Some(p)) => {
                 let (url, rpm) = plane(p);
                 (BaseUrl::parse(url)?, rpm)

@@ -158,3 +158,16 @@ fn under_wasmtime_run_a_slow_body_is_cut_at_the_http_timeout_and_a_huge_one_at_t
     let r = wasmtime_run(&huge, dir.path(), &[]);
     assert!(r.stderr.contains("larger than the 50331648-byte limit"), "{}", r.report());
 }
+
+#[test]
+fn under_wasmtime_run_plain_http_to_another_machine_is_refused_before_any_request() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-plain", 10)]));
+    let dir = tempfile::tempdir().unwrap();
+    let r = wasmtime_run(&sim, dir.path(), &[("MULE_BASE_URL", "http://anypoint.example")]);
+    // `wasmtime run` carries success or failure only; the kind says a setting is to fix.
+    assert_ne!(r.code, 0, "{}", r.report());
+    assert_eq!(r.summary["failures"][0]["kind"], "config", "{}", r.report());
+    assert!(r.stderr.contains("unencrypted"), "{}", r.report());
+    assert_eq!(sim.stats().requests, 0, "no request was sent");
+    assert_nothing_marked_done_in(dir.path());
+}

@@ -175,6 +175,10 @@ fn the_node_host_reports_bad_settings_and_credentials_in_one_line() {
     let r = run_node(&sim, dir.path(), &[("CLIENT_SECRET_FILE", "/nonexistent/secret")]);
     assert_eq!((r.code, r.summary["failures"][0]["kind"].as_str()), (2, Some("config")), "{}", r.stderr);
     assert!(r.stderr.contains("set only one"), "{}", r.stderr);
+    // Plain http to another machine: the secret would travel unencrypted (the engine's one rule).
+    let r = run_node(&sim, dir.path(), &[("MULE_BASE_URL", "http://anypoint.example")]);
+    assert_eq!((r.code, r.summary["failures"][0]["kind"].as_str()), (2, Some("config")), "{}", r.stderr);
+    assert!(r.stderr.contains("unencrypted"), "{}", r.stderr);
     assert_nothing_marked_done_in(dir.path());
 }
 

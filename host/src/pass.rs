@@ -90,11 +90,10 @@ impl Collector {
 /// once in the spelling of its checkpoint where it has one.
 pub fn orgs_with_state(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<String>, store::StoreError> {
     let keys = store.list(prefix)?;
-    let of = |read: fn(&str, &str) -> Option<&str>| -> Vec<String> {
-        keys.iter().filter_map(|key| read(prefix, key)).map(str::to_string).collect()
-    };
-    let mut orgs = of(|p, k| mulesoft_audit::window::checkpoint_org(p, k));
-    mulesoft_audit::status::add_spellings(&mut orgs, of(|p, k| mulesoft_audit::status::status_org(p, k)));
+    let mut orgs: Vec<String> =
+        keys.iter().filter_map(|key| mulesoft_audit::window::checkpoint_org(prefix, key)).map(str::to_string).collect();
+    let with_status = keys.iter().filter_map(|key| mulesoft_audit::status::status_org(prefix, key)).map(str::to_string);
+    mulesoft_audit::status::add_spellings(&mut orgs, with_status);
     orgs.sort();
     Ok(orgs)
 }

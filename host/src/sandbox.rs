@@ -1,7 +1,6 @@
 //! The guest's outbound HTTP policy: only the configured control plane (scheme, host and port),
 //! with every timeout clamped by the host. Implemented as the `WasiHttpHooks::send_request` hook.
 
-use mulesoft_audit::settings::is_loopback;
 use std::time::Duration;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -14,8 +13,11 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// From a base URL such as `https://anypoint.mulesoft.com` or `http://127.0.0.1:8081`.
+    /// From a base URL such as `https://anypoint.mulesoft.com` or `http://127.0.0.1:8081`, by
+    /// the engine's one rule for URLs that carry credentials
+    /// ([`mulesoft_audit::settings::BaseUrl::for_credentials`]).
     pub fn from_base_url(url: &str) -> anyhow::Result<Self> {
+        mulesoft_audit::settings::BaseUrl::for_credentials(url, "base URL").map_err(anyhow::Error::msg)?;
         let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("base URL `{url}` is not a URL ({e})"))?;
         let https = match parsed.scheme() {
             "https" => true,
@@ -25,11 +27,6 @@ impl Origin {
         let host = parsed.host_str().ok_or_else(|| anyhow::anyhow!("base URL `{url}` has no host"))?.to_string();
         if parsed.path() != "/" || parsed.query().is_some() || !parsed.username().is_empty() {
             anyhow::bail!("base URL `{url}` must be scheme://host[:port] with no path, query or user");
-        }
-        if !https && !is_loopback(&host) {
-            anyhow::bail!(
-                "base URL `{url}` uses plain http:// to a non-loopback host: credentials would travel unencrypted; use https://"
-            );
         }
         let port = parsed.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
         Ok(Self { https, host, port })

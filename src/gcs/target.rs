@@ -26,14 +26,7 @@ pub const METADATA_DEFAULT_HOST: &str = "metadata.google.internal";
 /// every request carries a token. The host's store and the edge store take it by this one rule.
 pub fn endpoint(value: Option<&str>) -> Result<BaseUrl, String> {
     let url = value.map(str::trim).filter(|v| !v.is_empty()).unwrap_or(DEFAULT_ENDPOINT);
-    let endpoint = BaseUrl::parse(url).map_err(|e| format!("{}: {e}", names::ENDPOINT))?;
-    if !endpoint.https && !loopback(&endpoint.authority) {
-        return Err(format!(
-            "{} uses plain http:// to a non-loopback host: tokens would travel unencrypted; use https://",
-            names::ENDPOINT
-        ));
-    }
-    Ok(endpoint)
+    BaseUrl::for_credentials(url, names::ENDPOINT)
 }
 
 /// The metadata server's `host[:port]`: `GCE_METADATA_HOST` in the form Google's client libraries
@@ -182,13 +175,4 @@ pub fn request_timeout_ms(value: Option<&str>) -> Result<u64, String> {
             _ => Err(format!("{} `{v}` is not a number of seconds above 0", crate::settings::names::GCS_TIMEOUT_SECS)),
         },
     }
-}
-
-/// Whether an authority (`host[:port]`) is this machine.
-fn loopback(authority: &str) -> bool {
-    let host = match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => authority,
-    };
-    crate::settings::is_loopback(host)
 }
