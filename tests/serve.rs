@@ -377,3 +377,104 @@ fn idle_and_half_sent_connections_cannot_starve_a_push() {
         );
     }
 }
+
+impl Server {
+    /// Sends SIGTERM, as Cloud Run does, and waits for the process to end: its exit code.
+    fn terminate(&mut self) -> i32 {
+        signal_term(self.child.id());
+        let mut code = None;
+        wait_until("serve ending after SIGTERM", Duration::from_secs(30), || {
+            code = self.child.try_wait().unwrap().map(|status| status.code().unwrap_or(-1));
+            code.is_some()
+        });
+        code.unwrap_or(-1)
+    }
+}
+
+/// `kill -TERM pid`.
+pub fn signal_term(pid: u32) {
+    let sent = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(sent.success(), "kill -TERM {pid}");
+}
+
+#[test]
+fn sigterm_when_idle_stops_serve_at_once_with_exit_0() {
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-idle", 50)]));
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(&sim, &format!("file://{}", dir.path().display()));
+    assert_eq!(post(&server, &[("content-type", "application/json")], PUSH), 204);
+    assert_eq!(server.terminate(), 0, "a clean stop");
+}
+
+#[test]
+fn sigterm_during_a_pass_records_it_as_stopped_and_the_next_pass_completes_exactly_once() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-term", 3000)]);
+    // Slow enough that the pass outlasts the grace.
+    config.latency = Duration::from_millis(150);
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}", dir.path().display());
+    let mut cmd = command(&sim, &dest);
+    cmd.env("MULESOFT_AUDIT_PAGE_SIZE", "20").env("MULESOFT_AUDIT_CONCURRENCY", "1");
+    let mut server = Server::spawn(cmd);
+    let port = server.port;
+    let push = std::thread::spawn(move || {
+        http_request(
+            "POST",
+            &format!("http://127.0.0.1:{port}/"),
+            &[("content-type", "application/json")],
+            PUSH.as_bytes(),
+        )
+    });
+    wait_until("the pass querying", Duration::from_secs(30), || sim.stats().query_requests >= 5);
+    assert_eq!(server.terminate(), 1, "stopped mid-pass: a later pass goes on");
+    // The push was not acknowledged: Pub/Sub delivers it again.
+    assert!(push.join().unwrap().is_none_or(|(status, _, _)| status != 204));
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("state/org-term/status.json")).unwrap()).unwrap();
+    assert_eq!(status["last_failure"]["kind"], "stopped", "{status}");
+    let next = run_ok(command(&sim, &dest));
+    let (from, to) = covered(&[&next.summary], "org-term");
+    let started = ms_of_first_window();
+    assert_exactly_once(&sim, "org-term", &objects_in_dir(dir.path()), started.min(from), to);
+}
+
+#[test]
+fn sigterm_at_any_moment_of_a_run_loses_and_doubles_nothing() {
+    // Slow pages, one at a time: each run outlasts the grace, so that the signal cuts it.
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-runterm", 1200)]);
+    config.latency = Duration::from_millis(250);
+    let sim = sim(config);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}", dir.path().display());
+    let mut runs = Vec::new();
+    for moment in [1u64, 6, 13] {
+        let before = sim.stats().query_requests;
+        let mut cmd = command(&sim, &dest);
+        cmd.arg("run")
+            .env("MULESOFT_AUDIT_PAGE_SIZE", "10")
+            .env("MULESOFT_AUDIT_CONCURRENCY", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut ended = false;
+        wait_until("the run querying", Duration::from_secs(30), || {
+            ended = child.try_wait().unwrap().is_some();
+            ended || sim.stats().query_requests >= before + moment
+        });
+        if !ended {
+            signal_term(child.id());
+        }
+        let r = finish(child.wait_with_output().unwrap());
+        assert!(matches!(r.code, 0 | 1), "{}", r.report());
+        if r.code == 1 {
+            assert_eq!(r.summary["failures"][0]["kind"], "stopped", "{}", r.report());
+        }
+        runs.push(r);
+    }
+    assert!(runs.iter().any(|r| r.code == 1), "a run was cut by the signal");
+    runs.push(run_ok(command(&sim, &dest)));
+    let summaries: Vec<&serde_json::Value> = runs.iter().map(|r| &r.summary).filter(|s| !s["orgs"].is_null()).collect();
+    let (_, to) = covered(&summaries, "org-runterm");
+    assert_exactly_once(&sim, "org-runterm", &objects_in_dir(dir.path()), ms_of_first_window(), to);
+}

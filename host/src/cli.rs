@@ -157,7 +157,21 @@ fn dispatch(command: Command, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> 
         Command::Run(args) => {
             let mut collector = Collector::open(&args, cache_dir.as_deref(), rt.handle().clone())?;
             collector.progress = true;
-            let report = rt.block_on(async move { tokio::task::spawn_blocking(move || collector.pass()).await })?;
+            let collector = std::sync::Arc::new(collector);
+            let running = collector.clone();
+            let report = rt.block_on(async move {
+                let mut pass = tokio::task::spawn_blocking(move || running.pass());
+                tokio::select! {
+                    report = &mut pass => report,
+                    signal = crate::stop::signalled() => {
+                        tracing::warn!(signal, grace_s = crate::stop::GRACE.as_secs(), "stopping: the pass in flight may finish within the grace");
+                        match tokio::time::timeout(crate::stop::GRACE, &mut pass).await {
+                            Ok(report) => report,
+                            Err(_) => stopped(&collector, signal),
+                        }
+                    }
+                }
+            })?;
             Ok(print_report(&report))
         }
         Command::Check(args) => {
@@ -181,6 +195,18 @@ fn dispatch(command: Command, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> 
             Ok(0)
         }
     }
+}
+
+/// The report of a pass stopped by `signal`, printed; then the process ends at once, leaving the
+/// pass's thread behind (every point of a pass is safe to stop at).
+pub(crate) fn stopped(collector: &Collector, signal: &str) -> ! {
+    let report = collector
+        .stopped_by(signal)
+        .unwrap_or_else(|| Report::stopped(crate::stop::KIND, crate::stop::message(signal)));
+    let code = print_report(&report);
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    std::process::exit(i32::from(code))
 }
 
 fn check(collector: &Collector) -> anyhow::Result<u8> {

@@ -12,6 +12,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod serve;
 pub mod settings;
+pub mod stop;
 pub mod store;
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ pub struct Collector {
     pub settings: Resolved,
     /// Progress bars when stderr is a terminal (`run`, `demo`; not `serve`).
     pub progress: bool,
+    /// When the pass in flight began (Unix ms), for recording it as stopped.
+    in_flight: std::sync::Mutex<Option<i64>>,
 }
 
 /// Removes the secret from text the host itself makes (the engine's messages come scrubbed).
@@ -31,7 +33,7 @@ impl Collector {
         let settings = args.resolve()?;
         let store = store::open_destination(&settings.destination, handle)?;
         let runtime = Arc::new(Runtime::new(cache_dir)?);
-        Ok(Self { runtime, store, settings, progress: false })
+        Ok(Self { runtime, store, settings, progress: false, in_flight: std::sync::Mutex::new(None) })
     }
 
     /// Runs one pass to completion (blocking).
@@ -40,6 +42,7 @@ impl Collector {
         let started = std::time::Instant::now();
         tracing::info!(orgs = s.config.org_ids.len(), dest = %self.store.describe(), "pass starting");
         let started_ms = chrono::Utc::now().timestamp_millis();
+        *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = Some(started_ms);
         let end_ms = started_ms - (s.config.lag_seconds as i64).saturating_mul(1000);
         let progress = if self.progress { crate::progress::Progress::for_terminal(end_ms) } else { None };
         let outcome = self.runtime.run(&s.limits, s.origin.clone(), self.store.clone(), &s.config, progress);
@@ -51,6 +54,7 @@ impl Collector {
                 Report::stopped(trap.kind(), message)
             }
         };
+        *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
         tracing::info!(
             status = report.status.name(),
             entries = report.entries_written(),
@@ -62,6 +66,17 @@ impl Collector {
             tracing::error!(org = f.org_id.as_deref().unwrap_or("-"), kind = f.kind, "{}", f.message);
         }
         report
+    }
+
+    /// The pass in flight, stopped by `signal` ([`crate::stop`]): recorded as stopped in the status
+    /// of each organization it had not recorded; its report. `None` when no pass is in flight.
+    pub fn stopped_by(&self, signal: &str) -> Option<Report> {
+        let started_ms = (*self.in_flight.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let message = crate::stop::message(signal);
+        self.record_stopped(started_ms, crate::stop::KIND, &message);
+        let report = Report::stopped(crate::stop::KIND, message);
+        report.error_lines().for_each(|line| tracing::error!("{line}"));
+        Some(report)
     }
 
     /// A pass this host stopped, in the status of each organization it had not recorded: the

@@ -57,6 +57,8 @@ struct App {
     verifier: Option<Mutex<Verifier>>,
     /// What the passes did, for `GET /metrics`.
     metrics: crate::metrics::Metrics,
+    /// A signal came ([`crate::stop`]): no new pass starts.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// How long verifying a push token may take, fetching Google's signing keys included (the
@@ -119,7 +121,10 @@ async fn listen(
             }
         });
     }
-    graceful.shutdown().await;
+    // Connections in flight (a push waiting for its pass) get the grace, no more.
+    if tokio::time::timeout(crate::stop::GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after the grace");
+    }
     Ok(())
 }
 
@@ -175,12 +180,14 @@ fn verifier(args: &ServeArgs) -> Result<Option<Verifier>, ConfigError> {
 }
 
 impl App {
-    /// Runs a pass, or joins the one in flight. Returns its exit code.
-    async fn pass(self: &Arc<Self>) -> u8 {
+    /// Runs a pass, or joins the one in flight. Returns its exit code; `None` when stopping and
+    /// none is in flight (no new pass starts).
+    async fn pass(self: &Arc<Self>) -> Option<u8> {
         let mut receiver = {
             let mut inflight = self.inflight.lock().await;
             match &*inflight {
                 Some(rx) => rx.clone(),
+                None if self.stopping.load(std::sync::atomic::Ordering::SeqCst) => return None,
                 None => {
                     let (tx, rx) = watch::channel(None);
                     *inflight = Some(rx.clone());
@@ -206,10 +213,15 @@ impl App {
                 }
             }
         };
-        match receiver.wait_for(Option::is_some).await {
+        Some(match receiver.wait_for(Option::is_some).await {
             Ok(code) => code.unwrap_or(1),
             Err(_) => 1,
-        }
+        })
+    }
+
+    /// Whether a pass is in flight.
+    async fn busy(&self) -> bool {
+        self.inflight.lock().await.is_some()
     }
 }
 
@@ -266,7 +278,11 @@ async fn handle_trigger(State(app): State<Arc<App>>, headers: HeaderMap, body: B
         }
     };
     tracing::info!(?trigger, "trigger received");
-    let (status, text) = mulesoft_audit::trigger::answer(app.pass().await);
+    let Some(code) = app.pass().await else {
+        // Pub/Sub delivers it again, to an instance that is not stopping.
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping: no new pass starts".into());
+    };
+    let (status, text) = mulesoft_audit::trigger::answer(code);
     (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), text)
 }
 
@@ -295,6 +311,7 @@ pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Resul
         inflight: Mutex::new(None),
         verifier,
         metrics: crate::metrics::Metrics::new(),
+        stopping: std::sync::atomic::AtomicBool::new(false),
     });
 
     if let Some(cron) = schedule {
@@ -309,7 +326,9 @@ pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Resul
                 let wait = (next - now).to_std().unwrap_or_default();
                 tokio::time::sleep(wait).await;
                 tracing::info!("scheduled pass");
-                app.pass().await;
+                if app.pass().await.is_none() {
+                    return;
+                }
             }
         });
     }
@@ -318,13 +337,26 @@ pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Resul
         .route("/", post(handle_trigger))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
-        .with_state(app);
+        .with_state(app.clone());
     let addr = SocketAddr::new(args.listen, args.port);
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| ConfigError(format!("cannot listen on {addr}: {e}")))?;
     tracing::info!(addr = %listener.local_addr()?, connections = connection_cap(), "serving");
-    listen(listener, router, async {
-        let _ = tokio::signal::ctrl_c().await;
+    let (signalled, signal) = tokio::sync::oneshot::channel();
+    let stopping = app.clone();
+    listen(listener, router, async move {
+        let name = crate::stop::signalled().await;
+        stopping.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::warn!(signal = name, grace_s = crate::stop::GRACE.as_secs(), "stopping: no new pass starts");
+        let _ = signalled.send(name);
     })
-    .await
+    .await?;
+    let name = signal.await.unwrap_or("SIGTERM");
+    // The listener waited up to the grace for the connections in flight; a pass still running
+    // past it is recorded as stopped, and the process ends.
+    if app.busy().await {
+        crate::cli::stopped(&app.collector, name);
+    }
+    tracing::info!("stopped");
+    Ok(())
 }
