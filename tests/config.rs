@@ -296,3 +296,30 @@ fn a_setting_that_is_not_utf8_is_named() {
     cmd.env("SOMETHING_ELSE", bad);
     run_ok(cmd);
 }
+
+#[test]
+fn the_cloud_run_manifests_match_what_the_image_provides() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    let dockerfile = read("Dockerfile");
+    // The port serve listens on without PORT, the command without arguments.
+    assert!(dockerfile.contains("EXPOSE 8080") && dockerfile.contains(r#"CMD ["serve"]"#), "{dockerfile}");
+    let help = std::process::Command::new(BIN).args(["serve", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("[default: 8080]"), "serve's own default port");
+    for (file, subcommand) in [("examples/cloud-run/service.yaml", "serve"), ("examples/cloud-run/job.yaml", "run")] {
+        let text = read(file);
+        assert!(text.contains(&format!(r#"args: ["{subcommand}"]"#)), "{file} runs {subcommand}");
+        if subcommand == "serve" {
+            assert!(text.contains("containerPort: 8080"), "{file}: the image's port");
+        }
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("- name: "))
+            .filter(|name| *name != "http1")
+            .collect();
+        assert!(names.contains(&"MULE_ORG_ID") && names.contains(&"CLIENT_SECRET"), "{file}: {names:?}");
+        for name in names {
+            assert!(mulesoft_audit_host::cli::reads_variable(name), "{file}: `{name}` is no variable the binary reads");
+        }
+    }
+}

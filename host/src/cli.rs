@@ -109,7 +109,7 @@ fn init_logging(format: LogFormat) {
 
 /// Every variable the command line reads (clap's `env` of each argument), for naming one whose
 /// value is not UTF-8.
-fn reads_variable(name: &str) -> bool {
+pub fn reads_variable(name: &str) -> bool {
     use clap::CommandFactory as _;
     let cli = Cli::command();
     let reads = |command: &clap::Command| command.get_arguments().any(|a| a.get_env().is_some_and(|e| e == name));
@@ -167,7 +167,7 @@ fn dispatch(command: Command, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> 
                         tracing::warn!(signal, grace_s = crate::stop::GRACE.as_secs(), "stopping: the pass in flight may finish within the grace");
                         match tokio::time::timeout(crate::stop::GRACE, &mut pass).await {
                             Ok(report) => report,
-                            Err(_) => stopped(&collector, signal),
+                            Err(_) => stopped(collector, signal).await,
                         }
                     }
                 }
@@ -198,11 +198,11 @@ fn dispatch(command: Command, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> 
 }
 
 /// The report of a pass stopped by `signal`, printed; then the process ends at once, leaving the
-/// pass's thread behind (every point of a pass is safe to stop at).
-pub(crate) fn stopped(collector: &Collector, signal: &str) -> ! {
-    let report = collector
-        .stopped_by(signal)
-        .unwrap_or_else(|| Report::stopped(crate::stop::KIND, crate::stop::message(signal)));
+/// pass's thread behind (every point of a pass is safe to stop at). The stop is recorded on a
+/// blocking thread, where every store call is made.
+pub(crate) async fn stopped(collector: std::sync::Arc<Collector>, signal: &'static str) -> ! {
+    let recorded = tokio::task::spawn_blocking(move || collector.stopped_by(signal)).await.ok().flatten();
+    let report = recorded.unwrap_or_else(|| Report::stopped(crate::stop::KIND, crate::stop::message(signal)));
     let code = print_report(&report);
     use std::io::Write as _;
     let _ = std::io::stdout().flush();

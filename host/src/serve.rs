@@ -355,7 +355,7 @@ pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Resul
     // The listener waited up to the grace for the connections in flight; a pass still running
     // past it is recorded as stopped, and the process ends.
     if app.busy().await {
-        crate::cli::stopped(&app.collector, name);
+        crate::cli::stopped(app.collector.clone(), name).await;
     }
     tracing::info!("stopped");
     Ok(())
