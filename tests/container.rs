@@ -12,7 +12,10 @@
 // Test code: a failed unwrap is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// Shared with the main suite, which uses all of them; this binary uses a part.
+#[allow(dead_code, unused_imports)]
 mod google;
+#[allow(dead_code, unused_imports)]
 mod harness;
 
 use anypoint_sim::{OrgSpec, SimConfig, Simulator};
