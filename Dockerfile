@@ -7,6 +7,8 @@
 # CI builds them on its machine, as `build` does, and builds this very runtime stage from them
 # offline (tests/container.sh).
 ARG BUILT=build
+# The runtime base; CI names a stand-in it assembles from Debian's packages (offline).
+ARG BASE=gcr.io/distroless/cc-debian12:nonroot
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
@@ -20,7 +22,7 @@ RUN cargo build --release --locked -p mulesoft-audit-host --no-default-features 
 
 FROM ${BUILT} AS built
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${BASE}
 COPY --from=built /src/target/release/mulesoft-audit /usr/local/bin/mulesoft-audit
 COPY --from=built --chown=65532:65532 /cache /var/cache/mulesoft-audit
 ENV MULESOFT_AUDIT_CACHE_DIR=/var/cache/mulesoft-audit \

@@ -518,4 +518,127 @@ mod tests {
         assert_eq!(form_encode("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
         assert_eq!(form_encode("AZaz09-_.~"), "AZaz09-_.~");
     }
+
+    /// The API as a script: each query gets the next reply; token requests always succeed with a
+    /// fresh token. The clock moves only when the client sleeps.
+    struct Scripted {
+        now_ms: i64,
+        replies: std::collections::VecDeque<Result<Response, TransportError>>,
+        tokens: u32,
+        slept_ms: u64,
+    }
+
+    impl Scripted {
+        fn new(replies: impl IntoIterator<Item = Result<Response, TransportError>>) -> Self {
+            Self { now_ms: 1_767_225_600_123, replies: replies.into_iter().collect(), tokens: 0, slept_ms: 0 }
+        }
+    }
+
+    fn status(status: u16, headers: &[(&str, &str)]) -> Result<Response, TransportError> {
+        let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Ok(Response { status, headers, body: br#"{"ok":true}"#.to_vec() })
+    }
+
+    impl Platform for Scripted {
+        fn send_many(
+            &mut self,
+            _base: &crate::settings::BaseUrl,
+            requests: &[Request],
+        ) -> Vec<Result<Response, TransportError>> {
+            requests
+                .iter()
+                .map(|r| {
+                    if r.path.ends_with("/oauth2/token") {
+                        self.tokens += 1;
+                        let body = format!(r#"{{"access_token":"t{}","expires_in":3600}}"#, self.tokens);
+                        return Ok(Response { status: 200, headers: Vec::new(), body: body.into_bytes() });
+                    }
+                    self.replies.pop_front().unwrap_or_else(|| status(200, &[]))
+                })
+                .collect()
+        }
+        fn now_ms(&self) -> i64 {
+            self.now_ms
+        }
+        fn sleep_ms(&mut self, ms: u64) {
+            self.slept_ms += ms;
+            self.now_ms += ms as i64;
+        }
+        fn random(&mut self) -> u64 {
+            0
+        }
+    }
+
+    fn settings(max_attempts: u32) -> Settings {
+        let mut raw = crate::settings::tests::raw();
+        raw.requests_per_minute = Some(1_000_000);
+        raw.max_attempts = max_attempts;
+        Settings::from_raw(raw).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// One request through the retry loop: its outcome, the client's counters, the script.
+    fn exchange_once(max_attempts: u32, script: Scripted) -> (Result<(), Failure>, Stats, Scripted) {
+        let settings = settings(max_attempts);
+        let mut script = script;
+        let mut client = Client::new(&mut script, &settings);
+        let outcome = client.call(Method::Get, "/audit/x".into(), Vec::new(), "test request", |_| Ok(()));
+        let stats = client.stats;
+        (outcome, stats, script)
+    }
+
+    #[test]
+    fn throttling_waits_as_told_and_uses_up_no_attempt() {
+        let (outcome, stats, script) =
+            exchange_once(1, Scripted::new([status(429, &[("retry-after", "3")]), status(503, &[])]));
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(stats.throttled_waits, 2);
+        // Three seconds, then the rest of the minute the 503 falls in (its budget's reset).
+        assert!(script.slept_ms >= 3_000 + 56_000, "{} ms", script.slept_ms);
+        let (outcome, _, _) =
+            exchange_once(1, Scripted::new((0..=MAX_THROTTLE_WAITS).map(|_| status(429, &[("retry-after", "1")]))));
+        let failure = outcome.err().unwrap_or_else(|| panic!("still throttled"));
+        assert_eq!(failure.kind, ErrorKind::Unavailable, "{}", failure.message);
+        assert!(failure.message.contains("still throttled"), "{}", failure.message);
+    }
+
+    #[test]
+    fn server_errors_back_off_and_are_retried_until_the_attempts_run_out() {
+        let (outcome, stats, script) = exchange_once(3, Scripted::new([status(500, &[]), status(502, &[])]));
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!((stats.retries, stats.replies_5xx), (2, 2));
+        assert!(script.slept_ms > 0, "backed off");
+        let dropped = Err(TransportError::Network("connection reset".into()));
+        let (outcome, stats, _) = exchange_once(
+            3,
+            Scripted::new([status(503, &[("retry-after", "1")]), dropped.clone(), dropped.clone(), dropped]),
+        );
+        let failure = outcome.err().unwrap_or_else(|| panic!("attempts ran out"));
+        assert_eq!(failure.kind, ErrorKind::Unavailable);
+        assert!(
+            failure.message.contains("failed 3 times") && failure.message.contains("connection reset"),
+            "{}",
+            failure.message
+        );
+        assert_eq!(stats.no_reply, 3);
+    }
+
+    #[test]
+    fn a_401_gets_one_fresh_token_and_a_second_fails_the_request() {
+        let (outcome, _, script) = exchange_once(3, Scripted::new([status(401, &[])]));
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(script.tokens, 2, "one fresh token");
+        let (outcome, _, script) = exchange_once(3, Scripted::new([status(401, &[]), status(401, &[])]));
+        let failure = outcome.err().unwrap_or_else(|| panic!("refused"));
+        assert_eq!(failure.kind, ErrorKind::Unauthorized, "{}", failure.message);
+        assert_eq!(script.tokens, 2, "not a third");
+    }
+
+    #[test]
+    fn a_refusal_is_final_at_once() {
+        for (code, kind) in [(403, ErrorKind::Forbidden), (404, ErrorKind::Api), (400, ErrorKind::Api)] {
+            let (outcome, stats, _) = exchange_once(5, Scripted::new([status(code, &[])]));
+            assert_eq!(outcome.err().map(|f| f.kind), Some(kind), "{code}");
+            assert_eq!(stats.retries, 0, "{code}: not retried");
+        }
+    }
 }

@@ -204,4 +204,15 @@ fn check_status_and_help_work_inside_and_the_image_has_no_shell_or_simulator() {
     shell.args(["run", "--rm", "--entrypoint", "/bin/sh", &image(), "-c", "true"]);
     let shell = shell.output().unwrap();
     assert!(!shell.status.success(), "the image has no shell");
+    // The CA bundle the HTTPS clients trust (Anypoint, Cloud Storage, Google's token endpoints).
+    let name = unique("files");
+    let created = Command::new("podman").args(["create", "--name", &name, &image()]).output().unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let _created = Container(name.clone());
+    let bundle = Command::new("podman")
+        .args(["cp", &format!("{name}:/etc/ssl/certs/ca-certificates.crt"), "-"])
+        .output()
+        .unwrap();
+    let certificates = String::from_utf8_lossy(&bundle.stdout).matches("BEGIN CERTIFICATE").count();
+    assert!(bundle.status.success() && certificates > 100, "the CA bundle: {certificates} certificates");
 }

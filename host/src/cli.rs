@@ -153,6 +153,10 @@ fn print_report(report: &Report) -> u8 {
 
 fn dispatch(command: Command, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> {
     let rt = runtime()?;
+    // `run` and `serve` stop a pass cleanly (crate::stop); the others end at once.
+    if !matches!(command, Command::Run(_) | Command::Serve(_)) {
+        crate::stop::end_on_signal(&rt);
+    }
     match command {
         Command::Run(args) => {
             let mut collector = Collector::open(&args, cache_dir.as_deref(), rt.handle().clone())?;
@@ -165,9 +169,14 @@ fn dispatch(command: Command, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> 
                     report = &mut pass => report,
                     signal = crate::stop::signalled() => {
                         tracing::warn!(signal, grace_s = crate::stop::GRACE.as_secs(), "stopping: the pass in flight may finish within the grace");
+                        crate::stop::on_second_signal();
                         match tokio::time::timeout(crate::stop::GRACE, &mut pass).await {
                             Ok(report) => report,
-                            Err(_) => stopped(collector, signal).await,
+                            Err(_) => match crate::stop::record(collector, signal).await {
+                                Some(report) => crate::stop::exit_with(&report),
+                                // It finished meanwhile: its own report.
+                                None => pass.await,
+                            },
                         }
                     }
                 }
@@ -195,18 +204,6 @@ fn dispatch(command: Command, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> 
             Ok(0)
         }
     }
-}
-
-/// The report of a pass stopped by `signal`, printed; then the process ends at once, leaving the
-/// pass's thread behind (every point of a pass is safe to stop at). The stop is recorded on a
-/// blocking thread, where every store call is made.
-pub(crate) async fn stopped(collector: std::sync::Arc<Collector>, signal: &'static str) -> ! {
-    let recorded = tokio::task::spawn_blocking(move || collector.stopped_by(signal)).await.ok().flatten();
-    let report = recorded.unwrap_or_else(|| Report::stopped(crate::stop::KIND, crate::stop::message(signal)));
-    let code = print_report(&report);
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
-    std::process::exit(i32::from(code))
 }
 
 fn check(collector: &Collector) -> anyhow::Result<u8> {

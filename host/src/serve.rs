@@ -219,9 +219,12 @@ impl App {
         })
     }
 
-    /// Whether a pass is in flight.
-    async fn busy(&self) -> bool {
-        self.inflight.lock().await.is_some()
+    /// Resolves when no pass is in flight.
+    async fn idle(&self) {
+        let receiver = self.inflight.lock().await.clone();
+        if let Some(mut receiver) = receiver {
+            let _ = receiver.wait_for(Option::is_some).await;
+        }
     }
 }
 
@@ -348,14 +351,18 @@ pub async fn serve(args: ServeArgs, cache_dir: Option<PathBuf>) -> anyhow::Resul
         let name = crate::stop::signalled().await;
         stopping.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         tracing::warn!(signal = name, grace_s = crate::stop::GRACE.as_secs(), "stopping: no new pass starts");
-        let _ = signalled.send(name);
+        crate::stop::on_second_signal();
+        let _ = signalled.send((name, tokio::time::Instant::now()));
     })
     .await?;
-    let name = signal.await.unwrap_or("SIGTERM");
-    // The listener waited up to the grace for the connections in flight; a pass still running
-    // past it is recorded as stopped, and the process ends.
-    if app.busy().await {
-        crate::cli::stopped(app.collector.clone(), name).await;
+    let (name, at) = signal.await.unwrap_or(("SIGTERM", tokio::time::Instant::now()));
+    // The listener waited for the connections in flight; a pass gets what is left of the grace
+    // even when no connection waits for it (a scheduled pass, a push whose client hung up).
+    let left = crate::stop::GRACE.saturating_sub(at.elapsed());
+    if tokio::time::timeout(left, app.idle()).await.is_err()
+        && let Some(report) = crate::stop::record(app.collector.clone(), name).await
+    {
+        crate::stop::exit_with(&report);
     }
     tracing::info!("stopped");
     Ok(())

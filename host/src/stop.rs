@@ -44,3 +44,58 @@ pub fn message(signal: &str) -> String {
         GRACE.as_secs()
     )
 }
+
+/// How long recording the stop may take: what the grace leaves of Cloud Run's 10 s, with a
+/// second to spare. A store too slow for it leaves the status as it was (the next pass goes on all
+/// the same).
+pub const RECORDING: Duration = Duration::from_secs(2);
+
+/// After the first signal: a second one ends the process at once (a person pressing Ctrl-C
+/// twice), with the stop's report.
+pub fn on_second_signal() {
+    tokio::spawn(async {
+        let signal = signalled().await;
+        let report = mulesoft_audit::report::Report::stopped(
+            KIND,
+            format!("{}; a second signal ended it at once", message(signal)),
+        );
+        exit_with(&report);
+    });
+}
+
+/// The pass in flight, stopped by `signal` ([`crate::pass::Collector::stopped_by`]): recorded as
+/// stopped within [`RECORDING`], on a blocking thread as every store call is; its report. `None`
+/// when no pass is in flight any more (it finished meanwhile).
+pub async fn record(
+    collector: std::sync::Arc<crate::pass::Collector>,
+    signal: &'static str,
+) -> Option<mulesoft_audit::report::Report> {
+    let recording = tokio::task::spawn_blocking(move || collector.stopped_by(signal));
+    match tokio::time::timeout(RECORDING, recording).await {
+        Ok(recorded) => recorded.ok().flatten(),
+        Err(_) => {
+            tracing::warn!("the stop could not be recorded in status in time");
+            Some(mulesoft_audit::report::Report::stopped(KIND, message(signal)))
+        }
+    }
+}
+
+/// Prints `report` as every pass's report is, then ends the process at once, leaving the pass's
+/// thread behind (every point of a pass is safe to stop at).
+pub fn exit_with(report: &mulesoft_audit::report::Report) -> ! {
+    println!("{}", report.json());
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    std::process::exit(i32::from(report.exit_code))
+}
+
+/// For a command without a pass to stop (`check`, `verify`, `status`, `precompile`, `demo`): a
+/// signal ends it at once with 128 + its number, as a shell reports it (the binary is PID 1 in a
+/// container, where a signal without a handler is ignored).
+pub fn end_on_signal(runtime: &tokio::runtime::Runtime) {
+    runtime.spawn(async {
+        let signal = signalled().await;
+        tracing::warn!(signal, "stopped");
+        std::process::exit(if signal == "SIGINT" { 130 } else { 143 });
+    });
+}
