@@ -68,13 +68,13 @@ impl Collector {
         report
     }
 
-    /// The pass in flight, stopped by `signal` ([`crate::stop`]): recorded as stopped in the status
-    /// of each organization it had not recorded; its report. `None` when no pass is in flight.
-    pub fn stopped_by(&self, signal: &str) -> Option<Report> {
+    /// The pass in flight, stopped from outside ([`crate::stop`]): recorded with `kind` and
+    /// `message` in the status of each organization it had not recorded; its report. `None` when
+    /// no pass is in flight.
+    pub fn stopped_by(&self, kind: &'static str, message: String) -> Option<Report> {
         let started_ms = (*self.in_flight.lock().unwrap_or_else(|p| p.into_inner()))?;
-        let message = crate::stop::message(signal);
-        self.record_stopped(started_ms, crate::stop::KIND, &message);
-        let report = Report::stopped(crate::stop::KIND, message);
+        self.record_stopped(started_ms, kind, &message);
+        let report = Report::stopped(kind, message);
         report.error_lines().for_each(|line| tracing::error!("{line}"));
         Some(report)
     }

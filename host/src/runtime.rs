@@ -2,7 +2,8 @@
 //! Store per run. Traps (time or memory limit, guest bugs) stay apart from the guest's own typed
 //! errors: the first are `Err` of [`Runtime::run`], the second its `Ok(Err(_))`.
 
-use crate::sandbox::{Origin, SandboxHooks, Timeouts};
+use crate::sandbox::{Origin, SandboxHooks};
+pub use crate::sandbox::Limits;
 use crate::store::ObjectStore;
 use anyhow::Context as _;
 use sha2::Digest as _;
@@ -25,23 +26,6 @@ const WASMTIME_VERSION: &str = "48.0.8";
 
 /// How often the epoch advances; run deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(100);
-
-/// Per-run limits.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Linear memory the guest may use.
-    pub memory_bytes: usize,
-    /// Wall-clock limit of one run (checked while the guest computes; host calls have their own
-    /// timeouts).
-    pub run_time: Duration,
-    pub http: Timeouts,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self { memory_bytes: 256 << 20, run_time: Duration::from_secs(55 * 60), http: Timeouts::default() }
-    }
-}
 
 /// Why a run did not return a result from the guest.
 #[derive(Debug, thiserror::Error)]

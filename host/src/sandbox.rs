@@ -61,6 +61,23 @@ impl Default for Timeouts {
     }
 }
 
+/// Per-run limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Linear memory the guest may use.
+    pub memory_bytes: usize,
+    /// Wall-clock limit of one run (checked while the guest computes; host calls have their own
+    /// timeouts).
+    pub run_time: Duration,
+    pub http: Timeouts,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { memory_bytes: 256 << 20, run_time: Duration::from_secs(55 * 60), http: Timeouts::default() }
+    }
+}
+
 /// The hooks given to each store.
 pub struct SandboxHooks {
     pub origin: Origin,

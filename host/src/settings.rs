@@ -1,8 +1,8 @@
 //! Settings: command-line flags and environment variables (flags win), parsed once into the WIT
 //! `config` record plus the host's own settings. Logs name settings, never their values.
 
-use crate::runtime::{Limits, wit};
-use crate::sandbox::{Origin, Timeouts};
+use crate::bindings::wit;
+use crate::sandbox::{Limits, Origin, Timeouts};
 use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Args};

@@ -70,7 +70,7 @@ pub async fn record(
     collector: std::sync::Arc<crate::pass::Collector>,
     signal: &'static str,
 ) -> Option<mulesoft_audit::report::Report> {
-    let recording = tokio::task::spawn_blocking(move || collector.stopped_by(signal));
+    let recording = tokio::task::spawn_blocking(move || collector.stopped_by(KIND, message(signal)));
     match tokio::time::timeout(RECORDING, recording).await {
         Ok(recorded) => recorded.ok().flatten(),
         Err(_) => {
