@@ -282,12 +282,12 @@ fn human_seconds(s: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doubles::MemoryStore;
     use crate::settings::ErrorKind;
+    use crate::testing::doubles::MemoryStore;
 
     #[test]
     fn a_stopped_pass_is_recorded_for_the_organizations_it_did_not_record() {
-        let mut world = crate::scenarios::World::new();
+        let mut world = crate::testing::scenarios::World::new();
         world.raw.org_ids = (1..=40).map(|k| format!("org-{k}")).collect();
         world.raw.shard_count = 2;
         let settings = world.settings();

@@ -2,8 +2,8 @@
 //! Store per run. Traps (time or memory limit, guest bugs) stay apart from the guest's own typed
 //! errors: the first are `Err` of [`Runtime::run`], the second its `Ok(Err(_))`.
 
-use crate::sandbox::{Origin, SandboxHooks};
 pub use crate::sandbox::Limits;
+use crate::sandbox::{Origin, SandboxHooks};
 use crate::store::ObjectStore;
 use anyhow::Context as _;
 use sha2::Digest as _;

@@ -3,9 +3,9 @@
 //! never takes a bad answer for "nothing to read". The transport's own limits (a reply too large
 //! or too slow) need the WASI platform, and are tested through the binary (`tests/hostile.rs`).
 
-use crate::doubles::ApiEntry;
-use crate::scenarios::{MINUTE, ORG, T0, World};
 use crate::settings::ErrorKind;
+use crate::testing::doubles::ApiEntry;
+use crate::testing::scenarios::{MINUTE, ORG, T0, World};
 
 const DAY: i64 = 86_400_000;
 

@@ -21,9 +21,9 @@
 //! and replays it first on the next run.
 
 use crate::collect::{PassResult, run_pass};
-use crate::doubles::{ApiEntry, FakeApi, MemoryStore, Shared, Stop};
 use crate::gzip::gunzip;
 use crate::settings::{Paging, RawConfig, Settings};
+use crate::testing::doubles::{ApiEntry, FakeApi, MemoryStore, Shared, Stop};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, mpsc};
