@@ -282,6 +282,23 @@ pub fn utf8_environment(
     Ok(text)
 }
 
+/// Where objects go: `MULESOFT_AUDIT_DEST` (`--dest`) as given, else `gs://$GCS_BUCKET`; blank
+/// counts as unset. The one rule every host applies.
+pub fn destination(dest: Option<&str>, bucket: Option<&str>) -> Result<String, String> {
+    fn given(value: Option<&str>) -> Option<&str> {
+        value.map(str::trim).filter(|v| !v.is_empty())
+    }
+    match (given(dest), given(bucket)) {
+        (Some(dest), _) => Ok(dest.to_string()),
+        (None, Some(bucket)) => Ok(format!("gs://{bucket}")),
+        (None, None) => Err(format!(
+            "no destination: set {} (a bucket), or {} (--dest) to gs://bucket[/prefix] or file:///dir",
+            crate::settings::names::BUCKET,
+            crate::settings::names::DEST
+        )),
+    }
+}
+
 /// Whether `name` is a setting of the table ([`SETTINGS`]), in any case.
 pub fn is_setting(name: &str) -> bool {
     SETTINGS.iter().any(|s| s.name.eq_ignore_ascii_case(name))

@@ -216,3 +216,28 @@ fn check_status_and_help_work_inside_and_the_image_has_no_shell_or_simulator() {
     let certificates = String::from_utf8_lossy(&bundle.stdout).matches("BEGIN CERTIFICATE").count();
     assert!(bundle.status.success() && certificates > 100, "the CA bundle: {certificates} certificates");
 }
+
+#[test]
+fn sigterm_during_a_job_in_the_container_records_it_and_the_next_run_completes_exactly_once() {
+    let mut config = SimConfig::new(vec![OrgSpec::new("org-job-term", 2000)]);
+    config.latency = Duration::from_millis(150);
+    let sim = sim(config);
+    let google = Google::start(BUCKET, Plan::default());
+    let vars = settings(&sim, &google, &[("MULESOFT_AUDIT_PAGE_SIZE", "20"), ("MULESOFT_AUDIT_CONCURRENCY", "1")]);
+    let name = unique("job-term");
+    let started = podman_run(&name, &vars, true, &["run"]).output().unwrap();
+    assert!(started.status.success(), "podman run: {}", String::from_utf8_lossy(&started.stderr));
+    let job = Container(name);
+    wait_until("the job querying", Duration::from_secs(60), || sim.stats().query_requests >= 5);
+    // A task's timeout, as Cloud Run ends it: SIGTERM, then SIGKILL 10 s later.
+    let stopped = Command::new("podman").args(["stop", "--time", "10", &job.0]).output().unwrap();
+    assert!(stopped.status.success());
+    assert_eq!(exit_code(&job), 1, "stopped within the grace, not killed");
+    let logs = Command::new("podman").args(["logs", &job.0]).output().unwrap();
+    let summary = String::from_utf8_lossy(&logs.stdout);
+    assert!(summary.contains(r#""kind":"stopped""#), "its report says so: {summary}");
+    let next = finish(podman_run(&unique("job-next"), &vars, false, &["run"]).output().unwrap());
+    assert_eq!(next.code, 0, "{}", next.report());
+    let now = anypoint_sim::now_ms();
+    assert_exactly_once(&sim, "org-job-term", &bucket_objects(&google), now - 25 * 3_600_000, now - 5_000);
+}

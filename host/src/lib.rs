@@ -4,6 +4,7 @@
 
 pub mod bindings;
 pub mod cli;
+pub mod commands;
 pub mod logging;
 pub mod metrics;
 pub mod pass;

@@ -165,13 +165,7 @@ impl CollectArgs {
     /// Where objects and checkpoints are, without the settings a pass needs besides (no API
     /// credentials): for `status`.
     pub fn destination(&self) -> Result<Destination, ConfigError> {
-        let dest = match (&self.dest, &self.bucket) {
-            (Some(d), _) if !d.trim().is_empty() => d.trim().to_string(),
-            (_, Some(b)) if !b.trim().is_empty() => format!("gs://{}", b.trim()),
-            _ => {
-                return Err(bad("no destination: set GCS_BUCKET (or --dest gs://bucket, file:///dir)"));
-            }
-        };
+        let dest = variables::destination(self.dest.as_deref(), self.bucket.as_deref()).map_err(bad)?;
         let gcs = GcsEndpoint::resolve(
             self.gcs_endpoint.as_deref(),
             std::env::var(mulesoft_audit::settings::names::STORAGE_EMULATOR_HOST).ok().as_deref(),

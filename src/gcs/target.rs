@@ -90,13 +90,7 @@ pub const CHUNK: usize = 8 << 20;
 impl Target {
     /// Reads and validates the settings; the error names the variable and what to set.
     pub fn from_env(values: &Values) -> Result<Self, String> {
-        let dest = match (values.get(names::DEST), values.get(names::BUCKET)) {
-            (Some(dest), _) => dest.to_string(),
-            (None, Some(bucket)) => format!("gs://{bucket}"),
-            (None, None) => {
-                return Err(format!("no destination: set {} (gs://bucket[/prefix]) or {}", names::DEST, names::BUCKET));
-            }
-        };
+        let dest = crate::variables::destination(values.get(names::DEST), values.get(names::BUCKET))?;
         let rest = dest.strip_prefix("gs://").ok_or_else(|| {
             format!(
                 "{} `{dest}`: the edge component writes to Cloud Storage only (gs://bucket[/prefix]); a directory needs the mulesoft-audit binary or the WASI command",
