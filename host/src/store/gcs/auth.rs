@@ -243,7 +243,7 @@ impl Auth {
     }
 }
 
-/// Application Default Credentials as the one Cloud Storage client's [`TokenProvider`]: their
+/// Application Default Credentials as the one Cloud Storage client's [`TokenProvider`](mulesoft_audit::gcs::TokenProvider): their
 /// headers for each request, renewed after a 401, named by their [`Source`].
 pub struct Adc {
     auth: Auth,
