@@ -58,6 +58,9 @@ pub trait Platform {
     fn now_ms(&self) -> i64;
     fn sleep_ms(&mut self, ms: u64);
     fn random(&mut self) -> u64;
+    /// Something an operator should see that is not a failure (a retry, a permission that makes
+    /// less provable); hosts with a log write it there, the others drop it.
+    fn note(&mut self, _what: &str) {}
 }
 
 /// What a store can tell of an object without reading it (the WIT `presence`).

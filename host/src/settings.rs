@@ -203,7 +203,10 @@ impl GcsEndpoint {
             (Some(url), None) => Ok(Self::Google(mulesoft_audit::gcs::endpoint(Some(url)).map_err(bad)?.url(""))),
             (None, Some(host)) => {
                 let host = host.trim_end_matches('/');
-                Ok(Self::Emulator(if host.contains("://") { host.to_string() } else { format!("http://{host}") }))
+                let url = if host.contains("://") { host.to_string() } else { format!("http://{host}") };
+                mulesoft_audit::settings::BaseUrl::parse(&url)
+                    .map_err(|e| bad(format!("{}: {e}", mulesoft_audit::settings::names::STORAGE_EMULATOR_HOST)))?;
+                Ok(Self::Emulator(url))
             }
             (None, None) => Ok(Self::Google(GCS_DEFAULT_ENDPOINT.to_string())),
         }

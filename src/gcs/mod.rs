@@ -155,6 +155,7 @@ impl<P: Platform> Gcs<P> {
             if attempt >= self.target.attempts {
                 return Err(StoreError::Unavailable(format!("{problem} (after {attempt} attempts)")));
             }
+            self.platform.note(&format!("{problem}; retrying (attempt {attempt} of {})", self.target.attempts));
             self.pause(attempt);
         }
     }
@@ -211,6 +212,12 @@ impl<P: Platform> Gcs<P> {
         }
         let path = format!("/storage/v1/b/{}?fields=softDeletePolicy", self.target.bucket);
         let reply = self.get("reading the bucket's soft delete policy", path, REPLY_BYTES)?;
+        if reply.status != 200 {
+            self.platform.note(&format!(
+                "the bucket's soft delete policy cannot be read (HTTP {}): deletions cannot be told from objects never created; grant storage.buckets.get",
+                reply.status
+            ));
+        }
         let seconds = soft_delete_seconds(reply.status, &reply.body);
         self.retention = Some((now, seconds));
         Ok(seconds)
@@ -254,6 +261,9 @@ impl<P: Platform> Gcs<P> {
             }
             let reply = self.get(what, path, REPLY_BYTES)?;
             if reply.status != 200 {
+                if listed == Listed::SoftDeleted {
+                    self.platform.note(&format!("soft-deleted objects cannot be listed (HTTP {})", reply.status));
+                }
                 return Ok(Err(reply));
             }
             let page: serde_json::Value =

@@ -74,14 +74,17 @@ impl<P: Platform> Gcs<P> {
             if !matches!(started.status, 200 | 201) {
                 return Ok(started);
             }
+            // Credentials go to the session's host: by the rule for every endpoint that carries
+            // them (an emulator's requests carry none).
+            let anonymous = self.target.tokens == super::TokenSource::Anonymous;
             let (base, session) = started
                 .header("location")
-                .and_then(session_url)
-                .ok_or_else(|| StoreError::Other("resumable upload: no session URL".into()))?;
+                .and_then(|url| session_url(url, anonymous))
+                .ok_or_else(|| StoreError::Other("resumable upload: no usable session URL".into()))?;
             match self.fill(&base, &session, data)? {
                 Some(reply) => return Ok(reply),
                 // The session expired: start over (no URL in the message: it is a credential).
-                None => continue,
+                None => self.platform.note("a resumable upload session expired (HTTP 404/410); starting another"),
             }
         }
         Err(StoreError::Unavailable(format!("resumable upload sessions expired {SESSIONS} times in a row")))
@@ -122,6 +125,7 @@ impl<P: Platform> Gcs<P> {
                     Err(Failure::Final(e)) => return Err(e),
                     Err(Failure::Transient(problem)) => {
                         setbacks = self.setback(setbacks, &problem)?;
+                        self.platform.note(&format!("{problem}; asking the session what it kept"));
                         self.pause(setbacks);
                         // Part of the chunk may have arrived: ask before sending again.
                         self.send_to(base, ASKING, ask.clone())?
@@ -159,10 +163,12 @@ impl<P: Platform> Gcs<P> {
 
 /// A session URL (`Location`) as where to send and what: `scheme://authority` and the path with
 /// its query.
-fn session_url(url: &str) -> Option<(BaseUrl, String)> {
+fn session_url(url: &str, anonymous: bool) -> Option<(BaseUrl, String)> {
     let after_scheme = url.find("://")? + 3;
     let path_at = url[after_scheme..].find('/').map_or(url.len(), |i| after_scheme + i);
-    let base = BaseUrl::parse(&url[..path_at]).ok()?;
+    let origin = &url[..path_at];
+    let base =
+        if anonymous { BaseUrl::parse(origin) } else { BaseUrl::for_credentials(origin, "a session URL") }.ok()?;
     let path = if path_at == url.len() { "/".to_string() } else { url[path_at..].to_string() };
     Some((base, path))
 }

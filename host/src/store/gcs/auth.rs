@@ -245,14 +245,16 @@ impl Auth {
 
 /// Application Default Credentials as the one Cloud Storage client's [`TokenProvider`](mulesoft_audit::gcs::TokenProvider): their
 /// headers for each request, renewed after a 401, named by their [`Source`].
+#[derive(Clone)]
 pub struct Adc {
-    auth: Auth,
+    /// One token cache for every client of the store.
+    auth: std::sync::Arc<Auth>,
     source: Source,
 }
 
 impl Adc {
     pub fn new(source: Source, runtime: tokio::runtime::Handle) -> Result<Self, StoreError> {
-        Ok(Self { auth: Auth::new(runtime)?, source })
+        Ok(Self { auth: std::sync::Arc::new(Auth::new(runtime)?), source })
     }
 }
 

@@ -6,6 +6,7 @@ use mulesoft_audit::platform::{Method, Platform, Request, Response, TransportErr
 use mulesoft_audit::settings::BaseUrl;
 use std::time::Duration;
 
+#[derive(Clone)]
 pub struct Http {
     client: reqwest::Client,
     runtime: tokio::runtime::Handle,
@@ -75,5 +76,9 @@ impl Platform for Http {
 
     fn random(&mut self) -> u64 {
         fastrand::u64(..)
+    }
+
+    fn note(&mut self, what: &str) {
+        tracing::warn!("Cloud Storage: {what}");
     }
 }

@@ -18,8 +18,12 @@ use mulesoft_audit::settings::BaseUrl;
 use std::sync::Mutex;
 
 pub struct GcsStore {
-    /// The client; one call at a time (a pass's calls come one after another anyway).
-    gcs: Mutex<Gcs<http::Http>>,
+    /// Idle clients: a call takes one (or makes one) and puts it back, so that calls from
+    /// different threads (a pass, and the host recording a stop beside it) never wait on each
+    /// other. They share the HTTP client and the credentials' token cache.
+    idle: Mutex<Vec<Gcs<http::Http>>>,
+    /// A new client.
+    make: Box<dyn Fn() -> Gcs<http::Http> + Send + Sync>,
     /// `gs://bucket/prefix/`.
     location: String,
     /// Whose credentials, for `check`; `None` for the emulator.
@@ -58,21 +62,25 @@ impl GcsStore {
         }
         let location = target.describe();
         let http = http::Http::new(target.timeout_ms, runtime.clone())?;
-        let (gcs, source) = match target.tokens {
-            TokenSource::Anonymous => (Gcs::new(http, target), None),
+        let (make, source): (Box<dyn Fn() -> Gcs<http::Http> + Send + Sync>, _) = match target.tokens {
+            TokenSource::Anonymous => (Box::new(move || Gcs::new(http.clone(), target.clone())), None),
             _ => {
                 let source = runtime.block_on(Source::discover())?;
                 tracing::info!(credentials = %source, "Google credentials");
                 let provider = Adc::new(source.clone(), runtime)?;
-                (Gcs::with_provider(http, target, Box::new(provider)), Some(source))
+                let make = move || Gcs::with_provider(http.clone(), target.clone(), Box::new(provider.clone()));
+                (Box::new(make), Some(source))
             }
         };
-        Ok(Self { gcs: Mutex::new(gcs), location, source, endpoint: endpoint.clone() })
+        Ok(Self { idle: Mutex::new(Vec::new()), make, location, source, endpoint: endpoint.clone() })
     }
 
     fn with<T>(&self, call: impl FnOnce(&mut Gcs<http::Http>) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut gcs = self.gcs.lock().map_err(|_| StoreError::Other("the store's lock is poisoned".into()))?;
-        call(&mut gcs)
+        let idle = || self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut gcs = idle().pop().unwrap_or_else(|| (self.make)());
+        let outcome = call(&mut gcs);
+        idle().push(gcs);
+        outcome
     }
 }
 
