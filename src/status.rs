@@ -7,17 +7,12 @@
 
 use crate::platform::ObjectStore;
 use crate::settings::{Failure, OrgSummary, Settings};
+pub use crate::window::{status_key, status_org};
 use serde::{Deserialize, Serialize};
 
 /// Identifies our status objects.
 pub const FORMAT: &str = "mulesoft-audit/status";
 
-/// The status object's key for an organization.
-pub fn status_key(state_prefix: &str, org_id: &str) -> String {
-    format!("{state_prefix}{org_id}/status.json")
-}
-
-/// The organization whose status object `key` is ([`status_key`] read back).
 /// Organizations by the state's spelling: `ids` added to `orgs` unless already there in any case
 /// (an id is the same in any case; the state's spelling is the one its checkpoint has, see
 /// [`crate::ledger::other_spelling`]). Add those with checkpoints first.
@@ -27,10 +22,6 @@ pub fn add_spellings(orgs: &mut Vec<String>, ids: impl IntoIterator<Item = Strin
             orgs.push(id);
         }
     }
-}
-
-pub fn status_org<'k>(state_prefix: &str, key: &'k str) -> Option<&'k str> {
-    key.strip_prefix(state_prefix)?.strip_suffix("/status.json")
 }
 
 /// One organization's pass history, as stored.

@@ -1,4 +1,6 @@
-//! Time windows and object names: pure functions of the checkpoint, the clock and the settings.
+//! Time windows, and every key the collector writes or reads (log objects, checkpoints, status
+//! objects, `check`'s probe): pure functions of the checkpoint, the clock and the settings, in
+//! this one module.
 
 use chrono::{DateTime, Datelike, Utc};
 
@@ -112,6 +114,22 @@ pub fn repair_checkpoint_key(state_prefix: &str, org_id: &str) -> String {
 /// `{state_prefix}{org}/checkpoint.json`.
 pub fn checkpoint_key(state_prefix: &str, org_id: &str) -> String {
     format!("{state_prefix}{org_id}/checkpoint.json")
+}
+
+/// The status object's key for an organization ([`crate::status`]).
+pub fn status_key(state_prefix: &str, org_id: &str) -> String {
+    format!("{state_prefix}{org_id}/status.json")
+}
+
+/// The organization whose status object `key` is ([`status_key`] read back).
+pub fn status_org<'k>(state_prefix: &str, key: &'k str) -> Option<&'k str> {
+    key.strip_prefix(state_prefix)?.strip_suffix("/status.json")
+}
+
+/// The key of `check`'s write probe: under the state prefix, outside the log prefix, its own
+/// for each process and moment, so that two checks never meet.
+pub fn probe_key(state_prefix: &str, process: u32, now_ms: i64) -> String {
+    format!("{state_prefix}check-probe-{process}-{now_ms}")
 }
 
 /// The organization whose checkpoint `key` is ([`checkpoint_key`] read back).

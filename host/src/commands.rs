@@ -29,11 +29,10 @@ pub fn check(collector: &Collector) -> anyhow::Result<u8> {
     }
     // Write access: a probe object outside the log prefix, replaced once the way a checkpoint is
     // (on GCS replacing needs `storage.objects.delete` as well as create), read back, removed.
-    let probe = format!(
-        "{}check-probe-{}-{}",
-        s.config.state_prefix,
+    let probe = mulesoft_audit::window::probe_key(
+        &s.config.state_prefix,
         std::process::id(),
-        chrono::Utc::now().timestamp_millis()
+        chrono::Utc::now().timestamp_millis(),
     );
     let store = &collector.store;
     let proof = (|| {
