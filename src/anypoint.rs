@@ -1,7 +1,7 @@
 //! The Anypoint API client: token cache, pacing, and the retry loop every request goes through.
 
 use crate::pacer::Pacer;
-use crate::platform::{Method, Platform, Request, Response, TransportError, check_token};
+use crate::platform::{Method, Platform, Request, Response, TransportError, check_token, token_lifetime_ms};
 use crate::retry::{self, StatusClass};
 use crate::settings::{ErrorKind, Failure, Settings, form_encode};
 use serde::Deserialize;
@@ -52,13 +52,6 @@ struct TokenReply {
     access_token: String,
     #[serde(default)]
     expires_in: Option<u64>,
-}
-
-/// A token's lifetime from `expires_in` (seconds; an hour when absent), capped at a day: a
-/// lifetime beyond `i64` ms must not wrap into one already over.
-fn token_lifetime_ms(expires_in: Option<u64>) -> i64 {
-    let seconds = expires_in.unwrap_or(3600).min(86_400);
-    i64::try_from(seconds).unwrap_or(86_400).saturating_mul(1000)
 }
 
 impl<'a, P: Platform> Client<'a, P> {

@@ -181,6 +181,14 @@ pub fn check_token(token: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A token's lifetime from `expires_in` (seconds; an hour when absent), capped at a day: a
+/// lifetime beyond `i64` ms must not wrap into one already over. Anypoint's tokens and the
+/// metadata server's alike.
+pub fn token_lifetime_ms(expires_in: Option<u64>) -> i64 {
+    let seconds = expires_in.unwrap_or(3600).min(86_400);
+    i64::try_from(seconds).unwrap_or(86_400).saturating_mul(1000)
+}
+
 /// A key as the stores take it: `/`-separated, relative, no empty, `.` or `..` segment.
 pub fn check_key(key: &str) -> Result<(), StoreError> {
     if key.is_empty()

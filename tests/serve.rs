@@ -391,6 +391,19 @@ impl Server {
     }
 }
 
+/// A push that waits for its pass on a thread of its own: its answer, or `None` when the
+/// connection ended without one.
+fn push_in_background(port: u16) -> std::thread::JoinHandle<Option<(u16, String, Vec<u8>)>> {
+    std::thread::spawn(move || {
+        http_request(
+            "POST",
+            &format!("http://127.0.0.1:{port}/"),
+            &[("content-type", "application/json")],
+            PUSH.as_bytes(),
+        )
+    })
+}
+
 /// `kill -TERM pid`.
 pub fn signal_term(pid: u32) {
     let sent = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
@@ -418,14 +431,7 @@ fn sigterm_during_a_pass_records_it_as_stopped_and_the_next_pass_completes_exact
     cmd.env("MULESOFT_AUDIT_PAGE_SIZE", "20").env("MULESOFT_AUDIT_CONCURRENCY", "1");
     let mut server = Server::spawn(cmd);
     let port = server.port;
-    let push = std::thread::spawn(move || {
-        http_request(
-            "POST",
-            &format!("http://127.0.0.1:{port}/"),
-            &[("content-type", "application/json")],
-            PUSH.as_bytes(),
-        )
-    });
+    let push = push_in_background(port);
     wait_until("the pass querying", Duration::from_secs(30), || sim.stats().query_requests >= 5);
     assert_eq!(server.terminate(), 1, "stopped mid-pass: a later pass goes on");
     // The push was not acknowledged: Pub/Sub delivers it again.
@@ -496,14 +502,7 @@ fn sigterm_during_a_pass_that_ends_within_the_grace_lets_it_finish_and_answer() 
     cmd.env("MULESOFT_AUDIT_PAGE_SIZE", "50").env("MULESOFT_AUDIT_CONCURRENCY", "1");
     let mut server = Server::spawn(cmd);
     let port = server.port;
-    let push = std::thread::spawn(move || {
-        http_request(
-            "POST",
-            &format!("http://127.0.0.1:{port}/"),
-            &[("content-type", "application/json")],
-            PUSH.as_bytes(),
-        )
-    });
+    let push = push_in_background(port);
     wait_until("the pass querying", Duration::from_secs(30), || sim.stats().query_requests >= 1);
     assert_eq!(server.terminate(), 0, "the pass finished within the grace");
     assert_eq!(push.join().unwrap().map(|(status, _, _)| status), Some(204), "and its push was answered");

@@ -83,10 +83,10 @@ pub async fn record(
 /// Prints `report` as every pass's report is, then ends the process at once, leaving the pass's
 /// thread behind (every point of a pass is safe to stop at).
 pub fn exit_with(report: &mulesoft_audit::report::Report) -> ! {
-    println!("{}", report.json());
+    let code = crate::commands::print_report(report);
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    std::process::exit(i32::from(report.exit_code))
+    std::process::exit(i32::from(code))
 }
 
 /// For a command without a pass to stop (`check`, `verify`, `status`, `precompile`, `demo`): a

@@ -6,7 +6,7 @@
 use super::Gcs;
 use super::target::{TokenSource, names};
 use super::wire::{Class, classify};
-use crate::platform::{Method, Platform, Request, StoreError, TransportError, check_token};
+use crate::platform::{Method, Platform, Request, StoreError, TransportError, check_token, token_lifetime_ms};
 use serde::Deserialize;
 
 /// The metadata server's token of the attached service account.
@@ -106,7 +106,9 @@ impl<P: Platform> Gcs<P> {
                     })?;
                     check_token(&token.access_token)
                         .map_err(|why| StoreError::Other(format!("the metadata server at {} {why}", server.url(""))))?;
-                    let lifetime_ms = token.expires_in.unwrap_or(3600).clamp(0, 86_400).saturating_mul(1000);
+                    // A negative lifetime is none at all.
+                    let expires_in = token.expires_in.map(|seconds| u64::try_from(seconds).unwrap_or(0));
+                    let lifetime_ms = token_lifetime_ms(expires_in);
                     let renew_at_ms = now.saturating_add(lifetime_ms.saturating_sub(RENEW_BEFORE_MS).max(0));
                     self.token = Some(Token { value: token.access_token.clone(), renew_at_ms });
                     return Ok(token.access_token);
@@ -144,8 +146,7 @@ impl<P: Platform> Gcs<P> {
                 }
             }
             if attempt < attempts {
-                let pause = crate::retry::backoff_ms(attempt, self.platform.random());
-                self.platform.sleep_ms(pause);
+                self.pause(attempt);
             }
         }
         Err(StoreError::Unavailable(format!(
