@@ -66,7 +66,14 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
         let failure = outcome.as_ref().err().map(|f| scrubbed(f, settings));
         let now = client.platform.now_ms();
         let org = &summary.org_id;
-        status::record(store, &settings.state_prefix, org, now, started, Some(&summary), failure.as_ref());
+        if let Err(why) =
+            status::record(store, &settings.state_prefix, org, now, started, Some(&summary), failure.as_ref())
+        {
+            let why = crate::settings::scrub(&why, &settings.client_secret);
+            summary
+                .objects
+                .push(format!("(status not recorded, {why}: `status` misses this pass, whose delivery stands)"));
+        }
         match outcome {
             Ok(()) => result.completed.push(summary),
             Err(mut failure) => {

@@ -92,7 +92,8 @@ impl OrgStatus {
 }
 
 /// Records a pass's outcome for `org` in its status object, by compare-and-swap so that two
-/// passes do not lose each other's counts. Best effort: see the module docs.
+/// passes do not lose each other's counts. Best effort (see the module docs): what kept it from
+/// being recorded is returned, for the pass's summary to say.
 pub fn record<S: ObjectStore>(
     store: &mut S,
     state_prefix: &str,
@@ -101,7 +102,7 @@ pub fn record<S: ObjectStore>(
     started_ms: Option<i64>,
     summary: Option<&OrgSummary>,
     failure: Option<&Failure>,
-) {
+) -> Result<(), String> {
     update(store, state_prefix, org, |status| {
         status.add(now_ms, summary, failure);
         // A pass that made the checkpoint says where collection (again) began: a checkpoint
@@ -109,7 +110,7 @@ pub fn record<S: ObjectStore>(
         // a repair would deliver again what the old checkpoint's objects hold.
         status.started_ms = started_ms.or(status.started_ms);
         true
-    });
+    })
 }
 
 /// A failure that kept the pass from each of `orgs` (its organizations could not be listed, or
@@ -121,8 +122,9 @@ pub fn record_failed<'o, S: ObjectStore>(
     now_ms: i64,
     failure: &Failure,
 ) {
+    // Nowhere to say it failed: these organizations have no summary.
     for org in orgs {
-        record(store, state_prefix, org, now_ms, None, None, Some(failure));
+        let _ = record(store, state_prefix, org, now_ms, None, None, Some(failure));
     }
 }
 
@@ -140,7 +142,7 @@ pub fn record_stopped<S: ObjectStore>(
     message: &str,
 ) {
     for org in orgs.iter().filter(|o| settings.owns(o)) {
-        update(store, &settings.state_prefix, org, |status| {
+        let _ = update(store, &settings.state_prefix, org, |status| {
             let fresh = !status.recorded_since(pass_started_ms);
             if fresh {
                 status.failed(now_ms, kind, message);
@@ -151,25 +153,33 @@ pub fn record_stopped<S: ObjectStore>(
 }
 
 /// Changes `org`'s status object by compare-and-swap, a few times over a concurrent writer;
-/// `change` says whether there is anything to write.
-fn update<S: ObjectStore>(store: &mut S, state_prefix: &str, org: &str, change: impl Fn(&mut OrgStatus) -> bool) {
+/// `change` says whether there is anything to write. The error says why nothing was written.
+fn update<S: ObjectStore>(
+    store: &mut S,
+    state_prefix: &str,
+    org: &str,
+    change: impl Fn(&mut OrgStatus) -> bool,
+) -> Result<(), String> {
+    use crate::platform::StoreError;
     let key = status_key(state_prefix, org);
     for _ in 0..3 {
         let (mut status, generation) = match store.read(&key) {
             Ok(Some((bytes, generation))) => (OrgStatus::decode(&bytes).unwrap_or_default(), generation),
             Ok(None) => (OrgStatus::default(), 0),
-            Err(_) => return,
+            Err(e) => return Err(format!("reading `{key}`: {e}")),
         };
         status.format = FORMAT.to_string();
         status.org_id = org.to_string();
         if !change(&mut status) {
-            return;
+            return Ok(());
         }
         match store.write_if_generation(&key, &status.encode(), crate::platform::CONTENT_TYPE_STATE, generation) {
-            Err(crate::platform::StoreError::GenerationMismatch) => continue,
-            _ => return,
+            Err(StoreError::GenerationMismatch) => continue,
+            Err(e) => return Err(format!("writing `{key}`: {e}")),
+            Ok(_) => return Ok(()),
         }
     }
+    Err(format!("`{key}` changed under three attempts in a row"))
 }
 
 /// One organization as `status` shows it.
@@ -277,6 +287,16 @@ mod tests {
     use crate::testing::doubles::MemoryStore;
 
     #[test]
+    fn a_status_that_cannot_be_recorded_says_which_object_and_why() {
+        let mut store = MemoryStore::default();
+        store.stop = Some((0, crate::testing::doubles::Stop::Before));
+        store.stops_in_search = true;
+        let why = record(&mut store, "state/", "org-1", 1_000, None, Some(&summary(3)), None).unwrap_err();
+        assert_eq!(why, "reading `state/org-1/status.json`: store unavailable: the pass was stopped");
+        assert!(store.objects.is_empty());
+    }
+
+    #[test]
     fn a_stopped_pass_is_recorded_for_the_organizations_it_did_not_record() {
         let mut world = crate::testing::scenarios::World::new();
         world.raw.org_ids = (1..=40).map(|k| format!("org-{k}")).collect();
@@ -285,9 +305,9 @@ mod tests {
         let owned: Vec<&String> = settings.org_ids.iter().filter(|o| settings.owns(o)).collect();
         let (done, stopped) = (owned[0], owned[1]);
         let mut store = MemoryStore::default();
-        record(&mut store, "state/", stopped, 500, None, Some(&summary(3)), None);
+        record(&mut store, "state/", stopped, 500, None, Some(&summary(3)), None).unwrap();
         // The pass began at 1,000 and recorded one organization before the host stopped it.
-        record(&mut store, "state/", done, 1_500, None, Some(&summary(5)), None);
+        record(&mut store, "state/", done, 1_500, None, Some(&summary(5)), None).unwrap();
         let orgs = settings.org_ids.clone();
         record_stopped(&mut store, &settings, &orgs, 1_000, 2_000, "time-limit", "the pass ran past --max-run-time 1s");
         let read = |store: &mut MemoryStore, org: &str| {
@@ -316,16 +336,16 @@ mod tests {
     fn passes_add_up_and_a_success_ends_a_streak() {
         let mut store = MemoryStore::default();
         let failure = Failure::new(ErrorKind::Unavailable, "HTTP 503 for 6 attempts");
-        record(&mut store, "state/", "org-1", 1_000, Some(500), Some(&summary(10)), None);
-        record(&mut store, "state/", "org-1", 2_000, None, Some(&summary(5)), Some(&failure));
-        record(&mut store, "state/", "org-1", 3_000, Some(900), None, Some(&failure));
+        record(&mut store, "state/", "org-1", 1_000, Some(500), Some(&summary(10)), None).unwrap();
+        record(&mut store, "state/", "org-1", 2_000, None, Some(&summary(5)), Some(&failure)).unwrap();
+        record(&mut store, "state/", "org-1", 3_000, Some(900), None, Some(&failure)).unwrap();
         let (bytes, _) = store.read("state/org-1/status.json").unwrap().unwrap();
         let status = OrgStatus::decode(&bytes).unwrap();
         assert_eq!((status.entries_written, status.objects_written), (15, 2));
         assert_eq!(status.started_ms, Some(900), "where collection began, by the pass that made the checkpoint last");
         assert_eq!((status.last_success_ms, status.failed_in_a_row), (Some(1_000), 2));
         assert_eq!(status.last_failure.as_ref().map(|f| (f.at_ms, f.kind.as_str())), Some((3_000, "unavailable")));
-        record(&mut store, "state/", "org-1", 4_000, None, Some(&summary(0)), None);
+        record(&mut store, "state/", "org-1", 4_000, None, Some(&summary(0)), None).unwrap();
         let (bytes, _) = store.read("state/org-1/status.json").unwrap().unwrap();
         let status = OrgStatus::decode(&bytes).unwrap();
         assert_eq!((status.last_success_ms, status.failed_in_a_row), (Some(4_000), 0));
