@@ -198,9 +198,11 @@ pub fn search<S: ObjectStore>(
         earlier = month_before(earlier);
     }
     // Never back before where collection began: the status says, or `--since` (what came
-    // before was another collector's to deliver). Where neither does, the whole overlap is read
-    // (late entries are not lost), and the summary says from when.
-    let began = status.as_ref().and_then(|s| s.started_ms).or(settings.since_ms);
+    // before was another collector's to deliver), unless the objects hold entries from before
+    // it (a `--since` left set long after collection began: the objects show it began earlier).
+    // Where neither does, the whole overlap is read (late entries are not lost), and the
+    // summary says from when.
+    let began = status.as_ref().and_then(|s| s.started_ms).or(settings.since_ms.filter(|since| *since <= last_ms));
     let floor = floor.max(began.unwrap_or(i64::MIN)).min(last_ms);
     let mut objects = newest_live.len();
     // The overlap reaches into the days before: their entries' keys are needed too.

@@ -190,6 +190,25 @@ fn a_lost_checkpoint_is_rebuilt_from_the_delivered_objects_whatever_since_says()
 }
 
 #[test]
+fn a_since_left_set_after_the_objects_does_not_cut_the_overlap_of_a_rebuild() {
+    // Found by the model: collection began long before a `--since` still set in the service's
+    // environment, and a late entry came in, within the overlap, after the last pass. The state
+    // is lost: the rebuild reads again an overlap before the newest delivered entry, since the
+    // objects show collection began before that --since.
+    let mut w = World::new();
+    w.add_spread(30, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
+    w.pass_ok();
+    let late = w.add_at(T0 - 5 * MINUTE, T0 + MINUTE);
+    w.api.now_ms = T0 + 8 * 1440 * MINUTE;
+    w.raw.since_ms = Some(w.api.now_ms);
+    w.lose_state();
+    let rebuilt = w.pass_ok();
+    assert_eq!(rebuilt.completed[0].entries_written, 1, "the late entry: {:?}", rebuilt.completed[0]);
+    assert_eq!(w.delivered().get(&late), Some(&1), "{late}");
+    w.assert_exactly_once(T0 - 60 * MINUTE, T0);
+}
+
+#[test]
 fn a_collector_stopped_for_days_whose_state_is_lost_fills_the_gap() {
     // The lookback (an hour) would start after three days nobody collected: the objects say
     // where delivery stopped, and collection goes on from there.

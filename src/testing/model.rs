@@ -1,13 +1,17 @@
 //! The model-based test of the delivery protocol: `proptest` generates schedules of passes,
 //! stopped after any store call (before it, or after it with the reply lost), entries that arrive
-//! late, in same-millisecond clusters and with odd or missing fields, the feed deleting what it
+//! late (some later than the smallest overlap, and than the largest), in same-millisecond
+//! clusters and with odd or missing fields (times in whole seconds cut down or rounded up from
+//! the one the API filters on), the feed deleting what it
 //! ingested, settings changed between passes, two passes interleaved with different settings,
 //! and the checkpoint's life: deleted, lost with the whole state (moved), restored from an
 //! earlier snapshot, objects of other writers under the log prefix. After each schedule:
 //!
 //! - **safety**: across every object ever created (deleted ones too), no line appears twice,
 //!   every line is an API entry from the configured start on, and every entry a completed pass
-//!   was due to read is there;
+//!   was due to read is there: one visible when the pass began, timed within its window (for an
+//!   entry late by no more than every setting's lag and overlap catch, up to its end); a time
+//!   shown later than the API's fails its organization loudly, which is no completion;
 //! - **liveness**: once faults stop, passes with a page cap each deliver something new or
 //!   complete, and one completes within a bound; or the organization is refused for a person
 //!   (a checkpoint that cannot be trusted), never left behind at exit 0.
@@ -31,9 +35,13 @@ use std::sync::{Arc, Mutex, mpsc};
 const ORG: &str = "org-1";
 /// 2026-01-01T00:00:00Z.
 const T0: i64 = 1_767_225_600_000;
-/// Late entries arrive at most this long after their own time; every generated setting keeps
-/// lag + overlap above it, which is what the protocol needs to catch them.
+/// Late entries mostly arrive at most this long after their own time; every generated setting
+/// keeps lag + overlap above it, which is what the protocol needs to catch them.
 const MAX_DELAY_MS: i64 = 20_000;
+/// Some arrive up to this late: past the smallest overlap generated (30 s), and past the largest
+/// (600 s) with the largest lag (60 s). Such an entry is due only where a completed pass's window
+/// reached back to its time after it arrived (README, "Late entries").
+const MAX_LATE_MS: i64 = 900_000;
 
 /// How an entry shows its time (the API always files it under its true time).
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +54,10 @@ enum TimeForm {
     /// Whole seconds, cut down from the millisecond the API files it under: the time shown runs
     /// up to a second before the one it filters on.
     WholeSeconds,
+    /// Whole seconds, rounded up: the time shown runs up to a second *after* the one it filters
+    /// on, which the collector cannot follow near a query's end (README, "Ordering"): it must
+    /// fail loudly there, never lose or double an entry.
+    WholeSecondsUp,
     Micros,
     Missing,
     Unreadable,
@@ -53,7 +65,7 @@ enum TimeForm {
 
 #[derive(Debug, Clone)]
 struct Arrival {
-    /// How long before now the entries are timed (at most [`MAX_DELAY_MS`]).
+    /// How long before now the entries are timed (at most [`MAX_LATE_MS`]).
     delay_ms: i64,
     /// How many share that millisecond.
     cluster: usize,
@@ -139,11 +151,13 @@ fn arrival() -> impl Strategy<Value = Arrival> {
         1 => Just(TimeForm::IsoWithoutOffset),
         1 => Just(TimeForm::SecondsWithFraction),
         1 => Just(TimeForm::WholeSeconds),
+        1 => Just(TimeForm::WholeSecondsUp),
         1 => Just(TimeForm::Micros),
         1 => Just(TimeForm::Missing),
         1 => Just(TimeForm::Unreadable),
     ];
-    (0..=MAX_DELAY_MS, prop_oneof![4 => Just(1usize), 1 => 2usize..6], proptest::bool::weighted(0.85), form)
+    let delay = prop_oneof![12 => 0..=MAX_DELAY_MS, 1 => MAX_DELAY_MS..=MAX_LATE_MS];
+    (delay, prop_oneof![4 => Just(1usize), 1 => 2usize..6], proptest::bool::weighted(0.85), form)
         .prop_map(|(delay_ms, cluster, with_id, form)| Arrival { delay_ms, cluster, with_id, form })
 }
 
@@ -213,6 +227,7 @@ fn json(n: u64, api_ms: i64, with_id: bool, form: TimeForm) -> String {
         }
         TimeForm::SecondsWithFraction => format!(r#","timestamp":{}.{:03}"#, api_ms / 1000, api_ms % 1000),
         TimeForm::WholeSeconds => format!(r#","timestamp":{}"#, api_ms / 1000),
+        TimeForm::WholeSecondsUp => format!(r#","timestamp":{}"#, (api_ms + 999) / 1000),
         TimeForm::Micros => format!(r#","timestamp":{}"#, api_ms * 1000 + 999),
         TimeForm::Missing => String::new(),
         TimeForm::Unreadable => r#","timestamp":"about now""#.into(),
@@ -229,8 +244,9 @@ struct Record {
     /// Objects a pass found missing without the store being able to tell whether the feed had
     /// deleted them: their entries may be delivered twice (and only theirs).
     unknown: Vec<String>,
-    /// For each completed pass that read a window: the clock when it began, and the window's end.
-    completed: Vec<(i64, i64)>,
+    /// For each completed pass that read a window: the clock when it began, and the window's
+    /// start and end.
+    completed: Vec<(i64, i64, i64)>,
     passes_completed: usize,
     /// A pass refused the organization for a person (its checkpoint cannot be trusted).
     refused: bool,
@@ -249,7 +265,12 @@ fn parse_ms(text: &str) -> Option<i64> {
 }
 
 fn window_end(summary: &crate::settings::OrgSummary) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(&summary.window_end).map_or(i64::MIN, |t| t.timestamp_millis())
+    parse_ms(&summary.window_end).unwrap_or(i64::MIN)
+}
+
+/// Where a window began; a start that cannot be read vouches for nothing before its end.
+fn window_start(summary: &crate::settings::OrgSummary) -> i64 {
+    parse_ms(&summary.window_start).unwrap_or(i64::MAX)
 }
 
 fn checkpoint_exists(store: &Arc<Mutex<MemoryStore>>) -> bool {
@@ -313,7 +334,9 @@ fn passed(api: &FakeApi, store: Shared, settings: &Settings, record: &Mutex<Reco
     record.refused |= result.failures.iter().any(|f| f.kind == crate::settings::ErrorKind::Checkpoint);
     // Only a pass that read a window vouches for it (one with nothing to read yet reads none).
     if result.failures.is_empty() && api.queries > queries {
-        record.completed.extend(result.completed.iter().map(|summary| (began, window_end(summary))));
+        record
+            .completed
+            .extend(result.completed.iter().map(|summary| (began, window_start(summary), window_end(summary))));
     }
     (api, result)
 }
@@ -629,9 +652,14 @@ fn check(api: &FakeApi, store: &MemoryStore, record: &Record) -> Result<(), Test
         return Ok(());
     };
     for entry in entries.values() {
-        // Due: a completed pass began after the entry was visible, and its window reached it.
+        // Due: a completed pass began after the entry was visible, and its window reached it: up
+        // to its end, for an entry within the lateness every setting catches; for a later one,
+        // only a window that also began at or before its time.
+        let late = entry.visible_from_ms - entry.api_ms > MAX_DELAY_MS;
         let due = entry.api_ms >= start
-            && record.completed.iter().any(|(began, end)| *began >= entry.visible_from_ms && *end >= entry.api_ms);
+            && record.completed.iter().any(|(began, from, end)| {
+                *began >= entry.visible_from_ms && *end >= entry.api_ms && (!late || *from <= entry.api_ms)
+            });
         prop_assert!(!due || delivered.contains_key(&entry.json), "missing: {} (start {})", entry.json, start);
     }
     Ok(())
