@@ -24,9 +24,10 @@ use std::collections::HashMap;
 
 /// Identifies our checkpoints among whatever else sits in a bucket.
 pub const FORMAT: &str = "mulesoft-audit/checkpoint";
-/// The version this build writes. Versions 1 (no read floor, pendings without effects) and 2 (no
-/// lineage: objects named without one) are read too.
-pub const VERSION: u32 = 3;
+/// The version this build writes. Versions 1 (no read floor, pendings without effects), 2 (no
+/// lineage: objects named without one) and 3 (no lease on a pending name) are read too; an
+/// earlier build refuses version 4, whose leases it would not keep to.
+pub const VERSION: u32 = 4;
 
 /// What recording an object changes: the cursor moves to its last entry's time, and the keys of
 /// its entries that later windows may read again join `seen`.
@@ -67,6 +68,11 @@ pub struct Pending {
     /// before its effects are recorded. Absent before version 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<Identity>,
+    /// The end of its store's lease on the name (the deadline its create was given): until then,
+    /// and a margin for clocks that differ, no other pass claims the name, which the owner may
+    /// still create. Absent where the store takes no lease, and before version 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until_ms: Option<i64>,
 }
 
 /// What identifies an object's bytes: their length and CRC32C (what Cloud Storage keeps of every
@@ -106,6 +112,11 @@ pub struct Checkpoint {
     /// it. Another lineage's objects beside its own, or past those numbers, show another
     /// checkpoint of the organization writing: this one restored over it, or an old deployment.
     pub superseded: Vec<(String, u64)>,
+    /// What the pass that made it (rebuilt, or started anew) had to say of it, kept until a pass
+    /// has said it and saved the checkpoint again: the pass that made it may have stopped with
+    /// the checkpoint written and its summary never given, and the entries it warns of would
+    /// then come twice unsaid.
+    pub unsaid: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -124,6 +135,9 @@ struct Wire {
     lineage: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     superseded: Vec<(String, u64)>,
+    /// Version 4 on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unsaid: Option<String>,
     next_seq: u64,
     pending: Option<Pending>,
     /// `[time_ms, key]` pairs, oldest first (sorted, so equal states encode to equal bytes).
@@ -174,6 +188,7 @@ impl Checkpoint {
             seen: HashMap::new(),
             lineage,
             superseded: Vec::new(),
+            unsaid: None,
         }
     }
 
@@ -220,6 +235,7 @@ impl Checkpoint {
             read_from_ms: Some(self.read_from_ms),
             lineage: self.lineage.clone(),
             superseded: self.superseded.clone(),
+            unsaid: self.unsaid.clone(),
             next_seq: self.next_seq,
             pending: self.pending.clone(),
             seen,
@@ -245,7 +261,7 @@ impl Checkpoint {
             )));
         }
         let read_from_ms = match (wire.version, wire.read_from_ms) {
-            (2 | VERSION, Some(from)) => from,
+            (2 | 3 | VERSION, Some(from)) => from,
             // Version 1 kept no floor: its seen set reaches back as far as it was pruned.
             (1, None) => wire.seen.first().map_or(wire.cursor_ms, |(t, _)| (*t).min(wire.cursor_ms)),
             (version, _) => {
@@ -280,6 +296,7 @@ impl Checkpoint {
             seen: wire.seen.into_iter().map(|(t, k)| (k, t)).collect(),
             lineage: wire.lineage,
             superseded: wire.superseded,
+            unsaid: wire.unsaid,
         })
     }
 }
@@ -309,6 +326,7 @@ mod tests {
             claimed: true,
             unprovable: true,
             object: Some(Identity::of(b"bytes")),
+            lease_until_ms: Some(1_700_000_600_600),
         });
         c.seen.insert("i:a".into(), 1_700_000_000_000);
         c.seen.insert("b:ff".into(), 1_699_999_999_000);
@@ -328,6 +346,7 @@ mod tests {
             claimed: false,
             unprovable: false,
             object: None,
+            lease_until_ms: None,
         });
         let glance = Glance::read(&c.encode()).unwrap();
         assert_eq!(glance, Glance { org_id: "org-1".into(), cursor_ms: 5_000, pending: Some(("logs/x".into(), 42)) });
@@ -364,8 +383,11 @@ mod tests {
         assert!(Checkpoint::decode(b"garbage", "org-1", "k").unwrap_err().0.contains("not a valid"));
         let other = String::from_utf8(bytes).unwrap().replace(FORMAT, "something-else");
         assert!(Checkpoint::decode(other.as_bytes(), "org-1", "k").unwrap_err().0.contains("not a mulesoft-audit"));
-        let v4 = String::from_utf8(sample().encode()).unwrap().replace("\"version\":3", "\"version\":4");
-        assert!(Checkpoint::decode(v4.as_bytes(), "org-1", "k").unwrap_err().0.contains("version 4"));
+        let v5 = String::from_utf8(sample().encode()).unwrap().replace("\"version\":4", "\"version\":5");
+        assert!(Checkpoint::decode(v5.as_bytes(), "org-1", "k").unwrap_err().0.contains("version 5"));
+        // Version 3, before leases, is read: its pending names have none.
+        let v3 = String::from_utf8(sample().encode()).unwrap().replace("\"version\":4", "\"version\":3");
+        assert!(Checkpoint::decode(v3.as_bytes(), "org-1", "k").is_ok());
         let odd = String::from_utf8(sample().encode()).unwrap().replace(&lineage(0xabcd_ef01_2345_6789), "../x");
         assert!(Checkpoint::decode(odd.as_bytes(), "org-1", "k").unwrap_err().0.contains("malformed lineage"));
     }
@@ -385,6 +407,7 @@ mod tests {
                 claimed: false,
                 unprovable: false,
                 object: None,
+                lease_until_ms: None,
             })
         );
         let empty = v1.replace(r#"[[4400,"i:a"],[4900,"i:b"]]"#, "[]");

@@ -95,6 +95,10 @@ fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: 
     result
 }
 
+/// The longest a pass waits for a lease on a pending name to end rather than leave the name to
+/// the next pass: a store whose requests time out within seconds takes leases that short.
+const MAX_LEASE_WAIT_MS: i64 = 30_000;
+
 /// How far before page 1's last shown time the slices after it start ([`collect_org`]).
 const SPLIT_MARGIN_MS: i64 = 1000;
 
@@ -277,9 +281,20 @@ fn collect_window<P: Platform, S: ObjectStore>(
     *started = delivery.began;
     summary.objects.extend(delivery.rebuilt.take());
     summary.objects.extend(clamped);
-    let now = client.platform.now_ms();
+    let mut now = client.platform.now_ms();
     delivery.now_ms = now;
-    delivery.recover(summary)?;
+    if let Err(failure) = delivery.recover(summary) {
+        // A name its owner may still create, for a short lease: waited out, then settled.
+        match delivery.leased_until.take() {
+            Some(free_at) if free_at - now <= MAX_LEASE_WAIT_MS => {
+                client.platform.sleep_ms(u64::try_from(free_at - now).unwrap_or(0));
+                now = client.platform.now_ms();
+                delivery.now_ms = now;
+                delivery.recover(summary)?;
+            }
+            _ => return Err(failure),
+        }
+    }
     delivery.refuse_if_behind()?;
 
     let checkpoint = &delivery.checkpoint;
@@ -306,6 +321,8 @@ fn collect_window<P: Platform, S: ObjectStore>(
     // again and again (or an overlap far larger than the cap) still ends the pass.
     let (mut free, free_cap) = (0u32, settings.max_pages.saturating_mul(4).max(1000));
     loop {
+        // The clock objects are named by: a lease runs from the naming, however long the pass.
+        delivery.now_ms = client.platform.now_ms();
         while let Some(head) = slices.front_mut() {
             while let Some(page) = head.pages.pop_front() {
                 if write_page(&mut delivery, &page, (head.from_ms, head.to_ms), summary, aside)? > 0 {

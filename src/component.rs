@@ -32,8 +32,17 @@ use bindings::mulesoft::audit::object_store as wit_store;
 struct HostStore;
 
 impl ObjectStore for HostStore {
-    fn create(&mut self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError> {
-        wit_store::create(key, data, content_type).map_err(StoreError::from)
+    fn create(
+        &mut self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+        deadline_ms: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        wit_store::create(key, data, content_type, deadline_ms).map_err(StoreError::from)
+    }
+    fn lease_ms(&mut self) -> u64 {
+        wit_store::lease_ms()
     }
     fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
         wit_store::read(key).map(|o| o.map(|o| (o.data, o.generation))).map_err(StoreError::from)

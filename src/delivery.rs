@@ -21,6 +21,14 @@
 //!   delivered again: twice rather than never, and said in the summary. So, too, when a pass
 //!   stopped between marking and claiming and the object is deleted by the time another pass
 //!   looks: the owner's deleted object and a deleted claim cannot be told apart.
+//!
+//! A claim alone does not hold the name for good: the feed may take the empty claim, and then a
+//! create still under way (an owner stalled in its retries, not stopped) would succeed after
+//! all, and its entries, read again by the claimant, arrive twice. So where the store's create
+//! can go on for long ([`ObjectStore::lease_ms`]: Cloud Storage), step 1 records the end of a
+//! lease on the name, the store writes nothing after it, and no pass claims the name before it
+//! (and [`LEASE_MARGIN_MS`]) has passed: until then, recovery is a `conflict` that the next pass
+//! settles.
 
 use crate::checkpoint::{self, Checkpoint, Effects, Identity, Pending};
 use crate::entry;
@@ -38,6 +46,11 @@ pub const GZIP_LEVEL: u8 = 1;
 
 /// Smallest key count at which an object's keys are pruned.
 const KEYS_PRUNE_MIN: usize = 16 * 1024;
+
+/// How long past a lease's end a pass still leaves the name to its owner: for a claimant whose
+/// clock runs ahead of the owner's, and for a request the store finishes after its client gave
+/// up on it.
+pub const LEASE_MARGIN_MS: i64 = 10_000;
 
 fn compress_failure(e: GzipError) -> Failure {
     Failure::new(ErrorKind::Storage, format!("compressing: {}", e.0))
@@ -100,6 +113,8 @@ pub struct Delivery<'s, S: ObjectStore> {
     pub began: Option<i64>,
     /// The newest time of an entry this delivery has added (entries come oldest first).
     position_ms: Option<i64>,
+    /// Where [`Delivery::recover`] left a pending name to its owner: when the name is free.
+    pub leased_until: Option<i64>,
 }
 
 /// What a first checkpoint needs: where collection starts, the clock, and the random bits of
@@ -224,10 +239,19 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             rebuilt,
             began,
             position_ms: None,
+            leased_until: None,
         };
-        // Made here (first, rebuilt or started anew): saved before anything is read.
+        // Made here (first, rebuilt or started anew): saved before anything is read, with what
+        // this pass has to say of it, until a pass has said it.
         if delivery.generation == 0 {
+            delivery.checkpoint.unsaid.clone_from(&delivery.rebuilt);
             delivery.save()?;
+            delivery.checkpoint.unsaid = None;
+        } else if let Some(note) = delivery.checkpoint.unsaid.take() {
+            // Made by a pass that stopped before it could say so: this one says it, once saved
+            // without it.
+            delivery.save()?;
+            delivery.rebuilt = Some(note);
         }
         Ok(delivery)
     }
@@ -256,6 +280,25 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             .store
             .presence(&pending.key, pending.named_ms)
             .map_err(|e| storage_failure("looking up pending object", &pending.key, &e))?;
+        if let (false, Presence::Absent | Presence::Unknown, Some(until)) =
+            (pending.claimed, presence, pending.lease_until_ms)
+        {
+            // Its owner may be alive and still creating it: the name stays its own until the
+            // lease is over (and the feed may take a claim at once, after which a late create
+            // would deliver its entries twice).
+            let free_at = until.saturating_add(LEASE_MARGIN_MS);
+            if self.now_ms < free_at {
+                self.leased_until = Some(free_at);
+                return Err(Failure::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "object `{}` is not there yet, and the pass that named it may still create it until {} (its store's lease on the name, and a margin for clocks that differ); nothing was lost: a pass after then settles it",
+                        pending.key,
+                        window::rfc3339_ms(free_at)
+                    ),
+                ));
+            }
+        }
         if pending.claimed {
             // Marked by a pass that stopped: the owner may have created the object after the
             // mark, and the feed deleted it since; or it was that pass's claim. A deleted one
@@ -319,7 +362,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
     fn claim(&mut self, pending: &Pending) -> Result<Settled, Failure> {
         let key = &pending.key;
         let empty = GzipWriter::new(GZIP_LEVEL).finish().map_err(compress_failure)?;
-        match self.store.create(key, &empty, CONTENT_TYPE_LOGS) {
+        match self.store.create(key, &empty, CONTENT_TYPE_LOGS, None) {
             Ok(_) => Ok(Settled::Claimed),
             Err(StoreError::AlreadyExists) => {
                 match self.store.read(key).map_err(|e| storage_failure("reading claimed object", key, &e))? {
@@ -468,6 +511,10 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         keys.sort();
         let effects = Effects { last_ms: builder.last_ms, keys, keys_from_ms: floor, entries: builder.entries };
         let bytes = builder.gzip.finish().map_err(compress_failure)?;
+        // The store's lease on the name, where it takes one: the create writes nothing after its
+        // end, and no other pass claims the name before then.
+        let lease = i64::try_from(self.store.lease_ms()).unwrap_or(i64::MAX);
+        let deadline = (lease > 0).then(|| self.now_ms.saturating_add(lease));
         // 1.
         self.checkpoint.pending = Some(Pending {
             key: key.clone(),
@@ -477,10 +524,11 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             claimed: false,
             unprovable: false,
             object: Some(Identity::of(&bytes)),
+            lease_until_ms: deadline,
         });
         self.save()?;
         // 2.
-        match self.store.create(&key, &bytes, CONTENT_TYPE_LOGS) {
+        match self.store.create(&key, &bytes, CONTENT_TYPE_LOGS, deadline) {
             Ok(_) => {}
             Err(StoreError::AlreadyExists) => return Err(self.name_taken(&key)),
             Err(e) => return Err(storage_failure("creating log object", &key, &e)),

@@ -89,7 +89,19 @@ pub struct Found {
 
 /// The object store (the WIT `object-store` interface).
 pub trait ObjectStore {
-    fn create(&mut self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError>;
+    /// Creates `key` only if absent; with a `deadline_ms`, writes nothing after it (the WIT
+    /// `create`).
+    fn create(
+        &mut self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+        deadline_ms: Option<i64>,
+    ) -> Result<u64, StoreError>;
+    /// How long a create may take, its lease on a name; 0 for none (the WIT `lease-ms`).
+    fn lease_ms(&mut self) -> u64 {
+        0
+    }
     fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError>;
     fn write_if_generation(
         &mut self,

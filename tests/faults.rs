@@ -78,8 +78,8 @@ impl DyingStore {
 }
 
 impl ObjectStore for DyingStore {
-    fn create(&self, key: &str, data: &[u8], ct: &str) -> Result<u64, StoreError> {
-        self.write(key, || self.inner.create(key, data, ct))
+    fn create(&self, key: &str, data: &[u8], ct: &str, deadline_ms: Option<i64>) -> Result<u64, StoreError> {
+        self.write(key, || self.inner.create(key, data, ct, deadline_ms))
     }
     fn read(&self, key: &str) -> Result<Option<Stored>, StoreError> {
         self.alive(key)?;
@@ -359,8 +359,8 @@ struct MeddlingStore {
 }
 
 impl ObjectStore for MeddlingStore {
-    fn create(&self, key: &str, data: &[u8], ct: &str) -> Result<u64, StoreError> {
-        self.inner.create(key, data, ct)
+    fn create(&self, key: &str, data: &[u8], ct: &str, deadline_ms: Option<i64>) -> Result<u64, StoreError> {
+        self.inner.create(key, data, ct, deadline_ms)
     }
     fn read(&self, key: &str) -> Result<Option<Stored>, StoreError> {
         self.inner.read(key)

@@ -138,7 +138,14 @@ impl DirStore {
 }
 
 impl ObjectStore for DirStore {
-    fn create(&mut self, key: &str, data: &[u8], _content_type: &str) -> Result<u64, StoreError> {
+    /// One local step: no lease, no deadline to keep.
+    fn create(
+        &mut self,
+        key: &str,
+        data: &[u8],
+        _content_type: &str,
+        _deadline_ms: Option<i64>,
+    ) -> Result<u64, StoreError> {
         let path = self.path(key)?;
         let temp = Self::write_temporary(&path, data)?;
         let linked = fs::hard_link(&temp, &path);
@@ -255,8 +262,8 @@ mod tests {
     fn create_refuses_a_taken_key_and_leaves_the_first_object() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = store(&dir);
-        assert!(s.create("logs/a.json.gz", b"first", "x").is_ok());
-        assert!(matches!(s.create("logs/a.json.gz", b"second", "x"), Err(StoreError::AlreadyExists)));
+        assert!(s.create("logs/a.json.gz", b"first", "x", None).is_ok());
+        assert!(matches!(s.create("logs/a.json.gz", b"second", "x", None), Err(StoreError::AlreadyExists)));
         assert_eq!(fs::read(dir.path().join("logs/a.json.gz")).unwrap(), b"first");
         let names: Vec<_> = fs::read_dir(dir.path().join("logs")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["a.json.gz"], "no temporary file left behind");
@@ -270,7 +277,7 @@ mod tests {
             let racers: Vec<_> = (0..8u8)
                 .map(|i| {
                     let root = root.clone();
-                    scope.spawn(move || DirStore::new(&root).unwrap().create("k", &[i; 64], "x"))
+                    scope.spawn(move || DirStore::new(&root).unwrap().create("k", &[i; 64], "x", None))
                 })
                 .collect();
             racers.into_iter().map(|r| r.join().unwrap()).collect()

@@ -59,7 +59,13 @@ function writeTemporary(file, data) {
   return temporary;
 }
 
-export function create(key, data, _contentType) {
+// A create here is one local step (a link), so this store takes no lease on a name: the
+// collector then claims a missing object's name at once, and there is no deadline to keep.
+export function leaseMs() {
+  return 0n;
+}
+
+export function create(key, data, _contentType, _deadlineMs) {
   const file = pathOf(key);
   let temporary;
   try {

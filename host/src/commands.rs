@@ -36,7 +36,7 @@ pub fn check(collector: &Collector) -> anyhow::Result<u8> {
     );
     let store = &collector.store;
     let proof = (|| {
-        let first = store.create(&probe, b"mulesoft-audit check", "text/plain")?;
+        let first = store.create(&probe, b"mulesoft-audit check", "text/plain", None)?;
         store.write_if_generation(&probe, b"mulesoft-audit check, replaced", "text/plain", first)?;
         let back = store.read(&probe)?;
         store.delete(&probe)?;
@@ -46,7 +46,7 @@ pub fn check(collector: &Collector) -> anyhow::Result<u8> {
     // outside the log prefix, removed where the bucket allows it (a retention policy does not).
     if s.destination.state_dest.is_some() {
         let log_probe = format!("check-probe-{}-{}", std::process::id(), chrono::Utc::now().timestamp_millis());
-        match store.create(&log_probe, b"mulesoft-audit check", "text/plain") {
+        match store.create(&log_probe, b"mulesoft-audit check", "text/plain", None) {
             Ok(_) => {
                 let removed = store.delete(&log_probe).is_ok();
                 println!(

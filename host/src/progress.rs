@@ -113,6 +113,7 @@ mod tests {
             claimed: false,
             unprovable: false,
             object: None,
+            lease_until_ms: None,
         });
         progress.checkpoint(&glance(&checkpoint));
         progress.created("logs/other");

@@ -114,8 +114,14 @@ impl WasiHttpView for RunState {
 }
 
 impl wit_store::Host for RunState {
-    fn create(&mut self, key: String, data: Vec<u8>, content_type: String) -> Result<u64, wit_store::StoreError> {
-        let result = self.store.create(&key, &data, &content_type);
+    fn create(
+        &mut self,
+        key: String,
+        data: Vec<u8>,
+        content_type: String,
+        deadline_ms: Option<i64>,
+    ) -> Result<u64, wit_store::StoreError> {
+        let result = self.store.create(&key, &data, &content_type, deadline_ms);
         match (&result, &mut self.progress) {
             (Ok(_), Some(progress)) => progress.created(&key),
             // Progress off a terminal: one line per object.
@@ -145,6 +151,9 @@ impl wit_store::Host for RunState {
             progress.checkpoint(&glance);
         }
         result.map_err(wit_store::StoreError::from)
+    }
+    fn lease_ms(&mut self) -> u64 {
+        self.store.lease_ms()
     }
     fn presence(&mut self, key: String, since_ms: Option<i64>) -> Result<Presence, wit_store::StoreError> {
         self.store.presence(&key, since_ms).map_err(wit_store::StoreError::from)

@@ -36,6 +36,11 @@ const REPLY_BYTES: usize = 16 << 20;
 /// How long a soft delete policy read is trusted: a minute, as it can change while `serve` runs.
 const POLICY_FRESH_MS: i64 = 60_000;
 
+/// How long a create may take: [`ObjectStore::lease_ms`] of a store with this target.
+pub fn lease_ms(target: &Target) -> u64 {
+    target.timeout_ms.saturating_mul(3)
+}
+
 /// A reply that is not a transient failure.
 pub(super) struct Reply {
     status: u16,
@@ -76,6 +81,9 @@ pub struct Gcs<P> {
     /// The bucket's soft delete retention as read, with the clock then: passes ask it for every
     /// organization, and it is read again after a minute (a policy can change).
     retention: Option<(i64, u64)>,
+    /// The deadline of the create under way, if it was given one: no request that writes starts
+    /// unless it must end before it.
+    deadline: Option<i64>,
 }
 
 impl<P: Platform> Gcs<P> {
@@ -83,13 +91,13 @@ impl<P: Platform> Gcs<P> {
     /// none for an emulator.
     pub fn new(platform: P, target: Target) -> Self {
         let token = target.configured_token.clone().map(|value| Token { value, renew_at_ms: i64::MAX });
-        Self { platform, target, token, provider: None, retention: None }
+        Self { platform, target, token, provider: None, retention: None, deadline: None }
     }
 
     /// A store whose requests carry the headers `provider` gives ([`TokenSource::Host`]).
     pub fn with_provider(platform: P, mut target: Target, provider: Box<dyn TokenProvider>) -> Self {
         target.tokens = TokenSource::Host;
-        Self { platform, target, token: None, provider: Some(provider), retention: None }
+        Self { platform, target, token: None, provider: Some(provider), retention: None, deadline: None }
     }
 
     pub fn target(&self) -> &Target {
@@ -114,6 +122,15 @@ impl<P: Platform> Gcs<P> {
 
     /// One attempt: credentials, the request, the whole reply (a 401 among the replies).
     fn attempt(&mut self, base: &BaseUrl, what: &str, request: &Request) -> Result<Reply, Failure> {
+        if let Some(deadline) = self.deadline.filter(|_| matches!(request.method, Method::Post | Method::Put)) {
+            let timeout = i64::try_from(self.target.timeout_ms).unwrap_or(i64::MAX);
+            if self.platform.now_ms().saturating_add(timeout) > deadline {
+                return Err(Failure::Final(StoreError::Unavailable(format!(
+                    "{what}: the lease on the object's name ends at {}, before another request could end; nothing more is sent, and a pass after then settles it",
+                    crate::window::rfc3339_ms(deadline)
+                ))));
+            }
+        }
         let mut signed = request.clone();
         match self.authorization() {
             Ok(headers) => signed.headers.extend(headers),
@@ -318,9 +335,25 @@ impl<P: Platform> Gcs<P> {
 }
 
 impl<P: Platform> ObjectStore for Gcs<P> {
-    fn create(&mut self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError> {
+    fn create(
+        &mut self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+        deadline_ms: Option<i64>,
+    ) -> Result<u64, StoreError> {
         let name = self.name(key)?;
-        self.upload(&name, data, content_type, 0, StoreError::AlreadyExists)
+        self.deadline = deadline_ms;
+        let created = self.upload(&name, data, content_type, 0, StoreError::AlreadyExists);
+        self.deadline = None;
+        created
+    }
+
+    /// Three requests' time ([`Target::timeout_ms`]): a create starts requests (its retries, a
+    /// resumable upload's chunks) while one can still end within it, so even two that hang to
+    /// their timeout leave room for a third.
+    fn lease_ms(&mut self) -> u64 {
+        lease_ms(&self.target)
     }
 
     fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {

@@ -242,15 +242,15 @@ const GZ: &str = "application/gzip";
 fn creates_reads_and_swaps_with_preconditions() {
     let mut s = store();
     assert_eq!(s.read("a/x").unwrap(), None);
-    let g1 = s.create("a/x", b"one", GZ).unwrap();
-    assert_eq!(s.create("a/x", b"two", GZ), Err(StoreError::AlreadyExists));
+    let g1 = s.create("a/x", b"one", GZ, None).unwrap();
+    assert_eq!(s.create("a/x", b"two", GZ, None), Err(StoreError::AlreadyExists));
     assert_eq!(s.read("a/x").unwrap(), Some((b"one".to_vec(), g1)));
     assert!(s.platform.objects.contains_key("p/a/x"), "keys live under the prefix");
     assert_eq!(s.write_if_generation("a/x", b"two", GZ, g1 + 7), Err(StoreError::GenerationMismatch));
     let g2 = s.write_if_generation("a/x", b"two", GZ, g1).unwrap();
     assert!(g2 > g1);
     assert_eq!(s.read("a/x").unwrap(), Some((b"two".to_vec(), g2)));
-    assert_eq!(s.create("../x", b"", GZ), Err(StoreError::Other("invalid key `../x`".into())));
+    assert_eq!(s.create("../x", b"", GZ, None), Err(StoreError::Other("invalid key `../x`".into())));
     // One token for all of it, asked with the metadata server's header.
     assert_eq!(s.platform.issued.len(), 1);
 }
@@ -259,28 +259,59 @@ fn creates_reads_and_swaps_with_preconditions() {
 fn a_lost_reply_is_recognised_as_the_write_that_happened() {
     let mut s = store();
     s.platform.lose_reply_of_next_upload = true;
-    let g = s.create("a/x", b"one", GZ).unwrap();
+    let g = s.create("a/x", b"one", GZ, None).unwrap();
     assert_eq!(s.read("a/x").unwrap(), Some((b"one".to_vec(), g)));
     // Other bytes under a taken key are still a refusal.
     s.platform.lose_reply_of_next_upload = true;
-    assert_eq!(s.create("a/y", b"y", GZ).map(|_| ()), Ok(()));
-    assert_eq!(s.create("a/y", b"other", GZ), Err(StoreError::AlreadyExists));
+    assert_eq!(s.create("a/y", b"y", GZ, None).map(|_| ()), Ok(()));
+    assert_eq!(s.create("a/y", b"other", GZ, None), Err(StoreError::AlreadyExists));
 }
 
 #[test]
 fn transient_faults_are_retried_and_then_reported_as_unavailable() {
     let mut s = store();
     s.platform.faults.extend([503, 429, 500]);
-    assert!(s.create("a/x", b"one", GZ).is_ok());
+    assert!(s.create("a/x", b"one", GZ, None).is_ok());
     s.platform.faults.extend(vec![503; s.target.attempts as usize]);
-    assert!(matches!(s.create("a/y", b"y", GZ), Err(StoreError::Unavailable(m)) if m.contains("HTTP 503")));
+    assert!(matches!(s.create("a/y", b"y", GZ, None), Err(StoreError::Unavailable(m)) if m.contains("HTTP 503")));
     assert_eq!(s.read("a/y").unwrap(), None, "nothing written");
+}
+
+#[test]
+fn a_create_sends_nothing_that_could_end_after_its_deadline() {
+    let mut s = store();
+    let timeout = s.target.timeout_ms as i64;
+    assert_eq!(s.lease_ms(), 3 * s.target.timeout_ms, "three requests' time");
+    // A lease that would end before one request could: nothing is sent at all.
+    let now = s.platform.now_ms;
+    let sent = s.platform.requests.len();
+    let refused = s.create("a/x", b"one", GZ, Some(now + timeout - 1));
+    assert!(matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("lease")), "{refused:?}");
+    assert_eq!(s.platform.requests.len(), sent, "no request sent");
+    assert_eq!(s.read("a/x").unwrap(), None);
+    // Within it: written.
+    let now = s.platform.now_ms;
+    assert!(s.create("a/x", b"one", GZ, Some(now + timeout)).is_ok());
+    // Retries stop where the next attempt could end after the deadline: a 503, then a backoff
+    // that leaves less than a request's time.
+    s.platform.faults.extend(vec![503; s.target.attempts as usize]);
+    let now = s.platform.now_ms;
+    let before = s.platform.requests.len();
+    let cut = s.create("a/y", b"y", GZ, Some(now + timeout + 1));
+    assert!(matches!(&cut, Err(StoreError::Unavailable(m)) if m.contains("lease")), "{cut:?}");
+    let attempts = s.platform.requests.len() - before;
+    assert_eq!(attempts, 1, "one attempt, then none that could end in time");
+    // Reads are not held to it: a create's deadline ends with the create.
+    s.platform.faults.clear();
+    s.platform.now_ms += 10 * timeout;
+    assert!(s.read("a/x").unwrap().is_some());
+    assert!(s.create("a/z", b"z", GZ, None).is_ok());
 }
 
 #[test]
 fn an_expired_token_is_renewed_and_a_revoked_one_once_on_401() {
     let mut s = store();
-    s.create("a/x", b"one", GZ).unwrap();
+    s.create("a/x", b"one", GZ, None).unwrap();
     // An hour on: renewed before use.
     s.platform.now_ms += 3_600_000;
     s.read("a/x").unwrap();
@@ -309,7 +340,7 @@ fn no_metadata_server_is_a_setting_to_fix_not_an_outage() {
 fn presence_tells_deleted_from_never_created() {
     let mut s = store();
     let now = s.platform.now_ms;
-    s.create("a/x", b"one", GZ).unwrap();
+    s.create("a/x", b"one", GZ, None).unwrap();
     assert_eq!(s.presence("a/x", None).unwrap(), Presence::Present);
     s.platform.objects.remove("p/a/x");
     // Names the listing of `p/a/x` also returns, on pages before the one that matters.
@@ -324,7 +355,7 @@ fn presence_tells_deleted_from_never_created() {
 fn find_lists_live_and_soft_deleted_keys_under_any_prefix_page_by_page() {
     let mut s = store();
     for key in ["logs/d/mulesoft-audit-o.1-1", "logs/d/mulesoft-audit-o.1-2", "logs/d/mulesoft-audit-other-1"] {
-        s.create(key, b"x", GZ).unwrap();
+        s.create(key, b"x", GZ, None).unwrap();
     }
     s.platform.deleted.extend(["p/logs/d/mulesoft-audit-o.0-9".into(), "p/state/x".into()]);
     let found = s.find("logs/", "mulesoft-audit-o.", 10).unwrap();

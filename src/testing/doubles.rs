@@ -207,6 +207,9 @@ pub struct MemoryStore {
     /// and reading `status.json`) count towards `stop`. Off, scenarios count only the calls of
     /// the write protocol they name; the model turns it on.
     pub stops_in_search: bool,
+    /// Its lease on a name, as a Cloud Storage store has one ([`ObjectStore::lease_ms`]); 0:
+    /// none, as a directory.
+    pub lease_ms: u64,
     generation: u64,
 }
 
@@ -248,10 +251,18 @@ impl MemoryStore {
 }
 
 impl ObjectStore for MemoryStore {
-    fn create(&mut self, key: &str, data: &[u8], _content_type: &str) -> Result<u64, StoreError> {
+    fn create(
+        &mut self,
+        key: &str,
+        data: &[u8],
+        _content_type: &str,
+        deadline_ms: Option<i64>,
+    ) -> Result<u64, StoreError> {
         let lost = self.gate(false)?;
         self.calls.push((format!("create {key}"), Vec::new()));
-        let result = if self.objects.contains_key(key) {
+        let result = if deadline_ms.is_some_and(|deadline| self.now_ms > deadline) {
+            Err(StoreError::Unavailable(format!("the lease on `{key}` has ended")))
+        } else if self.objects.contains_key(key) {
             Err(StoreError::AlreadyExists)
         } else {
             self.created.push((key.to_string(), data.to_vec()));
@@ -260,6 +271,9 @@ impl ObjectStore for MemoryStore {
         Self::outcome(lost, result)
     }
 
+    fn lease_ms(&mut self) -> u64 {
+        self.lease_ms
+    }
     fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
         let lost = self.gate(key.ends_with("/status.json"))?;
         self.calls.push((format!("read {key}"), Vec::new()));
@@ -346,8 +360,17 @@ impl Shared {
 }
 
 impl ObjectStore for Shared {
-    fn create(&mut self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError> {
-        self.call(false, |s| s.create(key, data, content_type))
+    fn create(
+        &mut self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+        deadline_ms: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        self.call(false, |s| s.create(key, data, content_type, deadline_ms))
+    }
+    fn lease_ms(&mut self) -> u64 {
+        self.store.lock().unwrap_or_else(|p| p.into_inner()).lease_ms
     }
     fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
         self.call(key.ends_with("/status.json"), |s| s.read(key))

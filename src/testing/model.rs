@@ -2,10 +2,12 @@
 //! stopped after any store call (before it, or after it with the reply lost), entries that arrive
 //! late (some later than the smallest overlap, and than the largest), in same-millisecond
 //! clusters and with odd or missing fields (times in whole seconds cut down or rounded up from
-//! the one the API filters on), the feed deleting what it
-//! ingested, settings changed between passes, two passes interleaved with different settings,
-//! and the checkpoint's life: deleted, lost with the whole state (moved), restored from an
-//! earlier snapshot, objects of other writers under the log prefix. After each schedule:
+//! the one the API filters on), the feed deleting what it ingested, settings changed between
+//! passes, two passes interleaved with different settings (one stalled for minutes while the
+//! other recovers and the feed deletes, on a store that holds a lease on a name as Cloud
+//! Storage's does), and the checkpoint's life: deleted, lost with the whole state (moved),
+//! restored from an earlier snapshot, objects of other writers under the log prefix. After each
+//! schedule:
 //!
 //! - **safety**: across every object ever created (deleted ones too), no line appears twice,
 //!   every line is an API entry from the configured start on, and every entry a completed pass
@@ -42,6 +44,8 @@ const MAX_DELAY_MS: i64 = 20_000;
 /// (600 s) with the largest lag (60 s). Such an entry is due only where a completed pass's window
 /// reached back to its time after it arrived (README, "Late entries").
 const MAX_LATE_MS: i64 = 900_000;
+/// The store's lease on a name, as Cloud Storage's has one: two minutes here.
+const LEASE_MS: u64 = 120_000;
 
 /// How an entry shows its time (the API always files it under its true time).
 #[derive(Debug, Clone, Copy)]
@@ -96,8 +100,10 @@ enum Step {
     /// delete every log object just before it.
     Pass { knobs: Knobs, stop: Option<(u32, Stop)>, feed_first: bool },
     /// Two passes at once, each with its own settings: the first pauses after `pause_after`
-    /// store calls while the second runs to its end (or its own stop), then goes on.
-    Race { knobs: Knobs, second: Knobs, pause_after: u32, second_stop: Option<(u32, Stop)> },
+    /// store calls while the second runs to its end (or its own stop), then goes on. With a
+    /// `stall_ms`, the first stalls (in its create's retries, say): the second starts that much
+    /// later, the feed deletes what it finds, and the first goes on that much later again.
+    Race { knobs: Knobs, second: Knobs, pause_after: u32, second_stop: Option<(u32, Stop)>, stall_ms: i64 },
     /// The SecOps feed ingests and deletes every log object.
     FeedDeletes,
     /// The checkpoint is deleted by hand (its status stays).
@@ -173,12 +179,15 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Arrive { advance_ms: 8 * 86_400_000, arrivals: Vec::new() }),
         4 => (knobs(), stop(), proptest::bool::weighted(0.3))
             .prop_map(|(knobs, stop, feed_first)| Step::Pass { knobs, stop, feed_first }),
-        1 => (knobs(), knobs(), 1u32..12, stop()).prop_map(|(knobs, second, pause_after, second_stop)| Step::Race {
-            knobs,
-            second,
-            pause_after,
-            second_stop
-        }),
+        1 => (knobs(), knobs(), 1u32..12, stop(), prop_oneof![2 => Just(0i64), 1 => 1i64..400_000]).prop_map(
+            |(knobs, second, pause_after, second_stop, stall_ms)| Step::Race {
+                knobs,
+                second,
+                pause_after,
+                second_stop,
+                stall_ms
+            }
+        ),
         2 => Just(Step::FeedDeletes),
         1 => Just(Step::LoseCheckpoint),
         1 => Just(Step::LoseState),
@@ -353,6 +362,7 @@ fn run_schedule(soft_delete: bool, page_cap: Option<usize>, steps: &[Step]) -> R
     memory.remembers_ms = 7 * 86_400_000;
     // A pass may stop in the search before a first checkpoint too.
     memory.stops_in_search = true;
+    memory.lease_ms = LEASE_MS;
     let store = Arc::new(Mutex::new(memory));
     let record = Mutex::new(Record::default());
     let mut n = 0u64;
@@ -405,23 +415,34 @@ fn run_schedule(soft_delete: bool, page_cap: Option<usize>, steps: &[Step]) -> R
                 let start = first_start(&lock(), calls_before).unwrap_or(start_of(knobs));
                 note_start(&record, had_checkpoint, checkpoint_exists(&store), completed_before, start);
             }
-            Step::Race { knobs, second, pause_after, second_stop } => {
+            Step::Race { knobs, second, pause_after, second_stop, stall_ms } => {
                 let (first_settings, second_settings) = (settings_of(knobs)?, settings_of(second)?);
                 let (paused_tx, paused_rx) = mpsc::channel();
                 let (resume_tx, resume_rx) = mpsc::channel();
+                let mut later = api.clone();
+                later.now_ms += stall_ms;
                 let ended = std::thread::scope(|scope| {
                     let first = scope.spawn(|| {
                         pass(&api, shared(Some((*pause_after, paused_tx, resume_rx))), &first_settings, &record)
                     });
                     // Paused, or finished before reaching the pause (the sender is then dropped).
                     let _ = paused_rx.recv();
+                    lock().now_ms = later.now_ms;
                     lock().stop = *second_stop;
-                    let second = pass(&api, shared(None), &second_settings, &record);
+                    let second = pass(&later, shared(None), &second_settings, &record);
                     lock().stop = None;
+                    if *stall_ms > 0 {
+                        // The feed takes what is there, a claim of the first's name among it,
+                        // while the first is still stalled.
+                        lock().delete_under("logs/");
+                        lock().now_ms = second.max(later.now_ms + stall_ms);
+                        // The first may look for traces of the organization only now.
+                        note_untraceable(&lock(), &record, restored);
+                    }
                     let _ = resume_tx.send(());
                     first.join().unwrap_or(second).max(second)
                 });
-                api.now_ms = ended;
+                api.now_ms = ended.max(lock().now_ms);
                 let start = first_start(&lock(), calls_before).unwrap_or(start_of(knobs));
                 note_start(&record, had_checkpoint, checkpoint_exists(&store), completed_before, start);
             }
@@ -471,7 +492,7 @@ fn run_schedule(soft_delete: bool, page_cap: Option<usize>, steps: &[Step]) -> R
                 let _ = gzip.write(format!("{{\"copied-by\":\"another tool\",\"n\":{n}}}\n").as_bytes());
                 if let Ok(bytes) = gzip.finish() {
                     let key = format!("logs/2026/01/01/other-tool-{n}.json.gz");
-                    let _ = crate::platform::ObjectStore::create(&mut *lock(), &key, &bytes, "application/gzip");
+                    let _ = crate::platform::ObjectStore::create(&mut *lock(), &key, &bytes, "application/gzip", None);
                 }
             }
         }
@@ -498,7 +519,9 @@ fn liveness(api: &mut FakeApi, store: &Arc<Mutex<MemoryStore>>, record: &Mutex<R
         max_pages: 5,
     };
     let settings = Settings::from_raw(raw(&knobs, None)).map_err(|e| TestCaseError::fail(format!("settings: {e}")))?;
-    api.now_ms += 60_000;
+    // Past every lease a stopped or stalled pass left on a name: until then, no pass may claim
+    // it, and that is time, not a fault.
+    api.now_ms += 60_000 + LEASE_MS as i64 + crate::delivery::LEASE_MARGIN_MS;
     // Every capped pass delivers at least a page of new entries (as many as the API puts in one).
     let per_page = api.page_cap.unwrap_or(50).min(50);
     let bound = 3 + api.entries(ORG).len().div_ceil(per_page);

@@ -41,11 +41,11 @@ fn a_renamed_copy_under_the_prefix_counts_as_the_duplicates_the_feed_ingests() {
     let (mut world, objects) = collected();
     let (bytes, _) = world.store.objects[&objects[1]].clone();
     let copy = "logs/2025/12/31/restored-copy.json.gz".to_string();
-    crate::platform::ObjectStore::create(&mut world.store, &copy, &bytes, "application/gzip").unwrap();
+    crate::platform::ObjectStore::create(&mut world.store, &copy, &bytes, "application/gzip", None).unwrap();
     // Also one named almost the collector's way, and one that is not gzip.
     let near = objects[1].replace(".json.gz", "-copy.json.gz");
-    crate::platform::ObjectStore::create(&mut world.store, &near, &bytes, "application/gzip").unwrap();
-    crate::platform::ObjectStore::create(&mut world.store, "logs/notes.txt", b"hello", "text/plain").unwrap();
+    crate::platform::ObjectStore::create(&mut world.store, &near, &bytes, "application/gzip", None).unwrap();
+    crate::platform::ObjectStore::create(&mut world.store, "logs/notes.txt", b"hello", "text/plain", None).unwrap();
     let report = verify_now(&mut world, false);
     let v = &report.orgs[0];
     let copies = in_object(&world, &objects[1], v);

@@ -51,8 +51,17 @@ fn with_store<T>(call: impl FnOnce(&mut Gcs<WasiPlatform>) -> Result<T, StoreErr
 struct Component;
 
 impl wit::Guest for Component {
-    fn create(key: String, data: Vec<u8>, content_type: String) -> Result<u64, wit::StoreError> {
-        with_store(|s| s.create(&key, &data, &content_type))
+    fn create(
+        key: String,
+        data: Vec<u8>,
+        content_type: String,
+        deadline_ms: Option<i64>,
+    ) -> Result<u64, wit::StoreError> {
+        with_store(|s| s.create(&key, &data, &content_type, deadline_ms))
+    }
+
+    fn lease_ms() -> u64 {
+        with_store(|s| Ok::<_, StoreError>(s.lease_ms())).unwrap_or(0)
     }
 
     fn read(key: String) -> Result<Option<wit::StoredObject>, wit::StoreError> {

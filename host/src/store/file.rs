@@ -103,7 +103,14 @@ impl FileStore {
 }
 
 impl ObjectStore for FileStore {
-    fn create(&self, key: &str, data: &[u8], _content_type: &str) -> Result<u64, StoreError> {
+    /// One local step, so no lease ([`ObjectStore::lease_ms`] is 0) and no deadline to keep.
+    fn create(
+        &self,
+        key: &str,
+        data: &[u8],
+        _content_type: &str,
+        _deadline_ms: Option<i64>,
+    ) -> Result<u64, StoreError> {
         let path = self.path(key)?;
         let generation = now_ns();
         let temp = self.write_temp(&path, data, generation)?;
@@ -280,7 +287,7 @@ mod tests {
     fn a_file_a_shipper_removed_is_not_taken_for_one_never_created() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path().to_str().unwrap()).unwrap();
-        store.create("logs/2026/01/01/x.json.gz", b"x", "application/gzip").unwrap();
+        store.create("logs/2026/01/01/x.json.gz", b"x", "application/gzip", None).unwrap();
         // `rsync --remove-source-files`, or any shipper that uploads and removes.
         std::fs::remove_file(dir.path().join("logs/2026/01/01/x.json.gz")).unwrap();
         assert_eq!(store.presence("logs/2026/01/01/x.json.gz", None).unwrap(), Presence::Unknown);

@@ -35,7 +35,13 @@ impl MemoryStore {
 }
 
 impl ObjectStore for MemoryStore {
-    fn create(&self, key: &str, data: &[u8], _content_type: &str) -> Result<u64, StoreError> {
+    fn create(
+        &self,
+        key: &str,
+        data: &[u8],
+        _content_type: &str,
+        _deadline_ms: Option<i64>,
+    ) -> Result<u64, StoreError> {
         check_key(key)?;
         let mut inner = self.lock();
         if inner.objects.contains_key(key) {

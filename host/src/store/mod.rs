@@ -24,7 +24,13 @@ pub struct Stored {
 
 /// The operations of the WIT interface, plus `delete` for `check`'s probe object.
 pub trait ObjectStore: Send + Sync {
-    fn create(&self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError>;
+    /// Creates `key` only if absent; with a `deadline_ms`, writes nothing after it.
+    fn create(&self, key: &str, data: &[u8], content_type: &str, deadline_ms: Option<i64>) -> Result<u64, StoreError>;
+    /// How long a create may take, its lease on a name (the WIT `lease-ms`); 0, the default, for
+    /// a store whose create is one local step.
+    fn lease_ms(&self) -> u64 {
+        0
+    }
     fn read(&self, key: &str) -> Result<Option<Stored>, StoreError>;
     fn write_if_generation(
         &self,
@@ -74,8 +80,17 @@ pub trait ObjectStore: Send + Sync {
 pub struct EngineStore<'a>(pub &'a dyn ObjectStore);
 
 impl mulesoft_audit::platform::ObjectStore for EngineStore<'_> {
-    fn create(&mut self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError> {
-        self.0.create(key, data, content_type)
+    fn create(
+        &mut self,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+        deadline_ms: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        self.0.create(key, data, content_type, deadline_ms)
+    }
+    fn lease_ms(&mut self) -> u64 {
+        self.0.lease_ms()
     }
     fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
         self.0.read(key).map(|o| o.map(|o| (o.data, o.generation)))
@@ -138,8 +153,12 @@ impl Split {
 }
 
 impl ObjectStore for Split {
-    fn create(&self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError> {
-        self.route(key).create(key, data, content_type)
+    fn create(&self, key: &str, data: &[u8], content_type: &str, deadline_ms: Option<i64>) -> Result<u64, StoreError> {
+        self.route(key).create(key, data, content_type, deadline_ms)
+    }
+    /// The log store's: only log objects are named before they are created.
+    fn lease_ms(&self) -> u64 {
+        self.logs.lease_ms()
     }
     fn read(&self, key: &str) -> Result<Option<Stored>, StoreError> {
         self.route(key).read(key)
@@ -264,10 +283,10 @@ pub(crate) mod contract {
 
     pub fn check(store: &dyn ObjectStore) {
         assert!(store.read("a/missing").unwrap().is_none());
-        let g1 = store.create("logs/2024/01/01/x.json.gz", b"one", "application/gzip").unwrap();
+        let g1 = store.create("logs/2024/01/01/x.json.gz", b"one", "application/gzip", None).unwrap();
         assert!(g1 > 0);
         assert_eq!(
-            store.create("logs/2024/01/01/x.json.gz", b"two", "application/gzip"),
+            store.create("logs/2024/01/01/x.json.gz", b"two", "application/gzip", None),
             Err(StoreError::AlreadyExists)
         );
         assert_eq!(store.read("logs/2024/01/01/x.json.gz").unwrap().unwrap().data, b"one");
@@ -295,10 +314,10 @@ pub(crate) mod contract {
         // Never created: proven where the store remembers deletions, else not known.
         let never = store.presence("logs/never", Some(0)).unwrap();
         assert!(matches!(never, Presence::Absent | Presence::Unknown), "{never:?}");
-        store.create("logs/p/0", b"x", "application/gzip").unwrap();
+        store.create("logs/p/0", b"x", "application/gzip", None).unwrap();
         store.delete("logs/p/0").unwrap();
         assert!(store.read("logs/p/0").unwrap().is_none());
-        assert!(store.create("../escape", b"x", "text/plain").is_err());
+        assert!(store.create("../escape", b"x", "text/plain", None).is_err());
 
         assert_eq!(store.list("logs/").unwrap(), ["logs/2024/01/01/x.json.gz"], "sorted, deleted ones gone");
         assert_eq!(store.list("state/").unwrap(), ["state/o/cp"], "no temporaries or locks");

@@ -29,6 +29,8 @@ pub struct GcsStore {
     /// Whose credentials, for `check`; `None` for the emulator.
     source: Option<Source>,
     endpoint: String,
+    /// Its lease on a name ([`mulesoft_audit::gcs::lease_ms`]).
+    lease_ms: u64,
 }
 
 impl GcsStore {
@@ -61,6 +63,7 @@ impl GcsStore {
             target.chunk = kib << 10;
         }
         let location = target.describe();
+        let lease_ms = mulesoft_audit::gcs::lease_ms(&target);
         let http = http::Http::new(target.timeout_ms, runtime.clone())?;
         let (make, source): (Box<dyn Fn() -> Gcs<http::Http> + Send + Sync>, _) = match target.tokens {
             TokenSource::Anonymous => (Box::new(move || Gcs::new(http.clone(), target.clone())), None),
@@ -72,7 +75,7 @@ impl GcsStore {
                 (Box::new(make), Some(source))
             }
         };
-        Ok(Self { idle: Mutex::new(Vec::new()), make, location, source, endpoint: endpoint.clone() })
+        Ok(Self { idle: Mutex::new(Vec::new()), make, location, source, endpoint: endpoint.clone(), lease_ms })
     }
 
     fn with<T>(&self, call: impl FnOnce(&mut Gcs<http::Http>) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -90,8 +93,12 @@ fn env_number(name: &str) -> Option<usize> {
 }
 
 impl ObjectStore for GcsStore {
-    fn create(&self, key: &str, data: &[u8], content_type: &str) -> Result<u64, StoreError> {
-        self.with(|gcs| gcs.create(key, data, content_type))
+    fn create(&self, key: &str, data: &[u8], content_type: &str, deadline_ms: Option<i64>) -> Result<u64, StoreError> {
+        self.with(|gcs| gcs.create(key, data, content_type, deadline_ms))
+    }
+
+    fn lease_ms(&self) -> u64 {
+        self.lease_ms
     }
 
     fn read(&self, key: &str) -> Result<Option<Stored>, StoreError> {
