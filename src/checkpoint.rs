@@ -113,9 +113,8 @@ pub struct Checkpoint {
     /// checkpoint of the organization writing: this one restored over it, or an old deployment.
     pub superseded: Vec<(String, u64)>,
     /// What the pass that made it (rebuilt, or started anew) had to say of it, kept until a pass
-    /// has said it and saved the checkpoint again: the pass that made it may have stopped with
-    /// the checkpoint written and its summary never given, and the entries it warns of would
-    /// then come twice unsaid.
+    /// has read a window to its end: a pass that stops before then never gives its summary, and
+    /// the entries the note warns of would come twice unsaid. Every pass until then says it.
     pub unsaid: Option<String>,
 }
 

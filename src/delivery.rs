@@ -242,15 +242,13 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             leased_until: None,
         };
         // Made here (first, rebuilt or started anew): saved before anything is read, with what
-        // this pass has to say of it, until a pass has said it.
+        // this pass has to say of it, kept until a pass has read its window to the end (and so
+        // is about to give its summary).
         if delivery.generation == 0 {
             delivery.checkpoint.unsaid.clone_from(&delivery.rebuilt);
             delivery.save()?;
-            delivery.checkpoint.unsaid = None;
-        } else if let Some(note) = delivery.checkpoint.unsaid.take() {
-            // Made by a pass that stopped before it could say so: this one says it, once saved
-            // without it.
-            delivery.save()?;
+        } else if let Some(note) = delivery.checkpoint.unsaid.clone() {
+            // Made by a pass that may have stopped before it said so: this one says it too.
             delivery.rebuilt = Some(note);
         }
         Ok(delivery)
@@ -582,6 +580,8 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
     /// Closes the window `[.., to_ms]`: its last object is written and the cursor moves past it.
     pub fn finish_window(&mut self, to_ms: i64, summary: &mut OrgSummary) -> Result<(), Failure> {
         self.flush(summary)?;
+        // Said in this pass's summary, which follows.
+        self.checkpoint.unsaid = None;
         self.checkpoint.cursor_ms = self.checkpoint.cursor_ms.max(to_ms + 1);
         self.checkpoint.prune(self.checkpoint.cursor_ms - self.settings.overlap_ms);
         self.save()

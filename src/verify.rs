@@ -420,6 +420,10 @@ fn verify_org<P: Platform, S: ObjectStore>(
         let (path, body) = page_request(settings, org, &slice, false);
         let what = format!("audit query for organization {org} (page {pages})");
         let fetched = client.call(Method::Post, path, body, &what, read_page)?;
+        // The clock the repair's objects are named by: a lease runs from the naming.
+        if let Some(delivery) = repair.as_mut() {
+            delivery.now_ms = client.platform.now_ms();
+        }
         // Entries that are not JSON objects are set aside by passes, never delivered: not expected.
         for raw_entry in fetched.page.entries().filter(|raw| entry::is_object(raw)) {
             let line = entry::ndjson_line(raw_entry);
@@ -447,6 +451,7 @@ fn verify_org<P: Platform, S: ObjectStore>(
     }
     let delivered = match repair.take() {
         Some(mut delivery) => {
+            delivery.now_ms = client.platform.now_ms();
             delivery.flush(&mut summary)?;
             drop(delivery);
             verdict.repaired = summary.entries_written;

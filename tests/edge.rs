@@ -215,7 +215,13 @@ fn a_pass_stopped_by_the_runtimes_time_limit_is_repeated_without_loss_or_double(
     config.latency = Duration::from_millis(100);
     let sim = sim(config);
     let google = Google::start(BUCKET, Plan::default());
-    let paced = [("MULESOFT_AUDIT_PAGE_SIZE", "100"), ("MULESOFT_AUDIT_CONCURRENCY", "1")];
+    // Requests of at most 5 s: a lease on a name the stopped pass may have left pending is then
+    // 25 s, which the next pass waits out (README, "A stalled writer").
+    let paced = [
+        ("MULESOFT_AUDIT_PAGE_SIZE", "100"),
+        ("MULESOFT_AUDIT_CONCURRENCY", "1"),
+        ("MULESOFT_AUDIT_GCS_TIMEOUT_SECS", "5"),
+    ];
 
     let limited = Edge::start(&sim, &google, &paced, &["-W", "timeout=2s"]);
     let stopped = limited.post(&[("content-type", "application/json")], PUSH.as_bytes());
@@ -358,7 +364,14 @@ fn without_soft_delete_an_object_the_feed_took_comes_again_said_never_lost() {
     let sim = sim(SimConfig::new(vec![OrgSpec::new("org-edge-nosoft", 1500)]));
     let plan = Plan { die_after_next_log_upload: true, no_soft_delete: true, ..Plan::default() };
     let google = Google::start(BUCKET, plan);
-    let edge = Edge::start(&sim, &google, &[("MULESOFT_AUDIT_MAX_ATTEMPTS", "2")], &[]);
+    // The unrecorded object's name is leased (three 2 s requests, and 10 s): the next pass waits
+    // that out before it claims the name, since nothing shows the feed took the object.
+    let edge = Edge::start(
+        &sim,
+        &google,
+        &[("MULESOFT_AUDIT_MAX_ATTEMPTS", "2"), ("MULESOFT_AUDIT_GCS_TIMEOUT_SECS", "2")],
+        &[],
+    );
     assert_eq!(edge.post(&[], PUSH.as_bytes()).unwrap().0, 500, "{}", edge.printed());
     google.state.plan.lock().unwrap().fail_next = 0;
     google.feed_deletes(BUCKET, "mulesoft/logs/");

@@ -170,12 +170,16 @@ fn an_expired_upload_session_starts_over_and_is_not_a_missing_bucket() {
 fn sessions_that_always_expire_fail_the_pass_as_unavailable_and_the_next_completes() {
     let sim = sim(SimConfig::new(vec![OrgSpec::new("org-expiring", 600)]));
     let google = Google::start("faulty", Plan { expire_next_sessions: 1000, ..Plan::default() });
-    let r = run_through(&sim, &google, &[("MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE", "0")]);
+    // The object named and never created keeps its name leased for three requests' time (2 s
+    // each here) and 10 s: the next run waits that out, then claims the name.
+    let tuned = [("MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE", "0"), ("MULESOFT_AUDIT_GCS_TIMEOUT_SECS", "2")];
+    let r = run_through(&sim, &google, &tuned);
     assert_eq!(r.code, 1, "transient, not configuration: {}\n{}", r.stdout, r.stderr);
     assert_eq!(r.summary["failures"][0]["kind"], "storage", "{}", r.stdout);
     google.state.plan.lock().unwrap().expire_next_sessions = 0;
-    let r2 = run_through(&sim, &google, &[("MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE", "0")]);
+    let r2 = run_through(&sim, &google, &tuned);
     assert_eq!(r2.code, 0, "{}", r2.stderr);
+    assert!(r2.stdout.contains("(claimed)"), "the name was claimed after its lease: {}", r2.stdout);
     check_bucket(&sim, &google, "org-expiring", &[&r.summary, &r2.summary]);
 }
 

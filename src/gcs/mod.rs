@@ -122,6 +122,14 @@ impl<P: Platform> Gcs<P> {
 
     /// One attempt: credentials, the request, the whole reply (a 401 among the replies).
     fn attempt(&mut self, base: &BaseUrl, what: &str, request: &Request) -> Result<Reply, Failure> {
+        let mut signed = request.clone();
+        match self.authorization() {
+            Ok(headers) => signed.headers.extend(headers),
+            Err(StoreError::Unavailable(problem)) => return Err(Failure::Transient(problem)),
+            Err(e) => return Err(Failure::Final(e)),
+        }
+        // Checked last, once the credentials are in hand (fetching them may take long): nothing
+        // that writes is sent unless it must end within the create's lease.
         if let Some(deadline) = self.deadline.filter(|_| matches!(request.method, Method::Post | Method::Put)) {
             let timeout = i64::try_from(self.target.timeout_ms).unwrap_or(i64::MAX);
             if self.platform.now_ms().saturating_add(timeout) > deadline {
@@ -130,12 +138,6 @@ impl<P: Platform> Gcs<P> {
                     crate::window::rfc3339_ms(deadline)
                 ))));
             }
-        }
-        let mut signed = request.clone();
-        match self.authorization() {
-            Ok(headers) => signed.headers.extend(headers),
-            Err(StoreError::Unavailable(problem)) => return Err(Failure::Transient(problem)),
-            Err(e) => return Err(Failure::Final(e)),
         }
         match self.send_one(base, signed) {
             Ok(reply) if classify(reply.status) == Class::Retry => {
