@@ -68,9 +68,9 @@ enum Listed {
     SoftDeleted,
 }
 
-/// Cloud Storage as the collector's [`ObjectStore`], over `platform`'s HTTP: uploads with
-/// `ifGenerationMatch` (0 creates only; N swaps generation N), reads of exactly one generation,
-/// and soft delete for what an absence proves.
+/// Cloud Storage as the collector's [`ObjectStore`], over `platform`'s HTTP: uploads with a
+/// generation precondition ([`upload`]: create-only, or a swap of one generation), reads of
+/// exactly one generation, and soft delete for what an absence proves.
 pub struct Gcs<P> {
     platform: P,
     target: Target,

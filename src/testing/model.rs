@@ -26,20 +26,18 @@
 //! A failure prints the shrunk schedule; proptest keeps its seed under `proptest-regressions/`
 //! and replays it first on the next run.
 
+use super::oracle::{
+    MAX_DELAY_MS, ORG, Record, check, checkpoint_key, delivered_lines, first_start, is_ours, note_start,
+    note_untraceable, parse_ms, remembered_since, traces_remain, window_end, window_start,
+};
 use crate::collect::{PassResult, run_pass};
-use crate::gzip::gunzip;
 use crate::settings::{Paging, RawConfig, Settings};
 use crate::testing::doubles::{ApiEntry, FakeApi, MemoryStore, Shared, Stop};
 use proptest::prelude::*;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, mpsc};
 
-const ORG: &str = "org-1";
 /// 2026-01-01T00:00:00Z.
 const T0: i64 = 1_767_225_600_000;
-/// Late entries mostly arrive at most this long after their own time; every generated setting
-/// keeps lag + overlap above it, which is what the protocol needs to catch them.
-const MAX_DELAY_MS: i64 = 20_000;
 /// Some arrive up to this late: past the smallest overlap generated (30 s), and past the largest
 /// (600 s) with the largest lag (60 s). Such an entry is due only where a completed pass's window
 /// reached back to its time after it arrived (README, "Late entries").
@@ -243,43 +241,6 @@ fn json(n: u64, api_ms: i64, with_id: bool, form: TimeForm) -> String {
     };
     let id = if with_id { format!(r#""id":"e{n}","#) } else { String::new() };
     format!(r#"{{{id}"n":{n}{time},"action":"Update"}}"#)
-}
-
-/// What the schedule did, for the oracle.
-#[derive(Default)]
-struct Record {
-    /// Where collection starts: fixed by the first pass that saved a checkpoint or completed.
-    start_ms: Option<i64>,
-    /// Objects a pass found missing without the store being able to tell whether the feed had
-    /// deleted them: their entries may be delivered twice (and only theirs).
-    unknown: Vec<String>,
-    /// For each completed pass that read a window: the clock when it began, and the window's
-    /// start and end.
-    completed: Vec<(i64, i64, i64)>,
-    passes_completed: usize,
-    /// A pass refused the organization for a person (its checkpoint cannot be trusted).
-    refused: bool,
-    /// The state was lost and nothing is left that shows the organization was collected.
-    untraceable: bool,
-    /// Times whose entries a checkpoint rebuilt where the store cannot tell deleted objects said
-    /// it may deliver again (once for each rebuild).
-    unsure: Vec<(i64, i64)>,
-    /// Where a rebuilt checkpoint said it reads again from: the start it was given (`--since`)
-    /// or knew, or an overlap before its last entry where it knew none.
-    read_from_unknown_start: Option<i64>,
-}
-
-fn parse_ms(text: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.timestamp_millis())
-}
-
-fn window_end(summary: &crate::settings::OrgSummary) -> i64 {
-    parse_ms(&summary.window_end).unwrap_or(i64::MIN)
-}
-
-/// Where a window began; a start that cannot be read vouches for nothing before its end.
-fn window_start(summary: &crate::settings::OrgSummary) -> i64 {
-    parse_ms(&summary.window_start).unwrap_or(i64::MAX)
 }
 
 fn checkpoint_exists(store: &Arc<Mutex<MemoryStore>>) -> bool {
@@ -556,135 +517,6 @@ fn liveness(api: &mut FakeApi, store: &Arc<Mutex<MemoryStore>>, record: &Mutex<R
         }
     }
     prop_assert!(false, "no pass completed within {} passes without faults", bound);
-    Ok(())
-}
-
-/// A pass about to run without a checkpoint where nothing shows the organization was collected
-/// though it was, or with a restored one whose later objects nothing shows (module docs).
-fn note_untraceable(store: &MemoryStore, record: &Mutex<Record>, restored: Option<usize>) {
-    let mut record = record.lock().unwrap_or_else(|p| p.into_inner());
-    let lost =
-        record.start_ms.is_some() && !store.objects.contains_key(&checkpoint_key()) && !traces_remain(store, true);
-    let behind = restored.is_some_and(|created| !remembered_since(store, created));
-    if lost || behind {
-        record.untraceable = true;
-    }
-}
-
-fn checkpoint_key() -> String {
-    format!("state/{ORG}/checkpoint.json")
-}
-
-/// Whether a log object is the collector's (not another writer's).
-fn is_ours(key: &str) -> bool {
-    key.starts_with("logs/") && key.contains(&format!("mulesoft-audit-{ORG}"))
-}
-
-/// Lines of every object the collector ever created.
-fn delivered_lines(store: &MemoryStore) -> usize {
-    store
-        .created
-        .iter()
-        .filter(|(k, _)| is_ours(k))
-        .map(|(_, bytes)| {
-            gunzip(bytes).map_or(0, |plain| plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count())
-        })
-        .sum()
-}
-
-/// Whether something still shows the organization was collected: its status, where it shows
-/// collection (unless it goes too), or one of its objects, there or remembered as deleted.
-fn traces_remain(store: &MemoryStore, status_stays: bool) -> bool {
-    let status = status_stays
-        && store
-            .objects
-            .get(&format!("state/{ORG}/status.json"))
-            .and_then(|(bytes, _)| crate::status::OrgStatus::decode(bytes))
-            .is_some_and(|status| crate::ledger::shows_collection(&status));
-    let remembered = |k: &String| {
-        store.objects.contains_key(k)
-            || (store.soft_delete && store.deleted.get(k).is_some_and(|at| store.now_ms - at <= store.remembers_ms))
-    };
-    status || store.created.iter().any(|(k, _)| is_ours(k) && remembered(k))
-}
-
-/// Whether every object created after the first `created` is there or remembered as deleted.
-fn remembered_since(store: &MemoryStore, created: usize) -> bool {
-    store.created.iter().skip(created).filter(|(k, _)| is_ours(k)).all(|(k, _)| {
-        store.objects.contains_key(k) || store.deleted.get(k).is_some_and(|at| store.now_ms - at <= store.remembers_ms)
-    })
-}
-
-/// Where a first checkpoint written from call `from` on starts (its read floor as first saved).
-fn first_start(store: &MemoryStore, from: usize) -> Option<i64> {
-    let (_, bytes) = store.calls.iter().skip(from).find(|(call, _)| *call == format!("write {}", checkpoint_key()))?;
-    let checkpoint = crate::checkpoint::Checkpoint::decode(bytes, ORG, "k").ok()?;
-    (checkpoint.next_seq == 1 && checkpoint.pending.is_none() && checkpoint.seen.is_empty())
-        .then_some(checkpoint.read_from_ms)
-}
-
-/// The start is fixed by the first pass that saved a checkpoint, or that completed: a first
-/// pass with nothing to read yet must still fix it ("from now on" is from that pass on).
-fn note_start(record: &Mutex<Record>, had_checkpoint: bool, has_checkpoint: bool, completed_before: usize, start: i64) {
-    let mut record = record.lock().unwrap_or_else(|p| p.into_inner());
-    let completed = record.passes_completed > completed_before;
-    if record.start_ms.is_none() && !had_checkpoint && (has_checkpoint || completed) {
-        record.start_ms = Some(start);
-    }
-}
-
-/// The oracle.
-fn check(api: &FakeApi, store: &MemoryStore, record: &Record) -> Result<(), TestCaseError> {
-    let mut delivered: BTreeMap<String, usize> = BTreeMap::new();
-    // Copies in objects a pass said it could not account for (a bucket without soft delete):
-    // each such object may have been delivered and its entries read again once.
-    let mut in_unknown: BTreeMap<String, usize> = BTreeMap::new();
-    for (key, bytes) in store.created.iter().filter(|(k, _)| is_ours(k)) {
-        let plain = gunzip(bytes).map_err(|e| TestCaseError::fail(format!("{key} is not gzip: {}", e.0)))?;
-        for line in String::from_utf8_lossy(&plain).lines() {
-            *delivered.entry(line.to_string()).or_default() += 1;
-            if record.unknown.contains(key) {
-                *in_unknown.entry(line.to_string()).or_default() += 1;
-            }
-        }
-    }
-    let entries: BTreeMap<&str, &ApiEntry> = api.entries(ORG).iter().map(|e| (e.json.as_str(), e)).collect();
-    if record.untraceable {
-        for line in delivered.keys() {
-            prop_assert!(entries.contains_key(line.as_str()), "not an API entry: {}", line);
-        }
-        return Ok(());
-    }
-    for (line, copies) in &delivered {
-        // A rebuild that said so may deliver an entry of its unsure times once more.
-        let unsure = entries
-            .get(line.as_str())
-            .map_or(0, |e| record.unsure.iter().filter(|(from, to)| (*from..=*to).contains(&e.api_ms)).count());
-        let allowed = 1 + in_unknown.get(line).copied().unwrap_or(0) + unsure;
-        prop_assert!(*copies <= allowed, "delivered {} times: {}", copies, line);
-        let entry = entries.get(line.as_str());
-        prop_assert!(entry.is_some(), "not an API entry: {}", line);
-        if let (Some(entry), Some(start)) = (entry, record.start_ms) {
-            // A rebuild that could not know where collection began reads from where it said.
-            let start = record.read_from_unknown_start.map_or(start, |from| start.min(from));
-            prop_assert!(entry.api_ms >= start, "before the start {}: {}", start, line);
-        }
-    }
-    let Some(start) = record.start_ms else {
-        prop_assert!(delivered.is_empty(), "delivered without a checkpoint");
-        return Ok(());
-    };
-    for entry in entries.values() {
-        // Due: a completed pass began after the entry was visible, and its window reached it: up
-        // to its end, for an entry within the lateness every setting catches; for a later one,
-        // only a window that also began at or before its time.
-        let late = entry.visible_from_ms - entry.api_ms > MAX_DELAY_MS;
-        let due = entry.api_ms >= start
-            && record.completed.iter().any(|(began, from, end)| {
-                *began >= entry.visible_from_ms && *end >= entry.api_ms && (!late || *from <= entry.api_ms)
-            });
-        prop_assert!(!due || delivered.contains_key(&entry.json), "missing: {} (start {})", entry.json, start);
-    }
     Ok(())
 }
 
