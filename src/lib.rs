@@ -14,9 +14,9 @@
 //! | a pass, and what hosts show of it | [`collect`] (one pass: windows, pages, entry checks), [`verify`] (the API against the delivered objects, `--repair`), [`status`] (each organization's history), [`report`] (the summary, error lines, exit code), [`trigger`] (trigger shapes and answers, the edge's refusals) |
 //! | delivery, exactly once | [`delivery`] (objects, the write order, recovery, claims), [`ledger`] (what the destination shows of an organization without a checkpoint), [`checkpoint`], [`paging`] (slices and when they end), [`window`] (windows, object names and keys) |
 //! | the two services | [`anypoint`] (token, pacing, the retry loop, business groups, retention), [`gcs`] (Cloud Storage's one client: `wire`, `target`, `tokens`, `upload`, the store) |
-//! | settings and facts | [`settings`] (validation, URLs, failure kinds, secret scrubbing), [`variables`] (every setting's variable, flag, help and default), [`entry`] (an entry's identity and time), [`gzip`], [`pacer`], [`retry`] |
+//! | settings and facts | [`settings`] (validation, URLs, failure kinds, secret scrubbing), [`variables`] (one table of every setting, with who reads it and the edge's refusal; the one parser), [`entry`] (an entry's identity and time), [`gzip`], [`pacer`], [`retry`] |
 //! | the edges | [`platform`] (the traits: HTTP, clock, randomness, the object store), `wasi_platform` (HTTP, clocks and randomness on WASI, every reply bounded), `component` (the WIT export), `conversions` (every WIT conversion, as `From` impls) |
-//! | tests only | `testing`: `doubles` (the API and a store in memory), `scenarios`, `lifecycle`, `hostile`, `model` (the model-based test of the protocol) |
+//! | tests only | `testing`: `doubles` (the API and a store in memory), `scenarios`, `lifecycle`, `hostile`, `model` (the model-based test of the protocol) and `oracle` (what it judges by) |
 
 pub mod anypoint;
 pub mod checkpoint;

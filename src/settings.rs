@@ -36,9 +36,8 @@ pub mod names {
     pub const CLOUD_RUN_TASK_COUNT: &str = "CLOUD_RUN_TASK_COUNT";
     pub const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
 
-    // The host's own settings (not in the collector's table): named here so that the host's flags
-    // and the edge component, which refuses those it cannot honour ([`crate::trigger::HOST_ONLY`]),
-    // say the same names.
+    // The destination's and the binary's settings, rows of the same table
+    // ([`crate::variables::SETTINGS`]) with their scope.
     /// Destination: `gs://bucket[/prefix]`, `file:///dir` or a directory.
     pub const DEST: &str = "MULESOFT_AUDIT_DEST";
     /// A bucket, when `DEST` is unset.
@@ -64,6 +63,18 @@ pub mod names {
     /// Google's: an emulator that gets no credentials, and a credentials file.
     pub const STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
     pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+    /// The metadata server's `host[:port]` (Google's client libraries read the same variable).
+    pub const METADATA_HOST: &str = "GCE_METADATA_HOST";
+    /// An OAuth access token for Cloud Storage, when no metadata server can mint one (the edge).
+    pub const OAUTH_ACCESS_TOKEN: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
+    /// `serve`'s port: Cloud Run's name for it.
+    pub const PORT: &str = "PORT";
+    /// The Node example's directory.
+    pub const NODE_DIR: &str = "MULESOFT_AUDIT_DIR";
+    /// Where `serve` fetches Google's signing keys (a stand-in's, in tests).
+    pub const OIDC_JWKS_URL: &str = "MULESOFT_AUDIT_OIDC_JWKS_URL";
+    /// `just profile`: the compiled guest's functions by name for perf.
+    pub const PERFMAP: &str = "MULESOFT_AUDIT_PERFMAP";
 }
 
 /// Whether `host` (a name or an address, IPv6 in brackets or not) is this machine: the one place

@@ -2,53 +2,21 @@
 //! structured CloudEvent runs a pass; 204 acknowledges it, 500 makes Pub/Sub deliver it again.
 //! `serve` (the host) and the edge component (`edge/trigger`) both answer by these rules.
 
-use crate::settings::names::{
-    CACHE_DIR, CLIENT_SECRET_FILE, GCS_CHUNK_KIB, GCS_RESUMABLE_ABOVE, GOOGLE_APPLICATION_CREDENTIALS, LISTEN, LOG,
-    LOG_FORMAT, MAX_RUN_TIME, MEMORY_MIB, OIDC_ANY_SENDER, OIDC_AUDIENCE, OIDC_EMAIL, SCHEDULE, STATE_DEST,
-    STORAGE_EMULATOR_HOST,
-};
 use crate::variables::Values;
 use base64::Engine as _;
 use serde::Deserialize;
 
-/// Settings of the host binary that a component run by an edge runtime cannot honour, each with
-/// what to do instead: refused before a pass, never silently ignored.
-pub const HOST_ONLY: &[(&str, &str)] = &[
-    (STATE_DEST, "the edge component keeps checkpoints beside the logs, under MULESOFT_AUDIT_STATE_PREFIX"),
-    (CLIENT_SECRET_FILE, "a component reads no files; give CLIENT_SECRET from the runtime's secrets"),
-    (
-        GOOGLE_APPLICATION_CREDENTIALS,
-        "a component reads no files; tokens come from the metadata server or GOOGLE_OAUTH_ACCESS_TOKEN",
-    ),
-    (
-        STORAGE_EMULATOR_HOST,
-        "the edge store always sends a token; point MULESOFT_AUDIT_GCS_ENDPOINT at the emulator instead",
-    ),
-    (OIDC_AUDIENCE, NO_PUSH_CHECK),
-    (OIDC_EMAIL, NO_PUSH_CHECK),
-    (OIDC_ANY_SENDER, NO_PUSH_CHECK),
-    (SCHEDULE, "the edge runs one pass a request; schedule the requests (Cloud Scheduler)"),
-    (MAX_RUN_TIME, "the runtime's request time limit bounds a pass (wasmtime serve -W timeout=...)"),
-    (MEMORY_MIB, "the runtime's memory limit bounds a pass (wasmtime serve -W max-memory-size=...)"),
-    (LOG, NO_LOG),
-    (LOG_FORMAT, NO_LOG),
-    (CACHE_DIR, "the runtime compiles and caches the component"),
-    (LISTEN, "the runtime listens (wasmtime serve --addr)"),
-    (GCS_RESUMABLE_ABOVE, ONE_REQUEST),
-    (GCS_CHUNK_KIB, ONE_REQUEST),
-];
-
 /// The largest trigger body taken: push bodies and CloudEvents are small JSON documents.
 pub const MAX_BODY: usize = 1 << 20;
 
-const NO_LOG: &str = "the edge prints the report (summary on stdout, a line a failure on stderr), not a log";
-const ONE_REQUEST: &str = "the edge store sends every object in one request";
-const NO_PUSH_CHECK: &str =
-    "the edge component does not verify push tokens; put the runtime behind an ingress that does";
-
-/// The first [`HOST_ONLY`] setting that is set, as the line that refuses it.
+/// The first setting that is set and that a component run by an edge runtime cannot honour
+/// (the table's [`Setting::edge_refusal`](crate::variables::Setting::edge_refusal)), as the line
+/// that refuses it: refused before a pass, never silently ignored.
 pub fn refuse_host_only(values: &Values) -> Result<(), String> {
-    match HOST_ONLY.iter().find(|(name, _)| values.get(name).is_some()) {
+    let refused = crate::variables::SETTINGS
+        .iter()
+        .find_map(|s| s.edge_refusal.filter(|_| values.get(s.name).is_some()).map(|instead| (s.name, instead)));
+    match refused {
         Some((name, instead)) => Err(format!("{name} is not available at the edge: {instead}; unset it")),
         None => Ok(()),
     }

@@ -1,179 +1,22 @@
-//! The settings by name: one table from which every host takes its environment variables, its
-//! flags (the wasmtime host builds its command line from [`SETTINGS`]), their help and their
-//! defaults, and one parser ([`configure`]) that turns the values into a validated
-//! [`Settings`]. The WASI command reads the table from its environment; the Node example hands
+//! The settings by name: one table of every setting ([`SETTINGS`]) from which every host takes
+//! its environment variables, its flags (the wasmtime host builds its command line from it),
+//! their help and their defaults, and one parser ([`configure`]) that turns a pass's values into
+//! a validated [`Settings`]. The WASI command reads the table from its environment; the Node example hands
 //! its environment to the component's `configure` export, which calls the same parser.
 
 use crate::settings::{BaseUrl, ControlPlane, Paging, RawConfig, Settings, parse_duration, parse_since};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// How a setting takes its value on a command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
-    /// `--flag VALUE`.
-    Value,
-    /// `--flag VALUE`, never printed (help shows no value from the environment).
-    Secret,
-    /// `--flag A,B` or the flag repeated: a comma-separated list.
-    List,
-    /// `--flag` alone: `true` (`1`, `yes`) or `false` (`0`, `no`) in the environment.
-    Switch,
-    /// Set by a platform, not by a person: no flag, not in help.
-    Platform,
-}
-
-/// One setting: its variable, its flag, what it does, its default.
-#[derive(Debug, Clone, Copy)]
-pub struct Setting {
-    /// The environment variable.
-    pub name: &'static str,
-    /// The long flag, without `--`.
-    pub flag: &'static str,
-    pub shape: Shape,
-    /// One line for `--help`.
-    pub help: &'static str,
-    /// The value when unset, as text in the variable's own form.
-    pub default: Option<&'static str>,
-}
-
-pub use crate::settings::names::*;
-
 /// Names the WASI command took before it read the host's forms (`…_LAG=60s`): still read,
 /// after the current names, so that an existing deployment keeps its settings.
 const OLDER_SECONDS: &str = "_SECONDS";
 const OLDER_SINCE_MS: &str = "MULESOFT_AUDIT_SINCE_MS";
 
-const fn setting(
-    name: &'static str,
-    flag: &'static str,
-    shape: Shape,
-    help: &'static str,
-    default: Option<&'static str>,
-) -> Setting {
-    Setting { name, flag, shape, help, default }
-}
+pub use crate::settings::names::*;
 
-/// Every setting of a pass, in the order `--help` lists them.
-pub const SETTINGS: &[Setting] = &[
-    setting(ORG_ID, "org", Shape::List, "Organization (business group) ids, comma-separated", None),
-    setting(
-        DISCOVER_CHILDREN,
-        "discover-children",
-        Shape::Switch,
-        "Also collect every child business group of the given ids",
-        None,
-    ),
-    setting(REGION, "region", Shape::Value, "Control plane: us, eu, gov, ca or jp", Some("us")),
-    setting(
-        BASE_URL,
-        "base-url",
-        Shape::Value,
-        "Any base URL instead of a control plane (https://, or http:// to loopback only)",
-        None,
-    ),
-    setting(CLIENT_ID, "client-id", Shape::Value, "Connected app client id (scope: Audit Log Viewer)", None),
-    setting(
-        CLIENT_SECRET,
-        "client-secret",
-        Shape::Secret,
-        "Connected app client secret (prefer CLIENT_SECRET_FILE)",
-        None,
-    ),
-    setting(
-        CLIENT_SECRET_FILE,
-        "client-secret-file",
-        Shape::Value,
-        "File holding the client secret (e.g. a mounted Secret Manager secret)",
-        None,
-    ),
-    setting(
-        SINCE,
-        "since",
-        Shape::Value,
-        "Backfill start for organizations without a checkpoint: RFC 3339, YYYY-MM-DD or epoch ms",
-        None,
-    ),
-    setting(
-        START_ANEW,
-        "start-anew",
-        Shape::Switch,
-        "Organizations without a checkpoint start at --since or the lookback even where the destination shows them collected (their entries may come again)",
-        None,
-    ),
-    setting(LOOKBACK, "lookback", Shape::Value, "First pass without --since: how far back (e.g. 24h, 7d)", Some("24h")),
-    setting(LAG, "lag", Shape::Value, "How far behind now a window ends, so that entries settle", Some("60s")),
-    setting(
-        OVERLAP,
-        "overlap",
-        Shape::Value,
-        "How much before the checkpoint each pass reads again, for late entries",
-        Some("10m"),
-    ),
-    setting(PAGE_SIZE, "page-size", Shape::Value, "Entries per query (1..200)", Some("200")),
-    setting(
-        MAX_PAGES,
-        "max-pages",
-        Shape::Value,
-        "Cap of query pages with new entries per organization per pass (re-reading the overlap is free)",
-        Some("100000"),
-    ),
-    setting(OBJECT_KIB, "object-kib", Shape::Value, "Close an object at this uncompressed size, in KiB", Some("32768")),
-    setting(
-        KEY_PREFIX,
-        "key-prefix",
-        Shape::Value,
-        "Key prefix of log objects: point the SecOps feed here",
-        Some("logs/"),
-    ),
-    setting(
-        STATE_PREFIX,
-        "state-prefix",
-        Shape::Value,
-        "Key prefix of checkpoints (outside the log prefix)",
-        Some("state/"),
-    ),
-    setting(
-        RPM,
-        "requests-per-minute",
-        Shape::Value,
-        "Query requests a minute (default: the control plane's published limit; 40 for a base URL)",
-        None,
-    ),
-    setting(MAX_ATTEMPTS, "max-attempts", Shape::Value, "Attempts per request on transient faults", Some("6")),
-    setting(PAGING, "paging", Shape::Value, "Paging of the query endpoint: cursor or offset", Some("cursor")),
-    setting(
-        CONCURRENCY,
-        "concurrency",
-        Shape::Value,
-        "Query requests in flight at once when a window holds many pages (1..16)",
-        Some("4"),
-    ),
-    setting(
-        SHARD_INDEX,
-        "shard-index",
-        Shape::Value,
-        "This task's index among --shard-count tasks splitting the organizations",
-        None,
-    ),
-    setting(
-        SHARD_COUNT,
-        "shard-count",
-        Shape::Value,
-        "How many tasks split the organizations (Cloud Run jobs set CLOUD_RUN_TASK_COUNT)",
-        None,
-    ),
-    setting(
-        HTTP_TIMEOUT,
-        "http-timeout",
-        Shape::Value,
-        "Ceiling of one reply, from sending to its last byte",
-        Some("60s"),
-    ),
-    setting(CLOUD_RUN_TASK_INDEX, "cloud-run-task-index", Shape::Platform, "Set by Cloud Run jobs", None),
-    setting(CLOUD_RUN_TASK_COUNT, "cloud-run-task-count", Shape::Platform, "Set by Cloud Run jobs", None),
-    setting(JOB_COMPLETION_INDEX, "job-completion-index", Shape::Platform, "Set by Kubernetes indexed jobs", None),
-];
+mod table;
+pub use table::{SETTINGS, Scope, Setting, Shape};
 
 /// Setting values by variable name, each with the label messages call it by: the variable, or
 /// the flag when it came from the command line. Empty values count as unset.
@@ -297,6 +140,21 @@ pub fn destination(dest: Option<&str>, bucket: Option<&str>) -> Result<String, S
             crate::settings::names::DEST
         )),
     }
+}
+
+/// The table's row for the variable `name`.
+pub fn setting_named(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name == name)
+}
+
+/// [`Setting::help`] of `name`'s row: a host that declares a flag by hand takes its help here.
+pub fn help_of(name: &str) -> &'static str {
+    setting_named(name).map_or("", |s| s.help)
+}
+
+/// [`Setting::default`] of `name`'s row.
+pub fn default_of(name: &str) -> Option<&'static str> {
+    setting_named(name).and_then(|s| s.default)
 }
 
 /// Whether `name` is a setting of the table ([`SETTINGS`]), in any case.
@@ -607,7 +465,8 @@ mod tests {
         for setting in SETTINGS.iter().filter(|s| s.shape != Shape::Platform) {
             let row = readme.lines().find(|l| l.contains(&format!("| `{}` |", setting.name)));
             let row = row.unwrap_or_else(|| panic!("README's configuration table has no row for {}", setting.name));
-            assert!(row.contains(&format!("| `--{}` |", setting.flag)), "{row}");
+            let flag = if setting.flag.is_empty() { "—".to_string() } else { format!("`--{}`", setting.flag) };
+            assert!(row.contains(&format!("| {flag} |")), "{row}");
             if let Some(default) = setting.default {
                 assert!(row.contains(&format!("| `{default}` |")), "README's default for {}: {row}", setting.name);
             }
@@ -618,12 +477,17 @@ mod tests {
     #[test]
     fn every_setting_is_named_once() {
         let mut names: Vec<_> = SETTINGS.iter().map(|s| s.name).collect();
-        let mut flags: Vec<_> = SETTINGS.iter().map(|s| s.flag).collect();
+        let mut flags: Vec<_> = SETTINGS.iter().map(|s| s.flag).filter(|f| !f.is_empty()).collect();
+        let with_flags = flags.len();
         names.sort_unstable();
         flags.sort_unstable();
         names.dedup();
         flags.dedup();
-        assert_eq!((names.len(), flags.len()), (SETTINGS.len(), SETTINGS.len()));
+        assert_eq!((names.len(), flags.len()), (SETTINGS.len(), with_flags));
+        // A flag exactly where a person sets it.
+        for s in SETTINGS {
+            assert_eq!(s.flag.is_empty(), s.shape == Shape::Variable, "{}", s.name);
+        }
         assert!(
             format!("{:?}", values(&[])).contains(CLIENT_SECRET) && !format!("{:?}", values(&[])).contains("s3cret")
         );

@@ -8,6 +8,8 @@ use crate::runtime::{Runtime, default_cache_dir};
 use crate::settings::{CollectArgs, ConfigError};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use mulesoft_audit::settings::names;
+use mulesoft_audit::variables;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,11 +20,16 @@ use std::process::ExitCode;
     about = "Collects MuleSoft Anypoint audit logs into Google Cloud Storage for Google SecOps, exactly once"
 )]
 struct Cli {
-    /// Log format on stderr: text, or json (Cloud Logging's shape).
-    #[arg(long, env = mulesoft_audit::settings::names::LOG_FORMAT, value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = names::LOG_FORMAT,
+        help = variables::help_of(names::LOG_FORMAT),
+        value_enum,
+        default_value = variables::default_of(names::LOG_FORMAT),
+        global = true
+    )]
     log_format: LogFormat,
-    /// Directory for compiled-code cache (default: ~/.cache/mulesoft-audit).
-    #[arg(long, env = mulesoft_audit::settings::names::CACHE_DIR, global = true)]
+    #[arg(long, env = names::CACHE_DIR, help = variables::help_of(names::CACHE_DIR), global = true)]
     cache_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -228,5 +235,44 @@ impl VerifyArgs {
             return Err(ConfigError("--since is after --until: nothing to verify".into()));
         }
         Ok(mulesoft_audit::verify::Request { since_ms: since, until_ms: until, repair: self.repair })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+    use mulesoft_audit::variables::{SETTINGS, Scope};
+
+    /// Every argument of every command, with the command's name.
+    fn arguments() -> Vec<clap::Arg> {
+        let cli = Cli::command();
+        let mut args: Vec<clap::Arg> = cli.get_arguments().cloned().collect();
+        args.extend(cli.get_subcommands().flat_map(|c| c.get_arguments().cloned().collect::<Vec<_>>()));
+        args
+    }
+
+    #[test]
+    fn every_flag_of_the_binary_is_a_row_of_the_table_and_every_row_of_the_binary_a_flag() {
+        let args = arguments();
+        for arg in args.iter().filter(|a| a.get_env().is_some()) {
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+            let row =
+                variables::setting_named(&env).unwrap_or_else(|| panic!("--{:?} reads {env}, no row", arg.get_long()));
+            assert_eq!(arg.get_long(), Some(row.flag), "{env}");
+            let default: Vec<String> =
+                arg.get_default_values().iter().map(|d| d.to_string_lossy().into_owned()).collect();
+            assert_eq!(default, row.default.map(str::to_string).into_iter().collect::<Vec<_>>(), "{env}'s default");
+            assert_eq!(arg.get_help().map(ToString::to_string).unwrap_or_default(), row.help, "{env}'s help");
+        }
+        let readers = [Scope::Pass, Scope::Store, Scope::Binary];
+        for row in SETTINGS.iter().filter(|s| !s.flag.is_empty() && readers.contains(&s.scope)) {
+            assert!(
+                args.iter().any(|a| a.get_long() == Some(row.flag) && a.get_env().is_some_and(|e| e == row.name)),
+                "{} has no flag --{}",
+                row.name,
+                row.flag
+            );
+        }
     }
 }

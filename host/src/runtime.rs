@@ -177,7 +177,7 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         // `just profile`: compiled guest functions by name in /tmp/perf-<pid>.map, for perf.
-        if std::env::var_os("MULESOFT_AUDIT_PERFMAP").is_some() {
+        if std::env::var_os(mulesoft_audit::settings::names::PERFMAP).is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = Engine::new(&config)?;

@@ -11,7 +11,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use google_cloud_auth::credentials::idtoken::verifier::{Builder as VerifierBuilder, Verifier};
+use mulesoft_audit::settings::names;
 use mulesoft_audit::trigger::MAX_BODY;
+use mulesoft_audit::variables::{default_of, help_of};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr as _;
@@ -23,28 +25,21 @@ use tokio::sync::{Mutex, watch};
 pub struct ServeArgs {
     #[command(flatten)]
     pub collect: CollectArgs,
-    /// Port to listen on (Cloud Run sets PORT).
-    #[arg(long, env = "PORT", default_value_t = 8080)]
+    // Each flag's name, variable, help and default are its row's in the engine's table.
+    #[arg(long, env = names::PORT, help = help_of(names::PORT), default_value = default_of(names::PORT))]
     pub port: u16,
-    /// Address to listen on.
-    #[arg(long, env = mulesoft_audit::settings::names::LISTEN, default_value = "0.0.0.0")]
+    #[arg(long, env = names::LISTEN, help = help_of(names::LISTEN), default_value = default_of(names::LISTEN))]
     pub listen: IpAddr,
-    /// Also run a pass on this cron schedule (UTC; 5 fields, or 6 with leading seconds), e.g.
-    /// "*/15 * * * *". A pass still running at the next occurrence makes it skip, never queue.
-    #[arg(long, env = mulesoft_audit::settings::names::SCHEDULE)]
+    #[arg(long, env = names::SCHEDULE, help = help_of(names::SCHEDULE))]
     pub schedule: Option<String>,
-    /// Verify the push request's Google-signed OIDC token for this audience (the push URL).
-    #[arg(long, env = mulesoft_audit::settings::names::OIDC_AUDIENCE)]
+    #[arg(long, env = names::OIDC_AUDIENCE, help = help_of(names::OIDC_AUDIENCE))]
     pub oidc_audience: Option<String>,
-    /// With --oidc-audience: the service account the push must come from.
-    #[arg(long, env = mulesoft_audit::settings::names::OIDC_EMAIL)]
+    #[arg(long, env = names::OIDC_EMAIL, help = help_of(names::OIDC_EMAIL))]
     pub oidc_email: Option<String>,
-    /// With --oidc-audience and no --oidc-email: accept a token for that audience from any
-    /// Google account. Off by default, because anyone can mint such a token.
-    #[arg(long, env = mulesoft_audit::settings::names::OIDC_ANY_SENDER)]
+    #[arg(long, env = names::OIDC_ANY_SENDER, help = help_of(names::OIDC_ANY_SENDER))]
     pub oidc_any_sender: bool,
     /// Where the signing keys are (default Google's); for tests.
-    #[arg(long, env = "MULESOFT_AUDIT_OIDC_JWKS_URL", hide = true)]
+    #[arg(long, env = names::OIDC_JWKS_URL, help = help_of(names::OIDC_JWKS_URL), hide = true)]
     pub oidc_jwks_url: Option<String>,
 }
 

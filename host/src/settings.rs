@@ -6,6 +6,7 @@ use crate::sandbox::{Limits, Origin, Timeouts};
 use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Args};
+use mulesoft_audit::settings::names;
 use mulesoft_audit::variables::{self, Shape, Values};
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ impl clap::FromArgMatches for EngineArgs {
     }
 
     fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
-        for setting in variables::SETTINGS {
+        for setting in variables::SETTINGS.iter().filter(|s| s.scope == variables::Scope::Pass) {
             // A default stays the engine's to apply: only what the user gave is passed on.
             let label = match matches.value_source(setting.flag) {
                 Some(ValueSource::CommandLine) => format!("--{}", setting.flag),
@@ -42,7 +43,7 @@ impl clap::FromArgMatches for EngineArgs {
 
 impl clap::Args for EngineArgs {
     fn augment_args(cmd: clap::Command) -> clap::Command {
-        cmd.args(variables::SETTINGS.iter().map(|setting| {
+        cmd.args(variables::SETTINGS.iter().filter(|s| s.scope == variables::Scope::Pass).map(|setting| {
             let arg = Arg::new(setting.flag).long(setting.flag).env(setting.name).help(setting.help);
             let arg = match setting.default {
                 Some(default) => arg.default_value(default),
@@ -53,7 +54,7 @@ impl clap::Args for EngineArgs {
                 Shape::Secret => arg.hide_env_values(true),
                 Shape::List => arg.action(ArgAction::Append),
                 Shape::Switch => arg.action(ArgAction::SetTrue).value_parser(BoolishValueParser::new()),
-                Shape::Platform => arg.hide(true),
+                Shape::Platform | Shape::Variable => arg.hide(true),
             }
         }))
     }
@@ -68,27 +69,29 @@ impl clap::Args for EngineArgs {
 pub struct CollectArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
-    /// Destination: gs://bucket[/prefix], file:///dir or a directory (default gs://$GCS_BUCKET).
-    #[arg(long, env = mulesoft_audit::settings::names::DEST)]
+    // Each flag's name, variable, help and default are its row's in the engine's table
+    // (`variables::SETTINGS`); a test holds every row of the binary's to a flag here.
+    #[arg(long, env = names::DEST, help = variables::help_of(names::DEST))]
     pub dest: Option<String>,
-    /// GCS bucket (--dest wins).
-    #[arg(long, env = mulesoft_audit::settings::names::BUCKET)]
+    #[arg(long, env = names::BUCKET, help = variables::help_of(names::BUCKET))]
     pub bucket: Option<String>,
-    /// Where checkpoints go, when not beside the logs: gs://bucket[/prefix], file:///dir or a
-    /// directory. For a log bucket with a retention policy or a lock, where objects cannot be
-    /// replaced.
-    #[arg(long, env = mulesoft_audit::settings::names::STATE_DEST)]
+    #[arg(long, env = names::STATE_DEST, help = variables::help_of(names::STATE_DEST))]
     pub state_dest: Option<String>,
-    /// Cloud Storage endpoint for gs:// destinations, with Google credentials (default
-    /// `https://storage.googleapis.com`): a Private Service Connect or restricted VPC-SC endpoint.
-    /// http:// only to loopback.
-    #[arg(long, env = mulesoft_audit::settings::names::GCS_ENDPOINT)]
+    #[arg(long, env = names::GCS_ENDPOINT, help = variables::help_of(names::GCS_ENDPOINT))]
     pub gcs_endpoint: Option<String>,
-    /// Memory limit of the component (MiB).
-    #[arg(long, env = mulesoft_audit::settings::names::MEMORY_MIB, default_value_t = 256)]
+    #[arg(
+        long,
+        env = names::MEMORY_MIB,
+        help = variables::help_of(names::MEMORY_MIB),
+        default_value = variables::default_of(names::MEMORY_MIB)
+    )]
     pub memory_mib: usize,
-    /// Wall-clock limit of one pass.
-    #[arg(long, env = mulesoft_audit::settings::names::MAX_RUN_TIME, default_value = "55m")]
+    #[arg(
+        long,
+        env = names::MAX_RUN_TIME,
+        help = variables::help_of(names::MAX_RUN_TIME),
+        default_value = variables::default_of(names::MAX_RUN_TIME)
+    )]
     pub max_run_time: String,
 }
 

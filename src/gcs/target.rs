@@ -11,11 +11,9 @@ pub const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 
 /// The variables the edge store reads: the names the host reads for the same things.
 pub mod names {
-    pub use crate::settings::names::{BUCKET, DEST, GCS_ENDPOINT as ENDPOINT};
-    /// An OAuth access token for Cloud Storage, when no metadata server can mint one.
-    pub const ACCESS_TOKEN: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
-    /// The metadata server's `host[:port]` (Google's client libraries read the same variable).
-    pub const METADATA_HOST: &str = "GCE_METADATA_HOST";
+    pub use crate::settings::names::{
+        BUCKET, DEST, GCS_ENDPOINT as ENDPOINT, METADATA_HOST, OAUTH_ACCESS_TOKEN as ACCESS_TOKEN,
+    };
 }
 
 /// Where the metadata server is when `GCE_METADATA_HOST` is unset.
