@@ -69,8 +69,8 @@ pub mod names {
     pub const OAUTH_ACCESS_TOKEN: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
     /// `serve`'s port: Cloud Run's name for it.
     pub const PORT: &str = "PORT";
-    /// The Node example's directory.
-    pub const NODE_DIR: &str = "MULESOFT_AUDIT_DIR";
+    /// The directory the WASI command and the Node example write to.
+    pub const DIR: &str = "MULESOFT_AUDIT_DIR";
     /// Where `serve` fetches Google's signing keys (a stand-in's, in tests).
     pub const OIDC_JWKS_URL: &str = "MULESOFT_AUDIT_OIDC_JWKS_URL";
     /// `just profile`: the compiled guest's functions by name for perf.

@@ -33,7 +33,7 @@ impl std::fmt::Debug for Values {
 }
 
 impl Values {
-    /// Values from an environment (the variables not in [`SETTINGS`] are ignored by [`configure`]).
+    /// Values from an environment ([`configure`] reads a pass's settings among them).
     pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> Self {
         let mut values = Self::default();
         for (name, value) in vars {
@@ -157,9 +157,10 @@ pub fn default_of(name: &str) -> Option<&'static str> {
     setting_named(name).and_then(|s| s.default)
 }
 
-/// Whether `name` is a setting of the table ([`SETTINGS`]), in any case.
+/// Whether `name` is a pass's setting ([`Scope::Pass`] in [`SETTINGS`]), in any case: what the
+/// collector's parser reads on every host.
 pub fn is_setting(name: &str) -> bool {
-    SETTINGS.iter().any(|s| s.name.eq_ignore_ascii_case(name))
+    SETTINGS.iter().any(|s| s.scope == Scope::Pass && s.name.eq_ignore_ascii_case(name))
 }
 
 /// A pass's settings read from [`Values`], with what a host needs besides. No `Debug`: it
@@ -475,6 +476,18 @@ mod tests {
     }
 
     #[test]
+    fn defaults_the_code_keeps_as_constants_are_the_tables() {
+        let default = |name| default_of(name).unwrap_or_else(|| panic!("{name} has a default"));
+        assert_eq!(
+            default(GCS_TIMEOUT_SECS).parse::<u64>().unwrap() * 1000,
+            crate::gcs::request_timeout_ms(None).unwrap()
+        );
+        assert_eq!(default(GCS_RESUMABLE_ABOVE).parse::<usize>().unwrap(), crate::gcs::RESUMABLE_THRESHOLD);
+        assert_eq!(default(GCS_CHUNK_KIB).parse::<usize>().unwrap() * 1024, crate::gcs::CHUNK);
+        assert_eq!(default(METADATA_HOST), crate::gcs::METADATA_DEFAULT_HOST);
+    }
+
+    #[test]
     fn every_setting_is_named_once() {
         let mut names: Vec<_> = SETTINGS.iter().map(|s| s.name).collect();
         let mut flags: Vec<_> = SETTINGS.iter().map(|s| s.flag).filter(|f| !f.is_empty()).collect();
@@ -484,9 +497,11 @@ mod tests {
         names.dedup();
         flags.dedup();
         assert_eq!((names.len(), flags.len()), (SETTINGS.len(), with_flags));
-        // A flag exactly where a person sets it.
+        // A flag exactly where a person sets it; a pass's settings all have one (the binary
+        // builds them from here).
         for s in SETTINGS {
             assert_eq!(s.flag.is_empty(), s.shape == Shape::Variable, "{}", s.name);
+            assert!(!(s.scope == Scope::Pass && s.flag.is_empty()), "{}", s.name);
         }
         assert!(
             format!("{:?}", values(&[])).contains(CLIENT_SECRET) && !format!("{:?}", values(&[])).contains("s3cret")

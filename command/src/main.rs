@@ -39,7 +39,7 @@ mod run {
     }
 
     /// Where objects and checkpoints go: a preopened directory.
-    const DIR: &str = "MULESOFT_AUDIT_DIR";
+    use mulesoft_audit::settings::names::DIR;
 
     fn print(report: &Report) -> u8 {
         for line in report.error_lines() {

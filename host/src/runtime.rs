@@ -299,7 +299,7 @@ fn classify_trap(e: wasmtime::Error, limits: &Limits) -> Trap {
 
 /// Where compiled code is cached: `$MULESOFT_AUDIT_CACHE_DIR`, else the user cache directory.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("MULESOFT_AUDIT_CACHE_DIR") {
+    if let Some(dir) = std::env::var_os(mulesoft_audit::settings::names::CACHE_DIR) {
         return Some(PathBuf::from(dir));
     }
     let base = std::env::var_os("XDG_CACHE_HOME")

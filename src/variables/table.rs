@@ -33,8 +33,8 @@ pub enum Scope {
     Binary,
     /// The edge store's alone: credentials where the binary has Application Default Credentials.
     Edge,
-    /// The Node example's directory store.
-    Node,
+    /// The directory store of the WASI command and of the Node example.
+    Directory,
 }
 
 /// One setting: its variable, its flag, what it does, its default, who reads it.
@@ -86,7 +86,7 @@ const NO_PUSH_CHECK: &str =
     "the edge component does not verify push tokens; put the runtime behind an ingress that does";
 
 /// Every setting, in the order `--help` lists them: a pass's first, then the destination's, the
-/// binary's and the Node example's.
+/// binary's and the directory hosts'.
 pub const SETTINGS: &[Setting] = &[
     setting(ORG_ID, "org", Shape::List, "Organization (business group) ids, comma-separated", None),
     setting(
@@ -220,7 +220,7 @@ pub const SETTINGS: &[Setting] = &[
         STATE_DEST,
         "state-dest",
         Shape::Value,
-        "Where checkpoints go, when not beside the logs (gs://… or file:///…): for a log bucket with a retention policy or a lock",
+        "Where checkpoints go, when not beside the logs (gs://…, file:///… or a directory): for a log bucket with a retention policy or a lock",
         None,
     )
     .read_by(Scope::Store)
@@ -294,7 +294,7 @@ pub const SETTINGS: &[Setting] = &[
         SCHEDULE,
         "schedule",
         Shape::Value,
-        "serve: also run a pass on this cron schedule (UTC; 5 fields, or 6 with leading seconds); a pass still running makes the next occurrence skip",
+        "serve: also run a pass on this cron schedule (UTC; 5 fields, or 6 with leading seconds), e.g. \"*/15 * * * *\"; a pass still running makes the next occurrence skip",
         None,
     )
     .read_by(Scope::Binary)
@@ -330,6 +330,7 @@ pub const SETTINGS: &[Setting] = &[
         .read_by(Scope::Binary),
     variable(PERFMAP, "Profiling: name the compiled guest's functions for perf (/tmp/perf-<pid>.map)", None)
         .read_by(Scope::Binary),
-    // The Node example's.
-    variable(NODE_DIR, "Node example: the directory its store writes to", None).read_by(Scope::Node),
+    // The directory hosts'.
+    variable(DIR, "WASI command and Node example: the directory they write to (/data, ./mulesoft-audit-data)", None)
+        .read_by(Scope::Directory),
 ];
