@@ -476,6 +476,20 @@ mod tests {
     }
 
     #[test]
+    fn every_setting_of_the_binary_alone_is_refused_at_the_edge_or_harmless_there() {
+        // Harmless: the runtime listens where it is told, and the other two are hooks for tests
+        // and profiling. A new setting of the binary's must say what the edge does with it.
+        let harmless = [PORT, OIDC_JWKS_URL, PERFMAP];
+        for s in SETTINGS.iter().filter(|s| s.scope == Scope::Binary) {
+            assert!(s.edge_refusal.is_some() != harmless.contains(&s.name), "{}", s.name);
+        }
+        // And only settings a component cannot honour are refused.
+        for s in SETTINGS.iter().filter(|s| s.edge_refusal.is_some()) {
+            assert!(s.scope == Scope::Binary || s.name == STATE_DEST || s.name == CLIENT_SECRET_FILE, "{}", s.name);
+        }
+    }
+
+    #[test]
     fn defaults_the_code_keeps_as_constants_are_the_tables() {
         let default = |name| default_of(name).unwrap_or_else(|| panic!("{name} has a default"));
         assert_eq!(
