@@ -321,10 +321,11 @@ fn collect_window<P: Platform, S: ObjectStore>(
     // again and again (or an overlap far larger than the cap) still ends the pass.
     let (mut free, free_cap) = (0u32, settings.max_pages.saturating_mul(4).max(1000));
     loop {
+        // The clock objects are named by, after each round of replies and before each page: a
+        // lease runs from the naming, however long the pass.
+        delivery.now_ms = client.platform.now_ms();
         while let Some(head) = slices.front_mut() {
             while let Some(page) = head.pages.pop_front() {
-                // The clock objects are named by: a lease runs from the naming, however long the
-                // pass, and each page's objects take the time of their own page.
                 delivery.now_ms = client.platform.now_ms();
                 if write_page(&mut delivery, &page, (head.from_ms, head.to_ms), summary, aside)? > 0 {
                     spent += 1;
@@ -333,7 +334,6 @@ fn collect_window<P: Platform, S: ObjectStore>(
                 }
             }
             if free > free_cap {
-                delivery.now_ms = client.platform.now_ms();
                 delivery.flush(summary)?;
                 return Err(Failure::new(
                     ErrorKind::PageCap,
@@ -369,7 +369,6 @@ fn collect_window<P: Platform, S: ObjectStore>(
         if chosen.is_empty() {
             // What was read so far is written: the next pass goes on from there instead of
             // meeting the same cap in the same window for ever.
-            delivery.now_ms = client.platform.now_ms();
             delivery.flush(summary)?;
             return Err(Failure::new(
                 ErrorKind::PageCap,
@@ -432,6 +431,5 @@ fn collect_window<P: Platform, S: ObjectStore>(
             }
         }
     }
-    delivery.now_ms = client.platform.now_ms();
     delivery.finish_window(to_ms, summary)
 }

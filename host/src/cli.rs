@@ -244,7 +244,7 @@ mod tests {
     use clap::CommandFactory as _;
     use mulesoft_audit::variables::{SETTINGS, Scope};
 
-    /// Every argument of every command, with the command's name.
+    /// Every argument of the binary and of each of its commands.
     fn arguments() -> Vec<clap::Arg> {
         let cli = Cli::command();
         let mut args: Vec<clap::Arg> = cli.get_arguments().cloned().collect();

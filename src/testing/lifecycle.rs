@@ -75,9 +75,7 @@ impl World {
         self.store.stop = Some((calls, Stop::Before));
         assert!(!self.pass().failures.is_empty());
         self.store.stop = None;
-        let checkpoint = crate::checkpoint::Checkpoint::decode(&self.store.objects[CHECKPOINT].0, ORG, "k")
-            .unwrap_or_else(|e| panic!("{}", e.0));
-        checkpoint.pending.map(|p| p.key).unwrap_or_else(|| panic!("no pending object"))
+        self.checkpoint().pending.map(|p| p.key).unwrap_or_else(|| panic!("no pending object"))
     }
 }
 
@@ -120,9 +118,7 @@ fn an_empty_claim_under_a_pending_name_is_a_claim_whatever_the_mark_says() {
 impl World {
     /// The pending object's lease, as the checkpoint records it.
     fn lease_until(&self) -> Option<i64> {
-        let checkpoint = crate::checkpoint::Checkpoint::decode(&self.store.objects[CHECKPOINT].0, ORG, "k")
-            .unwrap_or_else(|e| panic!("{}", e.0));
-        checkpoint.pending.and_then(|p| p.lease_until_ms)
+        self.checkpoint().pending.and_then(|p| p.lease_until_ms)
     }
 
     /// The store's clock and the API's move on together.
@@ -422,8 +418,7 @@ fn an_old_deployment_still_writing_after_a_rebuild_is_seen() {
     let mut w = World::new();
     w.add_spread(30, T0 - 50 * MINUTE, T0 - 20 * MINUTE);
     w.pass_ok();
-    let old = crate::checkpoint::Checkpoint::decode(&w.store.objects[CHECKPOINT].0, ORG, "k")
-        .unwrap_or_else(|e| panic!("{}", e.0));
+    let old = w.checkpoint();
     w.raw.state_prefix = "moved/".into();
     assert!(w.pass_ok().completed[0].objects.iter().any(|o| o.starts_with("(checkpoint rebuilt")));
     let late = w.add_at(T0 - 10 * MINUTE, i64::MIN);

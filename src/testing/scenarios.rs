@@ -123,6 +123,12 @@ impl World {
     }
 
     /// The stored checkpoint's cursor.
+    /// The organization's checkpoint as stored.
+    pub fn checkpoint(&self) -> crate::checkpoint::Checkpoint {
+        let (bytes, _) = &self.store.objects[&format!("state/{ORG}/checkpoint.json")];
+        crate::checkpoint::Checkpoint::decode(bytes, ORG, "k").unwrap_or_else(|e| panic!("{}", e.0))
+    }
+
     pub fn cursor(&self) -> i64 {
         let (bytes, _) = &self.store.objects[&format!("state/{ORG}/checkpoint.json")];
         crate::checkpoint::Checkpoint::decode(bytes, ORG, "k").map(|c| c.cursor_ms).unwrap_or(i64::MIN)
