@@ -183,6 +183,25 @@ fn sessions_that_always_expire_fail_the_pass_as_unavailable_and_the_next_complet
     check_bucket(&sim, &google, "org-expiring", &[&r.summary, &r2.summary]);
 }
 
+#[test]
+fn a_name_leased_for_longer_than_a_pass_waits_is_left_to_a_later_pass_with_a_conflict() {
+    // The default lease (three 300 s requests): the run right after a failed create may not
+    // claim the name, says until when, and writes nothing; a changed timeout does not shorten
+    // a lease already recorded.
+    let sim = sim(SimConfig::new(vec![OrgSpec::new("org-leased", 600)]));
+    let google = Google::start("faulty", Plan { expire_next_sessions: 1000, ..Plan::default() });
+    let resumable = [("MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE", "0")];
+    let r = run_through(&sim, &google, &resumable);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    google.state.plan.lock().unwrap().expire_next_sessions = 0;
+    let before = google.log_objects_ever("faulty", "base/logs/").len();
+    let r2 = run_through(&sim, &google, &[resumable[0], ("MULESOFT_AUDIT_GCS_TIMEOUT_SECS", "1")]);
+    assert_eq!(r2.code, 1, "{}\n{}", r2.stdout, r2.stderr);
+    assert_eq!(r2.summary["failures"][0]["kind"], "conflict", "{}", r2.stdout);
+    assert!(r2.stderr.contains("may still create it until"), "{}", r2.stderr);
+    assert_eq!(google.log_objects_ever("faulty", "base/logs/").len(), before, "no claim, no object");
+}
+
 /// What the feed ingested, deleted ones included, keyed as the harness expects.
 fn ever(google: &Google) -> std::collections::BTreeMap<String, Vec<String>> {
     google
