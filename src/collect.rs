@@ -27,7 +27,7 @@ fn scrubbed(failure: &Failure, settings: &Settings) -> Failure {
 }
 
 /// Runs one pass. Failure messages leave it scrubbed of the secret.
-pub fn run_pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: &Settings) -> PassResult {
+pub fn run_pass<P: Platform, S: ObjectStore + ?Sized>(platform: &mut P, store: &S, settings: &Settings) -> PassResult {
     let mut result = pass(platform, store, settings);
     for failure in &mut result.failures {
         failure.message = crate::settings::scrub(&failure.message, &settings.client_secret);
@@ -35,7 +35,7 @@ pub fn run_pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, se
     result
 }
 
-fn pass<P: Platform, S: ObjectStore>(platform: &mut P, store: &mut S, settings: &Settings) -> PassResult {
+fn pass<P: Platform, S: ObjectStore + ?Sized>(platform: &mut P, store: &S, settings: &Settings) -> PassResult {
     let mut result = PassResult::default();
     let mut client = Client::new(platform, settings);
     let mut orgs = match organizations(&mut client, settings) {
@@ -109,7 +109,7 @@ const READ_AHEAD_BYTES: usize = 12 << 20;
 /// Writes a page's new entries (those not already delivered or already in the current object),
 /// and says how many there were. The page answered the query for `slice`: an entry whose time
 /// lies outside it fails the org.
-fn write_page<S: ObjectStore>(
+fn write_page<S: ObjectStore + ?Sized>(
     delivery: &mut Delivery<'_, S>,
     page: &ReadPage,
     slice: (i64, i64),
@@ -237,9 +237,9 @@ impl SetAside {
 }
 
 /// Collects one organization; what it set aside is said in its summary however it ends.
-fn collect_org<P: Platform, S: ObjectStore>(
+fn collect_org<P: Platform, S: ObjectStore + ?Sized>(
     client: &mut Client<'_, P>,
-    store: &mut S,
+    store: &S,
     settings: &Settings,
     org: &str,
     summary: &mut OrgSummary,
@@ -251,9 +251,9 @@ fn collect_org<P: Platform, S: ObjectStore>(
     outcome
 }
 
-fn collect_window<P: Platform, S: ObjectStore>(
+fn collect_window<P: Platform, S: ObjectStore + ?Sized>(
     client: &mut Client<'_, P>,
-    store: &mut S,
+    store: &S,
     settings: &Settings,
     org: &str,
     summary: &mut OrgSummary,

@@ -4,7 +4,7 @@
 #![allow(unsafe_code)]
 
 use crate::collect::{self, PassResult};
-use crate::platform::{Found, ObjectStore, Presence, StoreError};
+use crate::platform::{Found, ObjectStore, Presence, StoreError, Stored};
 use crate::report::Report;
 use crate::settings::{ErrorKind, Failure, Settings};
 use crate::variables::{self, Values};
@@ -32,23 +32,17 @@ use bindings::mulesoft::audit::object_store as wit_store;
 struct HostStore;
 
 impl ObjectStore for HostStore {
-    fn create(
-        &mut self,
-        key: &str,
-        data: &[u8],
-        content_type: &str,
-        deadline_ms: Option<i64>,
-    ) -> Result<u64, StoreError> {
+    fn create(&self, key: &str, data: &[u8], content_type: &str, deadline_ms: Option<i64>) -> Result<u64, StoreError> {
         wit_store::create(key, data, content_type, deadline_ms).map_err(StoreError::from)
     }
-    fn lease_ms(&mut self) -> u64 {
+    fn lease_ms(&self) -> u64 {
         wit_store::lease_ms()
     }
-    fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
-        wit_store::read(key).map(|o| o.map(|o| (o.data, o.generation))).map_err(StoreError::from)
+    fn read(&self, key: &str) -> Result<Option<Stored>, StoreError> {
+        wit_store::read(key).map(|o| o.map(Stored::from)).map_err(StoreError::from)
     }
     fn write_if_generation(
-        &mut self,
+        &self,
         key: &str,
         data: &[u8],
         content_type: &str,
@@ -56,10 +50,10 @@ impl ObjectStore for HostStore {
     ) -> Result<u64, StoreError> {
         wit_store::write_if_generation(key, data, content_type, generation).map_err(StoreError::from)
     }
-    fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
+    fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
         wit_store::presence(key, since_ms).map(Presence::from).map_err(StoreError::from)
     }
-    fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+    fn find(&self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
         wit_store::find(prefix, name, limit).map(Found::from).map_err(StoreError::from)
     }
 }
@@ -74,7 +68,7 @@ struct Component;
 impl wit::Guest for Component {
     fn run(config: wit::Config) -> Result<wit::RunSummary, wit::RunError> {
         let settings = Self::settings(config)?;
-        let result = collect::run_pass(&mut WasiPlatform::new(&settings), &mut HostStore, &settings);
+        let result = collect::run_pass(&mut WasiPlatform::new(&settings), &HostStore, &settings);
         let completed: Vec<_> = result.completed.into_iter().map(wit::OrgSummary::from).collect();
         if result.failures.is_empty() {
             Ok(wit::RunSummary { orgs: completed })
@@ -114,8 +108,7 @@ impl wit::Guest for Component {
             }
         };
         let request = crate::verify::Request { since_ms, until_ms, repair };
-        crate::verify::verify(&mut WasiPlatform::new(&settings), &mut HostStore, &settings, request, &listing.into())
-            .into()
+        crate::verify::verify(&mut WasiPlatform::new(&settings), &HostStore, &settings, request, &listing.into()).into()
     }
 
     fn report_of(outcome: Result<wit::RunSummary, wit::RunError>) -> wit::Report {

@@ -155,6 +155,18 @@ macro_rules! wit_conversions {
                 Self { live: found.live, deleted: found.deleted }
             }
         }
+
+        impl From<$($s)::+::StoredObject> for $crate::platform::Stored {
+            fn from(stored: $($s)::+::StoredObject) -> Self {
+                Self { data: stored.data, generation: stored.generation }
+            }
+        }
+
+        impl From<$crate::platform::Stored> for $($s)::+::StoredObject {
+            fn from(stored: $crate::platform::Stored) -> Self {
+                Self { data: stored.data, generation: stored.generation }
+            }
+        }
     };
 
     // The fields a WIT record and the engine's type share, moved across by name.

@@ -34,7 +34,9 @@ use crate::checkpoint::{self, Checkpoint, Effects, Identity, Pending};
 use crate::entry;
 use crate::gzip::{GzipError, GzipWriter, gunzip};
 use crate::ledger;
-use crate::platform::{CONTENT_TYPE_LOGS, CONTENT_TYPE_STATE, ObjectStore, Presence, StoreError, storage_failure};
+use crate::platform::{
+    CONTENT_TYPE_LOGS, CONTENT_TYPE_STATE, ObjectStore, Presence, StoreError, Stored, storage_failure,
+};
 use crate::settings::{ErrorKind, Failure, OrgSummary, Settings};
 use crate::window;
 use std::collections::HashMap;
@@ -92,10 +94,10 @@ pub enum Role {
 }
 
 /// One organization's checkpoint and the object being filled.
-pub struct Delivery<'s, S: ObjectStore> {
+pub struct Delivery<'s, S: ObjectStore + ?Sized> {
     /// The organization as the state spells it ([`ledger::other_spelling`]).
     pub org: String,
-    store: &'s mut S,
+    store: &'s S,
     settings: &'s Settings,
     /// The organization's part of object names.
     name: String,
@@ -125,13 +127,13 @@ pub struct Fresh {
     pub random: u64,
 }
 
-impl<'s, S: ObjectStore> Delivery<'s, S> {
+impl<'s, S: ObjectStore + ?Sized> Delivery<'s, S> {
     /// The organization's checkpoint as stored, or a first one saved at once, so that a later pass
     /// starts from the same point whatever becomes of this one: rebuilt from the destination
     /// where it holds the organization's objects ([`crate::ledger`]), else starting where
     /// `start()` says.
     pub fn open(
-        store: &'s mut S,
+        store: &'s S,
         settings: &'s Settings,
         org: &str,
         start: impl FnOnce() -> Result<Fresh, Failure>,
@@ -141,7 +143,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
 
     /// [`Delivery::open`] for a [`Role`].
     pub fn open_as(
-        store: &'s mut S,
+        store: &'s S,
         settings: &'s Settings,
         org: &str,
         role: Role,
@@ -155,8 +157,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         };
         let (mut checkpoint_key, mut name) = keys(org);
         let mut org = org.to_string();
-        let read =
-            |store: &mut S, key: &str| store.read(key).map_err(|e| storage_failure("reading checkpoint", key, &e));
+        let read = |store: &S, key: &str| store.read(key).map_err(|e| storage_failure("reading checkpoint", key, &e));
         let mut stored = read(store, &checkpoint_key)?;
         if stored.is_none()
             && role == Role::Collect
@@ -171,7 +172,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
         let mut rebuilt = None;
         let mut began = None;
         let (checkpoint, generation) = match stored {
-            Some((bytes, generation)) => {
+            Some(Stored { data: bytes, generation }) => {
                 let checkpoint = Checkpoint::decode(&bytes, org, &checkpoint_key)
                     .map_err(|e| Failure::new(ErrorKind::Checkpoint, e.0))?;
                 (checkpoint, generation)
@@ -320,7 +321,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
                     .read(&pending.key)
                     .map_err(|e| storage_failure("reading pending object", &pending.key, &e))?
                 {
-                    Some((bytes, _)) => self.identify(&pending, &bytes)?,
+                    Some(stored) => self.identify(&pending, &stored.data)?,
                     // There a moment ago: the feed took it.
                     None => Settled::Created,
                 }
@@ -364,7 +365,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             Ok(_) => Ok(Settled::Claimed),
             Err(StoreError::AlreadyExists) => {
                 match self.store.read(key).map_err(|e| storage_failure("reading claimed object", key, &e))? {
-                    Some((bytes, _)) => self.identify(pending, &bytes),
+                    Some(stored) => self.identify(pending, &stored.data),
                     // There a moment ago, gone now: the owner's, or a claim, taken by the feed.
                     None => Ok(Settled::Gone),
                 }
@@ -424,7 +425,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
     fn read_back(&mut self, pending: &Pending) -> Result<Option<Effects>, Failure> {
         let stored =
             self.store.read(&pending.key).map_err(|e| storage_failure("reading pending object", &pending.key, &e))?;
-        let Some(plain) = stored.and_then(|(bytes, _)| gunzip(&bytes).ok()) else {
+        let Some(plain) = stored.and_then(|stored| gunzip(&stored.data).ok()) else {
             return Ok(None);
         };
         // Every key is kept: nothing was cut.
@@ -574,7 +575,7 @@ impl<'s, S: ObjectStore> Delivery<'s, S> {
             .store
             .read(&self.checkpoint_key)
             .map_err(|e| storage_failure("reading checkpoint", &self.checkpoint_key, &e))?;
-        Ok(stored.map(|(_, generation)| generation))
+        Ok(stored.map(|stored| stored.generation))
     }
 
     /// Closes the window `[.., to_ms]`: its last object is written and the cursor moves past it.

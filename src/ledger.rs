@@ -21,7 +21,7 @@
 use crate::checkpoint::{self, Checkpoint};
 use crate::entry;
 use crate::gzip::gunzip;
-use crate::platform::{ObjectStore, storage_failure};
+use crate::platform::{ObjectStore, Stored, storage_failure};
 use crate::settings::{ErrorKind, Failure, Settings};
 use crate::{status, window};
 use std::collections::{BTreeMap, HashSet};
@@ -84,8 +84,8 @@ struct Listed {
 
 /// The organization's objects in one month folder, live and deleted, by day: one narrowed
 /// listing ([`ObjectStore::find`]) of at most `limit` of each.
-fn month_objects<S: ObjectStore>(
-    store: &mut S,
+fn month_objects<S: ObjectStore + ?Sized>(
+    store: &S,
     settings: &Settings,
     org: &str,
     (y, m): Month,
@@ -122,8 +122,8 @@ pub(crate) fn shows_collection(status: &status::OrgStatus) -> bool {
 /// Looks for the organization's traces (module docs) before a first checkpoint is made; a
 /// refusal is its failure. Entries without a time are kept until `now_ms`: the window they came
 /// from ended before it.
-pub fn search<S: ObjectStore>(
-    store: &mut S,
+pub fn search<S: ObjectStore + ?Sized>(
+    store: &S,
     settings: &Settings,
     org: &str,
     now_ms: i64,
@@ -133,7 +133,7 @@ pub fn search<S: ObjectStore>(
     let status = store
         .read(&status_key)
         .map_err(|e| storage_failure("reading status", &status_key, &e))?
-        .and_then(|(bytes, _)| status::OrgStatus::decode(&bytes))
+        .and_then(|stored| status::OrgStatus::decode(&stored.data))
         .filter(shows_collection);
     let checkpoint_key = window::checkpoint_key(&settings.state_prefix, org);
     let refuse = |evidence: String, why: &str| {
@@ -254,8 +254,8 @@ fn lineages_in(days: &Days, settings: &Settings, org: &str) -> Vec<(String, u64)
 
 /// The lineages of the organization's objects from `from_ms`'s month on, which a checkpoint
 /// started anew on purpose (`--start-anew`) leaves behind it.
-pub fn lineages<S: ObjectStore>(
-    store: &mut S,
+pub fn lineages<S: ObjectStore + ?Sized>(
+    store: &S,
     settings: &Settings,
     org: &str,
     from_ms: i64,
@@ -285,8 +285,8 @@ fn lineage_of<'k>(key: &'k str, settings: &Settings, org: &str) -> Option<(&'k s
 /// none: an id is a UUID, the same in any case, and an organization collected as `abc` keeps its
 /// checkpoint, objects and status under that spelling when it is configured as `ABC` (one
 /// checkpoint an organization, nothing delivered twice). Refused where two spellings have one.
-pub fn other_spelling<S: ObjectStore>(
-    store: &mut S,
+pub fn other_spelling<S: ObjectStore + ?Sized>(
+    store: &S,
     settings: &Settings,
     org: &str,
 ) -> Result<Option<String>, Failure> {
@@ -321,8 +321,8 @@ pub fn other_spelling<S: ObjectStore>(
 /// or numbered past the highest it saw then, which only another checkpoint of the organization
 /// wrote (this one restored over it, or an old deployment still writing). A checkpoint without a
 /// lineage (made before version 3) is not searched.
-pub fn ahead<S: ObjectStore>(
-    store: &mut S,
+pub fn ahead<S: ObjectStore + ?Sized>(
+    store: &S,
     settings: &Settings,
     checkpoint: &Checkpoint,
     now_ms: i64,
@@ -361,10 +361,12 @@ pub fn ahead<S: ObjectStore>(
 /// Each entry of the objects: its time (if readable) and its dedup key with how long to keep it.
 type Read = (Option<i64>, (String, i64));
 
-fn read_entries<S: ObjectStore>(store: &mut S, keys: &[String]) -> Result<Vec<Read>, Failure> {
+fn read_entries<S: ObjectStore + ?Sized>(store: &S, keys: &[String]) -> Result<Vec<Read>, Failure> {
     let mut entries = Vec::new();
     for key in keys {
-        let Some((bytes, _)) = store.read(key).map_err(|e| storage_failure("reading log object", key, &e))? else {
+        let Some(Stored { data: bytes, .. }) =
+            store.read(key).map_err(|e| storage_failure("reading log object", key, &e))?
+        else {
             // Gone since the listing: the feed took it; what it held is not known.
             return Err(Failure::new(
                 ErrorKind::Conflict,

@@ -87,24 +87,30 @@ pub struct Found {
     pub deleted: Option<Vec<String>>,
 }
 
-/// The object store (the WIT `object-store` interface).
+/// An object as read: its bytes and the generation they are (the WIT `stored-object`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub data: Vec<u8>,
+    pub generation: u64,
+}
+
+/// The object store (the WIT `object-store` interface): the one store trait. The component
+/// implements it over the WIT import, every host store implements it directly (the host adds
+/// listing as an extension, for its own commands), and tests implement it in memory.
+///
+/// Calls take `&self`: a host shares one store between a pass and the thread that records a
+/// stop, so a store that keeps state (a token, a cached policy) keeps it behind a lock.
 pub trait ObjectStore {
     /// Creates `key` only if absent; with a `deadline_ms`, writes nothing after it (the WIT
     /// `create`).
-    fn create(
-        &mut self,
-        key: &str,
-        data: &[u8],
-        content_type: &str,
-        deadline_ms: Option<i64>,
-    ) -> Result<u64, StoreError>;
+    fn create(&self, key: &str, data: &[u8], content_type: &str, deadline_ms: Option<i64>) -> Result<u64, StoreError>;
     /// How long a create may take, its lease on a name; 0 for none (the WIT `lease-ms`).
-    fn lease_ms(&mut self) -> u64 {
+    fn lease_ms(&self) -> u64 {
         0
     }
-    fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError>;
+    fn read(&self, key: &str) -> Result<Option<Stored>, StoreError>;
     fn write_if_generation(
-        &mut self,
+        &self,
         key: &str,
         data: &[u8],
         content_type: &str,
@@ -112,10 +118,10 @@ pub trait ObjectStore {
     ) -> Result<u64, StoreError>;
     /// What became of an object that may have been created from `since_ms` on (`None`: at any
     /// time).
-    fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError>;
+    fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError>;
     /// The keys under `prefix` whose last segment begins with `name`, at most `limit` of each
     /// kind (the WIT `find`).
-    fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError>;
+    fn find(&self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError>;
 }
 
 /// Whether `key`, under `prefix`, has a last segment that begins with `name`: the WIT `find`'s

@@ -94,8 +94,8 @@ impl OrgStatus {
 /// Records a pass's outcome for `org` in its status object, by compare-and-swap so that two
 /// passes do not lose each other's counts. Best effort (see the module docs): what kept it from
 /// being recorded is returned, for the pass's summary to say.
-pub fn record<S: ObjectStore>(
-    store: &mut S,
+pub fn record<S: ObjectStore + ?Sized>(
+    store: &S,
     state_prefix: &str,
     org: &str,
     now_ms: i64,
@@ -115,8 +115,8 @@ pub fn record<S: ObjectStore>(
 
 /// A failure that kept the pass from each of `orgs` (its organizations could not be listed, or
 /// a failure every organization would meet stopped it), recorded for each.
-pub fn record_failed<'o, S: ObjectStore>(
-    store: &mut S,
+pub fn record_failed<'o, S: ObjectStore + ?Sized>(
+    store: &S,
     state_prefix: &str,
     orgs: impl IntoIterator<Item = &'o String>,
     now_ms: i64,
@@ -132,8 +132,8 @@ pub fn record_failed<'o, S: ObjectStore>(
 /// `orgs` this shard owns (the configured ones and those with state: business groups found by
 /// discovery are only known from their state) that the pass, begun at `pass_started_ms`, did
 /// not record itself, so that `status` and its `--max-lag` see it. Best effort, like [`record`].
-pub fn record_stopped<S: ObjectStore>(
-    store: &mut S,
+pub fn record_stopped<S: ObjectStore + ?Sized>(
+    store: &S,
     settings: &Settings,
     orgs: &[String],
     pass_started_ms: i64,
@@ -154,8 +154,8 @@ pub fn record_stopped<S: ObjectStore>(
 
 /// Changes `org`'s status object by compare-and-swap, a few times over a concurrent writer;
 /// `change` says whether there is anything to write. The error says why nothing was written.
-fn update<S: ObjectStore>(
-    store: &mut S,
+fn update<S: ObjectStore + ?Sized>(
+    store: &S,
     state_prefix: &str,
     org: &str,
     change: impl Fn(&mut OrgStatus) -> bool,
@@ -164,7 +164,7 @@ fn update<S: ObjectStore>(
     let key = status_key(state_prefix, org);
     for _ in 0..3 {
         let (mut status, generation) = match store.read(&key) {
-            Ok(Some((bytes, generation))) => (OrgStatus::decode(&bytes).unwrap_or_default(), generation),
+            Ok(Some(stored)) => (OrgStatus::decode(&stored.data).unwrap_or_default(), stored.generation),
             Ok(None) => (OrgStatus::default(), 0),
             Err(e) => return Err(format!("reading `{key}`: {e}")),
         };
@@ -289,11 +289,11 @@ mod tests {
     #[test]
     fn a_status_that_cannot_be_recorded_says_which_object_and_why() {
         let mut store = MemoryStore::default();
-        store.stop = Some((0, crate::testing::doubles::Stop::Before));
+        store.stop.set(Some((0, crate::testing::doubles::Stop::Before)));
         store.stops_in_search = true;
-        let why = record(&mut store, "state/", "org-1", 1_000, None, Some(&summary(3)), None).unwrap_err();
+        let why = record(&store, "state/", "org-1", 1_000, None, Some(&summary(3)), None).unwrap_err();
         assert_eq!(why, "reading `state/org-1/status.json`: store unavailable: the pass was stopped");
-        assert!(store.objects.is_empty());
+        assert!(store.objects.borrow().is_empty());
     }
 
     #[test]
@@ -305,13 +305,13 @@ mod tests {
         let owned: Vec<&String> = settings.org_ids.iter().filter(|o| settings.owns(o)).collect();
         let (done, stopped) = (owned[0], owned[1]);
         let mut store = MemoryStore::default();
-        record(&mut store, "state/", stopped, 500, None, Some(&summary(3)), None).unwrap();
+        record(&store, "state/", stopped, 500, None, Some(&summary(3)), None).unwrap();
         // The pass began at 1,000 and recorded one organization before the host stopped it.
-        record(&mut store, "state/", done, 1_500, None, Some(&summary(5)), None).unwrap();
+        record(&store, "state/", done, 1_500, None, Some(&summary(5)), None).unwrap();
         let orgs = settings.org_ids.clone();
-        record_stopped(&mut store, &settings, &orgs, 1_000, 2_000, "time-limit", "the pass ran past --max-run-time 1s");
+        record_stopped(&store, &settings, &orgs, 1_000, 2_000, "time-limit", "the pass ran past --max-run-time 1s");
         let read = |store: &mut MemoryStore, org: &str| {
-            store.read(&status_key("state/", org)).unwrap().and_then(|(bytes, _)| OrgStatus::decode(&bytes))
+            store.read(&status_key("state/", org)).unwrap().and_then(|stored| OrgStatus::decode(&stored.data))
         };
         let done = read(&mut store, done).unwrap();
         assert_eq!((done.last_success_ms, done.failed_in_a_row, done.last_failure), (Some(1_500), 0, None));
@@ -334,19 +334,19 @@ mod tests {
 
     #[test]
     fn passes_add_up_and_a_success_ends_a_streak() {
-        let mut store = MemoryStore::default();
+        let store = MemoryStore::default();
         let failure = Failure::new(ErrorKind::Unavailable, "HTTP 503 for 6 attempts");
-        record(&mut store, "state/", "org-1", 1_000, Some(500), Some(&summary(10)), None).unwrap();
-        record(&mut store, "state/", "org-1", 2_000, None, Some(&summary(5)), Some(&failure)).unwrap();
-        record(&mut store, "state/", "org-1", 3_000, Some(900), None, Some(&failure)).unwrap();
-        let (bytes, _) = store.read("state/org-1/status.json").unwrap().unwrap();
+        record(&store, "state/", "org-1", 1_000, Some(500), Some(&summary(10)), None).unwrap();
+        record(&store, "state/", "org-1", 2_000, None, Some(&summary(5)), Some(&failure)).unwrap();
+        record(&store, "state/", "org-1", 3_000, Some(900), None, Some(&failure)).unwrap();
+        let bytes = store.read("state/org-1/status.json").unwrap().unwrap().data;
         let status = OrgStatus::decode(&bytes).unwrap();
         assert_eq!((status.entries_written, status.objects_written), (15, 2));
         assert_eq!(status.started_ms, Some(900), "where collection began, by the pass that made the checkpoint last");
         assert_eq!((status.last_success_ms, status.failed_in_a_row), (Some(1_000), 2));
         assert_eq!(status.last_failure.as_ref().map(|f| (f.at_ms, f.kind.as_str())), Some((3_000, "unavailable")));
-        record(&mut store, "state/", "org-1", 4_000, None, Some(&summary(0)), None).unwrap();
-        let (bytes, _) = store.read("state/org-1/status.json").unwrap().unwrap();
+        record(&store, "state/", "org-1", 4_000, None, Some(&summary(0)), None).unwrap();
+        let bytes = store.read("state/org-1/status.json").unwrap().unwrap().data;
         let status = OrgStatus::decode(&bytes).unwrap();
         assert_eq!((status.last_success_ms, status.failed_in_a_row), (Some(4_000), 0));
         assert!(status.last_failure.is_some(), "the last failure stays on record");

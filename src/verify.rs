@@ -12,7 +12,7 @@ use crate::delivery::{Delivery, Entry, Fresh, Role};
 use crate::entry;
 use crate::gzip::gunzip;
 use crate::paging::{Slice, page_request, read_page};
-use crate::platform::{Method, ObjectStore, Platform, storage_failure};
+use crate::platform::{Method, ObjectStore, Platform, Stored, storage_failure};
 use crate::settings::{ErrorKind, Failure, OrgSummary, Settings, exit_code};
 use crate::status::{OrgStatus, status_key};
 use crate::window;
@@ -199,9 +199,9 @@ impl VerifyReport {
 
 /// Verifies (and with `request.repair`, repairs) every configured organization against what
 /// the host listed.
-pub fn verify<P: Platform, S: ObjectStore>(
+pub fn verify<P: Platform, S: ObjectStore + ?Sized>(
     platform: &mut P,
-    store: &mut S,
+    store: &S,
     settings: &Settings,
     request: Request,
     listing: &Listing,
@@ -269,9 +269,9 @@ struct Delivered {
     vanished: u64,
 }
 
-fn verify_org<P: Platform, S: ObjectStore>(
+fn verify_org<P: Platform, S: ObjectStore + ?Sized>(
     client: &mut Client<'_, P>,
-    store: &mut S,
+    store: &S,
     settings: &Settings,
     request: Request,
     listing: &Listing,
@@ -289,7 +289,7 @@ fn verify_org<P: Platform, S: ObjectStore>(
     };
     // Where collection began, when the status remembers it: nothing earlier was meant to arrive.
     let started = match store.read(&status_key(&settings.state_prefix, org)) {
-        Ok(Some((bytes, _))) => OrgStatus::decode(&bytes).and_then(|s| s.started_ms),
+        Ok(Some(stored)) => OrgStatus::decode(&stored.data).and_then(|s| s.started_ms),
         _ => None,
     };
     if request.repair && request.since_ms.is_none() && started.is_none() {
@@ -557,10 +557,12 @@ type Foreign = HashMap<String, (Option<(i64, i64)>, Vec<String>)>;
 
 /// Reads the objects under the prefix that the collector did not name. One that is not gzip, or
 /// gone, holds nothing the feed could read from it either.
-fn read_foreign<S: ObjectStore>(store: &mut S, keys: &[&str]) -> Result<Foreign, Failure> {
+fn read_foreign<S: ObjectStore + ?Sized>(store: &S, keys: &[&str]) -> Result<Foreign, Failure> {
     let mut copies = Foreign::new();
     for key in keys {
-        let Some((bytes, _)) = store.read(key).map_err(|e| storage_failure("reading object", key, &e))? else {
+        let Some(Stored { data: bytes, .. }) =
+            store.read(key).map_err(|e| storage_failure("reading object", key, &e))?
+        else {
             continue;
         };
         let Ok(plain) = gunzip(&bytes) else {
@@ -575,14 +577,21 @@ fn read_foreign<S: ObjectStore>(store: &mut S, keys: &[&str]) -> Result<Foreign,
     Ok(copies)
 }
 
-fn read_objects<S: ObjectStore>(store: &mut S, keys: &[&str], since: i64, until: i64) -> Result<Delivered, Failure> {
+fn read_objects<S: ObjectStore + ?Sized>(
+    store: &S,
+    keys: &[&str],
+    since: i64,
+    until: i64,
+) -> Result<Delivered, Failure> {
     let mut delivered = Delivered::default();
     let mut seen_keys = HashSet::new();
     for key in keys {
         if !seen_keys.insert(*key) {
             continue;
         }
-        let Some((bytes, _)) = store.read(key).map_err(|e| storage_failure("reading log object", key, &e))? else {
+        let Some(Stored { data: bytes, .. }) =
+            store.read(key).map_err(|e| storage_failure("reading log object", key, &e))?
+        else {
             delivered.vanished += 1;
             continue;
         };

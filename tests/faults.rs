@@ -6,7 +6,7 @@ use anypoint_sim::{Faults, OrgSpec, SimConfig, Simulator};
 use clap::Parser;
 use mulesoft_audit_host::runtime::{Limits, Runtime};
 use mulesoft_audit_host::settings::{CollectArgs, Resolved};
-use mulesoft_audit_host::store::{ObjectStore, Presence, StoreError, Stored, file::FileStore};
+use mulesoft_audit_host::store::{Found, ObjectStore, Presence, Store, StoreError, Stored, file::FileStore};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
@@ -88,12 +88,18 @@ impl ObjectStore for DyingStore {
     fn write_if_generation(&self, key: &str, data: &[u8], ct: &str, generation: u64) -> Result<u64, StoreError> {
         self.write(key, || self.inner.write_if_generation(key, data, ct, generation))
     }
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key)
-    }
     fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
         self.alive(key)?;
         self.inner.presence(key, since_ms)
+    }
+    fn find(&self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+        self.inner.find(prefix, name, limit)
+    }
+}
+
+impl Store for DyingStore {
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key)
     }
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         self.inner.list(prefix)
@@ -376,11 +382,17 @@ impl ObjectStore for MeddlingStore {
         }
         self.inner.write_if_generation(key, data, ct, generation)
     }
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key)
-    }
     fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
         self.inner.presence(key, since_ms)
+    }
+    fn find(&self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+        self.inner.find(prefix, name, limit)
+    }
+}
+
+impl Store for MeddlingStore {
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key)
     }
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         self.inner.list(prefix)

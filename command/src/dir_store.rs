@@ -5,7 +5,7 @@
 //! and any change is seen.
 
 use mulesoft_audit::entry::fnv1a_128;
-use mulesoft_audit::platform::{Found, ObjectStore, Presence, StoreError};
+use mulesoft_audit::platform::{Found, ObjectStore, Presence, StoreError, Stored};
 use std::fs::{self, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{ErrorKind, Write};
@@ -140,7 +140,7 @@ impl DirStore {
 impl ObjectStore for DirStore {
     /// One local step: no lease, no deadline to keep.
     fn create(
-        &mut self,
+        &self,
         key: &str,
         data: &[u8],
         _content_type: &str,
@@ -160,7 +160,7 @@ impl ObjectStore for DirStore {
     /// Files under the folder `prefix` names, whose keys begin with it (temporary and lock files,
     /// whose names begin with `.` or end in `.lock`, are no objects). A directory cannot tell
     /// which files were removed.
-    fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+    fn find(&self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
         let start = match prefix.rfind('/') {
             Some(i) => self.root.join(&prefix[..i]),
             None => self.root.clone(),
@@ -197,7 +197,7 @@ impl ObjectStore for DirStore {
 
     /// A directory keeps no record of removed files: a shipper that uploads and removes them
     /// leaves a missing file that may have been created, so absence proves nothing.
-    fn presence(&mut self, key: &str, _since_ms: Option<i64>) -> Result<Presence, StoreError> {
+    fn presence(&self, key: &str, _since_ms: Option<i64>) -> Result<Presence, StoreError> {
         match fs::metadata(self.path(key)?) {
             Ok(_) => Ok(Presence::Present),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(Presence::Unknown),
@@ -205,19 +205,16 @@ impl ObjectStore for DirStore {
         }
     }
 
-    fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+    fn read(&self, key: &str) -> Result<Option<Stored>, StoreError> {
         match fs::read(self.path(key)?) {
-            Ok(data) => {
-                let g = generation(&data);
-                Ok(Some((data, g)))
-            }
+            Ok(data) => Ok(Some(Stored { generation: generation(&data), data })),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io("reading", &e)),
         }
     }
 
     fn write_if_generation(
-        &mut self,
+        &self,
         key: &str,
         data: &[u8],
         _content_type: &str,
@@ -261,7 +258,7 @@ mod tests {
     #[test]
     fn create_refuses_a_taken_key_and_leaves_the_first_object() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = store(&dir);
+        let s = store(&dir);
         assert!(s.create("logs/a.json.gz", b"first", "x", None).is_ok());
         assert!(matches!(s.create("logs/a.json.gz", b"second", "x", None), Err(StoreError::AlreadyExists)));
         assert_eq!(fs::read(dir.path().join("logs/a.json.gz")).unwrap(), b"first");
@@ -289,7 +286,7 @@ mod tests {
     #[test]
     fn a_swap_waits_for_a_held_lock_instead_of_reporting_a_mismatch() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = store(&dir);
+        let s = store(&dir);
         let g = s.write_if_generation("state/cp", b"one", "x", 0).unwrap();
         let lock = dir.path().join("state/cp.lock");
         fs::write(&lock, b"").unwrap();
@@ -352,7 +349,7 @@ mod tests {
     #[test]
     fn a_swap_from_a_stale_generation_is_a_mismatch_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = store(&dir);
+        let s = store(&dir);
         let g = s.write_if_generation("state/cp", b"one", "x", 0).unwrap();
         s.write_if_generation("state/cp", b"two", "x", g).unwrap();
         assert_eq!(s.write_if_generation("state/cp", b"three", "x", g), Err(StoreError::GenerationMismatch));

@@ -67,10 +67,10 @@ mod run {
             Err(message) => return print(&Report::config(message)),
         };
         let root = values.get(DIR).unwrap_or("/data");
-        let mut store = match crate::dir_store::DirStore::new(root) {
+        let store = match crate::dir_store::DirStore::new(root) {
             Ok(s) => s,
             Err(message) => return print(&Report::config(message)),
         };
-        print(&collect::run_pass(&mut platform(&configured.settings), &mut store, &configured.settings).into())
+        print(&collect::run_pass(&mut platform(&configured.settings), &store, &configured.settings).into())
     }
 }

@@ -99,7 +99,7 @@ pub fn check(collector: &Collector) -> anyhow::Result<u8> {
 }
 
 /// A store failure of `status` or `verify`: a refusal is a setting to fix (exit 2).
-fn store_failure(store: &dyn store::ObjectStore, what: &str, e: store::StoreError) -> anyhow::Error {
+fn store_failure(store: &dyn store::Store, what: &str, e: store::StoreError) -> anyhow::Error {
     match e {
         store::StoreError::Denied(m) => {
             anyhow::Error::from(ConfigError(format!("{what} in {}: {m}", store.describe())))

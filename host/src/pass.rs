@@ -4,7 +4,7 @@ use crate::runtime::Runtime;
 use crate::settings::CollectArgs;
 use crate::settings::Resolved;
 use crate::store;
-use crate::store::ObjectStore;
+use crate::store::Store;
 use mulesoft_audit::collect::PassResult;
 use mulesoft_audit::report::Report;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// Everything needed to run passes: built once, used for every trigger.
 pub struct Collector {
     pub runtime: Arc<Runtime>,
-    pub store: Arc<dyn ObjectStore>,
+    pub store: Arc<dyn Store>,
     pub settings: Resolved,
     /// Progress bars when stderr is a terminal (`run`, `demo`; not `serve`).
     pub progress: bool,
@@ -96,14 +96,13 @@ impl Collector {
         mulesoft_audit::status::add_spellings(&mut orgs, settings.org_ids.iter().cloned());
         let now = chrono::Utc::now().timestamp_millis();
         let message = message.lines().next().unwrap_or_default();
-        let mut store = store::EngineStore(self.store.as_ref());
-        mulesoft_audit::status::record_stopped(&mut store, &settings, &orgs, started_ms, now, kind, message);
+        mulesoft_audit::status::record_stopped(self.store.as_ref(), &settings, &orgs, started_ms, now, kind, message);
     }
 }
 
 /// The organizations with state under `prefix` (a checkpoint or a status object), sorted, each
 /// once in the spelling of its checkpoint where it has one.
-pub fn orgs_with_state(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<String>, store::StoreError> {
+pub fn orgs_with_state(store: &dyn Store, prefix: &str) -> Result<Vec<String>, store::StoreError> {
     let keys = store.list(prefix)?;
     let mut orgs: Vec<String> =
         keys.iter().filter_map(|key| mulesoft_audit::window::checkpoint_org(prefix, key)).map(str::to_string).collect();

@@ -4,7 +4,7 @@
 
 pub use crate::sandbox::Limits;
 use crate::sandbox::{Origin, SandboxHooks};
-use crate::store::ObjectStore;
+use crate::store;
 use anyhow::Context as _;
 use sha2::Digest as _;
 use std::path::{Path, PathBuf};
@@ -55,7 +55,7 @@ struct RunState {
     table: ResourceTable,
     hooks: SandboxHooks,
     limits: GuestLimits,
-    store: Arc<dyn ObjectStore>,
+    store: Arc<dyn store::Store>,
     /// Bars for a person at a terminal, from what the guest writes.
     progress: Option<crate::progress::Progress>,
 }
@@ -131,10 +131,7 @@ impl wit_store::Host for RunState {
         result.map_err(wit_store::StoreError::from)
     }
     fn read(&mut self, key: String) -> Result<Option<wit_store::StoredObject>, wit_store::StoreError> {
-        self.store
-            .read(&key)
-            .map(|o| o.map(|o| wit_store::StoredObject { data: o.data, generation: o.generation }))
-            .map_err(wit_store::StoreError::from)
+        self.store.read(&key).map(|o| o.map(Into::into)).map_err(wit_store::StoreError::from)
     }
     fn write_if_generation(
         &mut self,
@@ -156,12 +153,10 @@ impl wit_store::Host for RunState {
         self.store.lease_ms()
     }
     fn presence(&mut self, key: String, since_ms: Option<i64>) -> Result<Presence, wit_store::StoreError> {
-        self.store.presence(&key, since_ms).map_err(wit_store::StoreError::from)
+        self.store.presence(&key, since_ms).map(Into::into).map_err(wit_store::StoreError::from)
     }
     fn find(&mut self, prefix: String, name: String, limit: u32) -> Result<wit_store::Found, wit_store::StoreError> {
-        crate::store::find(self.store.as_ref(), &prefix, &name, limit)
-            .map(Into::into)
-            .map_err(wit_store::StoreError::from)
+        self.store.find(&prefix, &name, limit).map(Into::into).map_err(wit_store::StoreError::from)
     }
 }
 
@@ -206,7 +201,7 @@ impl Runtime {
         &self,
         limits: &Limits,
         origin: Origin,
-        store: Arc<dyn ObjectStore>,
+        store: Arc<dyn store::Store>,
         config: &wit::Config,
         progress: Option<crate::progress::Progress>,
     ) -> Result<Result<wit::RunSummary, wit::RunError>, Trap> {
@@ -237,7 +232,7 @@ impl Runtime {
         &self,
         limits: &Limits,
         origin: Origin,
-        store: Arc<dyn ObjectStore>,
+        store: Arc<dyn store::Store>,
         config: &wit::Config,
         request: mulesoft_audit::verify::Request,
         listing: mulesoft_audit::verify::Listing,
@@ -254,7 +249,7 @@ impl Runtime {
         &self,
         limits: &Limits,
         origin: Origin,
-        store: Arc<dyn ObjectStore>,
+        store: Arc<dyn store::Store>,
     ) -> Result<(Store<RunState>, CollectorCore), Trap> {
         // No environment, no arguments, no preopened directories, no sockets: stderr only, so
         // that a guest panic message is not lost.

@@ -26,7 +26,7 @@ pub use wire::{
     metadata_reply, multipart_body, name_glob, persisted, soft_delete_seconds, upload_reply, written_before,
 };
 
-use crate::platform::{Found, Method, ObjectStore, Platform, Presence, Request, StoreError, TransportError, check_key};
+use crate::platform::{Found, Method, Platform, Presence, Request, StoreError, Stored, TransportError, check_key};
 use crate::settings::BaseUrl;
 use tokens::Token;
 
@@ -36,7 +36,7 @@ const REPLY_BYTES: usize = 16 << 20;
 /// How long a soft delete policy read is trusted: a minute, as it can change while `serve` runs.
 const POLICY_FRESH_MS: i64 = 60_000;
 
-/// How long a create may take: [`ObjectStore::lease_ms`] of a store with this target.
+/// How long a create may take: [`crate::platform::ObjectStore::lease_ms`] of a store with this target.
 pub fn lease_ms(target: &Target) -> u64 {
     target.timeout_ms.saturating_mul(3)
 }
@@ -68,7 +68,7 @@ enum Listed {
     SoftDeleted,
 }
 
-/// Cloud Storage as the collector's [`ObjectStore`], over `platform`'s HTTP: uploads with a
+/// Cloud Storage as the collector's [`crate::platform::ObjectStore`], over `platform`'s HTTP: uploads with a
 /// generation precondition ([`upload`]: create-only, or a swap of one generation), reads of
 /// exactly one generation, and soft delete for what an absence proves.
 pub struct Gcs<P> {
@@ -336,8 +336,12 @@ impl<P: Platform> Gcs<P> {
     }
 }
 
-impl<P: Platform> ObjectStore for Gcs<P> {
-    fn create(
+/// The WIT `object-store`'s operations. The store's state (its token, the policy read) changes
+/// as it works, so these take `&mut self`: the edge store holds one client for its instance, and
+/// the host's [`ObjectStore`](crate::platform::ObjectStore) lends each call a client of its own.
+impl<P: Platform> Gcs<P> {
+    /// Creates `key` only if absent; with a `deadline_ms`, sends nothing that could end after it.
+    pub fn create(
         &mut self,
         key: &str,
         data: &[u8],
@@ -354,11 +358,12 @@ impl<P: Platform> ObjectStore for Gcs<P> {
     /// Three requests' time ([`Target::timeout_ms`]): a create starts requests (its retries, a
     /// resumable upload's chunks) while one can still end within it, so even two that hang to
     /// their timeout leave room for a third.
-    fn lease_ms(&mut self) -> u64 {
+    pub fn lease_ms(&self) -> u64 {
         lease_ms(&self.target)
     }
 
-    fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+    /// The object's bytes, of exactly one generation.
+    pub fn read(&mut self, key: &str) -> Result<Option<Stored>, StoreError> {
         let name = self.name(key)?;
         // Metadata first, then exactly that generation's bytes: a concurrent replace makes the
         // second request miss, and the object is read again rather than two versions mixed.
@@ -371,7 +376,7 @@ impl<P: Platform> ObjectStore for Gcs<P> {
             // Exactly that generation's bytes: its size is known, and no more is read.
             let reply = self.get("reading object", path, meta.size().max(REPLY_BYTES))?;
             match reply.status {
-                200 => return Ok(Some((reply.body, generation))),
+                200 => return Ok(Some(Stored { data: reply.body, generation })),
                 404 => continue,
                 s => return Err(self.refusal("reading object", s, &reply.body)),
             }
@@ -379,7 +384,8 @@ impl<P: Platform> ObjectStore for Gcs<P> {
         Err(StoreError::Unavailable(format!("object `{name}` kept changing while being read")))
     }
 
-    fn write_if_generation(
+    /// Replaces generation `generation` of `key` (0: creates it).
+    pub fn write_if_generation(
         &mut self,
         key: &str,
         data: &[u8],
@@ -392,7 +398,7 @@ impl<P: Platform> ObjectStore for Gcs<P> {
 
     /// Live, soft-deleted, or neither; "neither" proves absence only where the bucket keeps
     /// deleted objects (soft delete, on by default for new buckets).
-    fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
+    pub fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
         let name = self.name(key)?;
         if self.metadata(&name)?.is_some() {
             return Ok(Presence::Present);
@@ -402,7 +408,8 @@ impl<P: Platform> ObjectStore for Gcs<P> {
         Ok(absence(deleted, kept, since_ms, self.platform.now_ms()))
     }
 
-    fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+    /// The keys under `prefix` whose last segment begins with `name`, at most `limit` of each kind.
+    pub fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
         let live = self
             .keys(prefix, name, Listed::Live, limit)?
             .map_err(|reply| self.refusal("listing objects", reply.status, &reply.body))?;

@@ -244,12 +244,12 @@ fn creates_reads_and_swaps_with_preconditions() {
     assert_eq!(s.read("a/x").unwrap(), None);
     let g1 = s.create("a/x", b"one", GZ, None).unwrap();
     assert_eq!(s.create("a/x", b"two", GZ, None), Err(StoreError::AlreadyExists));
-    assert_eq!(s.read("a/x").unwrap(), Some((b"one".to_vec(), g1)));
+    assert_eq!(s.read("a/x").unwrap(), Some(Stored { data: b"one".to_vec(), generation: g1 }));
     assert!(s.platform.objects.contains_key("p/a/x"), "keys live under the prefix");
     assert_eq!(s.write_if_generation("a/x", b"two", GZ, g1 + 7), Err(StoreError::GenerationMismatch));
     let g2 = s.write_if_generation("a/x", b"two", GZ, g1).unwrap();
     assert!(g2 > g1);
-    assert_eq!(s.read("a/x").unwrap(), Some((b"two".to_vec(), g2)));
+    assert_eq!(s.read("a/x").unwrap(), Some(Stored { data: b"two".to_vec(), generation: g2 }));
     assert_eq!(s.create("../x", b"", GZ, None), Err(StoreError::Other("invalid key `../x`".into())));
     // One token for all of it, asked with the metadata server's header.
     assert_eq!(s.platform.issued.len(), 1);
@@ -260,7 +260,7 @@ fn a_lost_reply_is_recognised_as_the_write_that_happened() {
     let mut s = store();
     s.platform.lose_reply_of_next_upload = true;
     let g = s.create("a/x", b"one", GZ, None).unwrap();
-    assert_eq!(s.read("a/x").unwrap(), Some((b"one".to_vec(), g)));
+    assert_eq!(s.read("a/x").unwrap(), Some(Stored { data: b"one".to_vec(), generation: g }));
     // Other bytes under a taken key are still a refusal.
     s.platform.lose_reply_of_next_upload = true;
     assert_eq!(s.create("a/y", b"y", GZ, None).map(|_| ()), Ok(()));

@@ -2,8 +2,9 @@
 //! on a manual clock, and [`MemoryStore`], an object store that can stop working after any call
 //! (as a killed pass does) and delete objects as the SecOps feed does.
 
-use crate::platform::{Found, ObjectStore, Platform, Presence, Request, Response, StoreError, TransportError};
+use crate::platform::{Found, ObjectStore, Platform, Presence, Request, Response, StoreError, Stored, TransportError};
 use crate::settings::BaseUrl;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -184,10 +185,11 @@ pub enum Stop {
     After,
 }
 
-/// An object store in memory.
+/// An object store in memory. What its calls change sits in cells, as the trait's calls take
+/// `&self`; tests set the rest directly.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    pub objects: BTreeMap<String, (Vec<u8>, u64)>,
+    pub objects: RefCell<BTreeMap<String, (Vec<u8>, u64)>>,
     /// Names of deleted objects and when they were deleted, which a store with soft delete
     /// remembers for `remembers_ms`.
     pub deleted: BTreeMap<String, i64>,
@@ -197,12 +199,12 @@ pub struct MemoryStore {
     /// The store's clock, for soft delete's memory.
     pub now_ms: i64,
     /// Every object ever created under a name, in order (deleted ones too).
-    pub created: Vec<(String, Vec<u8>)>,
+    pub created: RefCell<Vec<(String, Vec<u8>)>>,
     /// Every call carried out, in order: `create KEY`, `write KEY` (the bytes written), `read
     /// KEY`, `presence KEY`.
-    pub calls: Vec<(String, Vec<u8>)>,
+    pub calls: RefCell<Vec<(String, Vec<u8>)>>,
     /// Calls left before the store stops working, and how it stops.
-    pub stop: Option<(u32, Stop)>,
+    pub stop: Cell<Option<(u32, Stop)>>,
     /// Whether the calls of the search before a first checkpoint ([`crate::ledger`]: `find`,
     /// and reading `status.json`) count towards `stop`. Off, scenarios count only the calls of
     /// the write protocol they name; the model turns it on.
@@ -210,22 +212,22 @@ pub struct MemoryStore {
     /// Its lease on a name, as a Cloud Storage store has one ([`ObjectStore::lease_ms`]); 0:
     /// none, as a directory.
     pub lease_ms: u64,
-    generation: u64,
+    generation: Cell<u64>,
 }
 
 impl MemoryStore {
     /// Whether this call may go ahead, and whether its reply is then lost. `search`: a call of
     /// the search before a first checkpoint.
-    fn gate(&mut self, search: bool) -> Result<bool, StoreError> {
+    fn gate(&self, search: bool) -> Result<bool, StoreError> {
         if search && !self.stops_in_search {
             return Ok(false);
         }
-        match &mut self.stop {
+        match self.stop.get() {
             None => Ok(false),
             Some((0, _)) => Err(StoreError::Unavailable("the pass was stopped".into())),
             Some((left, how)) => {
-                *left -= 1;
-                Ok(*left == 0 && *how == Stop::After)
+                self.stop.set(Some((left - 1, how)));
+                Ok(left == 1 && how == Stop::After)
             }
         }
     }
@@ -236,70 +238,70 @@ impl MemoryStore {
 
     /// Deletes every object under `prefix`, as the feed does after ingesting.
     pub fn delete_under(&mut self, prefix: &str) {
-        let names: Vec<String> = self.objects.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+        let names: Vec<String> = self.objects.get_mut().keys().filter(|k| k.starts_with(prefix)).cloned().collect();
         for name in names {
-            self.objects.remove(&name);
+            self.objects.get_mut().remove(&name);
             self.deleted.insert(name, self.now_ms);
         }
     }
 
-    fn put(&mut self, key: &str, data: &[u8]) -> u64 {
-        self.generation += 1;
-        self.objects.insert(key.to_string(), (data.to_vec(), self.generation));
-        self.generation
+    fn put(&self, key: &str, data: &[u8]) -> u64 {
+        let generation = self.generation.get() + 1;
+        self.generation.set(generation);
+        self.objects.borrow_mut().insert(key.to_string(), (data.to_vec(), generation));
+        generation
     }
 }
 
 impl ObjectStore for MemoryStore {
-    fn create(
-        &mut self,
-        key: &str,
-        data: &[u8],
-        _content_type: &str,
-        deadline_ms: Option<i64>,
-    ) -> Result<u64, StoreError> {
+    fn create(&self, key: &str, data: &[u8], _content_type: &str, deadline_ms: Option<i64>) -> Result<u64, StoreError> {
         let lost = self.gate(false)?;
-        self.calls.push((format!("create {key}"), Vec::new()));
+        self.calls.borrow_mut().push((format!("create {key}"), Vec::new()));
         let result = if deadline_ms.is_some_and(|deadline| self.now_ms > deadline) {
             Err(StoreError::Unavailable(format!("the lease on `{key}` has ended")))
-        } else if self.objects.contains_key(key) {
+        } else if self.objects.borrow().contains_key(key) {
             Err(StoreError::AlreadyExists)
         } else {
-            self.created.push((key.to_string(), data.to_vec()));
+            self.created.borrow_mut().push((key.to_string(), data.to_vec()));
             Ok(self.put(key, data))
         };
         Self::outcome(lost, result)
     }
 
-    fn lease_ms(&mut self) -> u64 {
+    fn lease_ms(&self) -> u64 {
         self.lease_ms
     }
-    fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+    fn read(&self, key: &str) -> Result<Option<Stored>, StoreError> {
         let lost = self.gate(key.ends_with("/status.json"))?;
-        self.calls.push((format!("read {key}"), Vec::new()));
-        Self::outcome(lost, Ok(self.objects.get(key).cloned()))
+        self.calls.borrow_mut().push((format!("read {key}"), Vec::new()));
+        let stored = self
+            .objects
+            .borrow()
+            .get(key)
+            .map(|(data, generation)| Stored { data: data.clone(), generation: *generation });
+        Self::outcome(lost, Ok(stored))
     }
 
     fn write_if_generation(
-        &mut self,
+        &self,
         key: &str,
         data: &[u8],
         _content_type: &str,
         generation: u64,
     ) -> Result<u64, StoreError> {
         let lost = self.gate(false)?;
-        self.calls.push((format!("write {key}"), data.to_vec()));
-        let current = self.objects.get(key).map_or(0, |(_, g)| *g);
+        self.calls.borrow_mut().push((format!("write {key}"), data.to_vec()));
+        let current = self.objects.borrow().get(key).map_or(0, |(_, g)| *g);
         let result = if current == generation { Ok(self.put(key, data)) } else { Err(StoreError::GenerationMismatch) };
         Self::outcome(lost, result)
     }
 
-    fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
+    fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
         let lost = self.gate(false)?;
-        self.calls.push((format!("presence {key}"), Vec::new()));
+        self.calls.borrow_mut().push((format!("presence {key}"), Vec::new()));
         // Deleted objects are remembered for `remembers_ms`; absence is proven only that far.
         let remembered = since_ms.is_some_and(|since| self.now_ms - since <= self.remembers_ms);
-        let presence = if self.objects.contains_key(key) {
+        let presence = if self.objects.borrow().contains_key(key) {
             Presence::Present
         } else if !self.soft_delete && !self.deleted.is_empty() {
             Presence::Unknown
@@ -313,19 +315,20 @@ impl ObjectStore for MemoryStore {
         Self::outcome(lost, Ok(presence))
     }
 
-    fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+    fn find(&self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
         let lost = self.gate(true)?;
-        self.calls.push((format!("find {prefix} {name}"), Vec::new()));
+        self.calls.borrow_mut().push((format!("find {prefix} {name}"), Vec::new()));
         let under = |keys: &mut dyn Iterator<Item = &String>| -> Vec<String> {
             keys.filter(|k| crate::platform::found_by(k, prefix, name)).take(limit as usize).cloned().collect()
         };
-        let live = under(&mut self.objects.keys());
+        let objects = self.objects.borrow();
+        let live = under(&mut objects.keys());
         // Deleted and not created again since; remembered for as long as soft delete keeps them.
         let deleted = self.soft_delete.then(|| {
             let remembered = self
                 .deleted
                 .iter()
-                .filter(|(k, at)| self.now_ms - **at <= self.remembers_ms && !self.objects.contains_key(*k))
+                .filter(|(k, at)| self.now_ms - **at <= self.remembers_ms && !objects.contains_key(*k))
                 .map(|(k, _)| k);
             under(&mut remembered.into_iter())
         });
@@ -333,50 +336,48 @@ impl ObjectStore for MemoryStore {
     }
 }
 
+/// Calls left before a pause, and the channels to say so and to be resumed.
+pub type Pause = (u32, mpsc::Sender<()>, mpsc::Receiver<()>);
+
 /// A store two threads share; one of them may pause after a number of calls.
 pub struct Shared {
     pub store: Arc<Mutex<MemoryStore>>,
-    /// Calls left before pausing, and the channels to say so and to be resumed.
-    pub pause: Option<(u32, mpsc::Sender<()>, mpsc::Receiver<()>)>,
+    pub pause: RefCell<Option<Pause>>,
 }
 
 impl Shared {
     /// `search`: a call of the search before a first checkpoint, which counts towards the pause
     /// only where the store counts it towards a stop ([`MemoryStore::stops_in_search`]).
-    fn call<T>(&mut self, search: bool, op: impl FnOnce(&mut MemoryStore) -> T) -> T {
+    fn call<T>(&self, search: bool, op: impl FnOnce(&MemoryStore) -> T) -> T {
         let counted = !search || self.store.lock().unwrap_or_else(|p| p.into_inner()).stops_in_search;
-        if let (true, Some((left, paused, resume))) = (counted, &mut self.pause) {
+        let mut pause = self.pause.borrow_mut();
+        if let (true, Some((left, paused, resume))) = (counted, &mut *pause) {
             if *left == 0 {
                 let _ = paused.send(());
                 let _ = resume.recv();
-                self.pause = None;
+                *pause = None;
             } else {
                 *left -= 1;
             }
         }
-        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        op(&mut store)
+        drop(pause);
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        op(&store)
     }
 }
 
 impl ObjectStore for Shared {
-    fn create(
-        &mut self,
-        key: &str,
-        data: &[u8],
-        content_type: &str,
-        deadline_ms: Option<i64>,
-    ) -> Result<u64, StoreError> {
+    fn create(&self, key: &str, data: &[u8], content_type: &str, deadline_ms: Option<i64>) -> Result<u64, StoreError> {
         self.call(false, |s| s.create(key, data, content_type, deadline_ms))
     }
-    fn lease_ms(&mut self) -> u64 {
+    fn lease_ms(&self) -> u64 {
         self.store.lock().unwrap_or_else(|p| p.into_inner()).lease_ms
     }
-    fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+    fn read(&self, key: &str) -> Result<Option<Stored>, StoreError> {
         self.call(key.ends_with("/status.json"), |s| s.read(key))
     }
     fn write_if_generation(
-        &mut self,
+        &self,
         key: &str,
         data: &[u8],
         content_type: &str,
@@ -384,10 +385,10 @@ impl ObjectStore for Shared {
     ) -> Result<u64, StoreError> {
         self.call(false, |s| s.write_if_generation(key, data, content_type, generation))
     }
-    fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
+    fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
         self.call(false, |s| s.presence(key, since_ms))
     }
-    fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+    fn find(&self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
         self.call(true, |s| s.find(prefix, name, limit))
     }
 }

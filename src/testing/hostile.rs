@@ -127,7 +127,8 @@ fn a_token_endpoint_that_echoes_the_request_shows_only_its_error_code() {
         "{}",
         failure.message
     );
-    let status = w.store.objects.get(&format!("state/{ORG}/status.json")).map(|(b, _)| b.clone()).unwrap_or_default();
+    let status =
+        w.store.objects.borrow().get(&format!("state/{ORG}/status.json")).map(|(b, _)| b.clone()).unwrap_or_default();
     assert!(!String::from_utf8_lossy(&status).contains("client_secret"), "the status echoes nothing either");
 }
 
@@ -167,7 +168,8 @@ fn an_id_in_upper_case_after_a_pass_in_lower_case_is_the_same_organization() {
     let result = w.pass_ok();
     assert_eq!(result.completed.len(), 1, "one organization: {:?}", result.completed);
     assert_eq!(result.completed[0].org_id, org, "as the state spells it");
-    let checkpoints: Vec<&String> = w.store.objects.keys().filter(|k| k.ends_with("checkpoint.json")).collect();
+    let checkpoints: Vec<&String> =
+        w.store.objects.get_mut().keys().filter(|k| k.ends_with("checkpoint.json")).collect();
     assert_eq!(checkpoints, [&format!("state/{org}/checkpoint.json")]);
     let delivered = w.delivered();
     assert_eq!(delivered.len(), 40 + 5);
@@ -185,9 +187,9 @@ fn checkpoints_under_two_spellings_of_an_id_are_refused() {
     w.pass_ok();
     // A second checkpoint in upper case, as an earlier release made when it took the two for two
     // organizations; a third spelling meets both.
-    let (bytes, generation) = w.store.objects[&format!("state/{org}/checkpoint.json")].clone();
+    let (bytes, generation) = w.store.objects.borrow()[&format!("state/{org}/checkpoint.json")].clone();
     let copy = String::from_utf8_lossy(&bytes).replace(org, &upper).into_bytes();
-    w.store.objects.insert(format!("state/{upper}/checkpoint.json"), (copy, generation + 1));
+    w.store.objects.get_mut().insert(format!("state/{upper}/checkpoint.json"), (copy, generation + 1));
     w.raw.org_ids = vec![org.replacen('a', "A", 1)];
     let result = w.pass();
     assert_eq!(result.failures.len(), 1, "{:?}", result.completed);

@@ -34,7 +34,7 @@ fn a_checkpoint_restored_from_a_backup_refuses_rather_than_record_anothers_objec
     w.api.now_ms = T0 + 120 * MINUTE;
     w.add_spread(30, T0 + 70 * MINUTE, T0 + 100 * MINUTE);
     w.pass_ok();
-    let backup = w.store.objects[CHECKPOINT].0.clone();
+    let backup = w.store.objects.borrow()[CHECKPOINT].0.clone();
     w.add_spread(30, T0 + 121 * MINUTE, T0 + 130 * MINUTE);
     w.api.now_ms = T0 + 140 * MINUTE;
     w.pass_ok();
@@ -45,15 +45,9 @@ fn a_checkpoint_restored_from_a_backup_refuses_rather_than_record_anothers_objec
     // The feed took the newer objects: their deleted names are what is left of them.
     w.store.now_ms = w.api.now_ms;
     w.store.delete_under("logs/");
-    let generation = w.store.objects[CHECKPOINT].1;
-    crate::platform::ObjectStore::write_if_generation(
-        &mut w.store,
-        CHECKPOINT,
-        &backup,
-        "application/json",
-        generation,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let generation = w.store.objects.borrow()[CHECKPOINT].1;
+    crate::platform::ObjectStore::write_if_generation(&w.store, CHECKPOINT, &backup, "application/json", generation)
+        .unwrap_or_else(|e| panic!("{e}"));
     for _ in 0..2 {
         let restored = w.pass();
         assert_eq!(restored.failures.len(), 1, "{:?}", restored.failures);
@@ -71,10 +65,10 @@ impl World {
     fn stopped_after_naming(&mut self) -> String {
         // Calls: read the checkpoint, save a first one (when there is none), name the object; the
         // create never happens.
-        let calls = if self.store.objects.contains_key(CHECKPOINT) { 2 } else { 3 };
-        self.store.stop = Some((calls, Stop::Before));
+        let calls = if self.store.objects.borrow().contains_key(CHECKPOINT) { 2 } else { 3 };
+        self.store.stop.set(Some((calls, Stop::Before)));
         assert!(!self.pass().failures.is_empty());
-        self.store.stop = None;
+        self.store.stop.set(None);
         self.checkpoint().pending.map(|p| p.key).unwrap_or_else(|| panic!("no pending object"))
     }
 }
@@ -88,7 +82,7 @@ fn another_object_under_a_pending_name_is_refused_not_recorded() {
     let mut other = crate::gzip::GzipWriter::new(1);
     other.write(br#"{"id":"not-this-one"}"#).unwrap_or_else(|e| panic!("{}", e.0));
     let other = other.finish().unwrap_or_else(|e| panic!("{}", e.0));
-    crate::platform::ObjectStore::create(&mut w.store, &key, &other, "application/gzip", None)
+    crate::platform::ObjectStore::create(&w.store, &key, &other, "application/gzip", None)
         .unwrap_or_else(|e| panic!("{e}"));
     let refused = w.pass();
     assert_eq!(refused.failures.len(), 1, "{:?}", refused.failures);
@@ -104,7 +98,7 @@ fn an_empty_claim_under_a_pending_name_is_a_claim_whatever_the_mark_says() {
     w.add_spread(60, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
     let key = w.stopped_after_naming();
     let empty = crate::gzip::GzipWriter::new(6).finish().unwrap_or_else(|e| panic!("{}", e.0));
-    crate::platform::ObjectStore::create(&mut w.store, &key, &empty, "application/gzip", None)
+    crate::platform::ObjectStore::create(&w.store, &key, &empty, "application/gzip", None)
         .unwrap_or_else(|e| panic!("{e}"));
     let result = w.pass_ok();
     assert!(
@@ -145,14 +139,14 @@ fn a_stalled_owners_name_is_not_claimed_during_its_lease_and_its_late_create_is_
     assert_eq!(waiting.failures.len(), 1, "{:?}", waiting.failures);
     assert_eq!(waiting.failures[0].kind, ErrorKind::Conflict, "{}", waiting.failures[0].message);
     assert!(waiting.failures[0].message.contains("may still create it"), "{}", waiting.failures[0].message);
-    assert!(!w.store.objects.contains_key(&key), "no claim during the lease");
+    assert!(!w.store.objects.borrow().contains_key(&key), "no claim during the lease");
     // After it: the claim, and the feed takes it; the owner's create, late, is refused.
     w.wait(2 * MINUTE);
     let claimed = w.pass_ok();
     assert!(claimed.completed[0].objects.iter().any(|o| o.starts_with("(claimed)")), "{:?}", claimed.completed[0]);
     w.store.delete_under("logs/");
     let late =
-        crate::platform::ObjectStore::create(&mut w.store, &key, b"the owner's bytes", "application/gzip", Some(until));
+        crate::platform::ObjectStore::create(&w.store, &key, b"the owner's bytes", "application/gzip", Some(until));
     assert!(matches!(late, Err(crate::platform::StoreError::Unavailable(_))), "{late:?}");
     w.assert_exactly_once(T0 - 60 * MINUTE, T0);
 }
@@ -167,9 +161,9 @@ fn an_owners_object_that_is_there_is_recorded_at_once_whatever_its_lease() {
     w.store.now_ms = w.api.now_ms;
     // Stopped with its create carried out and the reply lost: read the checkpoint, save a first
     // one, name the object, create it.
-    w.store.stop = Some((4, Stop::After));
+    w.store.stop.set(Some((4, Stop::After)));
     assert!(!w.pass().failures.is_empty());
-    w.store.stop = None;
+    w.store.stop.set(None);
     assert!(w.lease_until().is_some());
     let next = w.pass_ok();
     assert!(next.completed[0].objects.iter().any(|o| o.starts_with("(recovered)")), "{:?}", next.completed[0]);
@@ -222,7 +216,7 @@ fn a_page_cap_below_the_backlog_finishes_with_any_concurrency() {
 impl World {
     /// The state is lost: every checkpoint and status object goes.
     fn lose_state(&mut self) {
-        self.store.objects.retain(|k, _| !k.starts_with("state/"));
+        self.store.objects.get_mut().retain(|k, _| !k.starts_with("state/"));
     }
 }
 
@@ -277,17 +271,17 @@ fn a_rebuild_whose_pass_stopped_once_it_was_saved_is_still_said() {
         let mut w = World::new();
         w.add_spread(30, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
         w.pass_ok();
-        w.store.objects.remove(CHECKPOINT);
+        w.store.objects.get_mut().remove(CHECKPOINT);
         w.add_spread(30, T0 + MINUTE, T0 + 8 * MINUTE);
         w.api.now_ms += 10 * MINUTE;
         // Read the checkpoint, read the objects the rebuild needs, write the rebuilt checkpoint
         // (then name, create and record an object).
-        let objects = w.store.objects.keys().filter(|k| k.starts_with("logs/")).count() as u32;
-        w.store.stop = Some((2 + objects + later, Stop::After));
+        let objects = w.store.objects.borrow().keys().filter(|k| k.starts_with("logs/")).count() as u32;
+        w.store.stop.set(Some((2 + objects + later, Stop::After)));
         let stopped = w.pass();
-        w.store.stop = None;
+        w.store.stop.set(None);
         assert!(!stopped.failures.is_empty());
-        assert!(w.store.objects.contains_key(CHECKPOINT), "the rebuilt checkpoint was written");
+        assert!(w.store.objects.borrow().contains_key(CHECKPOINT), "the rebuilt checkpoint was written");
         let said = |result: &crate::collect::PassResult| {
             result.completed.iter().flat_map(|s| &s.objects).any(|o| o.starts_with("(checkpoint rebuilt from"))
         };
@@ -333,7 +327,7 @@ fn a_lost_checkpoint_whose_objects_the_feed_took_is_refused_until_started_anew_o
             "{}",
             failure.message
         );
-        assert!(!w.store.objects.contains_key(CHECKPOINT), "no checkpoint made");
+        assert!(!w.store.objects.borrow().contains_key(CHECKPOINT), "no checkpoint made");
     }
     assert_eq!(crate::settings::exit_code([ErrorKind::Checkpoint]), 2, "a person must act");
     // On purpose, from the first entry not yet delivered: nothing comes twice.
@@ -367,7 +361,7 @@ fn a_status_without_a_checkpoint_or_objects_is_refused() {
     w.add_spread(30, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
     w.pass_ok();
     w.store.delete_under("logs/");
-    w.store.objects.remove(CHECKPOINT);
+    w.store.objects.get_mut().remove(CHECKPOINT);
     let refused = w.pass();
     assert_eq!(refused.failures.len(), 1, "{:?}", refused.failures);
     assert!(refused.failures[0].message.contains("status"), "{}", refused.failures[0].message);
@@ -379,7 +373,7 @@ fn another_organizations_objects_are_no_trace_of_this_one() {
     let mut w = World::new();
     let key = "logs/2025/12/31/mulesoft-audit-org-1-eu.0123456789ab-0000000001.json.gz";
     let data = crate::gzip::GzipWriter::new(1).finish().unwrap_or_else(|e| panic!("{}", e.0));
-    crate::platform::ObjectStore::create(&mut w.store, key, &data, "application/gzip", None)
+    crate::platform::ObjectStore::create(&w.store, key, &data, "application/gzip", None)
         .unwrap_or_else(|e| panic!("{e}"));
     w.add_spread(30, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
     let result = w.pass_ok();
@@ -404,7 +398,7 @@ fn a_status_left_by_a_first_pass_that_failed_is_no_trace_of_collection() {
         ..crate::status::OrgStatus::default()
     };
     let bytes = serde_json::to_vec(&status).unwrap_or_default();
-    crate::platform::ObjectStore::create(&mut w.store, "state/org-1/status.json", &bytes, "application/json", None)
+    crate::platform::ObjectStore::create(&w.store, "state/org-1/status.json", &bytes, "application/json", None)
         .unwrap_or_else(|e| panic!("{e}"));
     w.add_spread(30, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
     w.pass_ok();
@@ -432,7 +426,7 @@ fn an_old_deployment_still_writing_after_a_rebuild_is_seen() {
         &old.object_name(ORG),
         old.next_seq,
     );
-    crate::platform::ObjectStore::create(&mut w.store, &key, &bytes, "application/gzip", None)
+    crate::platform::ObjectStore::create(&w.store, &key, &bytes, "application/gzip", None)
         .unwrap_or_else(|e| panic!("{e}"));
     w.api.now_ms += 5 * MINUTE;
     let refused = w.pass();
@@ -449,7 +443,7 @@ fn an_object_in_an_earlier_days_folder_than_its_entries_does_not_stop_a_rebuild(
     gzip.write(json.as_bytes()).unwrap_or_else(|e| panic!("{}", e.0));
     let bytes = gzip.finish().unwrap_or_else(|e| panic!("{}", e.0));
     let key = "logs/2025/12/31/mulesoft-audit-org-1.0123456789ab-0000000001.json.gz";
-    crate::platform::ObjectStore::create(&mut w.store, key, &bytes, "application/gzip", None)
+    crate::platform::ObjectStore::create(&w.store, key, &bytes, "application/gzip", None)
         .unwrap_or_else(|e| panic!("{e}"));
     w.api.now_ms = T0 + 60 * MINUTE;
     let result = w.pass_ok();

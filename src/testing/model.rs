@@ -34,6 +34,7 @@ use crate::collect::{PassResult, run_pass};
 use crate::settings::{Paging, RawConfig, Settings};
 use crate::testing::doubles::{ApiEntry, FakeApi, MemoryStore, Shared, Stop};
 use proptest::prelude::*;
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex, mpsc};
 
 /// 2026-01-01T00:00:00Z.
@@ -245,7 +246,7 @@ fn json(n: u64, api_ms: i64, with_id: bool, form: TimeForm) -> String {
 
 fn checkpoint_exists(store: &Arc<Mutex<MemoryStore>>) -> bool {
     let store = store.lock().unwrap_or_else(|p| p.into_inner());
-    store.objects.contains_key(&format!("state/{ORG}/checkpoint.json"))
+    store.objects.borrow().contains_key(&format!("state/{ORG}/checkpoint.json"))
 }
 
 /// One pass on `store` from the API as it is now; notes what the oracle needs. Returns the clock
@@ -259,8 +260,8 @@ fn passed(api: &FakeApi, store: Shared, settings: &Settings, record: &Mutex<Reco
     let mut api = api.clone();
     let began = api.now_ms;
     let queries = api.queries;
-    let mut store = store;
-    let result = run_pass(&mut api, &mut store, settings);
+    let store = store;
+    let result = run_pass(&mut api, &store, settings);
     if std::env::var_os("MODEL_DEBUG").is_some() {
         eprintln!(
             "PASS {:?} {:?}",
@@ -331,7 +332,7 @@ fn run_schedule(soft_delete: bool, page_cap: Option<usize>, steps: &[Step]) -> R
     // The objects made before the snapshot a restored checkpoint came from.
     let mut restored: Option<usize> = None;
     let first_since = |knobs: &Knobs, now: i64| knobs.since_back_s.map(|s| now - s as i64 * 1000);
-    let shared = |pause| Shared { store: store.clone(), pause };
+    let shared = |pause| Shared { store: store.clone(), pause: RefCell::new(pause) };
     let lock = || store.lock().unwrap_or_else(|p| p.into_inner());
     for step in steps {
         lock().now_ms = api.now_ms;
@@ -340,7 +341,7 @@ fn run_schedule(soft_delete: bool, page_cap: Option<usize>, steps: &[Step]) -> R
         }
         let had_checkpoint = checkpoint_exists(&store);
         let completed_before = record.lock().unwrap_or_else(|p| p.into_inner()).passes_completed;
-        let calls_before = lock().calls.len();
+        let calls_before = lock().calls.borrow().len();
         let began = api.now_ms;
         let start_of = |knobs: &Knobs| {
             let since = first_since(knobs, began);
@@ -370,9 +371,9 @@ fn run_schedule(soft_delete: bool, page_cap: Option<usize>, steps: &[Step]) -> R
                 }
                 note_untraceable(&lock(), &record, restored);
                 let settings = settings_of(knobs)?;
-                lock().stop = *stop;
+                lock().stop.set(*stop);
                 api.now_ms = pass(&api, shared(None), &settings, &record);
-                lock().stop = None;
+                lock().stop.set(None);
                 let start = first_start(&lock(), calls_before).unwrap_or(start_of(knobs));
                 note_start(&record, had_checkpoint, checkpoint_exists(&store), completed_before, start);
             }
@@ -389,9 +390,9 @@ fn run_schedule(soft_delete: bool, page_cap: Option<usize>, steps: &[Step]) -> R
                     // Paused, or finished before reaching the pause (the sender is then dropped).
                     let _ = paused_rx.recv();
                     lock().now_ms = later.now_ms;
-                    lock().stop = *second_stop;
+                    lock().stop.set(*second_stop);
                     let second = pass(&later, shared(None), &second_settings, &record);
-                    lock().stop = None;
+                    lock().stop.set(None);
                     if *stall_ms > 0 {
                         // The feed takes what is there, a claim of the first's name among it,
                         // while the first is still stalled.
@@ -414,31 +415,37 @@ fn run_schedule(soft_delete: bool, page_cap: Option<usize>, steps: &[Step]) -> R
                 // What no tool can tell from a new organization is not generated: nothing left
                 // that shows it was collected (README, "Moved, lost or restored state").
                 if traces_remain(&memory, !whole) {
-                    memory.objects.retain(|k, _| if whole { !k.starts_with("state/") } else { *k != checkpoint_key() });
+                    memory
+                        .objects
+                        .get_mut()
+                        .retain(|k, _| if whole { !k.starts_with("state/") } else { *k != checkpoint_key() });
                 }
                 // Nothing was ever delivered nor recorded: the organization is new again.
-                if !memory.objects.keys().any(|k| k.starts_with("state/"))
-                    && !memory.created.iter().any(|(k, _)| is_ours(k))
+                if !memory.objects.borrow().keys().any(|k| k.starts_with("state/"))
+                    && !memory.created.borrow().iter().any(|(k, _)| is_ours(k))
                 {
                     record.lock().unwrap_or_else(|p| p.into_inner()).start_ms = None;
                 }
             }
             Step::Snapshot => {
                 let memory = lock();
-                snapshot =
-                    memory.objects.get(&checkpoint_key()).map(|(bytes, _)| (bytes.clone(), memory.created.len()));
+                snapshot = memory
+                    .objects
+                    .borrow()
+                    .get(&checkpoint_key())
+                    .map(|(bytes, _)| (bytes.clone(), memory.created.borrow().len()));
             }
             Step::Restore => {
-                let mut memory = lock();
+                let memory = lock();
                 // Only where every object made since the snapshot is there or remembered as
                 // deleted: otherwise nothing shows the restored checkpoint is behind.
                 if let Some((bytes, created)) = snapshot.clone()
                     && memory.soft_delete
                     && remembered_since(&memory, created)
                 {
-                    let generation = memory.objects.get(&checkpoint_key()).map_or(0, |(_, g)| *g);
+                    let generation = memory.objects.borrow().get(&checkpoint_key()).map_or(0, |(_, g)| *g);
                     let _ = crate::platform::ObjectStore::write_if_generation(
-                        &mut *memory,
+                        &*memory,
                         &checkpoint_key(),
                         &bytes,
                         "application/json",
@@ -453,7 +460,7 @@ fn run_schedule(soft_delete: bool, page_cap: Option<usize>, steps: &[Step]) -> R
                 let _ = gzip.write(format!("{{\"copied-by\":\"another tool\",\"n\":{n}}}\n").as_bytes());
                 if let Ok(bytes) = gzip.finish() {
                     let key = format!("logs/2026/01/01/other-tool-{n}.json.gz");
-                    let _ = crate::platform::ObjectStore::create(&mut *lock(), &key, &bytes, "application/gzip", None);
+                    let _ = crate::platform::ObjectStore::create(&*lock(), &key, &bytes, "application/gzip", None);
                 }
             }
         }
@@ -490,11 +497,12 @@ fn liveness(api: &mut FakeApi, store: &Arc<Mutex<MemoryStore>>, record: &Mutex<R
         let lines = |store: &Arc<Mutex<MemoryStore>>| delivered_lines(&store.lock().unwrap_or_else(|p| p.into_inner()));
         let before = lines(store);
         let had_checkpoint = checkpoint_exists(store);
-        let calls_before = store.lock().unwrap_or_else(|p| p.into_inner()).calls.len();
+        let calls_before = store.lock().unwrap_or_else(|p| p.into_inner()).calls.borrow().len();
         let completed_before = record.lock().unwrap_or_else(|p| p.into_inner()).passes_completed;
         store.lock().unwrap_or_else(|p| p.into_inner()).now_ms = api.now_ms;
         let began = api.now_ms;
-        let (after, result) = passed(api, Shared { store: store.clone(), pause: None }, &settings, record);
+        let (after, result) =
+            passed(api, Shared { store: store.clone(), pause: RefCell::new(None) }, &settings, record);
         api.now_ms = after.now_ms + 1;
         api.queries = after.queries;
         let start = first_start(&store.lock().unwrap_or_else(|p| p.into_inner()), calls_before)

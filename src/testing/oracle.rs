@@ -56,8 +56,9 @@ pub(super) fn window_start(summary: &crate::settings::OrgSummary) -> i64 {
 /// though it was, or with a restored one whose later objects nothing shows (module docs).
 pub(super) fn note_untraceable(store: &MemoryStore, record: &Mutex<Record>, restored: Option<usize>) {
     let mut record = record.lock().unwrap_or_else(|p| p.into_inner());
-    let lost =
-        record.start_ms.is_some() && !store.objects.contains_key(&checkpoint_key()) && !traces_remain(store, true);
+    let lost = record.start_ms.is_some()
+        && !store.objects.borrow().contains_key(&checkpoint_key())
+        && !traces_remain(store, true);
     let behind = restored.is_some_and(|created| !remembered_since(store, created));
     if lost || behind {
         record.untraceable = true;
@@ -77,6 +78,7 @@ pub(super) fn is_ours(key: &str) -> bool {
 pub(super) fn delivered_lines(store: &MemoryStore) -> usize {
     store
         .created
+        .borrow()
         .iter()
         .filter(|(k, _)| is_ours(k))
         .map(|(_, bytes)| {
@@ -91,26 +93,29 @@ pub(super) fn traces_remain(store: &MemoryStore, status_stays: bool) -> bool {
     let status = status_stays
         && store
             .objects
+            .borrow()
             .get(&format!("state/{ORG}/status.json"))
             .and_then(|(bytes, _)| crate::status::OrgStatus::decode(bytes))
             .is_some_and(|status| crate::ledger::shows_collection(&status));
     let remembered = |k: &String| {
-        store.objects.contains_key(k)
+        store.objects.borrow().contains_key(k)
             || (store.soft_delete && store.deleted.get(k).is_some_and(|at| store.now_ms - at <= store.remembers_ms))
     };
-    status || store.created.iter().any(|(k, _)| is_ours(k) && remembered(k))
+    status || store.created.borrow().iter().any(|(k, _)| is_ours(k) && remembered(k))
 }
 
 /// Whether every object created after the first `created` is there or remembered as deleted.
 pub(super) fn remembered_since(store: &MemoryStore, created: usize) -> bool {
-    store.created.iter().skip(created).filter(|(k, _)| is_ours(k)).all(|(k, _)| {
-        store.objects.contains_key(k) || store.deleted.get(k).is_some_and(|at| store.now_ms - at <= store.remembers_ms)
+    store.created.borrow().iter().skip(created).filter(|(k, _)| is_ours(k)).all(|(k, _)| {
+        store.objects.borrow().contains_key(k)
+            || store.deleted.get(k).is_some_and(|at| store.now_ms - at <= store.remembers_ms)
     })
 }
 
 /// Where a first checkpoint written from call `from` on starts (its read floor as first saved).
 pub(super) fn first_start(store: &MemoryStore, from: usize) -> Option<i64> {
-    let (_, bytes) = store.calls.iter().skip(from).find(|(call, _)| *call == format!("write {}", checkpoint_key()))?;
+    let calls = store.calls.borrow();
+    let (_, bytes) = calls.iter().skip(from).find(|(call, _)| *call == format!("write {}", checkpoint_key()))?;
     let checkpoint = crate::checkpoint::Checkpoint::decode(bytes, ORG, "k").ok()?;
     (checkpoint.next_seq == 1 && checkpoint.pending.is_none() && checkpoint.seen.is_empty())
         .then_some(checkpoint.read_from_ms)
@@ -138,7 +143,7 @@ pub(super) fn check(api: &FakeApi, store: &MemoryStore, record: &Record) -> Resu
     // Copies in objects a pass said it could not account for (a bucket without soft delete):
     // each such object may have been delivered and its entries read again once.
     let mut in_unknown: BTreeMap<String, usize> = BTreeMap::new();
-    for (key, bytes) in store.created.iter().filter(|(k, _)| is_ours(k)) {
+    for (key, bytes) in store.created.borrow().iter().filter(|(k, _)| is_ours(k)) {
         let plain = gunzip(bytes).map_err(|e| TestCaseError::fail(format!("{key} is not gzip: {}", e.0)))?;
         for line in String::from_utf8_lossy(&plain).lines() {
             *delivered.entry(line.to_string()).or_default() += 1;

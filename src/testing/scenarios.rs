@@ -6,6 +6,7 @@ use crate::collect::{PassResult, run_pass};
 use crate::gzip::gunzip;
 use crate::settings::{ErrorKind, Paging, RawConfig, Settings};
 use crate::testing::doubles::{ApiEntry, FakeApi, MemoryStore, Shared, Stop};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -62,7 +63,7 @@ impl World {
 
     pub fn pass(&mut self) -> PassResult {
         let settings = self.settings();
-        run_pass(&mut self.api, &mut self.store, &settings)
+        run_pass(&mut self.api, &self.store, &settings)
     }
 
     /// A pass that must complete.
@@ -75,7 +76,7 @@ impl World {
     /// Every line of every log object ever created, deleted ones too: line → copies.
     pub fn delivered(&self) -> BTreeMap<String, usize> {
         let mut lines = BTreeMap::new();
-        for (key, bytes) in &self.store.created {
+        for (key, bytes) in self.store.created.borrow().iter() {
             if !key.starts_with(&self.raw.key_prefix) {
                 continue;
             }
@@ -114,23 +115,23 @@ impl World {
     /// object without its effects.
     pub fn as_left_by_version_1(&mut self) {
         let key = format!("state/{ORG}/checkpoint.json");
-        let (bytes, generation) = self.store.objects[&key].clone();
+        let (bytes, generation) = self.store.objects.borrow()[&key].clone();
         let mut stored: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         stored["version"] = 1.into();
         stored.as_object_mut().map(|o| o.remove("read_from_ms"));
         stored["pending"].as_object_mut().map(|p| p.remove("effects"));
-        self.store.objects.insert(key, (stored.to_string().into_bytes(), generation));
+        self.store.objects.get_mut().insert(key, (stored.to_string().into_bytes(), generation));
     }
 
     /// The stored checkpoint's cursor.
     /// The organization's checkpoint as stored.
     pub fn checkpoint(&self) -> crate::checkpoint::Checkpoint {
-        let (bytes, _) = &self.store.objects[&format!("state/{ORG}/checkpoint.json")];
+        let (bytes, _) = &self.store.objects.borrow()[&format!("state/{ORG}/checkpoint.json")];
         crate::checkpoint::Checkpoint::decode(bytes, ORG, "k").unwrap_or_else(|e| panic!("{}", e.0))
     }
 
     pub fn cursor(&self) -> i64 {
-        let (bytes, _) = &self.store.objects[&format!("state/{ORG}/checkpoint.json")];
+        let (bytes, _) = &self.store.objects.borrow()[&format!("state/{ORG}/checkpoint.json")];
         crate::checkpoint::Checkpoint::decode(bytes, ORG, "k").map(|c| c.cursor_ms).unwrap_or(i64::MIN)
     }
 }
@@ -165,10 +166,10 @@ fn a_created_object_deleted_by_the_feed_before_it_was_recorded_is_not_delivered_
     w.add_spread(60, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
     // Calls: read checkpoint, save it, then per object: pending, create. The create goes
     // through and its reply is lost: the object exists, unrecorded.
-    w.store.stop = Some((4, Stop::After));
+    w.store.stop.set(Some((4, Stop::After)));
     assert!(!w.pass().failures.is_empty());
-    assert_eq!(w.store.created.len(), 1, "one object created before the stop");
-    w.store.stop = None;
+    assert_eq!(w.store.created.borrow().len(), 1, "one object created before the stop");
+    w.store.stop.set(None);
     w.store.delete_under("logs/");
     w.pass_ok();
     w.assert_exactly_once(T0 - 60 * MINUTE, T0 - MINUTE);
@@ -179,9 +180,9 @@ fn without_soft_delete_a_deleted_unrecorded_object_is_delivered_again_and_said()
     // The one case the store cannot prove: twice rather than never, and the summary says so.
     let mut w = World::new();
     w.add_spread(60, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
-    w.store.stop = Some((4, Stop::After));
+    w.store.stop.set(Some((4, Stop::After)));
     assert!(!w.pass().failures.is_empty());
-    w.store.stop = None;
+    w.store.stop.set(None);
     w.store.delete_under("logs/");
     let result = w.pass_ok();
     let objects = &result.completed[0].objects;
@@ -262,9 +263,9 @@ fn an_id_less_pretty_printed_entry_read_back_after_a_stop_is_not_delivered_twice
         w.add_json(ms, format!("{{\n  \"timestamp\": {ms},\n  \"action\": \"a{k}\"\n}}"));
     }
     w.raw.lookback_seconds = 1800;
-    w.store.stop = Some((4, Stop::After));
+    w.store.stop.set(Some((4, Stop::After)));
     assert!(!w.pass().failures.is_empty());
-    w.store.stop = None;
+    w.store.stop.set(None);
     // What a version 1 build left: the pending object without its effects.
     w.as_left_by_version_1();
     w.pass_ok();
@@ -289,7 +290,7 @@ fn a_failed_orgs_summary_counts_only_entries_written() {
     let mut w = World::new();
     w.add_spread(60, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
     // Stopped before the first object is created: nothing was written.
-    w.store.stop = Some((3, Stop::Before));
+    w.store.stop.set(Some((3, Stop::Before)));
     let result = w.pass();
     assert_eq!(result.failures.len(), 1);
     let written: u64 = result.completed.iter().map(|s| s.entries_written).sum();
@@ -303,7 +304,7 @@ fn each_object_is_recorded_by_the_very_next_call_after_its_creation() {
     let mut w = World::new();
     w.add_spread(300, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
     w.pass_ok();
-    let calls = &w.store.calls;
+    let calls = w.store.calls.borrow();
     let creates: Vec<usize> = (0..calls.len()).filter(|&i| calls[i].0.starts_with("create logs/")).collect();
     assert!(creates.len() > 3, "several objects: {}", creates.len());
     for i in creates {
@@ -320,7 +321,7 @@ impl World {
     fn while_a_pauses<T: Send>(
         &mut self,
         pause_after: u32,
-        meanwhile: impl FnOnce(&mut FakeApi, &mut Shared, &Settings) -> T + Send,
+        meanwhile: impl FnOnce(&mut FakeApi, &Shared, &Settings) -> T + Send,
     ) -> (PassResult, T) {
         let settings = self.settings();
         let store = Arc::new(Mutex::new(std::mem::take(&mut self.store)));
@@ -329,11 +330,12 @@ impl World {
         let api = self.api.clone();
         let outcome = std::thread::scope(|scope| {
             let a = scope.spawn(|| {
-                let mut shared = Shared { store: store.clone(), pause: Some((pause_after, paused_tx, resume_rx)) };
-                run_pass(&mut api.clone(), &mut shared, &settings)
+                let shared =
+                    Shared { store: store.clone(), pause: RefCell::new(Some((pause_after, paused_tx, resume_rx))) };
+                run_pass(&mut api.clone(), &shared, &settings)
             });
             paused_rx.recv().unwrap_or_else(|e| panic!("A never paused: {e}"));
-            let b = meanwhile(&mut api.clone(), &mut Shared { store: store.clone(), pause: None }, &settings);
+            let b = meanwhile(&mut api.clone(), &Shared { store: store.clone(), pause: RefCell::new(None) }, &settings);
             resume_tx.send(()).unwrap_or_else(|e| panic!("{e}"));
             (a.join().unwrap_or_else(|_| panic!("A panicked")), b)
         });
@@ -367,15 +369,15 @@ fn a_claim_left_by_a_stopped_pass_is_not_taken_for_the_owners_object() {
     let mut w = World::new();
     w.add_spread(60, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
     // Calls: read the checkpoint, save the first one, name the object; the create never happens.
-    w.store.stop = Some((3, Stop::Before));
+    w.store.stop.set(Some((3, Stop::Before)));
     assert!(!w.pass().failures.is_empty());
-    w.store.stop = None;
+    w.store.stop.set(None);
     // A's calls: read the checkpoint, look the object up, save the mark; then the pause. B's:
     // read, look up, claim; its save is refused.
     let (a, b) = w.while_a_pauses(3, |api, store, settings| {
-        store.store.lock().unwrap_or_else(|p| p.into_inner()).stop = Some((3, Stop::Before));
+        store.store.lock().unwrap_or_else(|p| p.into_inner()).stop.set(Some((3, Stop::Before)));
         let b = run_pass(api, store, settings);
-        store.store.lock().unwrap_or_else(|p| p.into_inner()).stop = None;
+        store.store.lock().unwrap_or_else(|p| p.into_inner()).stop.set(None);
         b
     });
     assert!(!b.failures.is_empty(), "B stops");
@@ -423,9 +425,9 @@ fn a_version_1_pending_object_the_feed_deleted_is_delivered_again_not_stuck() {
     w.store.soft_delete = true;
     w.add_spread(20, T0 - 20 * MINUTE, T0 - 2 * MINUTE);
     w.raw.lookback_seconds = 1800;
-    w.store.stop = Some((4, Stop::After));
+    w.store.stop.set(Some((4, Stop::After)));
     assert!(!w.pass().failures.is_empty());
-    w.store.stop = None;
+    w.store.stop.set(None);
     // What a version 1 build left: a pending object without its effects, since deleted.
     w.as_left_by_version_1();
     w.store.delete_under("logs/");
@@ -447,9 +449,9 @@ fn a_pending_object_older_than_soft_deletes_memory_is_not_taken_for_never_create
     w.store.soft_delete = true;
     w.store.remembers_ms = 7 * 24 * 60 * MINUTE;
     w.add_spread(60, T0 - 50 * MINUTE, T0 - 2 * MINUTE);
-    w.store.stop = Some((4, Stop::After));
+    w.store.stop.set(Some((4, Stop::After)));
     assert!(!w.pass().failures.is_empty());
-    w.store.stop = None;
+    w.store.stop.set(None);
     w.store.delete_under("logs/");
     w.api.now_ms = T0 + 8 * 24 * 60 * MINUTE;
     w.store.now_ms = w.api.now_ms;

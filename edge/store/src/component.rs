@@ -4,7 +4,7 @@
 #![allow(unsafe_code)]
 
 use mulesoft_audit::gcs::{Gcs, Target};
-use mulesoft_audit::platform::{ObjectStore, StoreError};
+use mulesoft_audit::platform::StoreError;
 use mulesoft_audit::variables::Values;
 use mulesoft_audit::wasi_platform::WasiPlatform;
 use std::cell::RefCell;
@@ -65,7 +65,7 @@ impl wit::Guest for Component {
     }
 
     fn read(key: String) -> Result<Option<wit::StoredObject>, wit::StoreError> {
-        with_store(|s| s.read(&key)).map(|o| o.map(|(data, generation)| wit::StoredObject { data, generation }))
+        with_store(|s| s.read(&key)).map(|o| o.map(Into::into))
     }
 
     fn write_if_generation(

@@ -6,7 +6,7 @@
 //! increasing per key; compare-and-swap holds an exclusive `flock` on a lock file beside the
 //! object, so two processes cannot both win.
 
-use super::{ObjectStore, Presence, StoreError, Stored, check_key};
+use super::{Found, ObjectStore, Presence, Store, StoreError, Stored, check_key};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -172,15 +172,6 @@ impl ObjectStore for FileStore {
         Ok(stored)
     }
 
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let path = self.path(key)?;
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_error("deleting", &path, &e)),
-        }
-    }
-
     /// A directory keeps no record of removed files: a shipper that uploads and removes them
     /// (`rsync --remove-source-files`) leaves a missing file that may have been created, so
     /// absence proves nothing.
@@ -190,6 +181,21 @@ impl ObjectStore for FileStore {
             Ok(_) => Ok(Presence::Present),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(Presence::Unknown),
             Err(e) => Err(io_error("looking up", &path, &e)),
+        }
+    }
+
+    fn find(&self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+        super::find_listed(self, prefix, name, limit)
+    }
+}
+
+impl Store for FileStore {
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("deleting", &path, &e)),
         }
     }
 

@@ -1,6 +1,6 @@
 //! An in-memory store, for unit tests of the host and for `memory:` destinations.
 
-use super::{ObjectStore, Presence, StoreError, Stored, check_key};
+use super::{Found, ObjectStore, Presence, Store, StoreError, Stored, check_key};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -71,15 +71,21 @@ impl ObjectStore for MemoryStore {
         Ok(inner.put(key, data))
     }
 
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.lock().objects.remove(key);
-        Ok(())
-    }
-
     /// Nothing deletes from memory but `check`'s probe: a missing object was never created.
     fn presence(&self, key: &str, _since_ms: Option<i64>) -> Result<Presence, StoreError> {
         check_key(key)?;
         Ok(if self.lock().objects.contains_key(key) { Presence::Present } else { Presence::Absent })
+    }
+
+    fn find(&self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+        super::find_listed(self, prefix, name, limit)
+    }
+}
+
+impl Store for MemoryStore {
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.lock().objects.remove(key);
+        Ok(())
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

@@ -1,50 +1,26 @@
 //! Object stores behind the WIT `object-store` interface: GCS, a local directory, and memory.
 //!
-//! Each implements [`ObjectStore`] over plain Rust types, so each is testable without wasm; the
+//! Each implements the engine's [`ObjectStore`] and the host's [`Store`] over plain Rust types, so each is testable without wasm; the
 //! bridge to the generated WIT bindings is in [`crate::runtime`].
 
 pub mod file;
 pub mod gcs;
 pub mod memory;
 
-pub use crate::bindings::Presence;
 use crate::settings::{ConfigError, Destination, GcsEndpoint};
 use std::sync::Arc;
 
-/// Why a store call failed: the engine's type (the WIT `store-error` says what is retryable),
-/// so the host's stores and the guest's view of them speak one language.
-pub use mulesoft_audit::platform::StoreError;
+/// The one store trait, the engine's: the host's stores implement it directly, and the engine's
+/// logic the host runs natively (a stopped pass's status) takes them as they are.
+pub use mulesoft_audit::platform::{Found, ObjectStore, Presence, StoreError, Stored};
 
-/// An object as read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stored {
-    pub data: Vec<u8>,
-    pub generation: u64,
-}
-
-/// The operations of the WIT interface, plus `delete` for `check`'s probe object.
-pub trait ObjectStore: Send + Sync {
-    /// Creates `key` only if absent; with a `deadline_ms`, writes nothing after it.
-    fn create(&self, key: &str, data: &[u8], content_type: &str, deadline_ms: Option<i64>) -> Result<u64, StoreError>;
-    /// How long a create may take, its lease on a name (the WIT `lease-ms`); 0, the default, for
-    /// a store whose create is one local step.
-    fn lease_ms(&self) -> u64 {
-        0
-    }
-    fn read(&self, key: &str) -> Result<Option<Stored>, StoreError>;
-    fn write_if_generation(
-        &self,
-        key: &str,
-        data: &[u8],
-        content_type: &str,
-        generation: u64,
-    ) -> Result<u64, StoreError>;
+/// A store the host opens: the engine's [`ObjectStore`], extended with what only the host's
+/// commands need. `status` and `verify` list what passes left (the collector itself only finds,
+/// through [`ObjectStore::find`]), `check` deletes its probe object and says where and as whom
+/// it writes. `Send + Sync`: a pass and the thread that records a stop share one store.
+pub trait Store: ObjectStore + Send + Sync {
     fn delete(&self, key: &str) -> Result<(), StoreError>;
-    /// Whether an object exists, or existed from `since_ms` on and was deleted (the WIT
-    /// `presence`).
-    fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError>;
-    /// The keys of the objects under `prefix` (a key prefix, e.g. `state/`), sorted. For
-    /// `status` and `verify`, which read what passes left; the collector itself never lists.
+    /// The keys of the objects under `prefix` (a key prefix, e.g. `state/`), sorted.
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// The keys under `prefix` of deleted objects the store still keeps (Cloud Storage's soft
     /// delete), sorted; `None` where it keeps none or cannot say. For `verify`, to tell objects
@@ -52,12 +28,12 @@ pub trait ObjectStore: Send + Sync {
     fn list_deleted(&self, _prefix: &str) -> Result<Option<Vec<String>>, StoreError> {
         Ok(None)
     }
-    /// [`ObjectStore::list`] of the keys whose last segment begins with `name` (more may come
-    /// back: the caller filters); a store that can filter on its side overrides it.
+    /// [`Store::list`] of the keys whose last segment begins with `name` (more may come back:
+    /// the caller filters); a store that can filter on its side overrides it.
     fn list_named(&self, prefix: &str, _name: &str) -> Result<Vec<String>, StoreError> {
         self.list(prefix)
     }
-    /// [`ObjectStore::list_deleted`] as [`ObjectStore::list_named`] narrows it.
+    /// [`Store::list_deleted`] as [`Store::list_named`] narrows it.
     fn list_deleted_named(&self, prefix: &str, _name: &str) -> Result<Option<Vec<String>>, StoreError> {
         self.list_deleted(prefix)
     }
@@ -75,66 +51,21 @@ pub trait ObjectStore: Send + Sync {
     }
 }
 
-/// A host store seen through the engine's trait, for engine logic the host runs natively (the
-/// status of a pass it stopped: the component cannot record what happened after its trap).
-pub struct EngineStore<'a>(pub &'a dyn ObjectStore);
-
-impl mulesoft_audit::platform::ObjectStore for EngineStore<'_> {
-    fn create(
-        &mut self,
-        key: &str,
-        data: &[u8],
-        content_type: &str,
-        deadline_ms: Option<i64>,
-    ) -> Result<u64, StoreError> {
-        self.0.create(key, data, content_type, deadline_ms)
-    }
-    fn lease_ms(&mut self) -> u64 {
-        self.0.lease_ms()
-    }
-    fn read(&mut self, key: &str) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
-        self.0.read(key).map(|o| o.map(|o| (o.data, o.generation)))
-    }
-    fn write_if_generation(
-        &mut self,
-        key: &str,
-        data: &[u8],
-        content_type: &str,
-        generation: u64,
-    ) -> Result<u64, StoreError> {
-        self.0.write_if_generation(key, data, content_type, generation)
-    }
-    fn presence(&mut self, key: &str, since_ms: Option<i64>) -> Result<mulesoft_audit::platform::Presence, StoreError> {
-        self.0.presence(key, since_ms).map(Into::into)
-    }
-    fn find(&mut self, prefix: &str, name: &str, limit: u32) -> Result<mulesoft_audit::platform::Found, StoreError> {
-        find(self.0, prefix, name, limit)
-    }
-}
-
-/// The WIT `find` over a host store: its live keys and the deleted ones it keeps, each cut at
-/// `limit`.
-pub fn find(
-    store: &dyn ObjectStore,
-    prefix: &str,
-    name: &str,
-    limit: u32,
-) -> Result<mulesoft_audit::platform::Found, StoreError> {
+/// [`ObjectStore::find`] from a store's listing: its live keys and the deleted ones it keeps,
+/// each cut at `limit`.
+pub fn find_listed(store: &dyn Store, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
     let cut = |keys: Vec<String>| -> Vec<String> {
         keys.into_iter().filter(|k| mulesoft_audit::platform::found_by(k, prefix, name)).take(limit as usize).collect()
     };
-    Ok(mulesoft_audit::platform::Found {
-        live: cut(store.list_named(prefix, name)?),
-        deleted: store.list_deleted_named(prefix, name)?.map(cut),
-    })
+    Ok(Found { live: cut(store.list_named(prefix, name)?), deleted: store.list_deleted_named(prefix, name)?.map(cut) })
 }
 
 /// Log objects in one store and checkpoints in another (`--state-dest`): a log bucket with a
 /// retention policy or a lock, where objects cannot be replaced, then holds only log objects,
 /// which are only ever created. Keys under the state prefix go to `state`, all others to `logs`.
 pub struct Split {
-    pub logs: Arc<dyn ObjectStore>,
-    pub state: Arc<dyn ObjectStore>,
+    pub logs: Arc<dyn Store>,
+    pub state: Arc<dyn Store>,
     pub key_prefix: String,
     pub state_prefix: String,
 }
@@ -143,7 +74,7 @@ impl Split {
     /// Log objects (and their claims) always to `logs`, whatever the prefixes: settings refuse
     /// prefixes under one another, and a log object in the state destination would never reach
     /// the feed.
-    fn route(&self, key: &str) -> &dyn ObjectStore {
+    fn route(&self, key: &str) -> &dyn Store {
         if key.starts_with(&self.state_prefix) && !key.starts_with(&self.key_prefix) {
             self.state.as_ref()
         } else {
@@ -172,11 +103,22 @@ impl ObjectStore for Split {
     ) -> Result<u64, StoreError> {
         self.route(key).write_if_generation(key, data, content_type, generation)
     }
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.route(key).delete(key)
-    }
     fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
         self.route(key).presence(key, since_ms)
+    }
+    /// The collector finds only log objects, in the logs' store; anything else as listed.
+    fn find(&self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+        if prefix.starts_with(&self.key_prefix) {
+            self.logs.find(prefix, name, limit)
+        } else {
+            find_listed(self, prefix, name, limit)
+        }
+    }
+}
+
+impl Store for Split {
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.route(key).delete(key)
     }
     /// Under the state prefix from the state destination, anything else from the logs'.
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -216,10 +158,7 @@ pub use mulesoft_audit::platform::check_key;
 /// Opens the store of a destination: the logs' store, or with `--state-dest` a [`Split`] of
 /// the two. A store that cannot be opened is a configuration problem, unless it was only
 /// unavailable (a metadata server slow to answer): then the next run may well succeed.
-pub fn open_destination(
-    destination: &Destination,
-    handle: tokio::runtime::Handle,
-) -> anyhow::Result<Arc<dyn ObjectStore>> {
+pub fn open_destination(destination: &Destination, handle: tokio::runtime::Handle) -> anyhow::Result<Arc<dyn Store>> {
     let open_one = |dest: &str, what: &'static str| {
         open(dest, &destination.gcs, destination.attempts, handle.clone()).map_err(|e| {
             if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Unavailable(_))) {
@@ -259,7 +198,7 @@ pub fn open(
     gcs: &GcsEndpoint,
     attempts: u32,
     runtime: tokio::runtime::Handle,
-) -> anyhow::Result<Arc<dyn ObjectStore>> {
+) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(rest) = dest.strip_prefix("gs://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         return Ok(Arc::new(gcs::GcsStore::new(bucket, prefix, gcs, attempts, runtime)?));
@@ -281,7 +220,7 @@ pub(crate) mod contract {
     //! The behaviour every store must have, run against each implementation.
     use super::*;
 
-    pub fn check(store: &dyn ObjectStore) {
+    pub fn check(store: &dyn Store) {
         assert!(store.read("a/missing").unwrap().is_none());
         let g1 = store.create("logs/2024/01/01/x.json.gz", b"one", "application/gzip", None).unwrap();
         assert!(g1 > 0);

@@ -9,11 +9,10 @@
 pub mod auth;
 mod http;
 
-use super::{ObjectStore, Presence, StoreError, Stored};
+use super::{Found, ObjectStore, Presence, Store, StoreError, Stored};
 use crate::settings::GcsEndpoint;
 use auth::{Adc, Source};
 use mulesoft_audit::gcs::{Gcs, Target, TokenSource};
-use mulesoft_audit::platform::ObjectStore as _;
 use mulesoft_audit::settings::BaseUrl;
 use std::sync::Mutex;
 
@@ -102,7 +101,7 @@ impl ObjectStore for GcsStore {
     }
 
     fn read(&self, key: &str) -> Result<Option<Stored>, StoreError> {
-        self.with(|gcs| gcs.read(key)).map(|read| read.map(|(data, generation)| Stored { data, generation }))
+        self.with(|gcs| gcs.read(key))
     }
 
     fn write_if_generation(
@@ -115,12 +114,18 @@ impl ObjectStore for GcsStore {
         self.with(|gcs| gcs.write_if_generation(key, data, content_type, generation))
     }
 
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.with(|gcs| gcs.delete(key))
+    fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
+        self.with(|gcs| gcs.presence(key, since_ms))
     }
 
-    fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
-        self.with(|gcs| gcs.presence(key, since_ms)).map(Into::into)
+    fn find(&self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
+        self.with(|gcs| gcs.find(prefix, name, limit))
+    }
+}
+
+impl Store for GcsStore {
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.with(|gcs| gcs.delete(key))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
