@@ -291,7 +291,7 @@ pub fn other_spelling<S: ObjectStore + ?Sized>(
     org: &str,
 ) -> Result<Option<String>, Failure> {
     let found = store
-        .find(&settings.state_prefix, "checkpoint.json", FIND_LIMIT)
+        .find(&settings.state_prefix, window::CHECKPOINT_NAME, FIND_LIMIT)
         .map_err(|e| storage_failure("listing checkpoints under", &settings.state_prefix, &e))?;
     let mut others: Vec<&str> = found
         .live

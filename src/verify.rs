@@ -269,6 +269,9 @@ struct Delivered {
     vanished: u64,
 }
 
+/// One organization, in its steps: the window, what the checkpoint's objects show, settling a
+/// stopped repair, reading the delivered objects, reading the API's entries (and with a repair,
+/// delivering those missing), and the tally.
 fn verify_org<P: Platform, S: ObjectStore + ?Sized>(
     client: &mut Client<'_, P>,
     store: &S,
@@ -287,25 +290,7 @@ fn verify_org<P: Platform, S: ObjectStore + ?Sized>(
             ),
         ));
     };
-    // Where collection began, when the status remembers it: nothing earlier was meant to arrive.
-    let started = match store.read(&status_key(&settings.state_prefix, org)) {
-        Ok(Some(stored)) => OrgStatus::decode(&stored.data).and_then(|s| s.started_ms),
-        _ => None,
-    };
-    if request.repair && request.since_ms.is_none() && started.is_none() {
-        return Err(Failure::new(
-            ErrorKind::Config,
-            "where collection of this organization began is not on record: give --since with --repair, so that entries from before it are not delivered as if they were missing",
-        ));
-    }
-    let until = request.until_ms.map_or(listed.read_from_ms - 1, |u| u.min(listed.read_from_ms - 1));
-    let since = match request.since_ms {
-        // Entries from before collection began are not this collector's: a repair delivering
-        // them would double what another one (the function it replaced) shipped.
-        Some(since) if request.repair => since.max(started.unwrap_or(i64::MIN)),
-        Some(since) => since,
-        None => (until - DEFAULT_SPAN_MS + 1).max(started.unwrap_or(i64::MIN)),
-    };
+    let (since, until) = span(store, settings, request, listed, org)?;
     let mut verdict = OrgVerdict {
         org_id: org.to_string(),
         window_start: window::rfc3339_ms(since),
@@ -313,55 +298,20 @@ fn verify_org<P: Platform, S: ObjectStore + ?Sized>(
         ..OrgVerdict::default()
     };
     let own = objects_of(settings, org, &listing.objects);
-    // Matched by the whole name: another lineage's objects with the same numbers are not the
-    // checkpoint's.
-    let lineage = listed.lineage.as_deref();
-    let regular: HashSet<u64> = own.iter().filter(|o| o.of(false, lineage)).map(|o| o.seq).collect();
-    let not_found: Vec<u64> = (1..listed.next_seq).filter(|seq| !regular.contains(seq)).collect();
-    verdict.objects_not_found = not_found.len() as u64;
-    verdict.objects_soft_deleted = listing.deleted.as_ref().map(|deleted| {
-        let deleted: HashSet<u64> =
-            objects_of(settings, org, deleted).into_iter().filter(|o| o.of(false, lineage)).map(|o| o.seq).collect();
-        not_found.iter().filter(|seq| deleted.contains(seq)).count() as u64
-    });
+    (verdict.objects_not_found, verdict.objects_soft_deleted) = not_found(settings, org, listing, listed, &own);
     if since > until {
         return Ok(verdict);
     }
     // A repair first settles what a stopped repair left, and checks that every object its
     // checkpoint records was listed (another repair since the listing, or the feed, shows here).
-    let mut recovery = OrgSummary::default();
-    let repair_seq = if request.repair {
+    let (repair_seq, recovery) = if request.repair {
         if verdict.objects_not_found > 0 {
             return Err(not_found_failure(verdict.objects_not_found, "objects the checkpoint records"));
         }
-        let mut delivery = Delivery::open_as(store, settings, org, Role::Repair, || {
-            Ok(Fresh { start_ms: since, now_ms: client.platform.now_ms(), random: client.platform.random() })
-        })?;
-        delivery.now_ms = client.platform.now_ms();
-        delivery.recover(&mut recovery)?;
-        let repair_lineage = delivery.checkpoint.lineage.clone();
-        let listed_repairs: HashSet<u64> =
-            own.iter().filter(|o| o.of(true, repair_lineage.as_deref())).map(|o| o.seq).collect();
-        // Settled just now: recorded, or its name taken by an empty claim.
-        let recovered: Vec<String> = recovery
-            .objects
-            .iter()
-            .filter_map(|o| o.strip_prefix("(recovered) ").or_else(|| o.strip_prefix("(claimed) ")))
-            .map(str::to_string)
-            .collect();
-        let recovered: HashSet<u64> = objects_of(settings, org, &recovered)
-            .into_iter()
-            .filter(|o| o.of(true, repair_lineage.as_deref()))
-            .map(|o| o.seq)
-            .collect();
-        let unseen =
-            (1..delivery.checkpoint.next_seq).filter(|s| !listed_repairs.contains(s) && !recovered.contains(s)).count();
-        if unseen > 0 {
-            return Err(not_found_failure(unseen as u64, "repair objects"));
-        }
-        Some(delivery.checkpoint.next_seq)
+        let (next_seq, recovery) = settle_repairs(client, store, settings, org, since, &own)?;
+        (Some(next_seq), recovery)
     } else {
-        None
+        (None, OrgSummary::default())
     };
     let in_days =
         |day: (i32, u32, u32)| day >= window::utc_day(since - DEFAULT_SPAN_MS) && day <= window::utc_day(until);
@@ -384,24 +334,156 @@ fn verify_org<P: Platform, S: ObjectStore + ?Sized>(
             ),
         ));
     }
-    // Opened again after the objects were read: a repair that recorded an object meanwhile
-    // changed the numbers; one that records from now on makes this one's first write fail.
     let mut repair = match repair_seq {
-        Some(next_seq) => {
-            let mut delivery = Delivery::open_as(store, settings, org, Role::Repair, || {
-                Ok(Fresh { start_ms: since, now_ms: client.platform.now_ms(), random: client.platform.random() })
-            })?;
-            if delivery.checkpoint.next_seq != next_seq || delivery.checkpoint.pending.is_some() {
-                return Err(Failure::new(
-                    ErrorKind::Conflict,
-                    "another repair of this organization ran meanwhile; nothing was repaired: run verify --repair again",
-                ));
-            }
-            delivery.now_ms = client.platform.now_ms();
-            Some(delivery)
-        }
+        Some(next_seq) => Some(reopen_repair(client, store, settings, org, since, next_seq)?),
         None => None,
     };
+    let (expected, summary) =
+        read_expected(client, settings, org, (since, until), (&delivered, &foreign), repair.as_mut())?;
+    let delivered = match repair.take() {
+        Some(mut delivery) => {
+            let mut summary = summary;
+            delivery.now_ms = client.platform.now_ms();
+            delivery.flush(&mut summary)?;
+            drop(delivery);
+            verdict.repaired = summary.entries_written;
+            // Verified again from the store, with the repair's new objects.
+            keys.extend(summary.objects_written());
+            read_objects(store, &keys, since, until)?
+        }
+        None => delivered,
+    };
+    tally(&mut verdict, delivered, &foreign, &expected);
+    Ok(verdict)
+}
+
+/// The window verified, `(since, until)` (Unix ms, inclusive): as asked, ending before the
+/// checkpoint's read floor, and for a repair never before collection began.
+fn span<S: ObjectStore + ?Sized>(
+    store: &S,
+    settings: &Settings,
+    request: Request,
+    listed: &ListedCheckpoint,
+    org: &str,
+) -> Result<(i64, i64), Failure> {
+    // Where collection began, when the status remembers it: nothing earlier was meant to arrive.
+    let started = match store.read(&status_key(&settings.state_prefix, org)) {
+        Ok(Some(stored)) => OrgStatus::decode(&stored.data).and_then(|s| s.started_ms),
+        _ => None,
+    };
+    if request.repair && request.since_ms.is_none() && started.is_none() {
+        return Err(Failure::new(
+            ErrorKind::Config,
+            "where collection of this organization began is not on record: give --since with --repair, so that entries from before it are not delivered as if they were missing",
+        ));
+    }
+    let until = request.until_ms.map_or(listed.read_from_ms - 1, |u| u.min(listed.read_from_ms - 1));
+    let since = match request.since_ms {
+        // Entries from before collection began are not this collector's: a repair delivering
+        // them would double what another one (the function it replaced) shipped.
+        Some(since) if request.repair => since.max(started.unwrap_or(i64::MIN)),
+        Some(since) => since,
+        None => (until - DEFAULT_SPAN_MS + 1).max(started.unwrap_or(i64::MIN)),
+    };
+    Ok((since, until))
+}
+
+/// How many of the objects the checkpoint records were not listed, and how many of those the
+/// store keeps as deleted (`None` where it cannot say).
+fn not_found(
+    settings: &Settings,
+    org: &str,
+    listing: &Listing,
+    listed: &ListedCheckpoint,
+    own: &[Named],
+) -> (u64, Option<u64>) {
+    // Matched by the whole name: another lineage's objects with the same numbers are not the
+    // checkpoint's.
+    let lineage = listed.lineage.as_deref();
+    let regular: HashSet<u64> = own.iter().filter(|o| o.of(false, lineage)).map(|o| o.seq).collect();
+    let not_found: Vec<u64> = (1..listed.next_seq).filter(|seq| !regular.contains(seq)).collect();
+    let soft_deleted = listing.deleted.as_ref().map(|deleted| {
+        let deleted: HashSet<u64> =
+            objects_of(settings, org, deleted).into_iter().filter(|o| o.of(false, lineage)).map(|o| o.seq).collect();
+        not_found.iter().filter(|seq| deleted.contains(seq)).count() as u64
+    });
+    (not_found.len() as u64, soft_deleted)
+}
+
+/// Settles what a stopped repair left (its pending object) and checks that every object the
+/// repairs' checkpoint records was listed or just settled: the repairs' next number, and what
+/// settling did.
+fn settle_repairs<P: Platform, S: ObjectStore + ?Sized>(
+    client: &mut Client<'_, P>,
+    store: &S,
+    settings: &Settings,
+    org: &str,
+    since: i64,
+    own: &[Named],
+) -> Result<(u64, OrgSummary), Failure> {
+    let mut recovery = OrgSummary::default();
+    let mut delivery = Delivery::open_as(store, settings, org, Role::Repair, || {
+        Ok(Fresh { start_ms: since, now_ms: client.platform.now_ms(), random: client.platform.random() })
+    })?;
+    delivery.now_ms = client.platform.now_ms();
+    delivery.recover(&mut recovery)?;
+    let repair_lineage = delivery.checkpoint.lineage.as_deref();
+    let listed_repairs: HashSet<u64> = own.iter().filter(|o| o.of(true, repair_lineage)).map(|o| o.seq).collect();
+    // Settled just now: recorded, or its name taken by an empty claim.
+    let recovered: Vec<String> = recovery
+        .objects
+        .iter()
+        .filter_map(|o| o.strip_prefix("(recovered) ").or_else(|| o.strip_prefix("(claimed) ")))
+        .map(str::to_string)
+        .collect();
+    let recovered: HashSet<u64> = objects_of(settings, org, &recovered)
+        .into_iter()
+        .filter(|o| o.of(true, repair_lineage))
+        .map(|o| o.seq)
+        .collect();
+    let unseen =
+        (1..delivery.checkpoint.next_seq).filter(|s| !listed_repairs.contains(s) && !recovered.contains(s)).count();
+    if unseen > 0 {
+        return Err(not_found_failure(unseen as u64, "repair objects"));
+    }
+    Ok((delivery.checkpoint.next_seq, recovery))
+}
+
+/// The repairs' checkpoint opened again after the objects were read: a repair that recorded an
+/// object meanwhile changed the numbers; one that records from now on makes this one's first
+/// write fail.
+fn reopen_repair<'s, P: Platform, S: ObjectStore + ?Sized>(
+    client: &mut Client<'_, P>,
+    store: &'s S,
+    settings: &'s Settings,
+    org: &str,
+    since: i64,
+    next_seq: u64,
+) -> Result<Delivery<'s, S>, Failure> {
+    let mut delivery = Delivery::open_as(store, settings, org, Role::Repair, || {
+        Ok(Fresh { start_ms: since, now_ms: client.platform.now_ms(), random: client.platform.random() })
+    })?;
+    if delivery.checkpoint.next_seq != next_seq || delivery.checkpoint.pending.is_some() {
+        return Err(Failure::new(
+            ErrorKind::Conflict,
+            "another repair of this organization ran meanwhile; nothing was repaired: run verify --repair again",
+        ));
+    }
+    delivery.now_ms = client.platform.now_ms();
+    Ok(delivery)
+}
+
+/// Reads the API's entries of the window, page by page: each entry's key and time. With a
+/// repair, entries found neither in the delivered objects nor in foreign ones are delivered
+/// (what that wrote is the summary's).
+fn read_expected<P: Platform, S: ObjectStore + ?Sized>(
+    client: &mut Client<'_, P>,
+    settings: &Settings,
+    org: &str,
+    (since, until): (i64, i64),
+    (delivered, foreign): (&Delivered, &HashMap<&String, &Vec<String>>),
+    mut repair: Option<&mut Delivery<'_, S>>,
+) -> Result<(HashMap<String, Option<i64>>, OrgSummary), Failure> {
     let mut summary = OrgSummary::default();
     let mut expected: HashMap<String, Option<i64>> = HashMap::new();
     let mut slice = Slice::new(since, until);
@@ -421,7 +503,7 @@ fn verify_org<P: Platform, S: ObjectStore + ?Sized>(
         let what = format!("audit query for organization {org} (page {pages})");
         let fetched = client.call(Method::Post, path, body, &what, read_page)?;
         // The clock the repair's objects are named by: a lease runs from the naming.
-        if let Some(delivery) = repair.as_mut() {
+        if let Some(delivery) = repair.as_deref_mut() {
             delivery.now_ms = client.platform.now_ms();
         }
         // Entries that are not JSON objects are set aside by passes, never delivered: not expected.
@@ -435,7 +517,7 @@ fn verify_org<P: Platform, S: ObjectStore + ?Sized>(
             // lie past the days read here: it may be delivered, so a repair leaves it alone.
             let placed = meta.timestamp_ms.is_some();
             let somewhere = delivered.copies.contains_key(&meta.key) || foreign.contains_key(&&meta.key);
-            if let Some(delivery) = repair.as_mut().filter(|_| placed && !somewhere) {
+            if let Some(delivery) = repair.as_deref_mut().filter(|_| placed && !somewhere) {
                 let entry = Entry {
                     line: &line,
                     key: meta.key,
@@ -449,21 +531,17 @@ fn verify_org<P: Platform, S: ObjectStore + ?Sized>(
             .advance(settings.paging, fetched.count, fetched.cursor)
             .map_err(|why| Failure::new(ErrorKind::Api, format!("audit query for organization {org}: {why}")))?;
     }
-    let delivered = match repair.take() {
-        Some(mut delivery) => {
-            delivery.now_ms = client.platform.now_ms();
-            delivery.flush(&mut summary)?;
-            drop(delivery);
-            verdict.repaired = summary.entries_written;
-            // Verified again from the store, with the repair's new objects.
-            keys.extend(summary.objects_written());
-            read_objects(store, &keys, since, until)?
-        }
-        None => delivered,
-    };
-    let mut delivered = delivered;
-    // Copies in foreign objects count where they are this window's entries (others may be
-    // another organization's).
+    Ok((expected, summary))
+}
+
+/// The verdict's counts: the API's entries against the copies in the delivered objects and, for
+/// this window's entries, in foreign ones (others may be another organization's).
+fn tally(
+    verdict: &mut OrgVerdict,
+    mut delivered: Delivered,
+    foreign: &HashMap<&String, &Vec<String>>,
+    expected: &HashMap<String, Option<i64>>,
+) {
     let mut named = std::collections::BTreeSet::new();
     for (key, copies) in foreign.iter().filter(|(key, _)| expected.contains_key(key.as_str())) {
         *delivered.copies.entry((*key).clone()).or_default() += copies.len() as u64;
@@ -485,7 +563,6 @@ fn verify_org<P: Platform, S: ObjectStore + ?Sized>(
         .take(NAMED_MISSING)
         .map(|(t, k)| MissingEntry { key: k.clone(), timestamp: t.map(window::rfc3339_ms) })
         .collect();
-    Ok(verdict)
 }
 
 /// Why a repair refuses: objects gone from the store cannot be told from missing entries. The

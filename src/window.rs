@@ -111,9 +111,17 @@ pub fn repair_checkpoint_key(state_prefix: &str, org_id: &str) -> String {
     format!("{state_prefix}{org_id}/repair.json")
 }
 
+/// The last segment of every checkpoint's key.
+pub const CHECKPOINT_NAME: &str = "checkpoint.json";
+
 /// `{state_prefix}{org}/checkpoint.json`.
 pub fn checkpoint_key(state_prefix: &str, org_id: &str) -> String {
-    format!("{state_prefix}{org_id}/checkpoint.json")
+    format!("{state_prefix}{org_id}/{CHECKPOINT_NAME}")
+}
+
+/// Whether `key` is a checkpoint's, under whatever state prefix.
+pub fn is_checkpoint_key(key: &str) -> bool {
+    key.rsplit_once('/').is_some_and(|(_, last)| last == CHECKPOINT_NAME)
 }
 
 /// The status object's key for an organization ([`crate::status`]).
@@ -134,7 +142,7 @@ pub fn probe_key(state_prefix: &str, process: u32, now_ms: i64) -> String {
 
 /// The organization whose checkpoint `key` is ([`checkpoint_key`] read back).
 pub fn checkpoint_org<'k>(state_prefix: &str, key: &'k str) -> Option<&'k str> {
-    key.strip_prefix(state_prefix)?.strip_suffix("/checkpoint.json")
+    key.strip_prefix(state_prefix)?.strip_suffix(CHECKPOINT_NAME)?.strip_suffix('/')
 }
 
 #[cfg(test)]
@@ -146,6 +154,10 @@ mod tests {
         assert_eq!(checkpoint_org("state/", &checkpoint_key("state/", "org-1")), Some("org-1"));
         assert_eq!(checkpoint_org("state/", "state/org-1/status.json"), None);
         assert_eq!(checkpoint_org("other/", &checkpoint_key("state/", "org-1")), None);
+        assert_eq!(checkpoint_org("state/", "state/org-1checkpoint.json"), None, "a whole segment");
+        assert!(is_checkpoint_key(&checkpoint_key("a/b/", "org-1")));
+        assert!(!is_checkpoint_key("state/org-1/status.json"));
+        assert!(!is_checkpoint_key("state/org-1/old-checkpoint.json"));
     }
 
     #[test]

@@ -163,27 +163,7 @@ fn dispatch(command: Command, cache_dir: Option<PathBuf>) -> anyhow::Result<u8> 
         Command::Run(args) => {
             let mut collector = Collector::open(&args, cache_dir.as_deref(), rt.handle().clone())?;
             collector.progress = true;
-            let collector = std::sync::Arc::new(collector);
-            let running = collector.clone();
-            let report = rt.block_on(async move {
-                let mut pass = tokio::task::spawn_blocking(move || running.pass());
-                tokio::select! {
-                    report = &mut pass => report,
-                    signal = crate::stop::signalled() => {
-                        tracing::warn!(signal, grace_s = crate::stop::GRACE.as_secs(), "stopping: the pass in flight may finish within the grace");
-                        crate::stop::on_second_signal();
-                        match tokio::time::timeout(crate::stop::GRACE, &mut pass).await {
-                            Ok(report) => report,
-                            Err(_) => match crate::stop::record(collector, signal).await {
-                                Some(report) => crate::stop::exit_with(&report),
-                                // It finished meanwhile: its own report.
-                                None => pass.await,
-                            },
-                        }
-                    }
-                }
-            })?;
-            Ok(print_report(&report))
+            Ok(print_report(&crate::stop::pass_until_stopped(collector, &rt)?))
         }
         Command::Check(args) => {
             let collector = Collector::open(&args, cache_dir.as_deref(), rt.handle().clone())?;

@@ -142,7 +142,7 @@ impl wit_store::Host for RunState {
     ) -> Result<u64, wit_store::StoreError> {
         let result = self.store.write_if_generation(&key, &data, &content_type, generation);
         if let (Ok(_), Some(progress)) = (&result, &mut self.progress)
-            && key.ends_with("/checkpoint.json")
+            && mulesoft_audit::window::is_checkpoint_key(&key)
             && let Some(glance) = mulesoft_audit::checkpoint::Glance::read(&data)
         {
             progress.checkpoint(&glance);

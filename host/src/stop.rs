@@ -13,6 +13,35 @@ pub const GRACE: Duration = Duration::from_secs(7);
 /// The report's kind for a pass stopped by a signal.
 pub const KIND: &str = "stopped";
 
+/// `run`'s one pass, stopped cleanly on a signal: the pass's report, or the stop's where it did
+/// not finish within [`GRACE`] (then the process exits with it, see [`exit_with`]).
+pub fn pass_until_stopped(
+    collector: crate::pass::Collector,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<mulesoft_audit::report::Report> {
+    let collector = std::sync::Arc::new(collector);
+    let running = collector.clone();
+    let report = rt.block_on(async move {
+        let mut pass = tokio::task::spawn_blocking(move || running.pass());
+        tokio::select! {
+            report = &mut pass => report,
+            signal = signalled() => {
+                tracing::warn!(signal, grace_s = GRACE.as_secs(), "stopping: the pass in flight may finish within the grace");
+                on_second_signal();
+                match tokio::time::timeout(GRACE, &mut pass).await {
+                    Ok(report) => report,
+                    Err(_) => match record(collector, signal).await {
+                        Some(report) => exit_with(&report),
+                        // It finished meanwhile: its own report.
+                        None => pass.await,
+                    },
+                }
+            }
+        }
+    })?;
+    Ok(report)
+}
+
 /// Resolves with the signal's name on the first SIGTERM or SIGINT.
 pub async fn signalled() -> &'static str {
     #[cfg(unix)]
