@@ -56,6 +56,12 @@ pub trait Platform {
         requests: &[Request],
     ) -> Vec<Result<Response, TransportError>>;
     fn now_ms(&self) -> i64;
+    /// Milliseconds on a clock that never steps, from any origin: how much time passed, whatever
+    /// the wall clock did meanwhile (an NTP step, a VM resumed with its old time). The wall clock
+    /// by default, for platforms whose clock only moves forward (test doubles).
+    fn steady_ms(&self) -> u64 {
+        u64::try_from(self.now_ms()).unwrap_or(0)
+    }
     fn sleep_ms(&mut self, ms: u64);
     fn random(&mut self) -> u64;
     /// Something an operator should see that is not a failure (a retry, a permission that makes

@@ -206,6 +206,10 @@ impl Platform for WasiPlatform {
         t.seconds as i64 * 1000 + i64::from(t.nanoseconds / 1_000_000)
     }
 
+    fn steady_ms(&self) -> u64 {
+        monotonic_clock::now() / 1_000_000
+    }
+
     fn sleep_ms(&mut self, ms: u64) {
         wasi::clocks::monotonic_clock::subscribe_duration(ms.saturating_mul(1_000_000)).block();
     }

@@ -83,7 +83,17 @@ pub struct Gcs<P> {
     retention: Option<(i64, u64)>,
     /// The deadline of the create under way, if it was given one: no request that writes starts
     /// unless it must end before it.
-    deadline: Option<i64>,
+    deadline: Option<Deadline>,
+}
+
+/// A create's deadline, and both clocks as the create began: time is counted on the steady
+/// clock from there, so that a wall clock stepped back cannot stretch the lease (the claimant
+/// reads its own wall clock against the deadline) and one stepped forward only shortens it.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at_ms: i64,
+    wall_ms: i64,
+    steady_ms: u64,
 }
 
 impl<P: Platform> Gcs<P> {
@@ -132,10 +142,13 @@ impl<P: Platform> Gcs<P> {
         // that writes is sent unless it must end within the create's lease.
         if let Some(deadline) = self.deadline.filter(|_| matches!(request.method, Method::Post | Method::Put)) {
             let timeout = i64::try_from(self.target.timeout_ms).unwrap_or(i64::MAX);
-            if self.platform.now_ms().saturating_add(timeout) > deadline {
+            let elapsed =
+                i64::try_from(self.platform.steady_ms().saturating_sub(deadline.steady_ms)).unwrap_or(i64::MAX);
+            let now = self.platform.now_ms().max(deadline.wall_ms.saturating_add(elapsed));
+            if now.saturating_add(timeout) > deadline.at_ms {
                 return Err(Failure::Final(StoreError::Unavailable(format!(
                     "{what}: the lease on the object's name ends at {}, before another request could end; nothing more is sent, and a pass after then settles it",
-                    crate::window::rfc3339_ms(deadline)
+                    crate::window::rfc3339_ms(deadline.at_ms)
                 ))));
             }
         }
@@ -349,7 +362,11 @@ impl<P: Platform> Gcs<P> {
         deadline_ms: Option<i64>,
     ) -> Result<u64, StoreError> {
         let name = self.name(key)?;
-        self.deadline = deadline_ms;
+        self.deadline = deadline_ms.map(|at_ms| Deadline {
+            at_ms,
+            wall_ms: self.platform.now_ms(),
+            steady_ms: self.platform.steady_ms(),
+        });
         let created = self.upload(&name, data, content_type, 0, StoreError::AlreadyExists);
         self.deadline = None;
         created

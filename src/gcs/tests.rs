@@ -95,6 +95,10 @@ fn the_target_is_read_from_the_hosts_variables() {
 /// tokens that expire, and a queue of faults.
 struct FakeGoogle {
     now_ms: i64,
+    /// The steady clock: it moves as the wall clock does, but never by `step_ms`.
+    steady_ms: u64,
+    /// How far the wall clock steps at every sleep (an NTP correction), besides the time slept.
+    step_ms: i64,
     objects: BTreeMap<String, (Vec<u8>, u64)>,
     deleted: Vec<String>,
     next_generation: u64,
@@ -109,6 +113,8 @@ impl FakeGoogle {
     fn new() -> Self {
         Self {
             now_ms: 1_700_000_000_000,
+            steady_ms: 0,
+            step_ms: 0,
             objects: BTreeMap::new(),
             deleted: Vec::new(),
             next_generation: 1000,
@@ -218,8 +224,12 @@ impl Platform for FakeGoogle {
     fn now_ms(&self) -> i64 {
         self.now_ms
     }
+    fn steady_ms(&self) -> u64 {
+        self.steady_ms
+    }
     fn sleep_ms(&mut self, ms: u64) {
-        self.now_ms += ms as i64;
+        self.now_ms += ms as i64 + self.step_ms;
+        self.steady_ms += ms;
     }
     fn random(&mut self) -> u64 {
         7
@@ -302,6 +312,21 @@ fn a_create_sends_nothing_that_could_end_after_its_deadline() {
     assert!(matches!(&cut, Err(StoreError::Unavailable(m)) if m.contains("lease")), "{cut:?}");
     let attempts = uploads(&s) - before;
     assert_eq!(attempts, 1, "one attempt, then none that could end in time");
+    // A wall clock stepped back during the create does not stretch the lease: the time is
+    // counted on the steady clock from the create's start.
+    s.platform.step_ms = -10 * timeout;
+    let now = s.platform.now_ms;
+    let before = uploads(&s);
+    let cut = s.create("a/w", b"w", GZ, Some(now + timeout + 1));
+    assert!(matches!(&cut, Err(StoreError::Unavailable(m)) if m.contains("lease")), "{cut:?}");
+    assert_eq!(uploads(&s) - before, 1, "no attempt after the real deadline, whatever the wall clock says");
+    // Stepped forward, the wall clock only shortens it.
+    s.platform.step_ms = 10 * timeout;
+    let now = s.platform.now_ms;
+    let before = uploads(&s);
+    assert!(s.create("a/v", b"v", GZ, Some(now + timeout + 1)).is_err());
+    assert_eq!(uploads(&s) - before, 1);
+    s.platform.step_ms = 0;
     // Reads are not held to it: a create's deadline ends with the create.
     s.platform.faults.clear();
     s.platform.now_ms += 10 * timeout;

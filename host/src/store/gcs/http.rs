@@ -4,12 +4,14 @@
 
 use mulesoft_audit::platform::{Method, Platform, Request, Response, TransportError};
 use mulesoft_audit::settings::BaseUrl;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Clone)]
 pub struct Http {
     client: reqwest::Client,
     runtime: tokio::runtime::Handle,
+    /// The origin of [`Platform::steady_ms`].
+    origin: Instant,
 }
 
 impl Http {
@@ -19,7 +21,7 @@ impl Http {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_millis(timeout_ms))
             .build()?;
-        Ok(Self { client, runtime })
+        Ok(Self { client, runtime, origin: Instant::now() })
     }
 
     async fn send(&self, base: &BaseUrl, request: &Request) -> Result<Response, TransportError> {
@@ -68,6 +70,10 @@ impl Platform for Http {
 
     fn now_ms(&self) -> i64 {
         chrono::Utc::now().timestamp_millis()
+    }
+
+    fn steady_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn sleep_ms(&mut self, ms: u64) {
