@@ -68,9 +68,11 @@ enum Listed {
     SoftDeleted,
 }
 
-/// Cloud Storage as the collector's [`crate::platform::ObjectStore`], over `platform`'s HTTP: uploads with a
-/// generation precondition ([`upload`]: create-only, or a swap of one generation), reads of
-/// exactly one generation, and soft delete for what an absence proves.
+/// Cloud Storage's client, with the operations of the collector's
+/// [`crate::platform::ObjectStore`] (which the host's store and the edge store give through
+/// it), over `platform`'s HTTP: uploads with a generation precondition ([`upload`]: create-only,
+/// or a swap of one generation), reads of exactly one generation, and soft delete for what an
+/// absence proves.
 pub struct Gcs<P> {
     platform: P,
     target: Target,
@@ -308,6 +310,9 @@ impl<P: Platform> Gcs<P> {
                     .filter(|key| crate::platform::found_by(key, key_prefix, name))
                     .map(str::to_string),
             );
+            // Names come in order, a soft-deleted one once for each generation kept: the limit
+            // counts names.
+            keys.dedup();
             match page["nextPageToken"].as_str() {
                 Some(token) if !token.is_empty() => page_token = Some(token.to_string()),
                 _ => break,

@@ -106,7 +106,8 @@ impl ObjectStore for Split {
     fn presence(&self, key: &str, since_ms: Option<i64>) -> Result<Presence, StoreError> {
         self.route(key).presence(key, since_ms)
     }
-    /// The collector finds only log objects, in the logs' store; anything else as listed.
+    /// Under the log prefix from the logs' store (which may narrow it on its side); anything
+    /// else (checkpoints in another spelling) as listed.
     fn find(&self, prefix: &str, name: &str, limit: u32) -> Result<Found, StoreError> {
         if prefix.starts_with(&self.key_prefix) {
             self.logs.find(prefix, name, limit)
