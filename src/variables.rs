@@ -473,6 +473,22 @@ mod tests {
             }
             assert_eq!(row.ends_with("| **yes** |"), setting.shape == Shape::Secret, "{row}");
         }
+        // Variables the platform sets are named in a row too: the one they stand in for, or
+        // their own.
+        for setting in SETTINGS.iter().filter(|s| s.shape == Shape::Platform) {
+            let named = format!("`{}`", setting.name);
+            assert!(
+                readme.lines().any(|l| l.starts_with('|') && l.contains(&named)),
+                "README names no {named} in a table"
+            );
+        }
+        // The edge section lists every setting the edge refuses, by its whole name.
+        let start = readme.find("Settings of the binary that a").unwrap_or_else(|| panic!("the edge's refusals"));
+        let end = start + readme[start..].find("hold at the edge").unwrap_or_else(|| panic!("the list's end"));
+        for setting in SETTINGS.iter().filter(|s| s.edge_refusal.is_some()) {
+            let named = format!("`{}`", setting.name);
+            assert!(readme[start..end].contains(&named), "README's list of the edge's refusals lacks {named}");
+        }
     }
 
     #[test]

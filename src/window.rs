@@ -124,14 +124,17 @@ pub fn is_checkpoint_key(key: &str) -> bool {
     key.rsplit_once('/').is_some_and(|(_, last)| last == CHECKPOINT_NAME)
 }
 
+/// The last segment of every status object's key.
+pub const STATUS_NAME: &str = "status.json";
+
 /// The status object's key for an organization ([`crate::status`]).
 pub fn status_key(state_prefix: &str, org_id: &str) -> String {
-    format!("{state_prefix}{org_id}/status.json")
+    format!("{state_prefix}{org_id}/{STATUS_NAME}")
 }
 
 /// The organization whose status object `key` is ([`status_key`] read back).
 pub fn status_org<'k>(state_prefix: &str, key: &'k str) -> Option<&'k str> {
-    key.strip_prefix(state_prefix)?.strip_suffix("/status.json")
+    key.strip_prefix(state_prefix)?.strip_suffix(STATUS_NAME)?.strip_suffix('/')
 }
 
 /// The key of `check`'s write probe: under the state prefix, outside the log prefix, its own

@@ -50,6 +50,26 @@ fn missing_and_malformed_settings() {
 }
 
 #[test]
+fn cloud_storage_settings_that_cannot_work_are_refused_before_any_request() {
+    let sim = quick_sim();
+    // Loopback, so that only the setting under test is wrong; nothing listens there.
+    let local = ("MULESOFT_AUDIT_GCS_ENDPOINT", "http://127.0.0.1:9");
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        // The engine's one URL rule: a token would travel unencrypted.
+        (&[("MULESOFT_AUDIT_GCS_ENDPOINT", "http://storage.example")], "unencrypted"),
+        (&[local, ("MULESOFT_AUDIT_GCS_CHUNK_KIB", "100")], "multiple of 256"),
+        (&[local, ("MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE", "lots")], "not a number of bytes"),
+        (&[local, ("MULESOFT_AUDIT_GCS_TIMEOUT_SECS", "0")], "above 0"),
+    ];
+    for (vars, needle) in cases {
+        let mut cmd = command(&sim, "gs://audit-bucket/logs");
+        cmd.envs(vars.iter().copied());
+        assert_config_error(&run(cmd), needle);
+    }
+    assert_eq!(sim.stats().requests, 0, "refused before any request");
+}
+
+#[test]
 fn a_wrong_secret_is_one_clear_line_and_never_printed() {
     let sim = quick_sim();
     let dir = tempfile::tempdir().unwrap();

@@ -247,12 +247,14 @@ fn wrong_settings_and_secrets_fail_the_trigger_with_one_line_and_write_nothing()
     let google = Google::start(BUCKET, Plan::default());
     // Each a failure a person must fix (exit code 2, never retried into success).
     type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
-    let cases: [Case; 5] = [
+    let cases: [Case; 6] = [
         (&[("CLIENT_SECRET", "the-wrong-secret-value")], "unauthorized", "CLIENT_SECRET"),
         (&[("MULESOFT_AUDIT_DEST", "/data")], "denied", "Cloud Storage only"),
         (&[("MULESOFT_AUDIT_LAG", "soon")], "config", "MULESOFT_AUDIT_LAG"),
         // Plain http to another machine: the secret would travel unencrypted.
         (&[("MULE_BASE_URL", "http://anypoint.example")], "config", "unencrypted"),
+        // The same rule for the storage endpoint: its token would travel unencrypted.
+        (&[("MULESOFT_AUDIT_GCS_ENDPOINT", "http://storage.example")], "denied", "unencrypted"),
         // The host's push-token check is not there: refused, not ignored.
         (&[("MULESOFT_AUDIT_OIDC_AUDIENCE", "https://edge.example/")], "config", "not available at the edge"),
     ];

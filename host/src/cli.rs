@@ -100,19 +100,6 @@ struct DemoArgs {
     entries: usize,
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env(mulesoft_audit::settings::names::LOG)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(variables::default_of(names::LOG).unwrap_or("info")));
-    // Colours only for a person at a terminal, never into a log file or collector.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.with_target(false).init(),
-        // Cloud Logging reads `severity` and `message` from JSON lines.
-        LogFormat::Json => builder.event_format(crate::logging::CloudLogging).init(),
-    }
-}
-
 /// Every variable the command line reads (clap's `env` of each argument), for naming one whose
 /// value is not UTF-8.
 pub fn reads_variable(name: &str) -> bool {
@@ -135,7 +122,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    init_logging(cli.log_format);
+    crate::logging::init(matches!(cli.log_format, LogFormat::Json));
     let cache_dir = cli.cache_dir.clone().or_else(default_cache_dir);
     match dispatch(cli.command, cache_dir) {
         Ok(code) => ExitCode::from(code),

@@ -8,6 +8,19 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+/// Logs on stderr from now on, filtered by `MULESOFT_AUDIT_LOG`: with `json`, one Cloud Logging
+/// object per line (it reads `severity` and `message` from them), else text.
+pub fn init(json: bool) {
+    use mulesoft_audit::settings::names::LOG;
+    let filter = tracing_subscriber::EnvFilter::try_from_env(LOG).unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(mulesoft_audit::variables::default_of(LOG).unwrap_or("info"))
+    });
+    // Colours only for a person at a terminal, never into a log file or collector.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if json { builder.event_format(CloudLogging).init() } else { builder.with_target(false).init() }
+}
+
 /// Formats events as Cloud Logging structured JSON.
 pub struct CloudLogging;
 

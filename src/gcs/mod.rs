@@ -18,7 +18,7 @@ pub mod wire;
 
 pub use target::{
     CHUNK, DEFAULT_ENDPOINT, METADATA_DEFAULT_HOST, RESUMABLE_THRESHOLD, Target, TokenSource, endpoint, metadata_host,
-    names, request_timeout_ms,
+    request_timeout_ms, resumable,
 };
 pub use tokens::TokenProvider;
 pub use wire::{

@@ -3,18 +3,11 @@
 //! settings ([`Target::new`]).
 
 use super::wire::check_bucket;
-use crate::settings::BaseUrl;
+use crate::settings::{BaseUrl, names};
 use crate::variables::Values;
 
 /// Cloud Storage's endpoint when none is configured.
 pub const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
-
-/// The variables the edge store reads: the names the host reads for the same things.
-pub mod names {
-    pub use crate::settings::names::{
-        BUCKET, DEST, GCS_ENDPOINT as ENDPOINT, METADATA_HOST, OAUTH_ACCESS_TOKEN as ACCESS_TOKEN,
-    };
-}
 
 /// Where the metadata server is when `GCE_METADATA_HOST` is unset.
 pub const METADATA_DEFAULT_HOST: &str = "metadata.google.internal";
@@ -24,7 +17,7 @@ pub const METADATA_DEFAULT_HOST: &str = "metadata.google.internal";
 /// every request carries a token. The host's store and the edge store take it by this one rule.
 pub fn endpoint(value: Option<&str>) -> Result<BaseUrl, String> {
     let url = value.map(str::trim).filter(|v| !v.is_empty()).unwrap_or(DEFAULT_ENDPOINT);
-    BaseUrl::for_credentials(url, names::ENDPOINT)
+    BaseUrl::for_credentials(url, names::GCS_ENDPOINT)
 }
 
 /// The metadata server's `host[:port]`: `GCE_METADATA_HOST` in the form Google's client libraries
@@ -99,9 +92,9 @@ impl Target {
         check_bucket(bucket).map_err(|e| format!("{}: {e}", values.label(names::DEST)))?;
         let prefix = prefix.trim_matches('/');
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-        let endpoint = endpoint(values.get(names::ENDPOINT))?;
+        let endpoint = endpoint(values.get(names::GCS_ENDPOINT))?;
         let attempts = values.required::<u32>(crate::settings::names::MAX_ATTEMPTS)?.max(1);
-        let configured_token = values.get(names::ACCESS_TOKEN).map(str::to_string);
+        let configured_token = values.get(names::OAUTH_ACCESS_TOKEN).map(str::to_string);
         let timeout_ms = request_timeout_ms(values.get(crate::settings::names::GCS_TIMEOUT_SECS))?;
         let tokens = if configured_token.is_some() {
             TokenSource::Configured
@@ -155,6 +148,33 @@ impl Target {
     pub fn describe(&self) -> String {
         format!("gs://{}/{}", self.bucket, self.prefix)
     }
+}
+
+/// The host's resumable uploads, from `MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE` (bytes) and
+/// `MULESOFT_AUDIT_GCS_CHUNK_KIB`: the threshold and the chunk in bytes, [`RESUMABLE_THRESHOLD`]
+/// and [`CHUNK`] when unset. A value that is not one is refused, naming the variable: the API
+/// takes chunks in multiples of 256 KiB only.
+pub fn resumable(above: Option<&str>, chunk_kib: Option<&str>) -> Result<(usize, usize), String> {
+    let given = |v: Option<&str>| v.map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+    let above = match given(above) {
+        None => RESUMABLE_THRESHOLD,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| format!("{} `{v}` is not a number of bytes", crate::settings::names::GCS_RESUMABLE_ABOVE))?,
+    };
+    let chunk = match given(chunk_kib) {
+        None => CHUNK,
+        Some(v) => match v.parse::<usize>() {
+            Ok(kib) if kib > 0 && kib % 256 == 0 && kib <= 1 << 20 => kib << 10,
+            _ => {
+                return Err(format!(
+                    "{} `{v}` is not a chunk Cloud Storage takes: give KiB in a multiple of 256 (256 to 1048576)",
+                    crate::settings::names::GCS_CHUNK_KIB
+                ));
+            }
+        },
+    };
+    Ok((above, chunk))
 }
 
 /// The ceiling of one request to Cloud Storage, in ms, from `MULESOFT_AUDIT_GCS_TIMEOUT_SECS`

@@ -3,6 +3,7 @@
 use super::tokens::METADATA_TOKEN_PATH;
 use super::*;
 use crate::platform::Response;
+use crate::settings::names;
 use crate::variables::Values;
 use base64::Engine as _;
 use std::collections::{BTreeMap, VecDeque};
@@ -67,12 +68,12 @@ fn the_target_is_read_from_the_hosts_variables() {
     assert_eq!((t.bucket.as_str(), t.prefix.as_str()), ("audit-logs", "mule/"));
     assert_eq!(t.endpoint, BaseUrl::parse(DEFAULT_ENDPOINT).unwrap());
     assert_eq!(t.tokens, TokenSource::MetadataServer(BaseUrl::parse("http://metadata.google.internal").unwrap()));
-    let t = Target::from_env(&values(&[(names::BUCKET, "b"), (names::ACCESS_TOKEN, "ya29.x")])).unwrap();
+    let t = Target::from_env(&values(&[(names::BUCKET, "b"), (names::OAUTH_ACCESS_TOKEN, "ya29.x")])).unwrap();
     assert_eq!((t.bucket.as_str(), t.prefix.as_str(), &t.tokens), ("b", "", &TokenSource::Configured));
     assert_eq!(t.attempts, 6, "the collector's default");
     let t = Target::from_env(&values(&[
         (names::BUCKET, "b"),
-        (names::ENDPOINT, "http://127.0.0.1:4443"),
+        (names::GCS_ENDPOINT, "http://127.0.0.1:4443"),
         (names::METADATA_HOST, "127.0.0.1:9"),
         (crate::settings::names::MAX_ATTEMPTS, "2"),
     ]))
@@ -87,7 +88,7 @@ fn the_target_is_read_from_the_hosts_variables() {
     refused(&[], "no destination");
     refused(&[(names::DEST, "/data")], "Cloud Storage only");
     refused(&[(names::DEST, "gs://Bad_Bucket")], "not valid");
-    refused(&[(names::BUCKET, "b"), (names::ENDPOINT, "http://storage.example")], "unencrypted");
+    refused(&[(names::BUCKET, "b"), (names::GCS_ENDPOINT, "http://storage.example")], "unencrypted");
     refused(&[(names::BUCKET, "b"), (names::METADATA_HOST, "http://169.254.169.254")], "without a scheme");
 }
 
@@ -239,7 +240,7 @@ impl Platform for FakeGoogle {
 fn store() -> Gcs<FakeGoogle> {
     let target = Target::from_env(&values(&[
         (names::DEST, "gs://b/p"),
-        (names::ENDPOINT, "http://127.0.0.1:1"),
+        (names::GCS_ENDPOINT, "http://127.0.0.1:1"),
         (names::METADATA_HOST, "metadata.test"),
     ]))
     .unwrap();
@@ -350,7 +351,7 @@ fn an_expired_token_is_renewed_and_a_revoked_one_once_on_401() {
     let mut s = store();
     s.target.tokens = TokenSource::Configured;
     s.token = Some(Token { value: "ya29.stale".into(), renew_at_ms: i64::MAX });
-    assert!(matches!(s.read("a/x"), Err(StoreError::Denied(m)) if m.contains(names::ACCESS_TOKEN)));
+    assert!(matches!(s.read("a/x"), Err(StoreError::Denied(m)) if m.contains(names::OAUTH_ACCESS_TOKEN)));
 }
 
 #[test]
@@ -358,7 +359,7 @@ fn no_metadata_server_is_a_setting_to_fix_not_an_outage() {
     let mut s = store();
     s.target.tokens = TokenSource::MetadataServer(BaseUrl::parse("http://nowhere.test").unwrap());
     let refused = s.read("a/x");
-    assert!(matches!(&refused, Err(StoreError::Denied(m)) if m.contains(names::ACCESS_TOKEN)), "{refused:?}");
+    assert!(matches!(&refused, Err(StoreError::Denied(m)) if m.contains(names::OAUTH_ACCESS_TOKEN)), "{refused:?}");
     assert_eq!(s.platform.requests.len(), 1, "asked once, not retried");
 }
 
@@ -409,4 +410,16 @@ fn a_sessions_range_says_how_much_it_holds() {
     assert_eq!(persisted(Some("bytes=5-9")), None);
     assert_eq!(persisted(Some("rubbish")), None);
     assert_eq!(persisted(Some(&format!("bytes=0-{}", usize::MAX))), None);
+}
+
+#[test]
+fn resumable_uploads_take_only_chunks_cloud_storage_accepts() {
+    assert_eq!(resumable(None, Some(" ")), Ok((RESUMABLE_THRESHOLD, CHUNK)), "unset: the defaults");
+    assert_eq!(resumable(Some("1024"), Some("512")), Ok((1024, 512 << 10)));
+    for chunk in ["100", "0", "-256", "lots", "2097152"] {
+        let refused = resumable(None, Some(chunk)).unwrap_err();
+        assert!(refused.contains(names::GCS_CHUNK_KIB) && refused.contains("multiple of 256"), "{refused}");
+    }
+    let refused = resumable(Some("16M"), None).unwrap_err();
+    assert!(refused.contains(names::GCS_RESUMABLE_ABOVE), "{refused}");
 }

@@ -4,9 +4,10 @@
 //! renewal after a 401 is the store's rule ([`Gcs::send`]); how to renew is the source's.
 
 use super::Gcs;
-use super::target::{TokenSource, names};
+use super::target::TokenSource;
 use super::wire::{Class, classify};
 use crate::platform::{Method, Platform, Request, StoreError, TransportError, check_token, token_lifetime_ms};
+use crate::settings::names;
 use serde::Deserialize;
 
 /// The metadata server's token of the attached service account.
@@ -85,7 +86,7 @@ impl<P: Platform> Gcs<P> {
         let TokenSource::MetadataServer(server) = self.target.tokens.clone() else {
             return Err(StoreError::Denied(format!(
                 "Cloud Storage refused the token in {}: it has expired or may not use bucket `{}`; configure a fresh one",
-                names::ACCESS_TOKEN,
+                names::OAUTH_ACCESS_TOKEN,
                 self.target.bucket
             )));
         };
@@ -121,14 +122,14 @@ impl<P: Platform> Gcs<P> {
                         "the metadata server at {} gave no token (HTTP {}): attach a service account, or set {}",
                         server.url(""),
                         reply.status,
-                        names::ACCESS_TOKEN
+                        names::OAUTH_ACCESS_TOKEN
                     )));
                 }
                 Err(TransportError::Denied(e)) => {
                     return Err(StoreError::Denied(format!(
                         "the runtime may not reach the metadata server at {} ({e}): allow it, or set {}",
                         server.url(""),
-                        names::ACCESS_TOKEN
+                        names::OAUTH_ACCESS_TOKEN
                     )));
                 }
                 // A name that does not resolve: no metadata server here (not on Google Cloud), which
@@ -137,7 +138,7 @@ impl<P: Platform> Gcs<P> {
                     return Err(StoreError::Denied(format!(
                         "there is no metadata server at {} ({e}): off Google Cloud, set {}",
                         server.url(""),
-                        names::ACCESS_TOKEN
+                        names::OAUTH_ACCESS_TOKEN
                     )));
                 }
                 Err(TransportError::Network(e)) => problem = e,

@@ -149,7 +149,7 @@ impl Source {
     /// while; a host name that does not resolve means there is none.
     async fn metadata() -> Result<Self, StoreError> {
         let host = mulesoft_audit::gcs::metadata_host(
-            std::env::var(mulesoft_audit::gcs::names::METADATA_HOST).ok().as_deref(),
+            std::env::var(mulesoft_audit::settings::names::METADATA_HOST).ok().as_deref(),
         )
         .map_err(StoreError::Denied)?;
         let none = |why: String| {

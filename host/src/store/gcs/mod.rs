@@ -48,19 +48,18 @@ impl GcsStore {
         };
         let base = BaseUrl::parse(endpoint).map_err(anyhow::Error::msg)?;
         let mut target = Target::new(base, bucket, prefix, tokens, attempts).map_err(anyhow::Error::msg)?;
+        let variable = |name: &str| std::env::var(name).ok();
         // Per request, first byte to last: the edge store's rule, on the same setting.
         target.timeout_ms = mulesoft_audit::gcs::request_timeout_ms(
-            std::env::var(mulesoft_audit::settings::names::GCS_TIMEOUT_SECS).ok().as_deref(),
+            variable(mulesoft_audit::settings::names::GCS_TIMEOUT_SECS).as_deref(),
         )
         .map_err(anyhow::Error::msg)?;
-        if let Some(above) = env_number(mulesoft_audit::settings::names::GCS_RESUMABLE_ABOVE) {
-            target.resumable_above = Some(above);
-        }
-        // The API takes chunks in multiples of 256 KiB.
-        if let Some(kib) = env_number(mulesoft_audit::settings::names::GCS_CHUNK_KIB).filter(|k| *k > 0 && k % 256 == 0)
-        {
-            target.chunk = kib << 10;
-        }
+        let (above, chunk) = mulesoft_audit::gcs::resumable(
+            variable(mulesoft_audit::settings::names::GCS_RESUMABLE_ABOVE).as_deref(),
+            variable(mulesoft_audit::settings::names::GCS_CHUNK_KIB).as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        (target.resumable_above, target.chunk) = (Some(above), chunk);
         let location = target.describe();
         let lease_ms = mulesoft_audit::gcs::lease_ms(&target);
         let http = http::Http::new(target.timeout_ms, runtime.clone())?;
@@ -84,11 +83,6 @@ impl GcsStore {
         idle().push(gcs);
         outcome
     }
-}
-
-/// A tuning variable's number, for tests (`MULESOFT_AUDIT_GCS_RESUMABLE_ABOVE`, `…_CHUNK_KIB`).
-fn env_number(name: &str) -> Option<usize> {
-    std::env::var(name).ok().and_then(|s| s.trim().parse().ok())
 }
 
 impl ObjectStore for GcsStore {
