@@ -57,7 +57,7 @@ pub trait Platform {
     ) -> Vec<Result<Response, TransportError>>;
     fn now_ms(&self) -> i64;
     /// Milliseconds on a clock that never steps, from any origin: how much time passed, whatever
-    /// the wall clock did meanwhile (an NTP step, a VM resumed with its old time). The wall clock
+    /// the wall clock did meanwhile (an NTP step, a clock set by hand). The wall clock
     /// by default, for platforms whose clock only moves forward (test doubles).
     fn steady_ms(&self) -> u64 {
         u64::try_from(self.now_ms()).unwrap_or(0)

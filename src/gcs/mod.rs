@@ -303,16 +303,17 @@ impl<P: Platform> Gcs<P> {
             let page: serde_json::Value =
                 serde_json::from_slice(&reply.body).map_err(|e| StoreError::Other(format!("{what}: {e}")))?;
             let items = page["items"].as_array().map(Vec::as_slice).unwrap_or_default();
-            keys.extend(
-                items
-                    .iter()
-                    .filter_map(|item| item["name"].as_str()?.strip_prefix(root.as_str()))
-                    .filter(|key| crate::platform::found_by(key, key_prefix, name))
-                    .map(str::to_string),
-            );
+            let found = items
+                .iter()
+                .filter_map(|item| item["name"].as_str()?.strip_prefix(root.as_str()))
+                .filter(|key| crate::platform::found_by(key, key_prefix, name));
             // Names come in order, a soft-deleted one once for each generation kept: the limit
             // counts names.
-            keys.dedup();
+            for key in found {
+                if keys.last().is_none_or(|last: &String| last != key) {
+                    keys.push(key.to_string());
+                }
+            }
             match page["nextPageToken"].as_str() {
                 Some(token) if !token.is_empty() => page_token = Some(token.to_string()),
                 _ => break,

@@ -158,9 +158,12 @@ pub fn resumable(above: Option<&str>, chunk_kib: Option<&str>) -> Result<(usize,
     let given = |v: Option<&str>| v.map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
     let above = match given(above) {
         None => RESUMABLE_THRESHOLD,
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| format!("{} `{v}` is not a number of bytes", crate::settings::names::GCS_RESUMABLE_ABOVE))?,
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            format!(
+                "{} `{v}` is not a number of bytes: give whole bytes (0 sends every new object resumably)",
+                crate::settings::names::GCS_RESUMABLE_ABOVE
+            )
+        })?,
     };
     let chunk = match given(chunk_kib) {
         None => CHUNK,

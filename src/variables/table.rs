@@ -242,7 +242,7 @@ pub const SETTINGS: &[Setting] = &[
     )
     .read_by(Scope::Binary)
     .refused_at_edge(ONE_REQUEST),
-    variable(GCS_CHUNK_KIB, "Resumable upload chunk, KiB (a multiple of 256)", Some("8192"))
+    variable(GCS_CHUNK_KIB, "Resumable upload chunk, KiB (a multiple of 256, at most 1048576)", Some("8192"))
         .read_by(Scope::Binary)
         .refused_at_edge(ONE_REQUEST),
     variable(STORAGE_EMULATOR_HOST, "A Cloud Storage emulator, sent no credentials", None)
