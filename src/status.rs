@@ -304,23 +304,23 @@ mod tests {
         let settings = world.settings();
         let owned: Vec<&String> = settings.org_ids.iter().filter(|o| settings.owns(o)).collect();
         let (done, stopped) = (owned[0], owned[1]);
-        let mut store = MemoryStore::default();
+        let store = MemoryStore::default();
         record(&store, "state/", stopped, 500, None, Some(&summary(3)), None).unwrap();
         // The pass began at 1,000 and recorded one organization before the host stopped it.
         record(&store, "state/", done, 1_500, None, Some(&summary(5)), None).unwrap();
         let orgs = settings.org_ids.clone();
         record_stopped(&store, &settings, &orgs, 1_000, 2_000, "time-limit", "the pass ran past --max-run-time 1s");
-        let read = |store: &mut MemoryStore, org: &str| {
+        let read = |org: &str| {
             store.read(&status_key("state/", org)).unwrap().and_then(|stored| OrgStatus::decode(&stored.data))
         };
-        let done = read(&mut store, done).unwrap();
+        let done = read(done).unwrap();
         assert_eq!((done.last_success_ms, done.failed_in_a_row, done.last_failure), (Some(1_500), 0, None));
-        let stopped = read(&mut store, stopped).unwrap();
+        let stopped = read(stopped).unwrap();
         assert_eq!((stopped.last_success_ms, stopped.failed_in_a_row), (Some(500), 1));
         assert_eq!(stopped.last_failure.map(|f| (f.at_ms, f.kind)), Some((2_000, "time-limit".to_string())));
         assert_eq!(stopped.entries_written, 3, "its totals kept");
         let other = settings.org_ids.iter().find(|o| !settings.owns(o)).unwrap();
-        assert!(read(&mut store, other).is_none(), "another shard's organization is not this pass's");
+        assert!(read(other).is_none(), "another shard's organization is not this pass's");
     }
 
     fn summary(entries: u64) -> OrgSummary {

@@ -510,7 +510,7 @@ mod tests {
         let default = |name| default_of(name).unwrap_or_else(|| panic!("{name} has a default"));
         assert_eq!(
             default(GCS_TIMEOUT_SECS).parse::<u64>().unwrap() * 1000,
-            crate::gcs::request_timeout_ms(None).unwrap()
+            crate::gcs::request_timeout_ms(&Values::default()).unwrap()
         );
         assert_eq!(default(GCS_RESUMABLE_ABOVE).parse::<usize>().unwrap(), crate::gcs::RESUMABLE_THRESHOLD);
         assert_eq!(default(GCS_CHUNK_KIB).parse::<usize>().unwrap() * 1024, crate::gcs::CHUNK);

@@ -93,9 +93,9 @@ impl Target {
         let prefix = prefix.trim_matches('/');
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
         let endpoint = endpoint(values.get(names::GCS_ENDPOINT))?;
-        let attempts = values.required::<u32>(crate::settings::names::MAX_ATTEMPTS)?.max(1);
+        let attempts = values.required::<u32>(names::MAX_ATTEMPTS)?.max(1);
         let configured_token = values.get(names::OAUTH_ACCESS_TOKEN).map(str::to_string);
-        let timeout_ms = request_timeout_ms(values.get(crate::settings::names::GCS_TIMEOUT_SECS))?;
+        let timeout_ms = request_timeout_ms(values)?;
         let tokens = if configured_token.is_some() {
             TokenSource::Configured
         } else {
@@ -154,25 +154,24 @@ impl Target {
 /// `MULESOFT_AUDIT_GCS_CHUNK_KIB`: the threshold and the chunk in bytes, [`RESUMABLE_THRESHOLD`]
 /// and [`CHUNK`] when unset. A value that is not one is refused, naming the variable: the API
 /// takes chunks in multiples of 256 KiB only.
-pub fn resumable(above: Option<&str>, chunk_kib: Option<&str>) -> Result<(usize, usize), String> {
-    let given = |v: Option<&str>| v.map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
-    let above = match given(above) {
+pub fn resumable(values: &Values) -> Result<(usize, usize), String> {
+    let above = match values.get(names::GCS_RESUMABLE_ABOVE) {
         None => RESUMABLE_THRESHOLD,
         Some(v) => v.parse::<usize>().map_err(|_| {
             format!(
                 "{} `{v}` is not a number of bytes: give whole bytes (0 sends every new object resumably)",
-                crate::settings::names::GCS_RESUMABLE_ABOVE
+                values.label(names::GCS_RESUMABLE_ABOVE)
             )
         })?,
     };
-    let chunk = match given(chunk_kib) {
+    let chunk = match values.get(names::GCS_CHUNK_KIB) {
         None => CHUNK,
         Some(v) => match v.parse::<usize>() {
             Ok(kib) if kib > 0 && kib % 256 == 0 && kib <= 1 << 20 => kib << 10,
             _ => {
                 return Err(format!(
                     "{} `{v}` is not a chunk Cloud Storage takes: give KiB in a multiple of 256 (256 to 1048576)",
-                    crate::settings::names::GCS_CHUNK_KIB
+                    values.label(names::GCS_CHUNK_KIB)
                 ));
             }
         },
@@ -182,12 +181,12 @@ pub fn resumable(above: Option<&str>, chunk_kib: Option<&str>) -> Result<(usize,
 
 /// The ceiling of one request to Cloud Storage, in ms, from `MULESOFT_AUDIT_GCS_TIMEOUT_SECS`
 /// (300 s when unset: an upload of one 32 MiB object fits easily).
-pub fn request_timeout_ms(value: Option<&str>) -> Result<u64, String> {
-    match value.map(str::trim).filter(|v| !v.is_empty()) {
+pub fn request_timeout_ms(values: &Values) -> Result<u64, String> {
+    match values.get(names::GCS_TIMEOUT_SECS) {
         None => Ok(300_000),
         Some(v) => match v.parse::<u64>() {
             Ok(secs) if secs > 0 => Ok(secs.saturating_mul(1000)),
-            _ => Err(format!("{} `{v}` is not a number of seconds above 0", crate::settings::names::GCS_TIMEOUT_SECS)),
+            _ => Err(format!("{} `{v}` is not a number of seconds above 0", values.label(names::GCS_TIMEOUT_SECS))),
         },
     }
 }

@@ -414,12 +414,13 @@ fn a_sessions_range_says_how_much_it_holds() {
 
 #[test]
 fn resumable_uploads_take_only_chunks_cloud_storage_accepts() {
-    assert_eq!(resumable(None, Some(" ")), Ok((RESUMABLE_THRESHOLD, CHUNK)), "unset: the defaults");
-    assert_eq!(resumable(Some("1024"), Some("512")), Ok((1024, 512 << 10)));
+    assert_eq!(resumable(&values(&[(names::GCS_CHUNK_KIB, " ")])), Ok((RESUMABLE_THRESHOLD, CHUNK)), "unset");
+    let given = values(&[(names::GCS_RESUMABLE_ABOVE, "1024"), (names::GCS_CHUNK_KIB, "512")]);
+    assert_eq!(resumable(&given), Ok((1024, 512 << 10)));
     for chunk in ["100", "0", "-256", "lots", "2097152"] {
-        let refused = resumable(None, Some(chunk)).unwrap_err();
+        let refused = resumable(&values(&[(names::GCS_CHUNK_KIB, chunk)])).unwrap_err();
         assert!(refused.contains(names::GCS_CHUNK_KIB) && refused.contains("multiple of 256"), "{refused}");
     }
-    let refused = resumable(Some("16M"), None).unwrap_err();
+    let refused = resumable(&values(&[(names::GCS_RESUMABLE_ABOVE, "16M")])).unwrap_err();
     assert!(refused.contains(names::GCS_RESUMABLE_ABOVE), "{refused}");
 }

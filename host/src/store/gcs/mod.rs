@@ -13,7 +13,8 @@ use super::{Found, ObjectStore, Presence, Store, StoreError, Stored};
 use crate::settings::GcsEndpoint;
 use auth::{Adc, Source};
 use mulesoft_audit::gcs::{Gcs, Target, TokenSource};
-use mulesoft_audit::settings::BaseUrl;
+use mulesoft_audit::settings::{BaseUrl, names};
+use mulesoft_audit::variables::Values;
 use std::sync::Mutex;
 
 pub struct GcsStore {
@@ -48,17 +49,12 @@ impl GcsStore {
         };
         let base = BaseUrl::parse(endpoint).map_err(anyhow::Error::msg)?;
         let mut target = Target::new(base, bucket, prefix, tokens, attempts).map_err(anyhow::Error::msg)?;
-        let variable = |name: &str| std::env::var(name).ok();
-        // Per request, first byte to last: the edge store's rule, on the same setting.
-        target.timeout_ms = mulesoft_audit::gcs::request_timeout_ms(
-            variable(mulesoft_audit::settings::names::GCS_TIMEOUT_SECS).as_deref(),
-        )
-        .map_err(anyhow::Error::msg)?;
-        let (above, chunk) = mulesoft_audit::gcs::resumable(
-            variable(mulesoft_audit::settings::names::GCS_RESUMABLE_ABOVE).as_deref(),
-            variable(mulesoft_audit::settings::names::GCS_CHUNK_KIB).as_deref(),
-        )
-        .map_err(anyhow::Error::msg)?;
+        // The tuning through the engine's parser, as the edge store reads its settings; the
+        // timeout, per request first byte to last, by the edge store's rule.
+        let tuning = [names::GCS_TIMEOUT_SECS, names::GCS_RESUMABLE_ABOVE, names::GCS_CHUNK_KIB];
+        let values = Values::from_env(tuning.iter().filter_map(|n| Some((n.to_string(), std::env::var(n).ok()?))));
+        target.timeout_ms = mulesoft_audit::gcs::request_timeout_ms(&values).map_err(anyhow::Error::msg)?;
+        let (above, chunk) = mulesoft_audit::gcs::resumable(&values).map_err(anyhow::Error::msg)?;
         (target.resumable_above, target.chunk) = (Some(above), chunk);
         let location = target.describe();
         let lease_ms = mulesoft_audit::gcs::lease_ms(&target);
